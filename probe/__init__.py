@@ -1,0 +1,4 @@
+"""Capture and decode: packet sources, link/tunnel/IP decoding, reassembly, SPAN de-duplication.
+
+Output is a stream of `Datagram` records; no library packet object leaves this package.
+"""

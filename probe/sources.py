@@ -1,0 +1,275 @@
+"""Packet sources: capture files (pcap, pcapng, gzip) and live interfaces, through libpcap.
+
+libpcap reads files and applies the BPF filter in C; only matching frames cross into Python,
+a batch at a time. Files libpcap cannot read (gzip, pcapng with interfaces of different link
+types) go through scapy's raw readers with the same filter run by libpcap's BPF interpreter.
+"""
+from __future__ import annotations
+
+import gzip
+import heapq
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from .records import Frame
+
+BATCH = 1024
+SNAPLEN = 262144
+DLT_EN10MB = 1
+# Link types as written in files (LINKTYPE_*) whose DLT_* number differs; libpcap compiles for DLT.
+LINKTYPE_TO_DLT = {101: 12, 100: 11}
+PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
+
+
+class SourceError(Exception):
+    """A capture file or interface cannot be opened; the message says which and why."""
+
+
+@dataclass
+class CaptureStats:
+    """Counters a source knows: frames delivered and, live, the kernel's own counts."""
+
+    frames: int = 0
+    files: list[str] = field(default_factory=list)
+    kernel_received: int | None = None
+    kernel_dropped: int | None = None
+    interface_dropped: int | None = None
+
+
+def expand_paths(paths: Iterable[str]) -> list[str]:
+    """Files as given, and the capture files inside any directory, sorted by name."""
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            names = sorted(n for n in os.listdir(p) if n.lower().endswith(CAPTURE_SUFFIXES))
+            out.extend(os.path.join(p, n) for n in names)
+        elif os.path.exists(p):
+            out.append(p)
+        else:
+            raise SourceError(f"{p}: no such file or directory")
+    if not out:
+        raise SourceError("no capture files found in " + ", ".join(paths))
+    return out
+
+
+def _magic(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
+def _pcapng_linktypes(path: str) -> set[int]:
+    """Link types of every interface block, found by walking block headers only."""
+    types: set[int] = set()
+    with open(path, "rb") as f:
+        endian = "<"
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return types
+            btype = struct.unpack(endian + "I", head[:4])[0]
+            if btype == 0x0A0D0D0A:  # section header: learn this section's byte order
+                bom = f.read(4)
+                endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+                blen = struct.unpack(endian + "I", head[4:])[0]
+                f.seek(blen - 12, os.SEEK_CUR)
+                continue
+            blen = struct.unpack(endian + "I", head[4:])[0]
+            if blen < 12:
+                return types
+            if btype == 1:
+                types.add(struct.unpack(endian + "H", f.read(2))[0])
+                f.seek(blen - 10, os.SEEK_CUR)
+            else:
+                f.seek(blen - 8, os.SEEK_CUR)
+
+
+def needs_fallback_reader(path: str) -> bool:
+    magic = _magic(path)
+    if magic[:2] == GZIP_MAGIC:
+        return True
+    if magic == PCAPNG_MAGIC:
+        return len(_pcapng_linktypes(path)) > 1
+    if magic not in PCAP_MAGICS:
+        raise SourceError(f"{path}: not a pcap, pcapng or gzip-compressed capture file")
+    return False
+
+
+class FilterSet:
+    """BPF programs compiled once per link type, for sources that filter in Python."""
+
+    def __init__(self, build):
+        self._build = build  # linktype -> filter text, or None for "keep everything"
+        self._programs: dict[int, object] = {}
+
+    def text_for(self, linktype: int) -> str | None:
+        return self._build(linktype)
+
+    def accepts(self, linktype: int, data: bytes) -> bool:
+        prog = self._programs.get(linktype)
+        if prog is None:
+            import pcapy
+
+            text = self._build(linktype)
+            if text is None:
+                prog = self._programs[linktype] = False
+            else:
+                dlt = LINKTYPE_TO_DLT.get(linktype, linktype)
+                prog = self._programs[linktype] = pcapy.compile(dlt, SNAPLEN, text, 1, 0xFFFFFFFF)
+        return prog is False or bool(prog.filter(data))
+
+
+def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator[Frame]:
+    import pcapy
+
+    try:
+        reader = pcapy.open_offline(path)
+    except pcapy.PcapError as exc:
+        raise SourceError(f"{path}: {exc}") from None
+    linktype = reader.datalink()
+    text = filters.text_for(linktype)
+    if text is not None:
+        try:
+            reader.setfilter(text)
+        except pcapy.PcapError as exc:
+            raise SourceError(f"{path}: BPF filter rejected for link type {linktype}: {exc}") from None
+    yield from _drain_batches(reader, linktype, stats, live=False)
+
+
+def _drain_batches(reader, linktype: int, stats: CaptureStats, live: bool,
+                   stop=lambda: False) -> Iterator[Frame]:
+    import pcapy
+
+    unpack = struct.Struct("=IIII").unpack_from
+    n = stats.frames
+    while not stop():
+        try:
+            data, meta = reader.next_batch(BATCH)
+        except pcapy.PcapError:
+            break  # a file cut mid-record ends like EOF; what was read stands
+        if not meta:
+            if live:
+                continue
+            break
+        for i in range(0, len(meta), 16):
+            sec, usec, off, caplen = unpack(meta, i)
+            n += 1
+            stats.frames = n
+            yield Frame(sec + usec * 1e-6, n, linktype, data[off:off + caplen], caplen)
+
+
+def _scapy_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator[Frame]:
+    """gzip and multi-link-type pcapng: slower, but the same filter and the same records."""
+    from scapy.utils import RawPcapNgReader, RawPcapReader
+
+    fh = gzip.open(path, "rb") if _magic(path)[:2] == GZIP_MAGIC else open(path, "rb")
+    with fh:
+        magic = fh.read(4)
+        fh.seek(0)
+        try:
+            reader = (RawPcapNgReader if magic == PCAPNG_MAGIC else RawPcapReader)(path, fh, magic)
+        except Exception as exc:  # scapy raises Scapy_Exception and plain ones alike
+            raise SourceError(f"{path}: {exc}") from None
+        ng = magic == PCAPNG_MAGIC
+        while True:
+            try:
+                rec = reader.read_packet()
+            except EOFError:
+                break
+            except Exception:
+                break  # truncated tail: keep what was read
+            if rec is None:
+                break
+            data, meta = rec
+            if ng:
+                linktype = meta.linktype
+                ts = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
+                wirelen = meta.wirelen
+            else:
+                linktype = reader.linktype
+                ts = meta.sec + meta.usec / (1e9 if reader.nano else 1e6)
+                wirelen = meta.wirelen
+            if not filters.accepts(linktype, data):
+                continue
+            stats.frames += 1
+            yield Frame(ts, stats.frames, linktype, data, wirelen)
+
+
+def _first_ts(path: str, filters: FilterSet) -> float:
+    for frame in open_file(path, filters, CaptureStats()):
+        return frame.ts
+    return float("inf")
+
+
+def open_file(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator[Frame]:
+    if needs_fallback_reader(path):
+        return _scapy_frames(path, filters, stats)
+    return _libpcap_frames(path, filters, stats)
+
+
+def read_files(paths: list[str], filters: FilterSet, stats: CaptureStats) -> Iterator[Frame]:
+    """Frames of all files in timestamp order, renumbered across files.
+
+    Files are ordered by their first matching frame and opened only while they overlap the
+    time already reached, so a directory of rotated captures holds one or two files open.
+    """
+    paths = expand_paths(paths)
+    stats.files = paths
+    for p in paths:
+        needs_fallback_reader(p)  # fail on a bad file before any output
+    if len(paths) == 1:
+        yield from open_file(paths[0], filters, stats)
+        return
+    starts = sorted((_first_ts(p, filters), i, p) for i, p in enumerate(paths))
+    pending = list(reversed(starts))
+    heap: list = []
+    scratch = CaptureStats()
+    counter = 0
+
+    def push(it):
+        nonlocal counter
+        for fr in it:
+            counter += 1
+            heapq.heappush(heap, (fr.ts, counter, fr, it))
+            return
+
+    while heap or pending:
+        while pending and (not heap or pending[-1][0] <= heap[0][0]):
+            push(open_file(pending.pop()[2], filters, scratch))
+        if not heap:
+            continue
+        _, _, fr, it = heapq.heappop(heap)
+        stats.frames += 1
+        yield fr._replace(frame=stats.frames)
+        push(it)
+
+
+def read_live(interface: str, filters: FilterSet, stats: CaptureStats, *, promisc: bool = True,
+              buffer_mb: int = 32, stop=lambda: False) -> Iterator[Frame]:
+    """Frames from an interface until `stop()` is true; kernel counters land in `stats`."""
+    import pcapy
+
+    try:
+        reader = pcapy.create(interface)
+        reader.set_snaplen(SNAPLEN)
+        reader.set_promisc(promisc)
+        reader.set_timeout(100)
+        reader.set_buffer_size(buffer_mb * 1024 * 1024)
+        reader.activate()
+    except pcapy.PcapError as exc:
+        raise SourceError(f"interface {interface}: {exc}") from None
+    linktype = reader.datalink()
+    text = filters.text_for(linktype)
+    if text is not None:
+        reader.setfilter(text)
+    stats.files = [f"live:{interface}"]
+    try:
+        yield from _drain_batches(reader, linktype, stats, live=True, stop=stop)
+    finally:
+        recv, drop, ifdrop = reader.stats()
+        stats.kernel_received, stats.kernel_dropped, stats.interface_dropped = recv, drop, ifdrop
+        reader.close()

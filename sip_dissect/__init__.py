@@ -1,0 +1,2 @@
+"""SIP: message parsing (RFC 3261 section 7), stream framing (section 18.3), and above them the
+transaction and dialog layers."""
