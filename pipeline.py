@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from probe import bpf
+from probe.bpf import SIP_PREFIXES
 from probe.counters import Counters
 from probe.decode import Decoder
-from probe.records import Datagram
-from probe.sources import CaptureStats, FilterSet, read_files, read_live
+from probe.records import Datagram, Frame
+from probe.sources import CaptureStats, FilterSet, read_batches, read_live
 from rtcp_mos.rtcp import PACKET_TYPES, looks_like_rtcp, walk
 from sip_dissect.framing import frame_sip_stream
-from sip_dissect.message import ParseError, parse
+from sip_dissect.message import match_start_line, parse_start_line
 
 RETRANSMIT_HORIZON = 32.0  # 64*T1 (RFC 3261 section 17.1.1.2): no retransmission comes later
+MAX_REMEMBERED = 1_000_000  # messages within the horizon; beyond, forget rather than grow
 
 
 @dataclass
@@ -41,24 +43,15 @@ class ProbeOptions:
         return FilterSet(build)
 
 
-class InternalError(Exception):
-    """Raised in strict mode when a stage fails on a frame instead of counting it."""
-
-
-def datagrams(frames, opts: ProbeOptions, counters: Counters) -> Iterator[Datagram]:
-    """Decoded datagrams of `frames`; a frame that breaks a decoder is counted and skipped."""
+def datagrams(batches, opts: ProbeOptions, counters: Counters) -> Iterator[Datagram]:
+    """Decoded datagrams of frame batches (RawBatch or lists of Frame) or of single Frames.
+    A frame that breaks the decoder is counted as `internal.decode_error` and skipped
+    (raised as DecodeBug with `opts.strict`)."""
     decoder = Decoder(counters, frame_sip_stream, tcp_ports=frozenset(opts.sip_ports),
-                      dedup_window=opts.dedup_window)
-    decode = decoder.decode
-    for frame in frames:
-        try:
-            out = decode(frame)
-        except Exception as exc:
-            if opts.strict:
-                raise InternalError(f"frame {frame.frame}: {exc!r}") from exc
-            counters["internal.decode_error"] += 1
-            continue
-        yield from out
+                      dedup_window=opts.dedup_window, strict=opts.strict)
+    decode_batch = decoder.decode_batch
+    for batch in batches:
+        yield from decode_batch([batch] if isinstance(batch, Frame) else batch)
     decoder.flush()
 
 
@@ -69,57 +62,70 @@ class StatsCollector:
         self.opts = opts
         self.counters = counters
         self.sip_ports = frozenset(opts.sip_ports)
-        self.requests: Counter = Counter()
-        self.responses: Counter = Counter()
+        self.requests: dict[bytes, int] = {}
+        self.responses: dict[bytes, int] = {}
         self.transport: Counter = Counter()
         self.rtcp_packets: Counter = Counter()
         self.rtcp_datagrams = 0
         self.encapsulations: Counter = Counter()
         self.retransmissions = 0
         self._recent: dict[tuple, float] = {}
+        self._sweep_at = 0.0
 
     def add(self, d: Datagram) -> None:
-        if d.vlan:
-            self.encapsulations["vlan" if len(d.vlan) == 1 else "qinq"] += 1
-        for t in d.tunnel:
-            self.encapsulations[t] += 1
+        if d.vlan or d.tunnel:
+            self._encapsulated(d)
+        payload = d.payload
         if d.transport == "tcp" or d.sport in self.sip_ports or d.dport in self.sip_ports \
-                or d.payload[:4] in bpf.SIP_PREFIXES:
-            self._sip(d)
-        elif looks_like_rtcp(d.payload):
+                or payload[:4] in SIP_PREFIXES:
+            m = match_start_line(payload)
+            if m is None:
+                self._not_sip(payload)
+                return
+            # counted by raw bytes; named in result(), off the per-message path
+            self.transport[d.transport] += 1
+            method = m[3]
+            if method is not None:
+                self.requests[method] = self.requests.get(method, 0) + 1
+            else:
+                code = m[1]
+                self.responses[code] = self.responses.get(code, 0) + 1
+            # A retransmission is the same message again (RFC 3261 section 17: the transaction
+            # layer resends it unchanged), so the bytes themselves are the key.
+            key = (d.src, d.sport, d.dst, d.dport, payload)
+            ts = d.ts
+            recent = self._recent
+            last = recent.get(key)
+            if last is not None and ts - last <= RETRANSMIT_HORIZON:
+                self.retransmissions += 1
+            recent[key] = ts
+            if ts >= self._sweep_at:
+                self._sweep(ts)
+        elif looks_like_rtcp(payload):
             self._rtcp(d)
         else:
             self.counters["classify.not_sip_or_rtcp"] += 1
 
-    def _sip(self, d: Datagram) -> None:
-        c = self.counters
-        if not d.payload.strip(b" \t\r\n\x00"):
-            c["sip.keepalive"] += 1  # NAT keep-alives: CRLF (RFC 5626), spaces, NULs
-            return
-        msg = parse(d.payload)
-        if isinstance(msg, ParseError):
-            c[msg.reason] += 1
-            return
-        for a in msg.anomalies:
-            c[a] += 1
-        self.transport[d.transport] += 1
-        if msg.method is not None:
-            self.requests[msg.method] += 1
-            kind = msg.method
-        else:
-            self.responses[f"{msg.status:03d}"] += 1
-            kind = msg.status
-        key = (d.src, d.sport, d.dst, d.dport, msg.call_id, msg.header("cseq"), msg.branch, kind)
-        self._note_retransmission(key, d.ts)
+    def _encapsulated(self, d: Datagram) -> None:
+        if d.vlan:
+            self.encapsulations["vlan" if len(d.vlan) == 1 else "qinq"] += 1
+        for t in d.tunnel:
+            self.encapsulations[t] += 1
 
-    def _note_retransmission(self, key: tuple, ts: float) -> None:
-        recent = self._recent
-        if len(recent) > 50000:  # keep memory flat: forget what is past the horizon
-            self._recent = recent = {k: t for k, t in recent.items() if ts - t <= RETRANSMIT_HORIZON}
-        last = recent.get(key)
-        if last is not None and ts - last <= RETRANSMIT_HORIZON:
-            self.retransmissions += 1
-        recent[key] = ts
+    def _not_sip(self, payload: bytes) -> None:
+        if not payload.strip(b" \t\r\n\x00"):
+            self.counters["sip.keepalive"] += 1  # NAT keep-alives: CRLF (RFC 5626), spaces, NULs
+        else:
+            self.counters[parse_start_line(payload).reason] += 1
+
+    def _sweep(self, ts: float) -> None:
+        """Forget messages past the retransmission horizon, so memory stays flat."""
+        horizon = ts - RETRANSMIT_HORIZON
+        self._recent = {k: t for k, t in self._recent.items() if t >= horizon}
+        if len(self._recent) > MAX_REMEMBERED:
+            self.counters["stats.retransmission_memory_full"] += 1
+            self._recent.clear()
+        self._sweep_at = ts + RETRANSMIT_HORIZON / 4
 
     def _rtcp(self, d: Datagram) -> None:
         compound = walk(d.payload)
@@ -137,8 +143,9 @@ class StatsCollector:
                       ("custom" if self.opts.bpf_filter else "default"),
             "sip": {
                 "messages": sum(self.requests.values()) + sum(self.responses.values()),
-                "requests": dict(self.requests.most_common()),
-                "responses": dict(sorted(self.responses.items())),
+                "requests": {m.decode("ascii"): n for m, n in
+                             sorted(self.requests.items(), key=lambda kv: (-kv[1], kv[0]))},
+                "responses": {c.decode("ascii"): n for c, n in sorted(self.responses.items())},
                 "retransmissions": self.retransmissions,
                 "transport": dict(sorted(self.transport.items())),
             },
@@ -159,7 +166,7 @@ def stats_files(paths: list[str], opts: ProbeOptions | None = None) -> dict:
     opts = opts or ProbeOptions()
     counters, capture = Counters(), CaptureStats()
     collector = StatsCollector(opts, counters)
-    for d in datagrams(read_files(paths, opts.filters(), capture), opts, counters):
+    for d in datagrams(read_batches(paths, opts.filters(), capture), opts, counters):
         collector.add(d)
     return collector.result(capture)
 

@@ -22,6 +22,12 @@ SIP_PREFIXES = (
 # routing, fragment, destination options. The filter reads fixed offsets, so keep them.
 IP6_EXTENSION_HEADERS = (0, 43, 44, 60)
 TUNNEL_PROTOCOLS = (4, 41, 47)  # IPv4-in-IP, IPv6-in-IP, GRE (ERSPAN rides on GRE)
+# PPPoE session frames carrying IPv4/IPv6 (PPP 0x0021/0x0057), untagged or behind one tag, kept
+# whole like tunnels. The decoder reads PPPoE but `ip`/`udp` never match it; libpcap's `pppoes`
+# cannot serve: it shifts every later offset and refuses `vlan` after it, so plain offsets here.
+PPPOE_SESSION = ("(ether[12:2] = 0x8864 and (ether[20:2] = 0x21 or ether[20:2] = 0x57))"
+                 " or ((ether[12:2] = 0x8100 or ether[12:2] = 0x88a8) and ether[16:2] = 0x8864"
+                 " and (ether[24:2] = 0x21 or ether[24:2] = 0x57))")
 
 
 def _payload_tests(at: str, udp_payload: int) -> str:
@@ -61,4 +67,4 @@ def default_filter(sip_ports: tuple[int, ...] = DEFAULT_SIP_PORTS, vlan: bool = 
     inner = ip_filter(sip_ports)
     if not vlan:
         return inner
-    return f"{inner} or (vlan and ({inner} or (vlan and {inner})))"
+    return f"{PPPOE_SESSION} or {inner} or (vlan and ({inner} or (vlan and {inner})))"

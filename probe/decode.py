@@ -7,6 +7,7 @@ reason; nothing raises to the caller.
 """
 from __future__ import annotations
 
+import struct
 from socket import AF_INET, AF_INET6, inet_ntop
 from typing import Callable
 
@@ -14,7 +15,7 @@ from .bpf import SIP_PREFIXES
 from .counters import Counters
 from .dedup import SpanDedup, ipv4_key, ipv6_key
 from .defrag import Defragmenter
-from .records import Datagram, Frame
+from .records import META, Datagram, Frame, RawBatch
 from .tcp import TcpReassembler
 
 ETH_IPV4, ETH_IPV6, ETH_PPPOE = 0x0800, 0x86DD, 0x8864
@@ -22,6 +23,11 @@ VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
 GRE_TEB, GRE_ERSPAN2, GRE_ERSPAN3, GRE_PPP = 0x6558, 0x88BE, 0x22EB, 0x880B
 PPP_IPV4, PPP_IPV6 = 0x0021, 0x0057
 VXLAN_PORT, GTPU_PORT = 4789, 2152
+TUNNEL_PORTS = (VXLAN_PORT, GTPU_PORT)
+# ethertype, version/IHL, total length, IP ID, flags/fragment offset, protocol, addresses,
+# UDP ports, UDP length
+_new = tuple.__new__  # builds a Datagram without NamedTuple's Python-level __new__
+_ETH_IP4_UDP = struct.Struct("!HBxHHHxBxx4s4sHHH").unpack_from
 MAX_DEPTH = 4  # tunnels inside tunnels; deeper is treated as malformed
 
 # Link types (LINKTYPE_* and the DLT_* libpcap reports for files)
@@ -30,10 +36,14 @@ LT_LOOP, LT_SLL, LT_SLL2, LT_IPV4, LT_IPV6 = 108, 113, 276, 228, 229
 BSD_AF_INET6 = (10, 24, 28, 30)
 
 
+class DecodeBug(Exception):
+    """Strict mode only: an unexpected error while decoding a frame (a bug, not bad input)."""
+
+
 class _Ctx:
     """Where the current packet came from; carried down through tunnels."""
 
-    __slots__ = ("frame", "ts", "vlan", "tunnel", "depth")
+    __slots__ = ("frame", "ts", "vlan", "tunnel", "depth", "ipid")
 
     def __init__(self, frame: Frame):
         self.frame = frame.frame
@@ -41,24 +51,80 @@ class _Ctx:
         self.vlan: tuple = ()
         self.tunnel: tuple = ()
         self.depth = 0
+        self.ipid = None  # IPv4 identification of the innermost packet: part of the dup key
 
 
 class Decoder:
     """Turns frames into datagrams; owns the fragment, TCP and de-duplication state."""
 
     def __init__(self, counters: Counters, tcp_framer: Callable, *, tcp_ports: frozenset,
-                 dedup_window: float = 0.010, frag_timeout: float = 30.0):
+                 dedup_window: float = 0.010, frag_timeout: float = 30.0, strict: bool = False):
         self.c = counters
+        self.strict = strict
+        self._names: dict[bytes, str] = {}
         self.tcp_ports = tcp_ports
         self.dedup = SpanDedup(dedup_window)
         self.defrag = Defragmenter(counters, timeout=frag_timeout)
         self.tcp = TcpReassembler(tcp_framer, counters)
         self._out: list[Datagram] = []
 
+    def decode_batch(self, batch) -> list[Datagram]:
+        """All datagrams of a batch. For a RawBatch the common case (Ethernet, IPv4 without
+        options, unfragmented UDP) is decoded inline, without building Frame records."""
+        if not isinstance(batch, RawBatch):
+            out: list[Datagram] = []
+            for frame in batch:
+                out += self._guarded(frame)
+            return out
+        out = []
+        data, lt, number = batch.data, batch.linktype, batch.first
+        fast = lt == LT_EN10MB
+        is_duplicate, c, addr = self.dedup.is_duplicate, self.c, self._addr4
+        for sec, usec, off, caplen in META.iter_unpack(batch.meta):
+            ts = sec + usec * 1e-6
+            frame_data = data[off:off + caplen]
+            if fast and caplen >= 42:
+                (etype, vihl, total, ident, fragword, proto, src, dst, sport, dport,
+                 ulen) = _ETH_IP4_UDP(frame_data, 12)
+                if etype == ETH_IPV4 and vihl == 0x45 and proto == 17 and not fragword & 0x3FFF \
+                        and 28 <= total <= caplen - 14 and 8 <= ulen <= total - 20 \
+                        and sport not in TUNNEL_PORTS and dport not in TUNNEL_PORTS:
+                    s, t = addr(src), addr(dst)
+                    payload = frame_data[42:34 + ulen]
+                    if is_duplicate((s, t, ident, sport, dport, payload), ts):
+                        c["dedup.duplicates"] += 1
+                    else:
+                        out.append(_new(Datagram, (ts, number, s, t, sport, dport, "udp",
+                                                   payload, (), ())))
+                    number += 1
+                    continue
+            out += self._guarded(Frame(ts, number, lt, frame_data, caplen))
+            number += 1
+        return out
+
+    def _addr4(self, raw: bytes) -> str:
+        """Text form of an IPv4 address, cached: a mirror sees few distinct hosts."""
+        text = self._names.get(raw)
+        if text is None:
+            if len(self._names) > 65536:
+                self._names.clear()
+            text = self._names[raw] = inet_ntop(AF_INET, raw)
+        return text
+
+    def _guarded(self, frame: Frame) -> list[Datagram]:
+        """decode(), with a bug on one frame counted (or raised, strict) instead of fatal."""
+        try:
+            return self.decode(frame)
+        except Exception as exc:
+            if self.strict:
+                raise DecodeBug(f"frame {frame.frame}: {exc!r}") from exc
+            self.c["internal.decode_error"] += 1
+            return []
+
     def decode(self, frame: Frame) -> list[Datagram]:
+        data = frame.data
         self._out = out = []
         ctx = _Ctx(frame)
-        data = frame.data
         if frame.wirelen > len(data):
             self.c["decode.snaplen_cut"] += 1  # still decoded; layers below see the shortfall
         lt = frame.linktype
@@ -175,8 +241,9 @@ class Decoder:
         packet = data[:total]  # Ethernet pads short frames; the IP length is the truth
         proto = data[9]
         fragword = int.from_bytes(data[6:8], "big")
-        if proto in (6, 17) and self.dedup.is_duplicate(ipv4_key(packet), ctx.ts):
-            c["dedup.duplicates"] += 1
+        ctx.ipid = (data[4] << 8) | data[5]
+        if fragword & 0x3FFF and self.dedup.is_duplicate(ipv4_key(packet), ctx.ts):
+            c["dedup.duplicates"] += 1  # a fragment again; whole datagrams are keyed in _udp/_tcp
             return
         payload = packet[ihl:]
         src, dst = data[12:16], data[16:20]
@@ -186,7 +253,7 @@ class Decoder:
                                       payload, ctx.ts)
             if payload is None:
                 return
-        self._transport(proto, inet_ntop(AF_INET, src), inet_ntop(AF_INET, dst), payload, ctx)
+        self._transport(proto, self._addr4(src), self._addr4(dst), payload, ctx)
 
     def _ipv6(self, data: bytes, ctx: _Ctx) -> None:
         c = self.c
@@ -202,6 +269,7 @@ class Decoder:
             end = len(data)
         packet = data[:end]
         nh, off = data[6], 40
+        ctx.ipid = None
         frag = None
         while nh in (0, 43, 44, 51, 60):
             if off + 8 > end:
@@ -218,7 +286,7 @@ class Decoder:
         if off > end:
             c["decode.ipv6_truncated"] += 1
             return
-        if (nh in (6, 17) or frag) and self.dedup.is_duplicate(ipv6_key(packet), ctx.ts):
+        if frag and self.dedup.is_duplicate(ipv6_key(packet), ctx.ts):
             c["dedup.duplicates"] += 1
             return
         src, dst = packet[8:24], packet[24:40]
@@ -309,12 +377,13 @@ class Decoder:
         off = 8
         if data[0] & 0x07:  # sequence, N-PDU or extension flag: 4 more bytes
             off = 12
-            ext = data[11] if len(data) >= 12 else 0
+            # next-extension type counts only with the E flag (TS 29.281 section 5.1)
+            ext = data[11] if data[0] & 0x04 and len(data) >= 12 else 0
             while ext and off < len(data):
                 words = data[off]
-                if not words:
-                    return False
                 off += words * 4
+                if not words or off > len(data):  # a cut extension raised IndexError here
+                    return False
                 ext = data[off - 1]
         ctx.depth += 1
         ctx.tunnel += ("gtpu",)
@@ -343,6 +412,9 @@ class Decoder:
                 return
             if GTPU_PORT in (sport, dport) and self._gtpu(payload, ctx):
                 return
+        if self.dedup.is_duplicate((src, dst, ctx.ipid, sport, dport, payload), ctx.ts):
+            c["dedup.duplicates"] += 1
+            return
         self._out.append(Datagram(ctx.ts, ctx.frame, src, dst, sport, dport, "udp", payload,
                                   ctx.vlan, ctx.tunnel))
 
@@ -359,6 +431,9 @@ class Decoder:
             return
         key = (src, sport, dst, dport)
         payload = seg[hlen:]
+        if self.dedup.is_duplicate((src, dst, ctx.ipid, seg), ctx.ts):
+            c["dedup.duplicates"] += 1  # the whole segment (ports, sequence, flags) seen again
+            return
         if sport not in self.tcp_ports and dport not in self.tcp_ports \
                 and payload[:4] not in SIP_PREFIXES and not self.tcp.tracks(key):
             c["decode.tcp_not_sip"] += 1  # other ports: a stream counts once it opens like SIP

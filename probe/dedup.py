@@ -1,13 +1,13 @@
 """Suppression of the duplicate copies a SPAN port makes of one IP packet.
 
 A mirror that copies both ingress and egress, or two mirrored hops, shows the same IP packet
-again within microseconds to milliseconds. The key is the IP packet itself with the fields a
-router rewrites (TTL or hop limit, header checksum) masked, so those copies collapse while a
-SIP retransmission (at least T1 = 500 ms later) stays distinct.
+again within microseconds to milliseconds, possibly with another VLAN tag, TTL or checksum.
+The key is what the transport carries: addresses, IPv4 ID, ports and the UDP payload, or the
+whole TCP segment (two sends of the same bytes differ in their IPv4 ID); IP fragments are keyed on the fragment with TTL/hop limit and checksum masked.
+A SIP retransmission (at least T1 = 500 ms later) stays distinct.
 """
 from __future__ import annotations
 
-from collections import deque
 
 
 class SpanDedup:
@@ -15,24 +15,24 @@ class SpanDedup:
 
     def __init__(self, window: float = 0.010):
         self.window = window
-        self._seen: dict[bytes, float] = {}
-        self._order: deque[tuple[float, bytes]] = deque()
+        self._seen: dict = {}
+        self._sweep_at = 0.0
 
-    def is_duplicate(self, key: bytes, ts: float) -> bool:
+    def is_duplicate(self, key, ts: float) -> bool:
         if self.window <= 0:
             return False
-        order, seen = self._order, self._seen
-        horizon = ts - self.window
-        while order and order[0][0] < horizon:
-            old_ts, old_key = order.popleft()
-            if seen.get(old_key) == old_ts:
-                del seen[old_key]
+        seen = self._seen
         last = seen.get(key)
-        if last is not None and ts - last <= self.window:
-            return True
         seen[key] = ts
-        order.append((ts, key))
-        return False
+        if ts >= self._sweep_at:
+            self._sweep(ts)
+        return last is not None and 0 <= ts - last <= self.window
+
+    def _sweep(self, ts: float) -> None:
+        # dropping old keys in bulk keeps memory flat at far less cost than per-packet expiry
+        horizon = ts - self.window
+        self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+        self._sweep_at = ts + max(self.window * 100, 0.5)
 
 
 def ipv4_key(packet: bytes) -> bytes:

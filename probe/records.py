@@ -27,3 +27,25 @@ class Datagram(NamedTuple):
     payload: bytes
     vlan: tuple = ()  # VLAN ids, outermost first
     tunnel: tuple = ()  # encapsulations crossed, outermost first ("gre", "vxlan", ...)
+
+
+class RawBatch(NamedTuple):
+    """Frames as libpcap hands them over: one buffer and 16-byte (sec, usec, offset, caplen)
+    records in native byte order. Kept raw so the decoder's hot loop builds no Frame objects."""
+
+    linktype: int
+    data: bytes
+    meta: bytes
+    first: int  # frame number of the first record
+
+
+def batch_frames(batch) -> list[Frame]:
+    """The frames of a batch, whichever form it has (RawBatch or a list of Frame)."""
+    if not isinstance(batch, RawBatch):
+        return batch
+    data, lt = batch.data, batch.linktype
+    return [Frame(sec + usec * 1e-6, batch.first + i, lt, data[off:off + caplen], caplen)
+            for i, (sec, usec, off, caplen) in enumerate(META.iter_unpack(batch.meta))]
+
+
+META = __import__("struct").Struct("=IIII")

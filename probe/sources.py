@@ -13,9 +13,10 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from .records import Frame
+from .records import Frame, RawBatch, batch_frames
 
 BATCH = 1024
+POLL = 0.1  # seconds between checks of the stop condition on an idle live interface
 SNAPLEN = 262144
 DLT_EN10MB = 1
 # Link types as written in files (LINKTYPE_*) whose DLT_* number differs; libpcap compiles for DLT.
@@ -123,7 +124,7 @@ class FilterSet:
         return prog is False or bool(prog.filter(data))
 
 
-def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator[Frame]:
+def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator:
     import pcapy
 
     try:
@@ -137,32 +138,71 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
             reader.setfilter(text)
         except pcapy.PcapError as exc:
             raise SourceError(f"{path}: BPF filter rejected for link type {linktype}: {exc}") from None
-    yield from _drain_batches(reader, linktype, stats, live=False)
+    yield from _drain_batches(reader, linktype, stats, live=False,
+                              reread=lambda skip: _reread_tail(path, text, linktype, skip))
+
+
+def _reread_tail(path: str, text: str | None, linktype: int, skip: int) -> Iterator[Frame]:
+    """Frames after the first `skip` matching ones, packet by packet, up to a cut record."""
+    import pcapy
+
+    reader = pcapy.open_offline(path)
+    if text is not None:
+        reader.setfilter(text)
+    seen = 0
+    while True:
+        try:
+            hdr, data = reader.next()
+        except pcapy.PcapError:
+            return
+        if hdr is None:
+            return
+        seen += 1
+        if seen > skip:
+            sec, usec = hdr.getts()
+            yield Frame(sec + usec * 1e-6, 0, linktype, data, hdr.getlen())
 
 
 def _drain_batches(reader, linktype: int, stats: CaptureStats, live: bool,
-                   stop=lambda: False) -> Iterator[Frame]:
+                   stop=lambda: False, reread=None) -> Iterator[Frame]:
     import pcapy
 
-    unpack = struct.Struct("=IIII").unpack_from
-    n = stats.frames
+    n = first = stats.frames
+    if live:
+        # next_batch blocks until traffic arrives; non-blocking reads behind select() let
+        # `stop` be checked at least every POLL seconds on an idle link
+        import select
+
+        reader.setnonblock(1)
+        fd = reader.getfd()
     while not stop():
+        if live:
+            select.select([fd], [], [], POLL)
         try:
             data, meta = reader.next_batch(BATCH)
         except pcapy.PcapError:
-            break  # a file cut mid-record ends like EOF; what was read stands
+            # a file cut mid-record ends like EOF; what was read stands. next_batch discards
+            # the whole batch that hit the cut (a small file: every frame), so reread it
+            if reread is not None:
+                tail = []
+                for fr in reread(n - first):
+                    n += 1
+                    tail.append(fr._replace(frame=n))
+                stats.frames = n
+                if tail:
+                    yield tail
+            break
         if not meta:
             if live:
                 continue
             break
-        for i in range(0, len(meta), 16):
-            sec, usec, off, caplen = unpack(meta, i)
-            n += 1
-            stats.frames = n
-            yield Frame(sec + usec * 1e-6, n, linktype, data[off:off + caplen], caplen)
+        # next_batch reports the captured length only; decode notices cut headers itself
+        yield RawBatch(linktype, data, meta, n + 1)
+        n += len(meta) // 16
+        stats.frames = n
 
 
-def _scapy_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator[Frame]:
+def _scapy_batches(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator[list[Frame]]:
     """gzip and multi-link-type pcapng: slower, but the same filter and the same records."""
     from scapy.utils import RawPcapNgReader, RawPcapReader
 
@@ -171,13 +211,16 @@ def _scapy_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Iterato
         magic = fh.read(4)
         fh.seek(0)
         try:
-            reader = (RawPcapNgReader if magic == PCAPNG_MAGIC else RawPcapReader)(path, fh, magic)
+            # scapy's reader metaclass takes one argument (a name or a file at offset 0) and
+            # reads the magic itself; (path, fh, magic) raised TypeError for every file
+            reader = (RawPcapNgReader if magic == PCAPNG_MAGIC else RawPcapReader)(fh)
         except Exception as exc:  # scapy raises Scapy_Exception and plain ones alike
             raise SourceError(f"{path}: {exc}") from None
         ng = magic == PCAPNG_MAGIC
+        batch: list[Frame] = []
         while True:
             try:
-                rec = reader.read_packet()
+                rec = next(reader, None)  # Raw*Reader.read_packet() only raises "use _read_packet()"
             except EOFError:
                 break
             except Exception:
@@ -190,29 +233,47 @@ def _scapy_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Iterato
                 ts = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
                 wirelen = meta.wirelen
             else:
+                if len(data) < min(meta.caplen, 0xFFFF):  # 0xFFFF: scapy's own read limit
+                    break  # scapy returns a record cut by the end of file short; libpcap drops it
                 linktype = reader.linktype
                 ts = meta.sec + meta.usec / (1e9 if reader.nano else 1e6)
                 wirelen = meta.wirelen
             if not filters.accepts(linktype, data):
                 continue
             stats.frames += 1
-            yield Frame(ts, stats.frames, linktype, data, wirelen)
+            batch.append(Frame(ts, stats.frames, linktype, data, wirelen))
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 def _first_ts(path: str, filters: FilterSet) -> float:
-    for frame in open_file(path, filters, CaptureStats()):
+    for frame in _frames_of(open_file(path, filters, CaptureStats())):
         return frame.ts
     return float("inf")
 
 
-def open_file(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator[Frame]:
+def _frames_of(batches) -> Iterator[Frame]:
+    for batch in batches:
+        yield from batch_frames(batch)
+
+
+def open_file(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator:
+    """Batches (RawBatch or list of Frame) of one file."""
     if needs_fallback_reader(path):
-        return _scapy_frames(path, filters, stats)
+        return _scapy_batches(path, filters, stats)
     return _libpcap_frames(path, filters, stats)
 
 
 def read_files(paths: list[str], filters: FilterSet, stats: CaptureStats) -> Iterator[Frame]:
-    """Frames of all files in timestamp order, renumbered across files.
+    """Frames of all files in timestamp order, renumbered across files (see read_batches)."""
+    return _frames_of(read_batches(paths, filters, stats))
+
+
+def read_batches(paths: list[str], filters: FilterSet, stats: CaptureStats) -> Iterator:
+    """Batches of frames of all files in timestamp order, renumbered across files.
 
     Files are ordered by their first matching frame and opened only while they overlap the
     time already reached, so a directory of rotated captures holds one or two files open.
@@ -224,6 +285,17 @@ def read_files(paths: list[str], filters: FilterSet, stats: CaptureStats) -> Ite
     if len(paths) == 1:
         yield from open_file(paths[0], filters, stats)
         return
+    merged: list[Frame] = []
+    for frame in _merge(paths, filters, stats):
+        merged.append(frame)
+        if len(merged) >= BATCH:
+            yield merged
+            merged = []
+    if merged:
+        yield merged
+
+
+def _merge(paths: list[str], filters: FilterSet, stats: CaptureStats) -> Iterator[Frame]:
     starts = sorted((_first_ts(p, filters), i, p) for i, p in enumerate(paths))
     pending = list(reversed(starts))
     heap: list = []
@@ -239,7 +311,7 @@ def read_files(paths: list[str], filters: FilterSet, stats: CaptureStats) -> Ite
 
     while heap or pending:
         while pending and (not heap or pending[-1][0] <= heap[0][0]):
-            push(open_file(pending.pop()[2], filters, scratch))
+            push(_frames_of(open_file(pending.pop()[2], filters, scratch)))
         if not heap:
             continue
         _, _, fr, it = heapq.heappop(heap)
@@ -249,8 +321,8 @@ def read_files(paths: list[str], filters: FilterSet, stats: CaptureStats) -> Ite
 
 
 def read_live(interface: str, filters: FilterSet, stats: CaptureStats, *, promisc: bool = True,
-              buffer_mb: int = 32, stop=lambda: False) -> Iterator[Frame]:
-    """Frames from an interface until `stop()` is true; kernel counters land in `stats`."""
+              buffer_mb: int = 32, stop=lambda: False) -> Iterator[RawBatch]:
+    """Batches from an interface until `stop()` is true; kernel counters land in `stats`."""
     import pcapy
 
     try:

@@ -82,6 +82,9 @@ class TcpReassembler:
             self._place(st, seq, payload, ts)
             out = self._frame(st)
         if flags & (FIN | RST):
+            if st.ooo:  # a hole no longer fillable: the whole messages queued behind it still count
+                self._skip_gap(st)
+                out += self._frame(st)
             if st.buf or st.ooo:
                 c["tcp.incomplete_at_close"] += 1
             del streams[key]

@@ -1,23 +1,37 @@
 """A fast, forgiving SIP message parser (RFC 3261 sections 7 and 20).
 
-`parse` reads only the start line and splits the header block; header values are looked up
-lazily. Malformed input gives a `ParseError` reason string (`sip.*`), never an exception.
+`parse` checks the start line and decodes the header block once; each header is then found by
+a compiled pattern on demand, so a message costs only the headers a caller reads. Malformed
+input gives a `ParseError` whose reason is a counter name (`sip.*`), never an exception.
 """
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
 
-# RFC 3261 section 7.3.3 compact forms
+# RFC 3261 section 7.3.3 compact forms, full name -> compact letter
 COMPACT = {
-    "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
-    "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to", "v": "via",
-    "o": "event", "r": "refer-to", "b": "referred-by", "u": "allow-events", "x": "session-expires",
+    "call-id": "i", "contact": "m", "content-encoding": "e", "content-length": "l",
+    "content-type": "c", "from": "f", "subject": "s", "supported": "k", "to": "t", "via": "v",
+    "event": "o", "refer-to": "r", "referred-by": "b", "allow-events": "u", "session-expires": "x",
 }
+FULL_NAME = {v: k for k, v in COMPACT.items()}
 _TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_FOLD = re.compile(rb"\r?\n[ \t]+")
+_ANY_HEADER = re.compile(rb"^([^:\r\n]+?)[ \t]*:[ \t]*([^\r\n]*)", re.M)
 _BRANCH = re.compile(r";\s*branch\s*=\s*([^;,\s]+)", re.I)
 _TAG = re.compile(r";\s*tag\s*=\s*([^;,\s>]+)", re.I)
+_KEYS: dict[str, tuple[bytes, ...]] = {}
+
+
+def _keys(name: str) -> tuple[bytes, ...]:
+    """Byte strings that open a `name` header line in the lower-cased header block."""
+    keys = _KEYS.get(name)
+    if keys is None:
+        keys = (b"\n" + name.encode(),) + ((b"\n" + COMPACT[name].encode(),) if name in COMPACT else ())
+        _KEYS[name] = keys
+    return keys
 
 
 class ParseError(NamedTuple):
@@ -25,34 +39,68 @@ class ParseError(NamedTuple):
 
 
 class SipMessage:
-    """One SIP request or response; header access is case-insensitive and compact-form aware."""
+    """One SIP request or response; header names are case-insensitive and compact-form aware.
 
-    __slots__ = ("method", "uri", "status", "reason", "raw_headers", "body", "_headers", "anomalies")
+    Headers are found with bytes.find on a lower-cased copy of the header block (bytes.lower
+    keeps offsets, unlike str.lower), and only the values read are decoded.
+    """
 
-    def __init__(self, method, uri, status, reason, raw_headers, body):
+    __slots__ = ("method", "uri", "status", "reason", "head", "body", "anomalies", "_low")
+
+    def __init__(self, method, uri, status, reason, head, body):
         self.method: str | None = method  # request method, None for a response
         self.uri: str | None = uri
         self.status: int | None = status  # response code, None for a request
         self.reason: str | None = reason
-        self.raw_headers: list[bytes] = raw_headers
+        self.head: bytes = head  # header block from the start line's end, folding undone
         self.body: bytes = body
-        self._headers: dict[str, list[str]] | None = None
         self.anomalies: list[str] = []  # problems that did not stop parsing, as counter names
+        self._low: bytes | None = None
 
     @property
     def is_request(self) -> bool:
         return self.method is not None
 
-    @property
-    def headers(self) -> dict[str, list[str]]:
-        if self._headers is None:
-            self._headers = _split_headers(self.raw_headers)
-        return self._headers
+    def _values(self, name: str, first: bool) -> list[str]:
+        low = self._low
+        if low is None:
+            low = self._low = self.head.lower()
+        head = self.head
+        found: list[tuple[int, str]] = []
+        for key in _keys(name):
+            pos = low.find(key)
+            while pos >= 0:
+                j = pos + len(key)
+                while low[j:j + 1] in (b" ", b"\t"):
+                    j += 1
+                if low[j:j + 1] == b":":
+                    eol = head.find(b"\n", j)
+                    value = head[j + 1:eol if eol >= 0 else len(head)].strip()
+                    found.append((pos, value.decode("utf-8", "replace")))
+                    if first:
+                        break
+                pos = low.find(key, pos + 1)
+        found.sort()
+        return [v for _, v in found]
 
     def header(self, name: str) -> str | None:
-        """First value of a header, by full lower-case name."""
-        values = self.headers.get(name)
+        """Value of the first header called `name` (full lower-case name) or its compact form."""
+        values = self._values(name, True)
         return values[0] if values else None
+
+    def header_all(self, name: str) -> list[str]:
+        """Values of every `name` header line, in order (comma lists left as written)."""
+        return self._values(name, False)
+
+    @property
+    def headers(self) -> dict[str, list[str]]:
+        """Every header by full lower-case name; for callers that need them all."""
+        out: dict[str, list[str]] = {}
+        for name, value in _ANY_HEADER.findall(self.head):
+            key = name.strip().lower().decode("utf-8", "replace")
+            out.setdefault(FULL_NAME.get(key, key), []).append(
+                value.rstrip().decode("utf-8", "replace"))
+        return out
 
     @property
     def call_id(self) -> str | None:
@@ -61,9 +109,7 @@ class SipMessage:
     @property
     def cseq(self) -> tuple[int, str] | None:
         value = self.header("cseq")
-        if not value:
-            return None
-        parts = value.split()
+        parts = value.split() if value else ()
         if len(parts) != 2 or not parts[0].isdigit():
             return None
         return int(parts[0]), parts[1]
@@ -80,49 +126,49 @@ class SipMessage:
         return m.group(1) if m else None
 
     def tag(self, name: str) -> str | None:
+        """The tag parameter of From or To."""
         value = self.header(name)
         m = _TAG.search(value) if value else None
         return m.group(1) if m else None
 
 
-def _split_headers(lines: list[bytes]) -> dict[str, list[str]]:
-    """Unfold continuation lines, split comma lists of Via only where needed later."""
-    out: dict[str, list[str]] = {}
-    last: list[str] | None = None
-    for raw in lines:
-        line = raw.decode("utf-8", "replace")
-        if line[:1] in (" ", "\t") and last is not None:
-            last[-1] += " " + line.strip()  # RFC 3261 section 7.3.1 line folding
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            continue
-        name = name.strip().lower()
-        name = COMPACT.get(name, name)
-        last = out.setdefault(name, [])
-        last.append(value.strip())
-    return out
+class StartLine(NamedTuple):
+    method: str | None  # request method, None for a response
+    uri: str | None
+    status: int | None  # response code, None for a request
+    reason: str | None
+    line_end: int  # offset of the CR or LF that ends the start line
 
 
-def parse(data: bytes) -> SipMessage | ParseError:
-    """Parse one complete message (a UDP payload or one framed TCP message)."""
-    head_end = data.find(b"\r\n\r\n")
-    bare_lf = False
-    if head_end < 0:
-        head_end = data.find(b"\n\n")  # bare-LF senders exist; tolerate them
-        if head_end < 0:
-            return _without_blank_line(data)
-        head, body = data[:head_end], data[head_end + 2:]
-        lines = head.split(b"\n")
-        bare_lf = True
-    else:
-        head, body = data[:head_end], data[head_end + 4:]
-        lines = head.split(b"\r\n")
-    start = lines[0]
-    cr = start.find(b"\r")
-    if cr >= 0:  # a lone CR ends the start line too; the rest is a (damaged) header
-        lines[0:1] = [start[:cr], start[cr + 1:]]
-        start = start[:cr]
+_START_LINE = re.compile(
+    rb"SIP/2\.0 ([0-9]{3}) ([^\x00-\x08\x0a-\x1f\x7f]*)(?=\r|\n|\Z)"
+    rb"|([A-Za-z0-9\-.!%*_+`'~]+) ([^ \x00-\x1f\x7f]+) SIP/2\.0(?=\r|\n|\Z)")
+
+
+match_start_line = _START_LINE.match  # groups: code, reason | method, uri (bytes)
+
+
+def parse_start_line(data: bytes) -> StartLine | ParseError:
+    """The request or status line alone (RFC 3261 section 7.1 and 7.2), as Wireshark accepts it:
+    three space-separated parts, SIP/2.0, a token method or a three-digit code, and no control
+    characters. A lone CR or LF ends the line."""
+    m = _START_LINE.match(data)
+    if m is not None:  # one regex match for the well-formed common case
+        code, reason, method, uri = m.groups()
+        if code is not None:
+            return StartLine(None, None, int(code), reason.decode("utf-8", "replace"), m.end())
+        return StartLine(method.decode("ascii"), uri.decode("utf-8", "replace"), None, None, m.end())
+    return _start_line_error(data)
+
+
+def _start_line_error(data: bytes) -> StartLine | ParseError:
+    """Why the start line is not acceptable, as a counter name."""
+    line_end = data.find(b"\r\n", 0, 8192)
+    if line_end < 0 or 0 <= data.find(b"\r", 0, line_end) < line_end or b"\n" in data[:line_end]:
+        cr, lf = data.find(b"\r", 0, 8192), data.find(b"\n", 0, 8192)
+        ends = [i for i in (cr, lf) if i >= 0]
+        line_end = min(ends) if ends else len(data)
+    start = data[:line_end]
     if _CONTROL.search(start):
         return ParseError("sip.control_char_in_start_line")
     parts = start.split(b" ", 2)
@@ -132,25 +178,39 @@ def parse(data: bytes) -> SipMessage | ParseError:
         code = parts[1]
         if len(code) != 3 or not code.isdigit():
             return ParseError("sip.bad_status_line")
-        msg = SipMessage(None, None, int(code), parts[2].decode("utf-8", "replace"), lines[1:], body)
-    else:
-        if parts[2] != b"SIP/2.0" or not _TOKEN.match(parts[0]) or b" " in parts[1]:
-            return ParseError("sip.bad_request_line")
-        msg = SipMessage(parts[0].decode("ascii"), parts[1].decode("utf-8", "replace"), None, None,
-                         lines[1:], body)
-    if bare_lf:
-        msg.anomalies.append("sip.bare_lf")
-    return msg
+        return StartLine(None, None, int(code), parts[2].decode("utf-8", "replace"), line_end)
+    if parts[2] != b"SIP/2.0" or not _TOKEN.match(parts[0]):
+        return ParseError("sip.bad_request_line")
+    return StartLine(parts[0].decode("ascii"), parts[1].decode("utf-8", "replace"), None, None,
+                     line_end)
 
 
-def _without_blank_line(data: bytes) -> SipMessage | ParseError:
-    """No blank line at all: a message cut short, or headers with no body separator."""
+def parse(data: bytes) -> SipMessage | ParseError:
+    """Parse one complete message (a UDP payload or one framed TCP message)."""
     if not data.strip():
         return ParseError("sip.empty")
-    lines = data.rstrip(b"\r\n").split(b"\r\n")
-    msg = parse(b"\r\n".join(lines) + b"\r\n\r\n")
-    if isinstance(msg, SipMessage):
-        msg.anomalies.append("sip.no_blank_line")
+    start = parse_start_line(data)
+    if isinstance(start, ParseError):
+        return start
+    anomalies = []
+    head_end = data.find(b"\r\n\r\n")
+    if head_end >= 0:
+        body = data[head_end + 4:]
+    else:
+        head_end = data.find(b"\n\n")  # bare-LF senders exist; tolerate them
+        if head_end >= 0:
+            body = data[head_end + 2:]
+            anomalies.append("sip.bare_lf")
+        else:
+            head_end, body = len(data.rstrip(b"\r\n")), b""
+            anomalies.append("sip.no_blank_line")
+    head = data[start.line_end:head_end] if head_end > start.line_end else b""
+    if b"\n " in head or b"\n\t" in head:
+        head = _FOLD.sub(b" ", head)  # RFC 3261 section 7.3.1 line folding
+    if head[:1] != b"\n":
+        head = b"\n" + head  # every header line, the first too, follows a newline
+    msg = SipMessage(start.method, start.uri, start.status, start.reason, head, body)
+    msg.anomalies = anomalies
     return msg
 
 

@@ -1,0 +1,114 @@
+"""The `sipprobe` command: help, output formats, errors that teach, live capture on loopback."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from shared_pcaps import shared
+
+runner = CliRunner()
+COMMANDS = ["stats", "filter"]
+
+
+SIPPROBE = shutil.which("sipprobe", path=os.path.dirname(sys.executable)) or shutil.which("sipprobe")
+
+
+def sipprobe(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([SIPPROBE, *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example: sipprobe" in result.output or "Example: tcpdump" in result.output
+
+
+def test_stats_json_is_one_object_with_tshark_style_counts():
+    result = runner.invoke(app, ["stats", shared("junkie_sip-cancel-487-alt-port.pcap"),
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["sip"]["requests"] == {"INVITE": 1, "CANCEL": 1}
+    assert data["sip"]["responses"] == {"100": 1, "180": 1, "200": 1, "487": 1}
+    assert data["sip"]["transport"] == {"udp": 6}
+
+
+def test_stats_table_shows_methods_codes_and_counters():
+    result = runner.invoke(app, ["stats", shared("sngrep_aaa-sip-rtp-cancel-auth.pcap")])
+    assert result.exit_code == 0, result.output
+    for text in ("REGISTER", "CANCEL", "407", "retransmissions: 14", "sip.keepalive", "SR"):
+        assert text in result.output
+
+
+def test_missing_file_is_a_clear_error_with_exit_code_2():
+    result = sipprobe("stats", "/nonexistent/capture.pcap")
+    assert result.returncode == 2
+    assert "sipprobe: /nonexistent/capture.pcap: no such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_not_a_capture_file(tmp_path):
+    bogus = tmp_path / "notes.pcap"
+    bogus.write_text("this is not a capture\n")
+    result = sipprobe("stats", str(bogus))
+    assert result.returncode == 2
+    assert "not a pcap, pcapng or gzip-compressed capture file" in result.stderr
+
+
+def test_conflicting_filter_options_explained():
+    result = sipprobe("stats", shared("zeek_sip-long-paths-rawip.pcap"), "--bpf", "udp", "--no-bpf")
+    assert result.returncode == 2
+    assert "--bpf and --no-bpf exclude each other" in result.stderr
+
+
+def test_bad_bpf_expression_reported():
+    result = sipprobe("stats", shared("zeek_sip-long-paths-rawip.pcap"), "--bpf", "udp porty 5")
+    assert result.returncode == 2
+    assert "sipprobe:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_filter_command_prints_an_expression_tcpdump_accepts():
+    result = sipprobe("filter", "--sip-port", "5080")
+    assert result.returncode == 0
+    assert "port 5080" in result.stdout and "port 5060" not in result.stdout
+    tcpdump = shutil.which("tcpdump")
+    if tcpdump is None:
+        pytest.fail("tcpdump is needed to check the filter (apt-get install tcpdump)")
+    check = subprocess.run([tcpdump, "-d", "-y", "EN10MB", result.stdout.strip()],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
+def test_live_capture_on_loopback_counts_messages_and_kernel_stats():
+    """Five OPTIONS to an unused loopback port while `stats -i lo` runs for a bounded time."""
+    port = 35060
+    proc = subprocess.Popen(
+        [SIPPROBE, "stats", "-i", "lo", "--duration", "4",
+         "--sip-port", str(port), "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(5):
+            msg = (f"OPTIONS sip:probe@127.0.0.1:{port} SIP/2.0\r\n"
+                   f"Via: SIP/2.0/UDP 127.0.0.1:35070;branch=z9hG4bK-live-{i}\r\n"
+                   f"From: <sip:test@127.0.0.1>;tag=t{i}\r\nTo: <sip:probe@127.0.0.1>\r\n"
+                   f"Call-ID: live-{i}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+            s.sendto(msg.encode(), ("127.0.0.1", port))
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    data = json.loads(out)
+    assert data["sip"]["requests"] == {"OPTIONS": 5}
+    assert data["capture"]["kernel_received"] >= 5
+    assert data["capture"]["kernel_dropped"] == 0
+    assert "kernel:" in err
