@@ -52,15 +52,16 @@ DEDUP_HELP = "Window in ms within which a repeated IP packet is a SPAN duplicate
 def stats(
     captures: List[str] = typer.Argument(None, metavar="CAPTURE...",
                                          help="pcap/pcapng files (gzip allowed) or directories."),
-    interface: Optional[str] = typer.Option(None, "--interface", "-i",
+    interface: Optional[str] = typer.Option(None, "--interface", "-i", metavar="NAME",
                                             help="Capture live from this interface instead."),
-    duration: Optional[float] = typer.Option(None, help="Live: stop after this many seconds."),
+    duration: Optional[float] = typer.Option(None, metavar="SECONDS",
+                                             help="Live: stop after this long (default: Ctrl-C)."),
     promisc: bool = typer.Option(True, help="Live: put the interface in promiscuous mode."),
-    buffer_mb: int = typer.Option(32, help="Live: kernel capture buffer in MiB."),
-    sip_port: List[int] = typer.Option(None, "--sip-port", help=SIP_PORT_HELP),
-    bpf: Optional[str] = typer.Option(None, help=BPF_HELP),
+    buffer_mb: int = typer.Option(32, metavar="MIB", help="Live: kernel capture buffer."),
+    sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
+    bpf: Optional[str] = typer.Option(None, metavar="EXPR", help=BPF_HELP),
     no_bpf: bool = typer.Option(False, "--no-bpf", help=NO_BPF_HELP),
-    dedup_window_ms: float = typer.Option(10.0, "--dedup-window", help=DEDUP_HELP),
+    dedup_window_ms: float = typer.Option(10.0, "--dedup-window", metavar="MS", help=DEDUP_HELP),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
 ):
     """Count what a capture holds: SIP requests by method, responses by code, retransmissions,
@@ -118,7 +119,7 @@ def _live_stats(interface, opts, duration, promisc, buffer_mb):
 
 @app.command("filter")
 def filter_cmd(
-    sip_port: List[int] = typer.Option(None, "--sip-port", help=SIP_PORT_HELP),
+    sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
     vlan: bool = typer.Option(True, help="Also match behind one or two VLAN tags (Ethernet only)."),
 ):
     """Print the built-in BPF filter, for tcpdump or a capture appliance.

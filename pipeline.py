@@ -40,7 +40,7 @@ class ProbeOptions:
                 return self.bpf_filter
             # `vlan` only means something on Ethernet; libpcap rejects it elsewhere
             return bpf.default_filter(self.sip_ports, vlan=(linktype == 1))
-        return FilterSet(build)
+        return FilterSet(build, builtin=self.bpf_filter is None)
 
 
 def datagrams(batches, opts: ProbeOptions, counters: Counters) -> Iterator[Datagram]:
@@ -166,9 +166,13 @@ def stats_files(paths: list[str], opts: ProbeOptions | None = None) -> dict:
     opts = opts or ProbeOptions()
     counters, capture = Counters(), CaptureStats()
     collector = StatsCollector(opts, counters)
-    for d in datagrams(read_batches(paths, opts.filters(), capture), opts, counters):
+    filters = opts.filters()
+    for d in datagrams(read_batches(paths, filters, capture), opts, counters):
         collector.add(d)
-    return collector.result(capture)
+    result = collector.result(capture)
+    if filters.unfiltered:
+        result["unfiltered_linktypes"] = sorted(filters.unfiltered)
+    return result
 
 
 def stats_live(interface: str, opts: ProbeOptions, stop, **live) -> dict:

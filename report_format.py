@@ -13,6 +13,13 @@ def _table(title: str, rows, headers=("", "count")):
     return t
 
 
+def _section(con, title: str, mapping: dict, headers) -> None:
+    if mapping:
+        con.print(_table(title, mapping.items(), headers))
+    else:
+        con.print(f"{title}: none")
+
+
 def print_stats(r: dict) -> None:
     from rich.console import Console
 
@@ -22,13 +29,12 @@ def print_stats(r: dict) -> None:
     con.print(f"frames matched by the {r['filter']} filter: {r['frames_matched']}")
     con.print(f"SIP messages: {sip['messages']}  retransmissions: {sip['retransmissions']}  "
               + "  ".join(f"{k}: {v}" for k, v in sip["transport"].items()))
-    con.print(_table("SIP requests", sip["requests"].items(), ("method", "count")))
-    con.print(_table("SIP responses", sip["responses"].items(), ("code", "count")))
+    _section(con, "SIP requests", sip["requests"], ("method", "count"))
+    _section(con, "SIP responses", sip["responses"], ("code", "count"))
     rtcp = r["rtcp"]
-    con.print(_table(f"RTCP ({rtcp['datagrams']} datagrams)", rtcp["packets"].items(),
-                     ("packet type", "count")))
-    if r["encapsulations"]:
-        con.print(_table("Encapsulations", r["encapsulations"].items(), ("crossed", "datagrams")))
-    con.print(_table("Counters", r["counters"].items(), ("layer.reason", "count")))
+    _section(con, f"RTCP packets ({rtcp['datagrams']} datagrams)", rtcp["packets"],
+             ("packet type", "count"))
+    _section(con, "Encapsulations", r["encapsulations"], ("crossed", "datagrams"))
+    _section(con, "Counters", r["counters"], ("layer.reason", "count"))
     if "capture" in r:
-        con.print(_table("Live capture", r["capture"].items(), ("kernel", "count")))
+        _section(con, "Live capture", r["capture"], ("kernel", "count"))

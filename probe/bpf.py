@@ -65,6 +65,14 @@ def default_filter(sip_ports: tuple[int, ...] = DEFAULT_SIP_PORTS, vlan: bool = 
     instead of being or-ed side by side.
     """
     inner = ip_filter(sip_ports)
-    if not vlan:
-        return inner
-    return f"{PPPOE_SESSION} or {inner} or (vlan and ({inner} or (vlan and {inner})))"
+    full = inner if not vlan else \
+        f"{PPPOE_SESSION} or {inner} or (vlan and ({inner} or (vlan and {inner})))"
+    # Most frames on a media-heavy mirror are untagged RTP over IPv4: settle those in a few
+    # instructions (RTCP in, other RTP-looking UDP out) before walking the long expression.
+    # SIP text, STUN, GTP-U and VXLAN never start with version bits 10, so nothing else is lost.
+    # The port test goes first because a payload load past a snap-length cut rejects the frame.
+    ports = " or ".join(f"port {p}" for p in sip_ports)
+    rtp_like = "(udp and udp[8] & 0xc0 = 0x80)"
+    rtcp = "udp[9] >= 200 and udp[9] <= 207"
+    return (f"((udp or tcp) and ({ports})) or ({rtp_like} and {rtcp})"
+            f" or (not {rtp_like} and ({full}))")

@@ -362,12 +362,19 @@ class Decoder:
             c["decode.gre_unsupported"] += 1
 
     def _vxlan(self, data: bytes, ctx: _Ctx) -> bool:
-        """RFC 7348: 8-byte header with the I flag, then an Ethernet frame."""
-        if len(data) < 8 + 14 or not data[0] & 0x08:
+        """RFC 7348: 8-byte header with the I flag, then an Ethernet frame. The GBP extension
+        (group policy in bytes 2-3) and GPE (P flag, next protocol in byte 3) are read too."""
+        # the last header byte is reserved (zero) in every variant: SIP or RTP sent to port 4789
+        # fails this ("INVITE s", "SIP/2.0 "), so only real VXLAN is unwrapped
+        if len(data) < 8 + 20 or not data[0] & 0x08 or data[7] != 0:
             return False
+        inner = data[8:]
         ctx.depth += 1
         ctx.tunnel += ("vxlan",)
-        self._ethernet(data[8:], ctx)
+        if data[0] & 0x04 and data[3] in (1, 2):  # GPE carrying IP directly
+            (self._ipv4 if data[3] == 1 else self._ipv6)(inner, ctx)
+        else:
+            self._ethernet(inner, ctx)
         return True
 
     def _gtpu(self, data: bytes, ctx: _Ctx) -> bool:

@@ -103,19 +103,34 @@ def needs_fallback_reader(path: str) -> bool:
 class FilterSet:
     """BPF programs compiled once per link type, for sources that filter in Python."""
 
-    def __init__(self, build):
+    def __init__(self, build, builtin: bool = True):
         self._build = build  # linktype -> filter text, or None for "keep everything"
+        self._builtin = builtin
         self._programs: dict[int, object] = {}
+        self.unfiltered: set[int] = set()  # link types the built-in filter cannot express
 
     def text_for(self, linktype: int) -> str | None:
-        return self._build(linktype)
+        """The filter for a link type. The built-in one gives way (None: read everything,
+        recorded in `unfiltered`) on a link type libpcap cannot compile it for; a filter the
+        user gave is never dropped silently, its compile error reaches them."""
+        text = self._build(linktype)
+        if text is None or not self._builtin:
+            return text
+        import pcapy
+
+        try:
+            pcapy.compile(LINKTYPE_TO_DLT.get(linktype, linktype), SNAPLEN, text, 1, 0xFFFFFFFF)
+        except pcapy.PcapError:
+            self.unfiltered.add(linktype)
+            return None
+        return text
 
     def accepts(self, linktype: int, data: bytes) -> bool:
         prog = self._programs.get(linktype)
         if prog is None:
             import pcapy
 
-            text = self._build(linktype)
+            text = self.text_for(linktype)
             if text is None:
                 prog = self._programs[linktype] = False
             else:
@@ -204,6 +219,7 @@ def _drain_batches(reader, linktype: int, stats: CaptureStats, live: bool,
 
 def _scapy_batches(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator[list[Frame]]:
     """gzip and multi-link-type pcapng: slower, but the same filter and the same records."""
+    import pcapy
     from scapy.utils import RawPcapNgReader, RawPcapReader
 
     fh = gzip.open(path, "rb") if _magic(path)[:2] == GZIP_MAGIC else open(path, "rb")
@@ -217,6 +233,7 @@ def _scapy_batches(path: str, filters: FilterSet, stats: CaptureStats) -> Iterat
         except Exception as exc:  # scapy raises Scapy_Exception and plain ones alike
             raise SourceError(f"{path}: {exc}") from None
         ng = magic == PCAPNG_MAGIC
+        ts = 0.0
         batch: list[Frame] = []
         while True:
             try:
@@ -230,7 +247,8 @@ def _scapy_batches(path: str, filters: FilterSet, stats: CaptureStats) -> Iterat
             data, meta = rec
             if ng:
                 linktype = meta.linktype
-                ts = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
+                if meta.tshigh is not None:  # a Simple Packet Block has no time (None raised
+                    ts = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol  # TypeError): keep last
                 wirelen = meta.wirelen
             else:
                 if len(data) < min(meta.caplen, 0xFFFF):  # 0xFFFF: scapy's own read limit
@@ -238,7 +256,11 @@ def _scapy_batches(path: str, filters: FilterSet, stats: CaptureStats) -> Iterat
                 linktype = reader.linktype
                 ts = meta.sec + meta.usec / (1e9 if reader.nano else 1e6)
                 wirelen = meta.wirelen
-            if not filters.accepts(linktype, data):
+            try:
+                keep = filters.accepts(linktype, data)
+            except pcapy.PcapError as exc:  # escaped raw; the libpcap path says SourceError
+                raise SourceError(f"{path}: BPF filter rejected for link type {linktype}: {exc}") from None
+            if not keep:
                 continue
             stats.frames += 1
             batch.append(Frame(ts, stats.frames, linktype, data, wirelen))

@@ -212,15 +212,3 @@ def parse(data: bytes) -> SipMessage | ParseError:
     msg = SipMessage(start.method, start.uri, start.status, start.reason, head, body)
     msg.anomalies = anomalies
     return msg
-
-
-def content_length_anomaly(msg: SipMessage) -> str | None:
-    """Content-Length disagreeing with the body carried (UDP), as a counter name."""
-    value = msg.header("content-length")
-    if value is None:
-        return None
-    if not value.isdigit():
-        return "sip.bad_content_length"
-    if int(value) != len(msg.body):
-        return "sip.content_length_mismatch"
-    return None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 import subprocess
 from collections import Counter
 
@@ -146,3 +147,20 @@ def test_spaces_in_request_uri_rejected_as_tshark_does():
     r = stats_files([shared("netfox_sip-fraud-901-invites.pcap")], ProbeOptions(strict=True))
     assert r["sip"]["requests"]["INVITE"] == 901
     assert r["counters"]["sip.bad_request_line"] == 99
+
+
+LAB_CAPTURES = sorted(p.parent.name for p in
+                      (Path(__file__).resolve().parents[1] / "pcaps").glob("lab-*/capture.pcap"))
+
+
+@pytest.mark.parametrize("scenario", LAB_CAPTURES)
+def test_lab_captures_equal_tshark_sip_stat(scenario):
+    """The captures our Kamailio/SIPp lab produced (pcaps/lab-*), UDP and TCP."""
+    path = str(Path(__file__).resolve().parents[1] / "pcaps" / scenario / "capture.pcap")
+    result = stats_files([path], ProbeOptions(strict=True))
+    assert (result["sip"]["requests"], result["sip"]["responses"]) == tshark_sip_stat(path)
+    assert result["sip"]["retransmissions"] == 0
+
+
+def test_lab_captures_exist():
+    assert len(LAB_CAPTURES) >= 10
