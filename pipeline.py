@@ -188,3 +188,67 @@ def stats_live(interface: str, opts: ProbeOptions, stop, **live) -> dict:
     finally:
         frames.close()
     return collector.result(capture)
+
+
+def parse_proxy(text: str) -> tuple[str, int | None]:
+    """`IP`, `IP:PORT` or `[IPv6]:PORT`, as given to --proxy."""
+    import ipaddress
+
+    host, port = text, None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        if not p.isdigit():
+            raise ValueError(f"bad port in {text!r}")
+        port = int(p)
+    ipaddress.ip_address(host)  # raises ValueError with a clear message
+    return host, port
+
+
+def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
+                  acc_options=None, proxies: list[tuple[str, int | None]] = (),
+                  dialog_timeout: float = 7200.0, on_call_end=None, progress=None) -> dict:
+    """Replay captures through the signalling layers; `sink` receives every AccRecord.
+    Returns the run summary (calls, rows, counters)."""
+    from sip_dissect.accounting import AccOptions, ProxySet
+    from sip_dissect.signalling import Signalling
+
+    opts = opts or ProbeOptions()
+    counters, capture = Counters(), CaptureStats()
+    rows = Counter()
+
+    def count_and_sink(rec):
+        rows[rec.table] += 1
+        sink(rec)
+
+    sig = Signalling(counters, count_and_sink, acc_options=acc_options or AccOptions(),
+                     proxies=ProxySet(list(proxies)), dialog_timeout=dialog_timeout,
+                     on_call_end=on_call_end)
+    sip_ports = frozenset(opts.sip_ports)
+    for d in datagrams(read_batches(paths, opts.filters(), capture), opts, counters):
+        if d.transport == "tcp" or d.sport in sip_ports or d.dport in sip_ports \
+                or d.payload[:4] in SIP_PREFIXES:
+            sig.add(d)
+        elif looks_like_rtcp(d.payload):
+            counters["rtcp.datagrams"] += 1  # quality reports arrive with the RTCP issue
+        else:
+            counters["classify.not_sip_or_rtcp"] += 1
+        if progress is not None:
+            progress(capture.frames)
+    sig.close()
+    totals = sig.dialogs.totals
+    return {
+        "files": capture.files,
+        "frames_matched": capture.frames,
+        "sip_messages": sig.messages,
+        "proxies": sig.proxies.describe(),
+        "calls": totals["calls"],
+        "answered": totals["answered"],
+        "failed": totals["failed"],
+        "challenged": totals["challenged"],
+        "acc_rows": rows["acc"],
+        "missed_rows": rows["missed_calls"],
+        "counters": {k: v for k, v in sorted(counters.items()) if v},
+    }

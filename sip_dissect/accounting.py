@@ -1,0 +1,118 @@
+"""Which transactions become acc and missed_calls rows, as Kamailio's acc module decides.
+
+Default policy: a stock kamailio.cfg with database accounting (WITH_ACCDB), as checked against
+a real Kamailio 5.6 in lab/ (see lab/README.md for each fact):
+- an initial INVITE answered 2xx gives an `acc` row; one that fails (3xx-6xx, 487 after
+  CANCEL included) gives a `missed_calls` row, except 401/407 challenges;
+- a BYE gives an `acc` row whatever its final reply (failed_transaction flag on BYE);
+- re-INVITEs, CANCEL, ACK and other methods give nothing;
+- only transactions the proxy relayed are accounted: a reply the proxy generates itself
+  before relaying (a stateless 404, an auth challenge) leaves no row.
+The row is the proxy's view of its upstream (server) transaction: the request as the proxy
+received it, the final reply it relayed back (time, code, reason), and the request-URI as it
+forwarded it ($rU/$rd after rewriting). Without a proxy in the capture, every transaction is
+accounted as seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .records import AccRecord
+from .transaction import Transaction
+from .uri import name_addr_uri, uri_parts
+
+CHALLENGES = (401, 407)
+
+
+@dataclass(frozen=True)
+class AccOptions:
+    """The acc module parameters that change what is written (Kamailio names)."""
+
+    report_cancels: bool = False  # CANCEL transactions get acc rows
+    early_media: bool = False  # a 183 relayed upstream gives an acc row
+    failed_transaction: bool = False  # failed initial INVITEs also go to acc
+    detect_direction: bool = False  # a callee's BYE is written with the caller's direction
+    methods: frozenset = field(default_factory=frozenset)  # more methods to account (2xx)
+
+
+class ProxySet:
+    """The proxy addresses: given (`--proxy IP[:PORT]`) and learned from relayed requests."""
+
+    def __init__(self, given: list[tuple[str, int | None]] = ()):
+        self.given_ips = {ip for ip, port in given if port is None}
+        self.given = {(ip, port) for ip, port in given if port is not None}
+        self.learned: set[tuple[str, int]] = set()
+
+    def __contains__(self, endpoint: tuple[str, int]) -> bool:
+        return endpoint in self.given or endpoint[0] in self.given_ips or endpoint in self.learned
+
+    def describe(self) -> list[str]:
+        return sorted([f"{ip}:{port}" for ip, port in self.given | self.learned] +
+                      [ip for ip in self.given_ips])
+
+
+class Accountant:
+    """Turns finished transactions into AccRecords."""
+
+    def __init__(self, options: AccOptions, proxies: ProxySet):
+        self.options = options
+        self.proxies = proxies
+
+    def is_accounted(self, txn: Transaction) -> bool:
+        """The proxy's upstream view only: not a relayed copy, not sent by the proxy, and
+        relayed onwards whenever the proxy is the one that received it."""
+        if txn.upstream is not None or txn.src in self.proxies:
+            return False
+        if txn.dst in self.proxies:
+            relayed = txn.invite if txn.method == "CANCEL" else txn
+            return relayed is not None and bool(relayed.downstream)
+        return True
+
+    def on_final(self, txn: Transaction, callee_tag: str = "") -> list[AccRecord]:
+        if not self.is_accounted(txn):
+            return []
+        o, status, method = self.options, txn.final_status, txn.method
+        if method == "INVITE":
+            if not txn.is_initial_invite:
+                return []  # re-INVITE: stock flags account the initial INVITE only
+            if status < 300:
+                return [self._row("acc", txn, status, txn.final_reason, txn.final_ts)]
+            if status in CHALLENGES:
+                return []
+            rows = [self._row("missed_calls", txn, status, txn.final_reason, txn.final_ts)]
+            if o.failed_transaction:
+                rows.append(self._row("acc", txn, status, txn.final_reason, txn.final_ts))
+            return rows
+        if method == "BYE":
+            return [self._row("acc", txn, status, txn.final_reason, txn.final_ts,
+                              swap=o.detect_direction and callee_tag and txn.from_tag == callee_tag)]
+        if method == "CANCEL" and o.report_cancels:
+            return [self._row("acc", txn, status, txn.final_reason, txn.final_ts)]
+        if method in o.methods and (status < 300 or o.failed_transaction):
+            return [self._row("acc", txn, status, txn.final_reason, txn.final_ts)]
+        return []
+
+    def on_early_media(self, txn: Transaction, status: int, reason: str, ts: float,
+                       to_tag: str) -> list[AccRecord]:
+        if not (self.options.early_media and status == 183 and txn.is_initial_invite
+                and self.is_accounted(txn)):
+            return []
+        return [self._row("acc", txn, status, reason, ts, to_tag=to_tag)]
+
+    def _row(self, table: str, txn: Transaction, status: int, reason: str, ts: float,
+             swap: bool = False, to_tag: str | None = None) -> AccRecord:
+        req = txn.request
+        from_val, to_val = req.header("from"), req.header("to")
+        src = uri_parts(name_addr_uri(from_val))
+        dst_o = uri_parts(name_addr_uri(to_val))
+        branch = txn.winning_branch()
+        ruri = uri_parts((branch.request if branch is not None else req).uri or "")
+        from_tag = txn.from_tag
+        to_tag = to_tag if to_tag is not None else (txn.final_to_tag or txn.to_tag)
+        if swap:  # detect_direction: tags as the caller's side would write them
+            from_tag, to_tag = to_tag, from_tag
+        return AccRecord(
+            table=table, method=txn.method, from_tag=from_tag, to_tag=to_tag, callid=txn.callid,
+            sip_code=f"{status:03d}", sip_reason=reason, time=ts,
+            src_user=src.user, src_domain=src.host, src_ip=txn.src[0],
+            dst_ouser=dst_o.user, dst_user=ruri.user, dst_domain=ruri.host, cseq=txn.cseq)

@@ -1,0 +1,132 @@
+"""The dialog layer (RFC 3261 section 12) for calls the probe accounts.
+
+A `Call` is the dialog set one initial INVITE creates: early dialogs from provisional replies
+with a To tag (several when the request forks), one confirmed by the 2xx, terminated by BYE or
+by the INVITE failing. A 401/407 challenge does not end it: the caller re-sends the INVITE
+with the same Call-ID and From tag and a higher CSeq, and that is the same call (section 22.2).
+Dialogs that never see a BYE expire after `dialog_timeout` seconds of packet time.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+from probe.counters import Counters
+
+from .transaction import Transaction
+
+# States (section 12 and RFC 4235's names)
+INIT, EARLY, CONFIRMED, TERMINATED = "INIT", "EARLY", "CONFIRMED", "TERMINATED"
+CHALLENGES = (401, 407)
+
+
+class Call:
+    """One call as the proxy's upstream side saw it."""
+
+    __slots__ = ("callid", "caller_tag", "created", "state", "callee_tags", "confirmed_tag",
+                 "ring_time", "answer_time", "end_time", "final_code", "final_reason",
+                 "ended_by", "end_reason", "last_activity", "invite", "challenges")
+
+    def __init__(self, invite: Transaction):
+        self.callid = invite.callid
+        self.caller_tag = invite.from_tag
+        self.created = invite.created
+        self.state = INIT
+        self.callee_tags: list[str] = []  # early dialogs (forks)
+        self.confirmed_tag = ""
+        self.ring_time: float | None = None
+        self.answer_time: float | None = None
+        self.end_time: float | None = None
+        self.final_code: int | None = None
+        self.final_reason = ""
+        self.ended_by = ""  # caller, callee or proxy
+        self.end_reason = ""  # completed, cancelled, rejected, expired, open
+        self.last_activity = invite.created
+        self.invite = invite
+        self.challenges = 0
+
+
+class DialogLayer:
+    """Calls keyed by (Call-ID, caller's From tag); `on_end` receives each finished call."""
+
+    def __init__(self, counters: Counters, *, dialog_timeout: float = 7200.0,
+                 max_calls: int = 200_000, on_end: Callable[[Call], None] | None = None):
+        self.c = counters
+        self.dialog_timeout = dialog_timeout
+        self.max_calls = max_calls
+        self.on_end = on_end
+        self.calls: OrderedDict[tuple[str, str], Call] = OrderedDict()
+        self._next_sweep = 0.0
+        self.totals = {"calls": 0, "answered": 0, "failed": 0, "challenged": 0}
+
+    def initial_invite(self, txn: Transaction) -> Call:
+        """An accounted initial INVITE: a new call, or the same call re-sent after a challenge."""
+        self._maybe_sweep(txn.created)
+        key = (txn.callid, txn.from_tag)
+        call = self.calls.get(key)
+        if call is None or call.state == TERMINATED:
+            if len(self.calls) >= self.max_calls:
+                _, old = self.calls.popitem(last=False)
+                self.c["state.dialog_evicted"] += 1
+                self._end(old, old.last_activity, "expired", "")
+            call = self.calls[key] = Call(txn)
+            self.totals["calls"] += 1
+        call.invite = txn
+        call.last_activity = txn.created
+        return call
+
+    def find(self, callid: str, tag_a: str, tag_b: str) -> Call | None:
+        """The call an in-dialog request belongs to, whichever side sent it."""
+        return self.calls.get((callid, tag_a)) or self.calls.get((callid, tag_b))
+
+    def provisional(self, call: Call, txn: Transaction, status: int, to_tag: str, ts: float) -> None:
+        """Section 12.1: a 1xx with a To tag creates an early dialog."""
+        call.last_activity = ts
+        if status in (180, 183) and call.ring_time is None:
+            call.ring_time = ts
+        if to_tag and call.state in (INIT, EARLY):
+            if to_tag not in call.callee_tags:
+                call.callee_tags.append(to_tag)
+            call.state = EARLY
+
+    def final(self, call: Call, txn: Transaction) -> None:
+        status, ts = txn.final_status, txn.final_ts
+        call.last_activity = ts
+        if status < 300:
+            if call.state != CONFIRMED:
+                call.state, call.answer_time, call.confirmed_tag = CONFIRMED, ts, txn.final_to_tag
+                call.final_code, call.final_reason = status, txn.final_reason
+                self.totals["answered"] += 1
+        elif status in CHALLENGES and txn.cancel is None:
+            call.challenges += 1  # the caller will try again with credentials
+            self.totals["challenged"] += 1
+        elif call.state != CONFIRMED:
+            call.final_code, call.final_reason = status, txn.final_reason
+            self.totals["failed"] += 1
+            self._end(call, ts, "cancelled" if txn.cancel is not None else "rejected", "")
+
+    def bye(self, call: Call, txn: Transaction, sent_by_proxy: bool) -> None:
+        """Section 15: a BYE ends the dialog, whichever side sends it."""
+        if call.state == TERMINATED:
+            return
+        by = "proxy" if sent_by_proxy else ("caller" if txn.from_tag == call.caller_tag else "callee")
+        self._end(call, txn.created, "completed", by)
+
+    def _end(self, call: Call, ts: float, reason: str, by: str) -> None:
+        call.state, call.end_time, call.end_reason, call.ended_by = TERMINATED, ts, reason, by
+        self.calls.pop((call.callid, call.caller_tag), None)
+        if self.on_end is not None:
+            self.on_end(call)
+
+    def _maybe_sweep(self, now: float) -> None:
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 60.0
+        for call in [c for c in self.calls.values() if now - c.last_activity > self.dialog_timeout]:
+            self.c["state.dialog_expired"] += 1
+            self._end(call, call.last_activity, "expired", "")
+
+    def close(self) -> None:
+        """End of input: calls still going are reported open (a later run may see their end)."""
+        for call in list(self.calls.values()):
+            self._end(call, None, "open", "")

@@ -1,0 +1,90 @@
+"""SIP messages in, accounting records out: parse, transactions, dialogs, acc policy."""
+from __future__ import annotations
+
+from typing import Callable
+
+from probe.counters import Counters
+from probe.records import Datagram
+
+from .accounting import AccOptions, Accountant, ProxySet
+from .dialog import Call, DialogLayer
+from .message import ParseError, parse
+from .records import AccRecord
+from .transaction import Transaction, TransactionLayer
+
+
+class Signalling:
+    """Feeds SIP datagrams through the layers; `sink` receives each AccRecord, `on_call_end`
+    each finished Call."""
+
+    def __init__(self, counters: Counters, sink: Callable[[AccRecord], None], *,
+                 acc_options: AccOptions = AccOptions(), proxies: ProxySet | None = None,
+                 dialog_timeout: float = 7200.0, invite_timeout: float = 300.0,
+                 on_call_end: Callable[[Call], None] | None = None):
+        self.c = counters
+        self.sink = sink
+        self.proxies = proxies if proxies is not None else ProxySet()
+        self.transactions = TransactionLayer(counters, invite_timeout=invite_timeout)
+        self.proxies.learned = self.transactions.forwarders
+        self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, on_end=on_call_end)
+        self.accountant = Accountant(acc_options, self.proxies)
+        self.messages = 0
+
+    def add(self, d: Datagram) -> None:
+        msg = parse(d.payload)
+        if isinstance(msg, ParseError):
+            if d.payload.strip(b" \t\r\n\x00"):
+                self.c[msg.reason] += 1
+            else:
+                self.c["sip.keepalive"] += 1
+            return
+        self.messages += 1
+        for a in msg.anomalies:
+            self.c[a] += 1
+        if msg.method is not None:
+            self._request(msg, d)
+        else:
+            self._response(msg, d)
+
+    def _is_upstream(self, txn: Transaction) -> bool:
+        """The proxy received it from a client (not a relayed copy, not proxy-originated)."""
+        return txn.upstream is None and txn.src not in self.proxies
+
+    def _request(self, msg, d: Datagram) -> None:
+        txn = self.transactions.request(msg, d)
+        if txn is None:
+            return
+        if txn.is_initial_invite:
+            if self._is_upstream(txn):
+                txn.call = self.dialogs.initial_invite(txn)
+        elif txn.method == "BYE" and txn.upstream is None:
+            call = self.dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
+            if call is not None:
+                txn.call = call
+                self.dialogs.bye(call, txn, sent_by_proxy=txn.src in self.proxies)
+
+    def _response(self, msg, d: Datagram) -> None:
+        found = self.transactions.response(msg, d)
+        if found is None:
+            return
+        txn, kind = found
+        call = txn.call
+        if kind == "provisional":
+            if call is not None and txn.method == "INVITE":
+                to_tag = msg.tag("to") or ""
+                self.dialogs.provisional(call, txn, msg.status, to_tag, d.ts)
+                for rec in self.accountant.on_early_media(txn, msg.status, msg.reason or "",
+                                                          d.ts, to_tag):
+                    self.sink(rec)
+        elif kind == "final":
+            callee_tag = call.confirmed_tag if call is not None else ""
+            for rec in self.accountant.on_final(txn, callee_tag):
+                self.sink(rec)
+            if call is not None and txn.method == "INVITE":
+                self.dialogs.final(call, txn)
+        elif kind == "extra_2xx":
+            self.c["sip.forked_2xx"] += 1
+
+    def close(self) -> None:
+        self.transactions.close()
+        self.dialogs.close()

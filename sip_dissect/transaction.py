@@ -1,0 +1,224 @@
+"""The transaction layer as a passive observer sees it (RFC 3261 section 17).
+
+Requests and responses are matched by the top Via's branch and sent-by plus the method
+(section 17.2.3; ACK counts as INVITE, CANCEL is a transaction of its own), with the RFC 2543
+fallback for branches without the magic cookie. A request forwarded by a proxy carries the
+proxy's Via on top of the original one, so its second Via names the upstream transaction it
+was relayed from: that link is how one call seen on both legs of a mirror is accounted once.
+All timers run on packet time.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+from probe.counters import Counters
+from probe.records import Datagram
+
+from .message import SipMessage
+from .uri import tag_of
+from .via import MAGIC_COOKIE, parse_via, split_vias
+
+T1 = 0.5
+TIMER_F = 64 * T1  # a non-INVITE transaction is over by then (RFC 3261 section 17.1.2.2)
+LINGER = 64 * T1  # keep a completed transaction this long to recognise retransmissions
+
+# Passive names for the states both ends of the wire go through (section 17, figures 5-8)
+CALLING, TRYING, PROCEEDING, COMPLETED, CONFIRMED, TERMINATED = (
+    "CALLING", "TRYING", "PROCEEDING", "COMPLETED", "CONFIRMED", "TERMINATED")
+RINGING_CODES = (180, 183)
+
+
+class Transaction:
+    """One request and the responses to it, on one hop."""
+
+    __slots__ = ("key", "method", "request", "src", "dst", "transport", "created", "frame",
+                 "state", "callid", "from_tag", "to_tag", "cseq", "first_provisional",
+                 "first_ringing", "provisional_to_tags", "final_status", "final_reason",
+                 "final_ts", "final_to_tag", "extra_2xx_tags", "upstream", "downstream",
+                 "cancel", "invite", "retransmissions", "call")
+
+    def __init__(self, key, msg: SipMessage, d: Datagram, method: str, cseq: int):
+        self.key = key
+        self.method = method
+        self.request = msg
+        self.src = (d.src, d.sport)
+        self.dst = (d.dst, d.dport)
+        self.transport = d.transport
+        self.created = d.ts
+        self.frame = d.frame
+        self.state = CALLING if method == "INVITE" else TRYING
+        self.callid = msg.call_id or ""
+        self.from_tag = tag_of(msg.header("from"))
+        self.to_tag = tag_of(msg.header("to"))
+        self.cseq = cseq
+        self.first_provisional: float | None = None
+        self.first_ringing: float | None = None
+        self.provisional_to_tags: list[str] = []
+        self.final_status: int | None = None
+        self.final_reason = ""
+        self.final_ts: float | None = None
+        self.final_to_tag = ""
+        self.extra_2xx_tags: list[str] = []  # forked 2xx after the first (section 13.2.2.4)
+        self.upstream: Transaction | None = None  # the transaction a proxy relayed this from
+        self.downstream: list[Transaction] = []  # what a proxy relayed this to (forks)
+        self.cancel: Transaction | None = None  # INVITE: the CANCEL aimed at it
+        self.invite: Transaction | None = None  # CANCEL: the INVITE it cancels
+        self.retransmissions = 0
+        self.call = None  # the dialog-layer Call this initial INVITE or BYE belongs to
+
+    @property
+    def is_initial_invite(self) -> bool:
+        """An INVITE outside any dialog: no To tag (section 12.1)."""
+        return self.method == "INVITE" and not self.to_tag
+
+    def winning_branch(self) -> "Transaction | None":
+        """The relayed branch whose final reply this transaction passed upstream."""
+        done = [t for t in self.downstream if t.final_status is not None]
+        for t in done:
+            if t.final_status == self.final_status and t.final_to_tag == self.final_to_tag:
+                return t
+        if done:
+            return done[-1]
+        return self.downstream[-1] if self.downstream else None
+
+
+def _key(via, msg: SipMessage, method: str, via_text: str) -> tuple:
+    if via.branch.startswith(MAGIC_COOKIE):
+        return (via.branch, via.sent_by, method)
+    # RFC 2543 peers: match on Call-ID, CSeq number, From tag and the top Via (section 17.2.3)
+    cseq = msg.cseq
+    return ("rfc2543", msg.call_id, cseq[0] if cseq else None, method, tag_of(msg.header("from")),
+            via_text)
+
+
+class TransactionLayer:
+    """Matches messages into transactions; calls back on a final reply and on time-outs."""
+
+    def __init__(self, counters: Counters, *, invite_timeout: float = 300.0,
+                 max_transactions: int = 200_000,
+                 on_timeout: Callable[[Transaction], None] | None = None):
+        self.c = counters
+        self.invite_timeout = invite_timeout
+        self.max_transactions = max_transactions
+        self.on_timeout = on_timeout
+        self.by_key: dict[tuple, Transaction] = {}
+        self.forwarders: set[tuple[str, int]] = set()  # (ip, port) seen relaying a request
+        # deadlines in arrival order, one queue per timeout so each stays sorted by time
+        self._open_invites: deque[tuple[float, tuple]] = deque()
+        self._open_others: deque[tuple[float, tuple]] = deque()
+        self._finished: deque[tuple[float, tuple]] = deque()
+
+    def request(self, msg: SipMessage, d: Datagram) -> Transaction | None:
+        """The new transaction a request opens; None for a retransmission or an ACK."""
+        self._maybe_sweep(d.ts)
+        vias = split_vias(msg.header_all("via"))
+        top = parse_via(vias[0]) if vias else None
+        cseq = msg.cseq
+        if top is None or cseq is None or not msg.call_id:
+            self.c["sip.missing_mandatory_header"] += 1
+            return None
+        method = msg.method
+        key = _key(top, msg, "INVITE" if method == "ACK" else method, vias[0])
+        txn = self.by_key.get(key)
+        if method == "ACK":
+            if txn is not None and txn.final_status is not None and txn.final_status >= 300:
+                txn.state = CONFIRMED  # ACK of a failure belongs to the INVITE (17.1.1.3)
+                self.c["sip.ack_non2xx"] += 1
+            else:
+                self.c["sip.ack_2xx"] += 1  # its own transaction; nothing to account
+            return None
+        if txn is not None:
+            txn.retransmissions += 1
+            self.c["sip.request_retransmission"] += 1
+            return None
+        txn = Transaction(key, msg, d, method, cseq[0])
+        if len(self.by_key) >= self.max_transactions:
+            self.by_key.pop(next(iter(self.by_key)))
+            self.c["state.transaction_evicted"] += 1
+        self.by_key[key] = txn
+        if method == "INVITE":
+            self._open_invites.append((d.ts + self.invite_timeout, key))
+        else:
+            self._open_others.append((d.ts + TIMER_F, key))
+        if method == "CANCEL":
+            invite = self.by_key.get(key[:-1] + ("INVITE",))
+            if invite is not None:
+                invite.cancel, txn.invite = txn, invite
+        if len(vias) > 1:
+            self._link_upstream(txn, msg, vias[1], method, d)
+        return txn
+
+    def _link_upstream(self, txn: Transaction, msg, via_text: str, method: str, d) -> None:
+        via = parse_via(via_text)
+        if via is None:
+            return
+        up = self.by_key.get(_key(via, msg, method, via_text))
+        if up is not None and up is not txn and up.upstream is None:
+            txn.upstream = up
+            up.downstream.append(txn)
+            self.forwarders.add((d.src, d.sport))
+
+    def response(self, msg: SipMessage, d: Datagram) -> tuple[Transaction, str] | None:
+        """(transaction, what it was): "provisional", "final", "retransmission" or "extra_2xx"."""
+        self._maybe_sweep(d.ts)
+        vias = split_vias(msg.header_all("via"))
+        top = parse_via(vias[0]) if vias else None
+        cseq = msg.cseq
+        if top is None or cseq is None:
+            self.c["sip.missing_mandatory_header"] += 1
+            return None
+        txn = self.by_key.get(_key(top, msg, cseq[1], vias[0]))
+        if txn is None:
+            self.c["state.orphan_response"] += 1  # its request came before the capture began
+            return None
+        status, to_tag = msg.status, tag_of(msg.header("to"))
+        if status < 200:
+            if txn.final_status is not None:
+                self.c["state.late_provisional"] += 1
+                return txn, "retransmission"
+            if txn.first_provisional is None:
+                txn.first_provisional = d.ts
+            if status in RINGING_CODES and txn.first_ringing is None:
+                txn.first_ringing = d.ts
+            if to_tag and to_tag not in txn.provisional_to_tags:
+                txn.provisional_to_tags.append(to_tag)
+            txn.state = PROCEEDING
+            return txn, "provisional"
+        if txn.final_status is None:
+            txn.final_status, txn.final_reason = status, msg.reason or ""
+            txn.final_ts, txn.final_to_tag = d.ts, to_tag
+            txn.state = TERMINATED if txn.method == "INVITE" and status < 300 else COMPLETED
+            self._finished.append((d.ts + LINGER, txn.key))
+            return txn, "final"
+        if txn.method == "INVITE" and 200 <= status < 300 and txn.final_status < 300 \
+                and to_tag != txn.final_to_tag and to_tag not in txn.extra_2xx_tags:
+            txn.extra_2xx_tags.append(to_tag)
+            return txn, "extra_2xx"
+        self.c["sip.response_retransmission"] += 1
+        return txn, "retransmission"
+
+    def _maybe_sweep(self, now: float) -> None:
+        """Forget finished transactions after LINGER; time out those with no final reply."""
+        by_key = self.by_key
+        finished = self._finished
+        while finished and finished[0][0] < now:
+            key = finished.popleft()[1]
+            txn = by_key.get(key)
+            if txn is not None and txn.final_ts is not None and now - txn.final_ts > LINGER:
+                del by_key[key]
+        for queue in (self._open_invites, self._open_others):
+            while queue and queue[0][0] < now:
+                key = queue.popleft()[1]
+                txn = by_key.get(key)
+                if txn is not None and txn.final_ts is None:
+                    del by_key[key]
+                    self.c["state.transaction_timeout"] += 1
+                    if self.on_timeout is not None:
+                        self.on_timeout(txn)
+
+    def close(self) -> None:
+        """End of input: transactions still waiting for a final reply are counted."""
+        self.c["state.transaction_open_at_end"] += sum(
+            1 for t in self.by_key.values() if t.final_ts is None)
+        self.by_key.clear()

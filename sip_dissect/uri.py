@@ -1,0 +1,64 @@
+"""SIP URIs and name-addr headers (RFC 3261 sections 19.1 and 20.10), just what accounting reads.
+
+    From: "Alice" <sip:alice@example.com;transport=tcp>;tag=1928301774
+          display     URI inside <>                    header parameters
+"""
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+_SCHEME = re.compile(r"^(sips?|tel):", re.I)
+
+
+class UriParts(NamedTuple):
+    user: str  # Kamailio's $rU/$fU/$tU: empty when the URI has no user part
+    host: str  # $rd/$fd: host as written, IPv6 references keep their brackets
+    port: int | None
+
+
+def name_addr_uri(value: str | None) -> str:
+    """The URI of a From/To/Contact value: inside <> when present, else up to the first ';'
+    (in an addr-spec without <>, parameters belong to the header, RFC 3261 section 20)."""
+    if not value:
+        return ""
+    lt = value.find("<")
+    if lt >= 0:
+        gt = value.find(">", lt + 1)
+        return value[lt + 1:gt if gt >= 0 else len(value)].strip()
+    if value.startswith('"'):
+        return ""  # a display name without <>: malformed
+    return value.split(";", 1)[0].strip()
+
+
+def uri_parts(uri: str) -> UriParts:
+    """User, host and port of a sip:, sips: or tel: URI; empty parts for anything else."""
+    m = _SCHEME.match(uri)
+    if not m:
+        return UriParts("", "", None)
+    rest = uri[m.end():]
+    if m.group(1).lower() == "tel":
+        return UriParts(re.split(r"[;?]", rest, maxsplit=1)[0], "", None)
+    rest = re.split(r"[;?]", rest, maxsplit=1)[0]
+    user, at, hostport = rest.rpartition("@")
+    if at:
+        user = user.split(":", 1)[0]  # drop a password
+    else:
+        user, hostport = "", rest
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        host = hostport[:end + 1] if end > 0 else hostport
+        port_text = hostport[end + 2:] if end > 0 and hostport[end + 1:end + 2] == ":" else ""
+    else:
+        host, _, port_text = hostport.partition(":")
+    return UriParts(user, host, int(port_text) if port_text.isdigit() else None)
+
+
+def tag_of(value: str | None) -> str:
+    """The tag parameter of a From/To value, outside the <> of the URI."""
+    if not value:
+        return ""
+    gt = value.rfind(">")
+    params = value[gt + 1:] if gt >= 0 else value
+    m = re.search(r";\s*tag\s*=\s*([^;,\s]+)", params, re.I)
+    return m.group(1) if m else ""
