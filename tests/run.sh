@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # System tools the oracle and lab tests drive (root is needed to install them)
 need=()
-for tool in tshark:tshark tcpdump:tcpdump; do
+for tool in tshark:tshark tcpdump:tcpdump kamailio:kamailio sipp:sip-tester; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -17,6 +17,13 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# db_sqlite for the lab's accounting oracle ships separately from kamailio
+if [ ! -e /usr/lib/x86_64-linux-gnu/kamailio/modules/db_sqlite.so ] \
+    && ! ls /usr/lib/*/kamailio/modules/db_sqlite.so >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio-sqlite-modules >/dev/null
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
