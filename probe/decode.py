@@ -79,7 +79,7 @@ class Decoder:
         out = []
         data, lt, number = batch.data, batch.linktype, batch.first
         fast = lt == LT_EN10MB
-        is_duplicate, c, addr = self.dedup.is_duplicate, self.c, self._addr4
+        is_duplicate, c, names = self.dedup.is_duplicate, self.c, self._names
         for sec, usec, off, caplen in META.iter_unpack(batch.meta):
             ts = sec + usec * 1e-6
             frame_data = data[off:off + caplen]
@@ -89,7 +89,8 @@ class Decoder:
                 if etype == ETH_IPV4 and vihl == 0x45 and proto == 17 and not fragword & 0x3FFF \
                         and 28 <= total <= caplen - 14 and 8 <= ulen <= total - 20 \
                         and sport not in TUNNEL_PORTS and dport not in TUNNEL_PORTS:
-                    s, t = addr(src), addr(dst)
+                    s = names.get(src) or self._addr4(src)
+                    t = names.get(dst) or self._addr4(dst)
                     payload = frame_data[42:34 + ulen]
                     if is_duplicate((s, t, ident, sport, dport, payload), ts):
                         c["dedup.duplicates"] += 1
