@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 from enum import Enum
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -129,6 +129,81 @@ def filter_cmd(
     from probe.bpf import DEFAULT_SIP_PORTS, default_filter
 
     typer.echo(default_filter(tuple(sip_port) if sip_port else DEFAULT_SIP_PORTS, vlan=vlan))
+
+
+report_app = typer.Typer(
+    help="Show the rows a replay or live run stored, with Kamailio's column names.\n\n"
+         "Example: sipprobe report acc --db sipprobe.db --format csv",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(report_app, name="report")
+
+
+class RowFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+# One set of options shared by every report, so that they all read the same way
+DbOpt = Annotated[str, typer.Option("--db", metavar="FILE",
+                                    help="SQLite database written by sipprobe.")]
+SinceOpt = Annotated[Optional[str], typer.Option(
+    metavar="TIME", help="Rows at or after TIME: ISO 8601 (UTC unless it has an offset) "
+                         "or epoch seconds.")]
+UntilOpt = Annotated[Optional[str], typer.Option(metavar="TIME", help="Rows before TIME.")]
+CallidOpt = Annotated[Optional[str], typer.Option(metavar="CALLID", help="Rows of this Call-ID.")]
+UserOpt = Annotated[Optional[str], typer.Option(
+    metavar="USER", help="Rows whose src_user, dst_user or dst_ouser is USER.")]
+MethodOpt = Annotated[Optional[str], typer.Option(metavar="METHOD",
+                                                  help="Rows of this method (INVITE, BYE...).")]
+CodeOpt = Annotated[Optional[str], typer.Option(
+    metavar="CODE", help="Rows with this sip_code (486) or class (4xx).")]
+LimitOpt = Annotated[Optional[int], typer.Option(min=1, metavar="N", help="At most N rows.")]
+RowFormatOpt = Annotated[RowFormat, typer.Option(
+    "--format", "-f", help="table, CSV with a header row, or a JSON list of objects.")]
+
+
+def _report(query: str, db: str, fmt: RowFormat, **filters) -> None:
+    from store import StoreError, reports
+
+    try:
+        rows = getattr(reports, query)(db, **filters)
+    except StoreError as exc:
+        _fail(str(exc))
+    from report_format import print_rows
+
+    print_rows(rows, fmt.value, reports.REPORT_COLUMNS, table_columns=reports.KAMAILIO_NAMES)
+
+
+@report_app.command("acc")
+def report_acc(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
+               callid: CallidOpt = None, user: UserOpt = None, method: MethodOpt = None,
+               code: CodeOpt = None, limit: LimitOpt = None,
+               fmt: RowFormatOpt = RowFormat.table):
+    """Accounted transactions (acc table): a row per INVITE or BYE and its final reply, as
+    Kamailio's acc module writes it, in packet-time order. CSV and JSON add time_epoch and cseq.
+
+    Example: sipprobe report acc --db sipprobe.db --format csv
+    """
+    _report("acc_rows", db, fmt, since=since, until=until, callid=callid, user=user,
+            method=method, code=code, limit=limit)
+
+
+@report_app.command("missed")
+def report_missed(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
+                  callid: CallidOpt = None, user: UserOpt = None, method: MethodOpt = None,
+                  code: CodeOpt = None, limit: LimitOpt = None,
+                  fmt: RowFormatOpt = RowFormat.table):
+    """Missed calls (missed_calls table): a row per INVITE that ended in a failure reply, as
+    Kamailio's acc module writes it, in packet-time order. CSV and JSON add time_epoch and cseq.
+
+    Example: sipprobe report missed --db sipprobe.db --code 4xx --since 2026-11-23
+    """
+    _report("missed_rows", db, fmt, since=since, until=until, callid=callid, user=user,
+            method=method, code=code, limit=limit)
 
 
 def main() -> None:

@@ -38,3 +38,55 @@ def print_stats(r: dict) -> None:
     _section(con, "Counters", r["counters"], ("layer.reason", "count"))
     if "capture" in r:
         _section(con, "Live capture", r["capture"], ("kernel", "count"))
+
+
+# Rows of a report (a list of dicts), in the one set of formats every report shares.
+
+def rows_csv(rows: list[dict], columns) -> str:
+    """CSV with a header row; a header alone when there are no rows."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([row.get(c) for c in columns] for row in rows)
+    return out.getvalue()
+
+
+def rows_json(rows: list[dict], columns) -> str:
+    """A JSON list of objects with `columns` as keys, in that order; `[]` when empty."""
+    import json
+
+    return json.dumps([{c: row.get(c) for c in columns} for row in rows], indent=2,
+                      ensure_ascii=False)
+
+
+def print_rows(rows: list[dict], fmt: str, columns, table_columns=None) -> None:
+    """Print rows as `table`, `csv` or `json`. The table shows `table_columns` (default
+    `columns`), for instance Kamailio's columns without the extras that CSV and JSON carry."""
+    import sys
+
+    if fmt == "csv":
+        sys.stdout.write(rows_csv(rows, columns))
+    elif fmt == "json":
+        sys.stdout.write(rows_json(rows, columns) + "\n")
+    elif not rows:
+        sys.stdout.write("no rows\n")
+    else:
+        from rich.console import Console
+
+        Console().print(_rows_table(rows, tuple(table_columns or columns)))
+
+
+def _rows_table(rows: list[dict], names):
+    from rich.table import Table
+
+    t = Table(show_edge=False)
+    for name in names:
+        numeric = isinstance(rows[0].get(name), (int, float))
+        # fold: a narrow terminal wraps a long Call-ID instead of cutting it to "..."
+        t.add_column(name, justify="right" if numeric else "left", overflow="fold")
+    for row in rows:
+        t.add_row(*["" if row.get(n) is None else str(row.get(n)) for n in names])
+    return t

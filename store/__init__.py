@@ -1,1 +1,15 @@
-"""SQLite storage of acc, missed_calls and acc_cdrs rows (arrives with the accounting layer)."""
+"""SQLite storage of acc and missed_calls rows (acc_cdrs arrives with the dialog layer).
+
+schema.py declares the tables, writer.py commits AccRecords to them in batches, reports.py
+queries them. sqlite_utils is imported only when a database is opened: importing this package
+costs nothing at CLI start-up.
+"""
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """A database that cannot be used as asked; the message says how to fix it."""
+
+
+class FilterError(StoreError):
+    """A report filter that cannot be understood (a time, a SIP code, a limit)."""

@@ -1,0 +1,182 @@
+"""The acc and missed_calls tables: Kamailio's columns in Kamailio's order, then sipprobe's.
+
+Kamailio's own DDL is lab/schema.sql (acc module 5.6). A column, an AccRecord field and
+Kamailio's column are the same word, so queries written for the proxy's database run here.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import urllib.parse
+
+from store import StoreError
+
+SCHEMA_VERSION = 1  # a change to the columns bumps it and adds a migration to ensure_schema
+TABLES = ("acc", "missed_calls")
+META_TABLE = "sipprobe_meta"
+
+# (column, type, meaning): Kamailio's acc / missed_calls columns, in its order
+KAMAILIO_COLUMNS = (
+    ("id", int, "row number, INTEGER PRIMARY KEY as in Kamailio"),
+    ("method", str, "request method: INVITE, BYE, ..."),
+    ("from_tag", str, "From tag of the request"),
+    ("to_tag", str, "To tag of the final reply (INVITE) or of the request (in-dialog)"),
+    ("callid", str, "Call-ID"),
+    ("sip_code", str, "final reply code, three digits as text"),
+    ("sip_reason", str, "reason phrase of the final reply"),
+    # TEXT, not Kamailio's TIMESTAMP: db_sqlite stores a Julian-day REAL there, while this is
+    # the text its MySQL and Postgres backends show
+    ("time", str, "'YYYY-MM-DD HH:MM:SS' of floor(time_epoch), UTC unless opened local_time"),
+    ("src_user", str, "$fU: From URI user"),
+    ("src_domain", str, "$fd: From URI host"),
+    ("src_ip", str, "$si: source IP of the request as the proxy received it"),
+    ("dst_ouser", str, "$tU: To URI user"),
+    ("dst_user", str, "$rU: request-URI user as forwarded"),
+    ("dst_domain", str, "$rd: request-URI host as forwarded"),
+)
+# appended after Kamailio's columns so that those keep their positions
+EXTRA_COLUMNS = (
+    ("time_epoch", float, "packet time of the final reply, epoch seconds with microseconds"),
+    ("cseq", int, "CSeq number of the request"),
+    ("row_key", str, "hash of table, callid, method, cseq, tags, sip_code: reruns add nothing"),
+)
+KAMAILIO_NAMES = tuple(name for name, _, _ in KAMAILIO_COLUMNS)
+COLUMN_NAMES = KAMAILIO_NAMES + tuple(name for name, _, _ in EXTRA_COLUMNS)
+INDEXED = ("callid", "time", "time_epoch")  # time_epoch: report filters and their ORDER BY
+
+
+def connect(path: str, *, create: bool):
+    """An sqlite_utils.Database on `path`, or StoreError saying what to do instead.
+    Without `create`, a missing file is an error rather than a new empty database."""
+    if os.path.isdir(path):
+        raise StoreError(f"{path} is a directory: give a file name, "
+                         f"e.g. --db {os.path.join(path, 'sipprobe.db')}")
+    exists = os.path.exists(path)
+    if not exists and not create:
+        raise StoreError(f"no such database: {path}: "
+                         f"run `sipprobe replay CAPTURE --db {path}` first")
+    folder = os.path.dirname(os.path.abspath(path))
+    if create:
+        if not os.path.isdir(folder):
+            raise StoreError(f"cannot create {path}: directory {folder} does not exist: "
+                             f"create it (mkdir -p {folder}) or give another --db path")
+        if exists and not os.access(path, os.W_OK):
+            raise StoreError(f"{path} is read-only: make it writable (chmod u+w {path}) "
+                             "or give another --db path")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot write in {folder}, where SQLite keeps the database's -wal "
+                             "and -shm files: make it writable or give another --db path")
+    try:
+        return _open(path)
+    except sqlite3.Error as exc:
+        at_rest = not os.path.exists(path + "-wal")
+        if create or "readonly" not in str(exc) or not at_rest:
+            raise database_error(path, exc) from None
+    # A WAL database needs its -shm file, which a reader without write access to the directory
+    # cannot create. With no -wal file no writer is active, so reading it as immutable is exact.
+    try:
+        return _open(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1",
+                     uri=True)
+    except sqlite3.Error as exc:
+        raise database_error(path, exc) from None
+
+
+def _open(target: str, uri: bool = False):
+    import sqlite_utils
+
+    conn = sqlite3.connect(target, uri=uri)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: not SQLite fails
+        return sqlite_utils.Database(conn, execute_plugins=False)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def database_error(path: str, exc: sqlite3.Error) -> StoreError:
+    """SQLite's complaint about `path`, turned into what to do about it."""
+    text = str(exc)
+    if "not a database" in text:
+        return StoreError(f"{path} is not a SQLite database: give a new file name "
+                          "or a database written by sipprobe")
+    if "readonly" in text:
+        return StoreError(f"{path} is read-only ({text}): make it and its directory writable "
+                          "or give another --db path")
+    if "locked" in text or "busy" in text:
+        return StoreError(f"{path} is locked by another program ({text}): "
+                          "stop it or give another --db path")
+    if "disk" in text or "full" in text:
+        return StoreError(f"cannot write {path} ({text}): free some disk space")
+    return StoreError(f"{path}: {text}")
+
+
+def ensure_schema(db, path: str, *, local_time: bool) -> None:
+    """Create whatever of the schema is missing, in one transaction; refuse a database whose
+    tables sipprobe did not write, or whose `time` column uses the other clock."""
+    clock = "local" if local_time else "utc"
+    # IMMEDIATE: two probes starting on one new file serialise here; the second finds the tables
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        names = set(db.table_names())
+        meta = read_meta(db) if META_TABLE in names else {}
+        if not meta and names & set(TABLES):
+            raise StoreError(f"{path} has {' and '.join(sorted(names & set(TABLES)))} tables that "
+                             "sipprobe did not write (a Kamailio database?): "
+                             "give sipprobe a file of its own with --db")
+        if meta:
+            _check_meta(meta, path, clock)
+        for table in TABLES:
+            if table in names:
+                check_columns(db, path, table)
+            else:
+                _create_table(db, table)
+        if not meta:
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            db[META_TABLE].insert_all(
+                [{"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                 {"key": "created", "value": created},
+                 {"key": "time_column", "value": clock}],
+                pk="key", not_null={"value"})
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+
+
+def read_meta(db) -> dict[str, str]:
+    return {r["key"]: r["value"] for r in db.query(f"SELECT key, value FROM [{META_TABLE}]")}
+
+
+def check_columns(db, path: str, table: str) -> None:
+    have = tuple(c.name for c in db[table].columns)
+    if have != COLUMN_NAMES:
+        raise StoreError(f"{path}: table {table} has columns ({', '.join(have)}) that sipprobe "
+                         "did not write: give sipprobe a file of its own with --db")
+
+
+def _check_meta(meta: dict, path: str, clock: str) -> None:
+    version = int(meta.get("schema_version", "0"))
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} was written by a newer sipprobe (schema {version}, this one "
+                         f"knows {SCHEMA_VERSION}): upgrade sipprobe or give another --db file")
+    stored = meta.get("time_column", "utc")
+    if stored != clock:
+        raise StoreError(f"{path} stores `time` as {stored} time, not {clock}: keep the setting "
+                         "the file was created with, or give another --db file, so that the "
+                         "column stays on one clock")
+
+
+def _create_table(db, table: str) -> None:
+    columns = KAMAILIO_COLUMNS + EXTRA_COLUMNS
+    db[table].create(
+        {name: kind for name, kind, _ in columns},
+        pk="id",
+        not_null={name for name, _, _ in columns if name != "id"},
+        # Kamailio's text columns default to '' (time has no default there either)
+        defaults={name: "" for name, kind, _ in KAMAILIO_COLUMNS
+                  if kind is str and name != "time"},
+    )
+    for column in INDEXED:
+        db[table].create_index([column], index_name=f"{table}_{column}_idx")
+    db[table].create_index(["row_key"], index_name=f"{table}_row_key_idx", unique=True)

@@ -1,0 +1,503 @@
+"""store/: schema, batched idempotent writes, crash safety, errors that teach, report queries."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from sip_dissect.records import AccRecord
+from store import FilterError, StoreError, writer
+from store.reports import acc_rows, missed_rows, parse_time
+from store.writer import open_store, row_key, time_text
+
+ROOT = Path(__file__).resolve().parents[1]
+KAMAILIO_ACC = ("id", "method", "from_tag", "to_tag", "callid", "sip_code", "sip_reason", "time",
+                "src_user", "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain")
+
+# Rows Kamailio wrote in the lab (pcaps/lab-*/kamailio-acc.json), with packet times
+INVITE = AccRecord(table="acc", method="INVITE", from_tag="11993SIPpTag001",
+                   to_tag="11992SIPpTag011", callid="1-11993@127.0.0.1", sip_code="200",
+                   sip_reason="OK", time=1795431445.123456, src_user="alice",
+                   src_domain="sipprobe.lab", src_ip="127.0.0.1", dst_ouser="uas",
+                   dst_user="uas", dst_domain="127.0.0.1", cseq=1)
+BYE = dataclasses.replace(INVITE, method="BYE", time=1795431447.999999, cseq=2)
+BUSY = AccRecord(table="missed_calls", method="INVITE", from_tag="12048SIPpTag001",
+                 to_tag="12047SIPpTag011", callid="1-12048@127.0.0.1", sip_code="486",
+                 sip_reason="Busy Here", time=1795431453.5, src_user="alice",
+                 src_domain="sipprobe.lab", src_ip="127.0.0.1", dst_ouser="busy",
+                 dst_user="busy", dst_domain="127.0.0.1", cseq=1)
+# callee hangs up: From/To (and so users and tags) are the callee's
+CALLEE_BYE = AccRecord(table="acc", method="BYE", from_tag="12017SIPpTag011",
+                       to_tag="12018SIPpTag001", callid="1-12018@127.0.0.1", sip_code="200",
+                       sip_reason="OK", time=1795431451.25, src_user="byer",
+                       src_domain="sipprobe.lab", src_ip="127.0.0.1", dst_ouser="alice",
+                       dst_user="alice", dst_domain="127.0.0.1", cseq=1)
+# the proxy rewrote the request-URI user: dst_ouser (To) and dst_user (R-URI) differ
+NOT_FOUND = AccRecord(table="missed_calls", method="INVITE", from_tag="12081SIPpTag001",
+                      to_tag="12080SIPpTag011", callid="1-12081@127.0.0.1", sip_code="404",
+                      sip_reason="Not Found", time=1795431455.75, src_user="carol",
+                      src_domain="sipprobe.lab", src_ip="127.0.0.2", dst_ouser="bob",
+                      dst_user="bob-mobile", dst_domain="127.0.0.1", cseq=1)
+
+
+def select(path, table: str) -> list[dict]:
+    """Rows as a second connection sees them: what is committed, nothing else."""
+    con = sqlite3.connect(path)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute(f"SELECT * FROM {table} ORDER BY id")]
+    finally:
+        con.close()
+
+
+def columns(con: sqlite3.Connection, table: str) -> list[tuple]:
+    return [(r[1], r[2], r[3]) for r in con.execute(f"PRAGMA table_info({table})")]
+
+
+@pytest.fixture
+def db(tmp_path) -> str:
+    return str(tmp_path / "sipprobe.db")
+
+
+# --- schema -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("table", ["acc", "missed_calls"])
+def test_columns_are_kamailios_in_its_order_then_the_extras(db, table):
+    open_store(db).close()
+    kamailio = sqlite3.connect(":memory:")
+    kamailio.executescript((ROOT / "lab/schema.sql").read_text())
+    theirs = [name for name, _, _ in columns(kamailio, table)]
+    con = sqlite3.connect(db)
+    ours = columns(con, table)
+    assert theirs == list(KAMAILIO_ACC)
+    assert [name for name, _, _ in ours] == theirs + ["time_epoch", "cseq", "row_key"]
+    assert ours[7] == ("time", "TEXT", 1)
+    assert ours[14:] == [("time_epoch", "REAL", 1), ("cseq", "INTEGER", 1), ("row_key", "TEXT", 1)]
+    indexes = {r[1]: r[2] for r in con.execute(f"PRAGMA index_list({table})")}
+    assert indexes == {f"{table}_callid_idx": 0, f"{table}_time_idx": 0,
+                       f"{table}_time_epoch_idx": 0, f"{table}_row_key_idx": 1}
+
+
+def test_wal_mode_and_meta_table(db):
+    store = open_store(db)
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    store.close()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    meta = dict(con.execute("SELECT key, value FROM sipprobe_meta"))
+    assert meta.pop("created")[:2] == "20" and len(meta) == 2
+    assert meta == {"schema_version": "1", "time_column": "utc"}
+
+
+# --- rows ---------------------------------------------------------------------------------
+
+def test_rows_read_back_column_by_column(db):
+    with open_store(db) as store:
+        for rec in (INVITE, BUSY, BYE):
+            store.add(rec)
+    assert store.counts() == {"acc": 2, "missed_calls": 1, "duplicates": 0}
+    common = {"from_tag": "11993SIPpTag001", "to_tag": "11992SIPpTag011",
+              "callid": "1-11993@127.0.0.1", "sip_code": "200", "sip_reason": "OK",
+              "src_user": "alice", "src_domain": "sipprobe.lab", "src_ip": "127.0.0.1",
+              "dst_ouser": "uas", "dst_user": "uas", "dst_domain": "127.0.0.1"}
+    assert select(db, "acc") == [
+        {"id": 1, "method": "INVITE", **common, "time": "2026-11-23 10:57:25",
+         "time_epoch": 1795431445.123456, "cseq": 1, "row_key": row_key(INVITE)},
+        {"id": 2, "method": "BYE", **common, "time": "2026-11-23 10:57:27",
+         "time_epoch": 1795431447.999999, "cseq": 2, "row_key": row_key(BYE)},
+    ]
+    assert select(db, "missed_calls") == [
+        {"id": 1, "method": "INVITE", "from_tag": "12048SIPpTag001",
+         "to_tag": "12047SIPpTag011", "callid": "1-12048@127.0.0.1", "sip_code": "486",
+         "sip_reason": "Busy Here", "time": "2026-11-23 10:57:33", "src_user": "alice",
+         "src_domain": "sipprobe.lab", "src_ip": "127.0.0.1", "dst_ouser": "busy",
+         "dst_user": "busy", "dst_domain": "127.0.0.1", "time_epoch": 1795431453.5,
+         "cseq": 1, "row_key": row_key(BUSY)},
+    ]
+    # the column order of the dicts above is the table's
+    assert list(select(db, "acc")[0]) == list(KAMAILIO_ACC) + ["time_epoch", "cseq", "row_key"]
+
+
+@pytest.mark.parametrize("epoch", [1795431445.0, 1795431445.000001, 1795431445.5,
+                                   1795431445.999999, 0.25, 951825600.75, -0.5])
+def test_time_is_utc_text_of_the_floor_of_the_epoch(epoch):
+    expected = datetime.fromtimestamp(math.floor(epoch), timezone.utc)
+    assert time_text(epoch) == expected.strftime("%Y-%m-%d %H:%M:%S")
+    assert time_text(1795431445.999999) == "2026-11-23 10:57:25"  # truncated, never rounded
+
+
+@pytest.fixture
+def utc_plus_2(monkeypatch):
+    monkeypatch.setenv("TZ", "SPT-2")  # POSIX: 2 hours east of UTC, no tzdata needed
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_local_time_option(db, utc_plus_2):
+    with open_store(db, local_time=True) as store:
+        store.add(INVITE)
+    row = select(db, "acc")[0]
+    assert (row["time"], row["time_epoch"]) == ("2026-11-23 12:57:25", 1795431445.123456)
+    meta = dict(sqlite3.connect(db).execute("SELECT key, value FROM sipprobe_meta"))
+    assert meta["time_column"] == "local"
+    with pytest.raises(StoreError, match=r"stores `time` as local time, not utc: keep the setting"):
+        open_store(db)
+    open_store(db, local_time=True).close()
+
+
+def test_replaying_the_same_records_adds_nothing(db):
+    with open_store(db) as store:
+        for rec in (INVITE, BYE, BUSY):
+            store.add(rec)
+    with open_store(db) as again:
+        for rec in (INVITE, BYE, BUSY, INVITE):
+            again.add(rec)
+        # same transaction and reply seen at another time (a second capture point): same row
+        again.add(dataclasses.replace(BYE, time=BYE.time + 0.004))
+        again.add(CALLEE_BYE)
+    assert again.counts() == {"acc": 1, "missed_calls": 0, "duplicates": 5}
+    assert [r["id"] for r in select(db, "acc")] == [1, 2, 3]
+    assert len(select(db, "missed_calls")) == 1
+
+
+def test_the_key_covers_each_part_of_the_row_identity():
+    keys = {row_key(INVITE)}
+    for change in ({"table": "missed_calls"}, {"callid": "x"}, {"method": "BYE"}, {"cseq": 2},
+                   {"from_tag": "x"}, {"to_tag": "x"}, {"sip_code": "202"}):
+        keys.add(row_key(dataclasses.replace(INVITE, **change)))
+    assert len(keys) == 8
+    assert row_key(dataclasses.replace(INVITE, time=0.0, sip_reason="Fine")) == row_key(INVITE)
+
+
+# --- batches ------------------------------------------------------------------------------
+
+def numbered(i: int) -> AccRecord:
+    return dataclasses.replace(INVITE, callid=f"{i}-batch@127.0.0.1", time=INVITE.time + i)
+
+
+def test_a_full_batch_is_committed_without_close(db):
+    store = open_store(db, batch_rows=3, batch_seconds=3600)
+    store.add(numbered(0))
+    store.add(numbered(1))
+    assert (len(select(db, "acc")), store.pending) == (0, 2)
+    store.add(numbered(2))
+    assert (len(select(db, "acc")), store.pending) == (3, 0)
+    store.add(numbered(3))
+    assert len(select(db, "acc")) == 3
+    store.flush()
+    assert len(select(db, "acc")) == 4
+    assert store.counts() == {"acc": 4, "missed_calls": 0, "duplicates": 0}
+    store.close()
+    store.close()  # a second close does nothing
+
+
+def test_an_old_batch_is_committed_by_the_next_add_or_flush_if_due(db, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(writer, "_now", lambda: clock[0])
+    store = open_store(db, batch_rows=500, batch_seconds=1.0)
+    store.add(numbered(0))
+    clock[0] = 100.9
+    store.add(numbered(1))
+    store.flush_if_due()
+    assert len(select(db, "acc")) == 0
+    clock[0] = 101.0
+    store.flush_if_due()  # what a capture loop calls when idle
+    assert len(select(db, "acc")) == 2
+    store.add(numbered(2))  # a new batch starts at 101.0
+    clock[0] = 102.5
+    store.add(numbered(3))
+    assert (len(select(db, "acc")), store.pending) == (4, 0)
+    store.close()
+
+
+def test_rows_and_missed_calls_of_one_batch_commit_together(db):
+    with open_store(db, batch_rows=2) as store:
+        store.add(INVITE)
+        store.add(BUSY)
+        assert (len(select(db, "acc")), len(select(db, "missed_calls"))) == (1, 1)
+
+
+def test_the_with_block_commits_even_when_it_raises(db):
+    with pytest.raises(RuntimeError):
+        with open_store(db) as store:
+            store.add(INVITE)
+            raise RuntimeError("pipeline bug")
+    assert len(select(db, "acc")) == 1
+    with pytest.raises(ValueError, match="closed"):
+        store.add(BYE)
+
+
+def test_a_record_for_an_unknown_table_is_refused(db):
+    with open_store(db) as store:
+        with pytest.raises(ValueError, match="acc_cdrs"):
+            store.add(dataclasses.replace(INVITE, table="acc_cdrs"))
+
+
+CRASH = """
+import dataclasses, os, sys
+from sip_dissect.records import AccRecord
+from store.writer import open_store
+
+rec = AccRecord(table="acc", method="INVITE", from_tag="f", to_tag="t", callid="", sip_code="200",
+                sip_reason="OK", time=1795431445.5, src_user="alice", src_domain="lab",
+                src_ip="127.0.0.1", dst_ouser="uas", dst_user="uas", dst_domain="127.0.0.1",
+                cseq=1)
+store = open_store(sys.argv[1], batch_rows=10, batch_seconds=3600)
+for i in range(32):
+    store.add(dataclasses.replace(rec, callid=f"crash-{i}", time=rec.time + i))
+    if i == 6:
+        store.flush()
+print(store.counts()["acc"], store.pending, flush=True)
+os._exit(9)  # killed mid-batch: no flush, no close, no atexit
+"""
+
+
+def test_a_killed_writer_loses_only_the_uncommitted_batch(db):
+    proc = subprocess.run([sys.executable, "-c", CRASH, db], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 9, proc.stderr
+    assert proc.stdout.split() == ["27", "5"]  # 7 flushed, then two batches of 10; 5 pending
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert [r[0] for r in con.execute("SELECT callid FROM acc ORDER BY id")] == \
+        [f"crash-{i}" for i in range(27)]
+    con.close()
+    # the rerun after the crash fills in exactly what was lost
+    rec = dataclasses.replace(INVITE, from_tag="f", to_tag="t", src_domain="lab", time=1795431445.5)
+    with open_store(db) as store:
+        for i in range(32):
+            store.add(dataclasses.replace(rec, callid=f"crash-{i}", time=rec.time + i))
+    assert store.counts() == {"acc": 5, "missed_calls": 0, "duplicates": 27}
+
+
+# --- errors that teach --------------------------------------------------------------------
+
+def test_missing_directory(tmp_path):
+    path = tmp_path / "nowhere" / "sipprobe.db"
+    with pytest.raises(StoreError, match=rf"directory {tmp_path}/nowhere does not exist: "
+                                         rf"create it \(mkdir -p {tmp_path}/nowhere\)"):
+        open_store(str(path))
+
+
+def test_a_directory_is_not_a_database(tmp_path):
+    with pytest.raises(StoreError, match=rf"{tmp_path} is a directory: give a file name, "
+                                         rf"e.g. --db {tmp_path}/sipprobe.db"):
+        open_store(str(tmp_path))
+
+
+def test_a_file_that_is_not_sqlite(db):
+    Path(db).write_text("call-id,from\n" * 100)
+    with pytest.raises(StoreError, match=rf"^{db} is not a SQLite database: give a new file"):
+        open_store(db)
+    assert Path(db).read_text() == "call-id,from\n" * 100
+
+
+def test_a_kamailio_database_is_left_alone(db):
+    con = sqlite3.connect(db)
+    con.executescript((ROOT / "lab/schema.sql").read_text())
+    con.close()
+    with pytest.raises(StoreError, match=r"has acc and missed_calls tables that sipprobe did not "
+                                         r"write \(a Kamailio database\?\): give sipprobe a file"):
+        open_store(db)
+    with pytest.raises(StoreError, match=r"table acc has columns \(id, method, .*, dst_domain\) "
+                                         r"that sipprobe did not write"):
+        acc_rows(db)
+
+
+def test_a_database_from_a_newer_sipprobe(db):
+    open_store(db).close()
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE sipprobe_meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 1\)"):
+        open_store(db)
+
+
+def in_child_as_nobody(fn) -> str:
+    """fn() run in a forked child with the uid of `nobody`: root ignores file modes."""
+    import sqlite_utils  # noqa: F401  (imported before the fork: nobody cannot read /root)
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        try:
+            os.close(read)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                fn()
+                outcome = "no error"
+            except StoreError as exc:
+                outcome = f"StoreError: {exc}"
+            except BaseException as exc:
+                outcome = f"{type(exc).__name__}: {exc}"
+            os.write(write, outcome.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        outcome = pipe.read()
+    os.waitpid(pid, 0)
+    return outcome
+
+
+def as_unprivileged(fn) -> str:
+    if os.geteuid() == 0:
+        return in_child_as_nobody(fn)
+    try:
+        fn()
+        return "no error"
+    except StoreError as exc:
+        return f"StoreError: {exc}"
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory `nobody` can enter (pytest's tmp_path is private to root)."""
+    path = tempfile.mkdtemp(prefix="sipprobe-store-")
+    os.chmod(path, 0o755)
+    yield path
+    os.chmod(path, 0o755)
+    for name in os.listdir(path):
+        os.remove(os.path.join(path, name))
+    os.rmdir(path)
+
+
+def test_read_only_database(shared_dir):
+    path = os.path.join(shared_dir, "sipprobe.db")
+    with open_store(path) as store:
+        store.add(INVITE)
+    os.chmod(path, 0o444)
+    assert as_unprivileged(lambda: open_store(path)) == (
+        f"StoreError: {path} is read-only: make it writable (chmod u+w {path}) "
+        "or give another --db path")
+    # reports only read: they still work
+    assert as_unprivileged(lambda: acc_rows(path) and None) == "no error"
+
+
+def test_directory_without_write_permission(shared_dir):
+    path = os.path.join(shared_dir, "sipprobe.db")
+    os.chmod(shared_dir, 0o555)
+    assert as_unprivileged(lambda: open_store(path)) == (
+        f"StoreError: cannot write in {shared_dir}, where SQLite keeps the database's -wal and "
+        "-shm files: make it writable or give another --db path")
+
+
+# --- reports ------------------------------------------------------------------------------
+
+@pytest.fixture
+def filled(db) -> str:
+    with open_store(db) as store:
+        for rec in (CALLEE_BYE, BYE, INVITE, NOT_FOUND, BUSY):  # not in time order
+            store.add(rec)
+    return db
+
+
+def callids(rows) -> list[tuple]:
+    return [(r["method"], r["callid"]) for r in rows]
+
+
+def test_reports_are_in_packet_time_order_with_the_report_columns(filled):
+    rows = acc_rows(filled)
+    assert callids(rows) == [("INVITE", "1-11993@127.0.0.1"), ("BYE", "1-11993@127.0.0.1"),
+                             ("BYE", "1-12018@127.0.0.1")]
+    assert [r["id"] for r in rows] == [3, 2, 1]
+    assert list(rows[0]) == list(KAMAILIO_ACC) + ["time_epoch", "cseq"]
+    assert rows[0]["time"] == "2026-11-23 10:57:25" and rows[0]["time_epoch"] == INVITE.time
+    assert [r["sip_code"] for r in missed_rows(filled)] == ["486", "404"]
+
+
+@pytest.mark.parametrize("since, until, expected", [
+    ("2026-11-23T10:57:26Z", None, ["BYE", "BYE"]),
+    ("2026-11-23 10:57:26", None, ["BYE", "BYE"]),  # naive: UTC
+    ("2026-11-23T11:57:26+01:00", None, ["BYE", "BYE"]),
+    (None, "2026-11-23T10:57:27.999999Z", ["INVITE"]),  # until is exclusive
+    (None, 1795431448, ["INVITE", "BYE"]),
+    ("1795431445.123456", "1795431451.25", ["INVITE", "BYE"]),  # since is inclusive
+    ("2026-11-23", "2026-11-24", ["INVITE", "BYE", "BYE"]),
+    ("2026-11-24", None, []),
+])
+def test_since_and_until_compare_packet_time(filled, since, until, expected):
+    assert [r["method"] for r in acc_rows(filled, since=since, until=until)] == expected
+
+
+def test_filters(filled):
+    assert callids(acc_rows(filled, callid="1-12018@127.0.0.1")) == [("BYE", "1-12018@127.0.0.1")]
+    assert callids(acc_rows(filled, method="INVITE")) == [("INVITE", "1-11993@127.0.0.1")]
+    assert acc_rows(filled, method="invite") == []  # SIP methods are case-sensitive
+    # user: the caller (src_user), the dialled user (dst_ouser) or the rewritten one (dst_user)
+    assert [r["src_user"] for r in acc_rows(filled, user="alice")] == ["alice", "alice", "byer"]
+    assert [r["sip_code"] for r in missed_rows(filled, user="bob")] == ["404"]
+    assert [r["sip_code"] for r in missed_rows(filled, user="bob-mobile")] == ["404"]
+    assert missed_rows(filled, user="bo") == []
+    assert [r["sip_code"] for r in missed_rows(filled, code="486")] == ["486"]
+    assert [r["sip_code"] for r in missed_rows(filled, code="4xx")] == ["486", "404"]
+    assert [r["sip_code"] for r in missed_rows(filled, code="4XX")] == ["486", "404"]
+    assert missed_rows(filled, code="5xx") == []
+    assert [r["method"] for r in acc_rows(filled, limit=2)] == ["INVITE", "BYE"]
+    assert callids(acc_rows(filled, user="alice", method="BYE", since="2026-11-23T10:57:28Z")) \
+        == [("BYE", "1-12018@127.0.0.1")]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"code": "48"}, "bad SIP code '48': give three digits (486) or a class (4xx)"),
+    ({"code": "4%%"}, "bad SIP code '4%%'"),
+    ({"since": "yesterday"}, "bad time 'yesterday': give ISO 8601 (2026-11-23T10:57:25Z, "
+                             "2026-11-23 10:57:25+01:00, 2026-11-23) or epoch seconds"),
+    ({"until": "nan"}, "bad time 'nan'"),
+    ({"limit": 0}, "bad limit 0: give a positive number of rows"),
+])
+def test_bad_filters_are_explained(filled, kwargs, message):
+    with pytest.raises(FilterError) as info:
+        acc_rows(filled, **kwargs)
+    assert str(info.value).startswith(message)
+
+
+def test_parse_time():
+    assert parse_time("2026-11-23T10:57:25Z") == 1795431445.0
+    assert parse_time("2026-11-23T10:57:25.5+00:00") == 1795431445.5
+    assert parse_time(" 1795431445.25 ") == 1795431445.25
+    assert parse_time(1795431445) == 1795431445.0
+
+
+def test_report_on_a_missing_database_creates_nothing(tmp_path):
+    path = tmp_path / "typo.db"
+    with pytest.raises(StoreError) as info:
+        missed_rows(str(path))
+    assert str(info.value) == (f"no such database: {path}: "
+                               f"run `sipprobe replay CAPTURE --db {path}` first")
+    assert not path.exists()
+
+
+def test_report_on_a_database_without_the_table(db):
+    sqlite3.connect(db).execute("CREATE TABLE notes (x)").connection.close()
+    with pytest.raises(StoreError) as info:
+        acc_rows(db)
+    assert str(info.value) == (f"{db} has no acc table: it was not written by sipprobe; "
+                               f"run `sipprobe replay CAPTURE --db {db}` first")
+
+
+def test_report_on_a_file_that_is_not_sqlite(db):
+    Path(db).write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(200))  # a pcap header
+    with pytest.raises(StoreError, match="is not a SQLite database"):
+        acc_rows(db)
+
+
+def test_reports_read_while_a_writer_holds_uncommitted_rows(db):
+    with open_store(db, batch_rows=2) as store:
+        for rec in (INVITE, BYE, CALLEE_BYE):
+            store.add(rec)
+        assert len(acc_rows(db)) == 2  # WAL: readers see committed batches, never block
+    assert len(acc_rows(db)) == 3
