@@ -235,7 +235,7 @@ def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
             counters["rtcp.datagrams"] += 1  # quality reports arrive with the RTCP issue
         else:
             counters["classify.not_sip_or_rtcp"] += 1
-        if progress is not None:
+        if progress is not None and not sig.messages & 1023:
             progress(capture.frames)
     sig.close()
     totals = sig.dialogs.totals
@@ -252,3 +252,20 @@ def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
         "missed_rows": rows["missed_calls"],
         "counters": {k: v for k, v in sorted(counters.items()) if v},
     }
+
+
+def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,
+                 local_time: bool = False, **accounting) -> dict:
+    """`sipprobe replay`: account captures into the SQLite database at `db_path`.
+
+    Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
+    keeps every batch it committed. Returns the summary of account_files plus what the store
+    inserted and ignored as already present."""
+    from store.writer import open_store
+
+    with open_store(db_path, local_time=local_time) as store:
+        summary = account_files(paths, store.add, opts, **accounting)
+    counts = store.counts()
+    summary.update(db=db_path, acc_inserted=counts["acc"], missed_inserted=counts["missed_calls"],
+                   duplicates=counts["duplicates"])
+    return summary

@@ -76,7 +76,9 @@ def print_rows(rows: list[dict], fmt: str, columns, table_columns=None) -> None:
     else:
         from rich.console import Console
 
-        Console().print(_rows_table(rows, tuple(table_columns or columns)))
+        # piped or redirected output has no width to fit: do not wrap rows at rich's 80
+        console = Console() if sys.stdout.isatty() else Console(width=250)
+        console.print(_rows_table(rows, tuple(table_columns or columns)))
 
 
 def _rows_table(rows: list[dict], names):
@@ -90,3 +92,20 @@ def _rows_table(rows: list[dict], names):
     for row in rows:
         t.add_row(*["" if row.get(n) is None else str(row.get(n)) for n in names])
     return t
+
+
+def print_replay(s: dict) -> None:
+    """The one-screen summary at the end of `sipprobe replay`."""
+    from rich.console import Console
+
+    con = Console()
+    con.print(f"files: {', '.join(s['files'])}")
+    con.print(f"database: {s['db']}")
+    con.print(f"proxies: {', '.join(s['proxies']) or 'none detected: every transaction accounted as seen'}")
+    con.print(f"SIP messages: {s['sip_messages']}  frames matched: {s['frames_matched']}")
+    con.print(f"calls: {s['calls']}  answered: {s['answered']}  failed: {s['failed']}  "
+              f"challenged (401/407): {s['challenged']}")
+    con.print(f"acc rows: {s['acc_rows']} ({s['acc_inserted']} new)  "
+              f"missed_calls rows: {s['missed_rows']} ({s['missed_inserted']} new)  "
+              f"already stored: {s['duplicates']}")
+    _section(con, "Counters", s["counters"], ("layer.reason", "count"))

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +17,8 @@ from cli import app
 from shared_pcaps import shared
 
 runner = CliRunner()
-COMMANDS = ["stats", "filter"]
+LAB_BASIC = Path(__file__).resolve().parents[1] / "pcaps" / "lab-basic-call" / "capture.pcap"
+COMMANDS = ["stats", "filter", "replay"]
 
 
 SIPPROBE = shutil.which("sipprobe", path=os.path.dirname(sys.executable)) or shutil.which("sipprobe")
@@ -112,3 +114,38 @@ def test_live_capture_on_loopback_counts_messages_and_kernel_stats():
     assert data["capture"]["kernel_received"] >= 5
     assert data["capture"]["kernel_dropped"] == 0
     assert "kernel:" in err
+
+
+def test_replay_writes_rows_once_and_reports_them(tmp_path):
+    """The README's first job: replay a bundled lab capture, then a rerun adds nothing."""
+    db = str(tmp_path / "acc.db")
+    capture = str(LAB_BASIC)
+    first = sipprobe("replay", capture, "--db", db, "--format", "json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert (summary["calls"], summary["answered"], summary["acc_inserted"]) == (1, 1, 2)
+    assert summary["proxies"] == ["127.0.0.1:5060"]
+    again = json.loads(sipprobe("replay", capture, "--db", db, "-f", "json").stdout)
+    assert (again["acc_inserted"], again["duplicates"]) == (0, 2)
+    rows = json.loads(sipprobe("report", "acc", "--db", db, "--format", "json").stdout)
+    assert [(r["method"], r["sip_code"], r["dst_user"]) for r in rows] == [
+        ("INVITE", "200", "uas"), ("BYE", "200", "uas")]
+
+
+def test_replay_table_summary():
+    result = runner.invoke(app, ["replay", str(LAB_BASIC), "--db", ":memory:"])
+    assert result.exit_code == 0, result.output
+    assert "calls: 1  answered: 1" in result.output
+    assert "acc rows: 2 (2 new)" in result.output
+
+
+def test_replay_bad_proxy_explained():
+    result = sipprobe("replay", str(LAB_BASIC), "--proxy", "proxy.example.com")
+    assert result.returncode == 2
+    assert "--proxy wants IP or IP:PORT" in result.stderr
+
+
+def test_replay_unwritable_database_explained(tmp_path):
+    result = sipprobe("replay", str(LAB_BASIC), "--db", str(tmp_path / "missing" / "acc.db"))
+    assert result.returncode == 2
+    assert "sipprobe:" in result.stderr and "Traceback" not in result.stderr

@@ -23,11 +23,14 @@ def cli_reference() -> str:
     runner = CliRunner()
     env = {"COLUMNS": "100", "TERM": "dumb"}
     parts = []
-    commands = [None] + sorted(c.name or c.callback.__name__ for c in app.registered_commands)
-    for name in commands:
-        args = ([name] if name else []) + ["--help"]
-        out = runner.invoke(app, args, env=env, prog_name="sipprobe").output
-        title = f"sipprobe {name}" if name else "sipprobe"
+    commands = [[]] + sorted([c.name or c.callback.__name__] for c in app.registered_commands)
+    for group in app.registered_groups:
+        commands.append([group.name])
+        commands += sorted([group.name, c.name or c.callback.__name__]
+                           for c in group.typer_instance.registered_commands)
+    for words in commands:
+        out = runner.invoke(app, words + ["--help"], env=env, prog_name="sipprobe").output
+        title = " ".join(["sipprobe"] + words)
         parts.append(f"### `{title}`\n\n```text\n{out.rstrip()}\n```")
     return "\n\n".join(parts)
 
