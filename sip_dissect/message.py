@@ -19,21 +19,8 @@ FULL_NAME = {v: k for k, v in COMPACT.items()}
 _TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _FOLD = re.compile(rb"\r?\n[ \t]+")
-_ANY_HEADER = re.compile(rb"^([^:\r\n]+?)[ \t]*:[ \t]*([^\r\n]*)", re.M)
 _BRANCH = re.compile(r";\s*branch\s*=\s*([^;,\s]+)", re.I)
 _TAG = re.compile(r";\s*tag\s*=\s*([^;,\s>]+)", re.I)
-_KEYS: dict[str, tuple[bytes, ...]] = {}
-
-
-def _keys(name: str) -> tuple[bytes, ...]:
-    """Byte strings that open a `name` header line in the lower-cased header block."""
-    keys = _KEYS.get(name)
-    if keys is None:
-        keys = (b"\n" + name.encode(),) + ((b"\n" + COMPACT[name].encode(),) if name in COMPACT else ())
-        _KEYS[name] = keys
-    return keys
-
-
 class ParseError(NamedTuple):
     reason: str  # counter name, e.g. "sip.bad_start_line"
 
@@ -41,11 +28,11 @@ class ParseError(NamedTuple):
 class SipMessage:
     """One SIP request or response; header names are case-insensitive and compact-form aware.
 
-    Headers are found with bytes.find on a lower-cased copy of the header block (bytes.lower
-    keeps offsets, unlike str.lower), and only the values read are decoded.
+    The header block is split into an index on the first header read; messages that are only
+    counted (stats) never pay for it.
     """
 
-    __slots__ = ("method", "uri", "status", "reason", "head", "body", "anomalies", "_low")
+    __slots__ = ("method", "uri", "status", "reason", "head", "body", "anomalies", "_index")
 
     def __init__(self, method, uri, status, reason, head, body):
         self.method: str | None = method  # request method, None for a response
@@ -55,52 +42,44 @@ class SipMessage:
         self.head: bytes = head  # header block from the start line's end, folding undone
         self.body: bytes = body
         self.anomalies: list[str] = []  # problems that did not stop parsing, as counter names
-        self._low: bytes | None = None
+        self._index: dict[str, list[str]] | None = None
 
     @property
     def is_request(self) -> bool:
         return self.method is not None
 
-    def _values(self, name: str, first: bool) -> list[str]:
-        low = self._low
-        if low is None:
-            low = self._low = self.head.lower()
-        head = self.head
-        found: list[tuple[int, str]] = []
-        for key in _keys(name):
-            pos = low.find(key)
-            while pos >= 0:
-                j = pos + len(key)
-                while low[j:j + 1] in (b" ", b"\t"):
-                    j += 1
-                if low[j:j + 1] == b":":
-                    eol = head.find(b"\n", j)
-                    value = head[j + 1:eol if eol >= 0 else len(head)].strip()
-                    found.append((pos, value.decode("utf-8", "replace")))
-                    if first:
-                        break
-                pos = low.find(key, pos + 1)
-        found.sort()
-        return [v for _, v in found]
+    def _build_index(self) -> dict[str, list[str]]:
+        """Every header line once, by full lower-case name: accounting reads eight or more
+        headers of each message, and one pass over the block beats a search per header."""
+        index: dict[str, list[str]] = {}
+        full = FULL_NAME
+        for line in self.head.decode("utf-8", "replace").split("\n"):
+            name, sep, value = line.partition(":")
+            if not sep:
+                continue
+            name = name.strip().lower()
+            name = full.get(name, name)
+            values = index.get(name)
+            if values is None:
+                index[name] = [value.strip()]
+            else:
+                values.append(value.strip())
+        self._index = index
+        return index
 
     def header(self, name: str) -> str | None:
         """Value of the first header called `name` (full lower-case name) or its compact form."""
-        values = self._values(name, True)
+        values = (self._index or self._build_index()).get(name)
         return values[0] if values else None
 
     def header_all(self, name: str) -> list[str]:
         """Values of every `name` header line, in order (comma lists left as written)."""
-        return self._values(name, False)
+        return list((self._index or self._build_index()).get(name, ()))
 
     @property
     def headers(self) -> dict[str, list[str]]:
         """Every header by full lower-case name; for callers that need them all."""
-        out: dict[str, list[str]] = {}
-        for name, value in _ANY_HEADER.findall(self.head):
-            key = name.strip().lower().decode("utf-8", "replace")
-            out.setdefault(FULL_NAME.get(key, key), []).append(
-                value.rstrip().decode("utf-8", "replace"))
-        return out
+        return {name: list(values) for name, values in (self._index or self._build_index()).items()}
 
     @property
     def call_id(self) -> str | None:
