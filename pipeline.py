@@ -12,10 +12,10 @@ from typing import Iterator
 from probe import bpf
 from probe.bpf import SIP_PREFIXES
 from probe.counters import Counters
-from probe.decode import Decoder
+from probe.decode import DecodeBug, Decoder
 from probe.records import Datagram, Frame
 from probe.sources import CaptureStats, FilterSet, read_batches, read_live
-from rtcp_mos.rtcp import PACKET_TYPES, looks_like_rtcp, walk
+from rtcp_mos.rtcp import PACKET_TYPES, looks_like_rtcp, packet_spans
 from sip_dissect.framing import frame_sip_stream
 from sip_dissect.message import match_start_line, parse_start_line
 
@@ -65,7 +65,7 @@ class StatsCollector:
         self.requests: dict[bytes, int] = {}
         self.responses: dict[bytes, int] = {}
         self.transport: Counter = Counter()
-        self.rtcp_packets: Counter = Counter()
+        self.rtcp_packets: dict[int, int] = {}  # by packet type number; named in result()
         self.rtcp_datagrams = 0
         self.encapsulations: Counter = Counter()
         self.retransmissions = 0
@@ -128,12 +128,13 @@ class StatsCollector:
         self._sweep_at = ts + RETRANSMIT_HORIZON / 4
 
     def _rtcp(self, d: Datagram) -> None:
-        compound = walk(d.payload)
+        spans, anomaly = packet_spans(d.payload)
         self.rtcp_datagrams += 1
-        for p in compound.packets:
-            self.rtcp_packets[PACKET_TYPES[p.packet_type]] += 1
-        for a in compound.anomalies:
-            self.counters[a] += 1
+        counts = self.rtcp_packets
+        for pt, _, _ in spans:
+            counts[pt] = counts.get(pt, 0) + 1
+        if anomaly is not None:
+            self.counters[anomaly] += 1
 
     def result(self, capture: CaptureStats) -> dict:
         out = {
@@ -150,7 +151,8 @@ class StatsCollector:
                 "transport": dict(sorted(self.transport.items())),
             },
             "rtcp": {"datagrams": self.rtcp_datagrams,
-                     "packets": dict(sorted(self.rtcp_packets.items()))},
+                     "packets": dict(sorted((PACKET_TYPES[pt], n)
+                                            for pt, n in self.rtcp_packets.items()))},
             "encapsulations": dict(sorted(self.encapsulations.items())),
             "counters": {k: v for k, v in sorted(self.counters.items()) if v},
         }
@@ -221,7 +223,11 @@ def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
 
     def count_and_sink(rec):
         rows[rec.table] += 1
-        sink(rec)
+        try:
+            sink(rec)
+        except Exception as exc:
+            exc.from_sink = True  # the caller's (a store error): not swallowed below
+            raise
 
     sig = Signalling(counters, count_and_sink, acc_options=acc_options or AccOptions(),
                      proxies=ProxySet(list(proxies)), dialog_timeout=dialog_timeout,
@@ -230,7 +236,16 @@ def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
     for d in datagrams(read_batches(paths, opts.filters(), capture), opts, counters):
         if d.transport == "tcp" or d.sport in sip_ports or d.dport in sip_ports \
                 or d.payload[:4] in SIP_PREFIXES:
-            sig.add(d)
+            try:
+                sig.add(d)
+            except Exception as exc:
+                # as Decoder._guarded does: a bug on one message must not end a replay
+                # (a non-ASCII digit in a CSeq did); strict mode raises so tests see it
+                if getattr(exc, "from_sink", False):
+                    raise
+                if opts.strict:
+                    raise DecodeBug(f"frame {d.frame}: {exc!r}") from exc
+                counters["internal.signalling_error"] += 1
         elif looks_like_rtcp(d.payload):
             counters["rtcp.datagrams"] += 1  # quality reports arrive with the RTCP issue
         else:

@@ -89,7 +89,10 @@ class SipMessage:
     def cseq(self) -> tuple[int, str] | None:
         value = self.header("cseq")
         parts = value.split() if value else ()
-        if len(parts) != 2 or not parts[0].isdigit():
+        # ASCII digits only (str.isdigit() accepts "\u00b2", which int() rejects) and within the
+        # 32 bits section 8.1.1.5 allows (an unbounded int overflows the store's INTEGER)
+        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()) \
+                or len(parts[0]) > 10 or int(parts[0]) > 0xFFFFFFFF:
             return None
         return int(parts[0]), parts[1]
 

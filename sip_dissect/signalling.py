@@ -41,10 +41,25 @@ class Signalling:
         self.messages += 1
         for a in msg.anomalies:
             self.c[a] += 1
+        if d.transport == "udp":
+            self._check_content_length(msg)
         if msg.method is not None:
             self._request(msg, d)
         else:
             self._response(msg, d)
+
+    def _check_content_length(self, msg) -> None:
+        """Over UDP the datagram bounds the message (RFC 3261 section 18.3), so a wrong
+        Content-Length is only counted; the message is still used, as proxies do."""
+        value = msg.header("content-length")
+        if value is None:
+            return
+        # isascii and a length bound: str.isdigit() accepts "\u00b2", and int() rejects it
+        # and any number over 4300 digits
+        if not (value.isascii() and value.isdigit() and len(value) <= 10):
+            self.c["sip.bad_content_length"] += 1
+        elif int(value) != len(msg.body):
+            self.c["sip.content_length_mismatch"] += 1
 
     def _is_upstream(self, txn: Transaction) -> bool:
         """The proxy received it from a client (not a relayed copy, not proxy-originated)."""
@@ -62,6 +77,13 @@ class Signalling:
             if call is not None:
                 txn.call = call
                 self.dialogs.bye(call, txn, sent_by_proxy=txn.src in self.proxies)
+        elif txn.to_tag and txn.upstream is None:
+            # any other in-dialog request (re-INVITE, UPDATE, INFO) shows the dialog alive:
+            # without this a call refreshed by session timers expired after dialog_timeout
+            # (Kamailio's dialog timer is reset by in-dialog requests, timeout_noreset=0)
+            call = self.dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
+            if call is not None:
+                call.last_activity = d.ts
 
     def _response(self, msg, d: Datagram) -> None:
         found = self.transactions.response(msg, d)

@@ -83,13 +83,26 @@ class Transaction:
         return self.downstream[-1] if self.downstream else None
 
 
-def _key(via, msg: SipMessage, method: str, via_text: str) -> tuple:
+def _key(via, msg: SipMessage, method: str) -> tuple:
     if via.branch.startswith(MAGIC_COOKIE):
         return (via.branch, via.sent_by, method)
-    # RFC 2543 peers: match on Call-ID, CSeq number, From tag and the top Via (section 17.2.3)
+    # RFC 2543 peers: match on Call-ID, CSeq number, From tag and the top Via (section 17.2.3).
+    # The Via by sent-by and branch, not its whole text: a proxy adds ;received=/;rport= to it
+    # in the copy it relays and in the responses it returns. Method last, as above, so that
+    # key[:-1] + ("INVITE",) finds the INVITE a CANCEL aims at.
     cseq = msg.cseq
-    return ("rfc2543", msg.call_id, cseq[0] if cseq else None, method, tag_of(msg.header("from")),
-            via_text)
+    return ("rfc2543", msg.call_id, cseq[0] if cseq else None, tag_of(msg.header("from")),
+            via.sent_by, via.branch, method)
+
+
+def _sent_by_port(via) -> int:
+    """The port of a Via's sent-by; its transport's default when absent (section 18.2.2)."""
+    hp = via.sent_by
+    tail = hp[hp.rfind("]") + 1:] if hp.startswith("[") else (hp if hp.count(":") == 1 else "")
+    port = tail.partition(":")[2]
+    if port.isascii() and port.isdigit() and len(port) <= 5:
+        return int(port)
+    return 5061 if via.transport in ("TLS", "WSS") else 5060
 
 
 class TransactionLayer:
@@ -119,7 +132,7 @@ class TransactionLayer:
             self.c["sip.missing_mandatory_header"] += 1
             return None
         method = msg.method
-        key = _key(top, msg, "INVITE" if method == "ACK" else method, vias[0])
+        key = _key(top, msg, "INVITE" if method == "ACK" else method)
         txn = self.by_key.get(key)
         if method == "ACK":
             if txn is not None and txn.final_status is not None and txn.final_status >= 300:
@@ -147,13 +160,18 @@ class TransactionLayer:
                 invite.cancel, txn.invite = txn, invite
         if len(vias) > 1:
             self._link_upstream(txn, msg, vias[1], method, d)
+            if txn.upstream is not None:
+                # over TCP/TLS a relay leaves from an ephemeral port: learn also the port the
+                # proxy's own Via names (where it listens and answers from), or replies it
+                # generates itself (a 404 after a failed lookup) would be accounted
+                self.forwarders.add((d.src, _sent_by_port(top)))
         return txn
 
     def _link_upstream(self, txn: Transaction, msg, via_text: str, method: str, d) -> None:
         via = parse_via(via_text)
         if via is None:
             return
-        up = self.by_key.get(_key(via, msg, method, via_text))
+        up = self.by_key.get(_key(via, msg, method))
         if up is not None and up is not txn and up.upstream is None:
             txn.upstream = up
             up.downstream.append(txn)
@@ -168,7 +186,7 @@ class TransactionLayer:
         if top is None or cseq is None:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        txn = self.by_key.get(_key(top, msg, cseq[1], vias[0]))
+        txn = self.by_key.get(_key(top, msg, cseq[1]))
         if txn is None:
             self.c["state.orphan_response"] += 1  # its request came before the capture began
             return None

@@ -51,7 +51,9 @@ def uri_parts(uri: str) -> UriParts:
         port_text = hostport[end + 2:] if end > 0 and hostport[end + 1:end + 2] == ":" else ""
     else:
         host, _, port_text = hostport.partition(":")
-    return UriParts(user, host, int(port_text) if port_text.isdigit() else None)
+    # str.isdigit() accepts "\u00b2", and int() rejects it and numbers over 4300 digits
+    ok = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    return UriParts(user, host, int(port_text) if ok else None)
 
 
 def tag_of(value: str | None) -> str:

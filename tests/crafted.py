@@ -447,3 +447,115 @@ def datagram_list(paths, **opts) -> list:
     o = pipeline.ProbeOptions(strict=True, **opts)
     return list(pipeline.datagrams(read_files([str(p) for p in paths], o.filters(), CaptureStats()),
                                    o, Counters()))
+
+
+# -- signalling scenarios: proxies, forks, retransmissions (RFC 3261 sections 8, 16, 17) ------
+
+class Party:
+    """A SIP endpoint (UA or proxy) at ip:port."""
+
+    def __init__(self, ip: str, port: int = 5060):
+        self.ip, self.port = ip, port
+
+    @property
+    def hostport(self) -> str:
+        return f"{_host(self.ip)}:{self.port}"
+
+
+def via(party: Party, branch: str | None, transport: str = "UDP", params: str = "") -> str:
+    """A Via value; branch None leaves the parameter out (an RFC 2543 peer)."""
+    return f"SIP/2.0/{transport} {party.hostport}" + (
+        f";branch={branch}" if branch is not None else "") + params
+
+
+def sip_request(method: str, uri: str, vias: list[str], *, from_: str, to: str, call_id: str,
+                cseq: int, headers=(), body: bytes = b"") -> bytes:
+    """A request with one Via line per element of `vias`, top first."""
+    hdrs = [("Via", v) for v in vias] + [
+        ("Max-Forwards", "70"), ("From", from_), ("To", to), ("Call-ID", call_id),
+        ("CSeq", f"{cseq} {method}")] + list(headers)
+    return sip_message(f"{method} {uri} SIP/2.0", hdrs, body)
+
+
+def _split(message: bytes) -> tuple[str, list[str], bytes]:
+    head, _, body = message.partition(b"\r\n\r\n")
+    start, *lines = head.decode().split("\r\n")
+    return start, [ln for ln in lines if not ln.lower().startswith("content-")], body
+
+
+def _name(line: str) -> str:
+    return line.split(":", 1)[0].strip().lower()
+
+
+def sip_response(request: bytes, code: int, reason: str, *, to_tag: str | None = None,
+                 headers=(), body: bytes = b"") -> bytes:
+    """The response a UAS builds for `request` (RFC 3261 section 8.2.6.2): its Via lines,
+    From, To (`to_tag` added when the request's To has none), Call-ID and CSeq."""
+    _, lines, _ = _split(request)
+    out = []
+    for line in lines:
+        name = _name(line)
+        if name == "to" and to_tag and ";tag=" not in line:
+            line += f";tag={to_tag}"
+        if name in ("via", "from", "to", "call-id", "cseq"):
+            out.append(tuple(line.split(": ", 1)))
+    return sip_message(f"SIP/2.0 {code} {reason}", out + list(headers), body)
+
+
+def relay(message: bytes, *, via: str | None = None, uri: str | None = None,
+          received: str | None = None, headers=()) -> bytes:
+    """A proxy's copy of `message`. A request (RFC 3261 section 16.6): `via` pushed on top,
+    `;received=` added to the Via it arrived with when given, the request-URI replaced by
+    `uri`, Max-Forwards decremented, `headers` (Record-Route) put first, as Kamailio does. A
+    response (`via` None, section 16.7 step 9): its top Via popped."""
+    start, lines, body = _split(message)
+    if via is None:
+        first = next(i for i, ln in enumerate(lines) if _name(ln) == "via")
+        lines = lines[:first] + lines[first + 1:]
+        return sip_message(start, [tuple(ln.split(": ", 1)) for ln in lines], body)
+    method, ruri, version = start.split(" ")
+    out = list(headers) + [("Via", via)]
+    for line in lines:
+        name, value = line.split(": ", 1)
+        if name.lower() == "via" and received:
+            value += f";received={received}"
+            received = None
+        if name.lower() == "max-forwards":
+            value = str(int(value) - 1)
+        out.append((name, value))
+    return sip_message(f"{method} {uri or ruri} {version}", out, body)
+
+
+def sip_packets(legs, transport: str = "udp") -> list[tuple[float, Packet]]:
+    """legs: (time, sender Party, receiver Party, message) as (time, IP packet). UDP between
+    the parties' ports; or TCP, one connection per pair of parties opened by the first sender
+    from an ephemeral port (handshake just before its first message) and used both ways."""
+    if transport == "udp":
+        return [(t, udp(s.ip, r.ip, s.port, r.port, msg)) for t, s, r, msg in legs]
+    flows: dict[tuple, tuple[TcpFlow, Party]] = {}
+    out = []
+    for t, s, r, msg in legs:
+        key = frozenset(((s.ip, s.port), (r.ip, r.port)))
+        if key not in flows:
+            flow = TcpFlow(s.ip, r.ip, a_port=41000 + len(flows), b_port=r.port)
+            flows[key] = (flow, s)
+            out += flow.handshake(t - 0.003)
+        flow, client = flows[key]
+        out.append(flow.send("a" if s is client else "b", msg, t))
+    return out
+
+
+def write_sip_capture(path, legs, transport: str = "udp") -> Path:
+    """The legs as an Ethernet pcap."""
+    return write_pcap(path, frames(sorted(sip_packets(legs, transport), key=lambda r: r[0])))
+
+
+def account(paths, **kw) -> tuple[list, dict, list]:
+    """account_files in strict mode: (AccRecords, summary, Calls ended, in end order)."""
+    if not isinstance(paths, (list, tuple)):
+        paths = [paths]
+    records, calls = [], []
+    summary = pipeline.account_files([str(p) for p in paths], records.append,
+                                     pipeline.ProbeOptions(strict=True),
+                                     on_call_end=calls.append, **kw)
+    return records, summary, calls

@@ -90,3 +90,10 @@ def test_malformed_capture_never_raises():
     records, summary = replay("ndpi_fuzzed-aaa-malformed.pcap")
     assert summary["sip_messages"] > 0
     assert sum(v for k, v in summary["counters"].items() if k.startswith("sip.")) > 0
+
+
+def test_wrong_content_length_counted_and_call_still_accounted():
+    """zeek's crafted INVITE and 200 carry Content-Length values that are not numbers."""
+    records, summary = replay("zeek_sip-invalid-content-length.pcap")
+    assert summary["counters"]["sip.bad_content_length"] == 2
+    assert [(r.method, r.sip_code) for r in records] == [("INVITE", "200")]

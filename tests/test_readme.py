@@ -50,7 +50,8 @@ def test_readme_opens_with_the_two_commands():
     text = README.read_text()
     first_block = re.search(r"```sh\n(.*?)```", text, re.S).group(1)
     commands = [l for l in first_block.splitlines() if l and not l.startswith("#")]
-    assert commands[0].endswith("sipprobe stats pcaps/lab-basic-call/capture.pcap")
+    assert "sipprobe replay pcaps/lab-basic-call/capture.pcap --db sipprobe.db" in commands[0]
+    assert commands[0].endswith("sipprobe report acc --db sipprobe.db")
     assert (ROOT / "pcaps/lab-basic-call/capture.pcap").exists()
     assert commands[1] == "bash tests/run.sh"
     assert "bash tests/run.sh" in (ROOT / ".ci/run").read_text()
