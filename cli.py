@@ -5,6 +5,7 @@ import json
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, List, Optional
 
@@ -27,6 +28,31 @@ class Format(str, Enum):
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"sipprobe: {message}", err=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _errors_taught():
+    """Errors the user can fix (a file, a filter, a database) become `sipprobe: why`, exit 2."""
+    from probe.sources import SourceError
+    from store import StoreError
+
+    try:
+        yield
+    except (SourceError, StoreError) as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        if type(exc).__name__ in ("PcapError", "BPFError"):  # pcapy: bad filter or device
+            _fail(str(exc))
+        raise
+
+
+def _emit(result: dict, fmt: "Format", printer: str) -> None:
+    if fmt is Format.json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        import report_format
+
+        getattr(report_format, printer)(result)
 
 
 def _options(sip_port, bpf, no_bpf, dedup_window_ms):
@@ -69,30 +95,17 @@ def stats(
 
     Example: sipprobe stats pcaps/lab-basic-call/capture.pcap --format json
     """
-    from probe.sources import SourceError
-
     opts = _options(sip_port, bpf, no_bpf, dedup_window_ms)
     if bool(captures) == bool(interface):
         _fail("give capture files or --interface NAME (one of the two)")
-    try:
+    with _errors_taught():
         if interface:
             result = _live_stats(interface, opts, duration, promisc, buffer_mb)
         else:
             from pipeline import stats_files
 
             result = stats_files(captures, opts)
-    except SourceError as exc:
-        _fail(str(exc))
-    except Exception as exc:  # pcapy raises on bad filters and devices
-        if type(exc).__name__ in ("PcapError", "BPFError"):
-            _fail(str(exc))
-        raise
-    if fmt is Format.json:
-        typer.echo(json.dumps(result, indent=2))
-    else:
-        from report_format import print_stats
-
-        print_stats(result)
+    _emit(result, fmt, "print_stats")
 
 
 def _live_stats(interface, opts, duration, promisc, buffer_mb):
@@ -165,9 +178,7 @@ def replay(
     Example: sipprobe replay pcaps/lab-basic-call/capture.pcap --db sipprobe.db --proxy 127.0.0.1:5060
     """
     from pipeline import parse_proxy, replay_files
-    from probe.sources import SourceError
     from sip_dissect.accounting import AccOptions
-    from store import StoreError
 
     opts = _options(sip_port, bpf, no_bpf, dedup_window_ms)
     try:
@@ -177,23 +188,10 @@ def replay(
     acc = AccOptions(report_cancels=report_cancels, early_media=early_media,
                      failed_transaction=failed_transaction, detect_direction=detect_direction,
                      methods=frozenset(m.upper() for m in acc_method or ()))
-    try:
-        with _progress() as progress:
-            summary = replay_files(captures, db, opts, local_time=local_time, acc_options=acc,
-                                   proxies=proxies, dialog_timeout=dialog_timeout,
-                                   progress=progress)
-    except (SourceError, StoreError) as exc:
-        _fail(str(exc))
-    except Exception as exc:
-        if type(exc).__name__ in ("PcapError", "BPFError"):
-            _fail(str(exc))
-        raise
-    if fmt is Format.json:
-        typer.echo(json.dumps(summary, indent=2))
-    else:
-        from report_format import print_replay
-
-        print_replay(summary)
+    with _errors_taught(), _progress() as progress:
+        summary = replay_files(captures, db, opts, local_time=local_time, acc_options=acc,
+                               proxies=proxies, dialog_timeout=dialog_timeout, progress=progress)
+    _emit(summary, fmt, "print_replay")
 
 
 class _progress:
