@@ -43,16 +43,22 @@ class ProbeOptions:
         return FilterSet(build, builtin=self.bpf_filter is None)
 
 
-def datagrams(batches, opts: ProbeOptions, counters: Counters) -> Iterator[Datagram]:
-    """Decoded datagrams of frame batches (RawBatch or lists of Frame) or of single Frames.
-    A frame that breaks the decoder is counted as `internal.decode_error` and skipped
-    (raised as DecodeBug with `opts.strict`)."""
+def datagram_batches(batches, opts: ProbeOptions, counters: Counters) -> Iterator[list[Datagram]]:
+    """Decoded datagrams of frame batches (RawBatch or lists of Frame) or of single Frames,
+    a list per batch. A frame that breaks the decoder is counted as `internal.decode_error`
+    and skipped (raised as DecodeBug with `opts.strict`)."""
     decoder = Decoder(counters, frame_sip_stream, tcp_ports=frozenset(opts.sip_ports),
                       dedup_window=opts.dedup_window, strict=opts.strict)
     decode_batch = decoder.decode_batch
     for batch in batches:
-        yield from decode_batch([batch] if isinstance(batch, Frame) else batch)
+        yield decode_batch([batch] if isinstance(batch, Frame) else batch)
     decoder.flush()
+
+
+def datagrams(batches, opts: ProbeOptions, counters: Counters) -> Iterator[Datagram]:
+    """datagram_batches, one datagram at a time."""
+    for out in datagram_batches(batches, opts, counters):
+        yield from out
 
 
 class StatsCollector:
@@ -71,6 +77,11 @@ class StatsCollector:
         self.retransmissions = 0
         self._recent: dict[tuple, float] = {}
         self._sweep_at = 0.0
+
+    def add_all(self, datagrams: list[Datagram]) -> None:
+        add = self.add
+        for d in datagrams:
+            add(d)
 
     def add(self, d: Datagram) -> None:
         if d.vlan or d.tunnel:
@@ -169,8 +180,8 @@ def stats_files(paths: list[str], opts: ProbeOptions | None = None) -> dict:
     counters, capture = Counters(), CaptureStats()
     collector = StatsCollector(opts, counters)
     filters = opts.filters()
-    for d in datagrams(read_batches(paths, filters, capture), opts, counters):
-        collector.add(d)
+    for batch in datagram_batches(read_batches(paths, filters, capture), opts, counters):
+        collector.add_all(batch)
     result = collector.result(capture)
     if filters.unfiltered:
         result["unfiltered_linktypes"] = sorted(filters.unfiltered)

@@ -82,16 +82,16 @@ class Decoder:
         is_duplicate, c, names = self.dedup.is_duplicate, self.c, self._names
         for sec, usec, off, caplen in META.iter_unpack(batch.meta):
             ts = sec + usec * 1e-6
-            frame_data = data[off:off + caplen]
             if fast and caplen >= 42:
+                # read the headers in place: no copy of the frame on this path
                 (etype, vihl, total, ident, fragword, proto, src, dst, sport, dport,
-                 ulen) = _ETH_IP4_UDP(frame_data, 12)
+                 ulen) = _ETH_IP4_UDP(data, off + 12)
                 if etype == ETH_IPV4 and vihl == 0x45 and proto == 17 and not fragword & 0x3FFF \
                         and 28 <= total <= caplen - 14 and 8 <= ulen <= total - 20 \
                         and sport not in TUNNEL_PORTS and dport not in TUNNEL_PORTS:
                     s = names.get(src) or self._addr4(src)
                     t = names.get(dst) or self._addr4(dst)
-                    payload = frame_data[42:34 + ulen]
+                    payload = data[off + 42:off + 34 + ulen]
                     if is_duplicate((s, t, ident, sport, dport, payload), ts):
                         c["dedup.duplicates"] += 1
                     else:
@@ -99,6 +99,7 @@ class Decoder:
                                                    payload, (), ())))
                     number += 1
                     continue
+            frame_data = data[off:off + caplen]
             out += self._guarded(Frame(ts, number, lt, frame_data, caplen))
             number += 1
         return out
