@@ -562,9 +562,9 @@ def write_outputs(sc: Scenario, out_root: Path, tmp: Path, tables: dict, counts:
         "",
         f"- UAC scenario: `lab/scenarios/{sc.uac}` (user `{sc.user}`, transport `{sc.transport}`, "
         f"{sc.calls} call(s){f', {sc.rate}/s' if sc.rate else ''}, -d {sc.talk_ms} ms)",
-        f"- UAS scenario: " + (f"`lab/scenarios/{sc.uas}`" if sc.uas else
+        "- UAS scenario: " + (f"`lab/scenarios/{sc.uas}`" if sc.uas else
                                "none, the proxy answers (user unknown to `route[LOOKUP]`)"),
-        f"- Proxy: `lab/kamailio.cfg`, schema `lab/schema.sql`",
+        "- Proxy: `lab/kamailio.cfg`, schema `lab/schema.sql`",
         f"- Generated: {started.strftime('%Y-%m-%d %H:%M:%S UTC')} in {elapsed:.1f} s, "
         + ("inside a private network namespace (unshare --net)" if netns else "on the host loopback"),
         "",

@@ -110,32 +110,29 @@ class FilterSet:
         self.unfiltered: set[int] = set()  # link types the built-in filter cannot express
 
     def text_for(self, linktype: int) -> str | None:
-        """The filter for a link type. The built-in one gives way (None: read everything,
-        recorded in `unfiltered`) on a link type libpcap cannot compile it for; a filter the
-        user gave is never dropped silently, its compile error reaches them."""
-        text = self._build(linktype)
-        if text is None or not self._builtin:
-            return text
-        import pcapy
+        return self._build(linktype)
 
-        try:
-            pcapy.compile(LINKTYPE_TO_DLT.get(linktype, linktype), SNAPLEN, text, 1, 0xFFFFFFFF)
-        except pcapy.PcapError:
-            self.unfiltered.add(linktype)
-            return None
-        return text
+    def cannot_compile(self, linktype: int, text: str, exc: Exception) -> None:
+        """libpcap refused the filter for this link type. The built-in filter gives way (the
+        file is read whole, recorded in `unfiltered`); a filter the user gave is an error."""
+        if not self._builtin:
+            raise SourceError(f"BPF filter rejected for link type {linktype}: {exc}")
+        self.unfiltered.add(linktype)
 
     def accepts(self, linktype: int, data: bytes) -> bool:
         prog = self._programs.get(linktype)
         if prog is None:
             import pcapy
 
-            text = self.text_for(linktype)
-            if text is None:
-                prog = self._programs[linktype] = False
-            else:
-                dlt = LINKTYPE_TO_DLT.get(linktype, linktype)
-                prog = self._programs[linktype] = pcapy.compile(dlt, SNAPLEN, text, 1, 0xFFFFFFFF)
+            prog = False
+            text = self._build(linktype)
+            if text is not None:
+                try:
+                    prog = pcapy.compile(LINKTYPE_TO_DLT.get(linktype, linktype), SNAPLEN, text,
+                                         1, 0xFFFFFFFF)
+                except pcapy.PcapError as exc:
+                    self.cannot_compile(linktype, text, exc)
+            self._programs[linktype] = prog
         return prog is False or bool(prog.filter(data))
 
 
@@ -152,7 +149,11 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
         try:
             reader.setfilter(text)
         except pcapy.PcapError as exc:
-            raise SourceError(f"{path}: BPF filter rejected for link type {linktype}: {exc}") from None
+            try:
+                filters.cannot_compile(linktype, text, exc)
+            except SourceError as err:
+                raise SourceError(f"{path}: {err}") from None
+            text = None
     yield from _drain_batches(reader, linktype, stats, live=False,
                               reread=lambda skip: _reread_tail(path, text, linktype, skip))
 
@@ -219,7 +220,6 @@ def _drain_batches(reader, linktype: int, stats: CaptureStats, live: bool,
 
 def _scapy_batches(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator[list[Frame]]:
     """gzip and multi-link-type pcapng: slower, but the same filter and the same records."""
-    import pcapy
     from scapy.utils import RawPcapNgReader, RawPcapReader
 
     fh = gzip.open(path, "rb") if _magic(path)[:2] == GZIP_MAGIC else open(path, "rb")
@@ -258,8 +258,8 @@ def _scapy_batches(path: str, filters: FilterSet, stats: CaptureStats) -> Iterat
                 wirelen = meta.wirelen
             try:
                 keep = filters.accepts(linktype, data)
-            except pcapy.PcapError as exc:  # escaped raw; the libpcap path says SourceError
-                raise SourceError(f"{path}: BPF filter rejected for link type {linktype}: {exc}") from None
+            except SourceError as exc:
+                raise SourceError(f"{path}: {exc}") from None
             if not keep:
                 continue
             stats.frames += 1
