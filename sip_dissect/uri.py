@@ -8,7 +8,10 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+# compiled once: re's module functions re-check their flags on every call (an enum lookup)
 _SCHEME = re.compile(r"^(sips?|tel):", re.I)
+_PARAMS_START = re.compile(r"[;?]")
+_TAG_PARAM = re.compile(r";\s*tag\s*=\s*([^;,\s]+)", re.I)
 
 
 class UriParts(NamedTuple):
@@ -38,8 +41,8 @@ def uri_parts(uri: str) -> UriParts:
         return UriParts("", "", None)
     rest = uri[m.end():]
     if m.group(1).lower() == "tel":
-        return UriParts(re.split(r"[;?]", rest, maxsplit=1)[0], "", None)
-    rest = re.split(r"[;?]", rest, maxsplit=1)[0]
+        return UriParts(_PARAMS_START.split(rest, maxsplit=1)[0], "", None)
+    rest = _PARAMS_START.split(rest, maxsplit=1)[0]
     user, at, hostport = rest.rpartition("@")
     if at:
         user = user.split(":", 1)[0]  # drop a password
@@ -62,5 +65,5 @@ def tag_of(value: str | None) -> str:
         return ""
     gt = value.rfind(">")
     params = value[gt + 1:] if gt >= 0 else value
-    m = re.search(r";\s*tag\s*=\s*([^;,\s]+)", params, re.I)
+    m = _TAG_PARAM.search(params)
     return m.group(1) if m else ""

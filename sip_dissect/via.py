@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 MAGIC_COOKIE = "z9hG4bK"
 _PARAM = re.compile(r";\s*([^=;\s]+)\s*(?:=\s*([^;\s]*))?")
+_NEXT_VIA = re.compile(r",(?=\s*SIP\s*/)", re.I)
 
 
 class Via(NamedTuple):
@@ -21,7 +22,7 @@ def split_vias(values: list[str]) -> list[str]:
         if "," not in value:
             out.append(value.strip())
             continue
-        out.extend(p.strip() for p in re.split(r",(?=\s*SIP\s*/)", value, flags=re.I) if p.strip())
+        out.extend(p.strip() for p in _NEXT_VIA.split(value) if p.strip())
     return out
 
 
