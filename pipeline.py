@@ -75,8 +75,11 @@ class StatsCollector:
         self.rtcp_datagrams = 0
         self.encapsulations: Counter = Counter()
         self.retransmissions = 0
+        # two generations of remembered messages: the older one is dropped whole every
+        # horizon, so forgetting costs nothing per message and no dict is ever rebuilt
         self._recent: dict[tuple, float] = {}
-        self._sweep_at = 0.0
+        self._older: dict[tuple, float] = {}
+        self._rotate_at = 0.0
 
     def add_all(self, datagrams: list[Datagram]) -> None:
         add = self.add
@@ -105,13 +108,15 @@ class StatsCollector:
             # layer resends it unchanged), so the bytes themselves are the key.
             key = (d.src, d.sport, d.dst, d.dport, payload)
             ts = d.ts
+            if ts >= self._rotate_at:
+                self._rotate(ts)
             recent = self._recent
             last = recent.get(key)
+            if last is None:
+                last = self._older.get(key)
             if last is not None and ts - last <= RETRANSMIT_HORIZON:
                 self.retransmissions += 1
             recent[key] = ts
-            if ts >= self._sweep_at:
-                self._sweep(ts)
         elif looks_like_rtcp(payload):
             self._rtcp(d)
         else:
@@ -129,14 +134,13 @@ class StatsCollector:
         else:
             self.counters[parse_start_line(payload).reason] += 1
 
-    def _sweep(self, ts: float) -> None:
-        """Forget messages past the retransmission horizon, so memory stays flat."""
-        horizon = ts - RETRANSMIT_HORIZON
-        self._recent = {k: t for k, t in self._recent.items() if t >= horizon}
+    def _rotate(self, ts: float) -> None:
+        """Forget messages older than one to two horizons, so memory stays flat."""
         if len(self._recent) > MAX_REMEMBERED:
             self.counters["stats.retransmission_memory_full"] += 1
-            self._recent.clear()
-        self._sweep_at = ts + RETRANSMIT_HORIZON / 4
+            self._recent = {}
+        self._older, self._recent = self._recent, {}
+        self._rotate_at = ts + RETRANSMIT_HORIZON
 
     def _rtcp(self, d: Datagram) -> None:
         spans, anomaly = packet_spans(d.payload)

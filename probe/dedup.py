@@ -11,28 +11,29 @@ from __future__ import annotations
 
 
 class SpanDedup:
-    """Remembers packets seen within `window` seconds of packet time."""
+    """Remembers packets seen within `window` seconds of packet time.
+
+    Two generations of keys: the older is dropped whole each window, so forgetting costs
+    nothing per packet and memory holds at most two windows of traffic."""
 
     def __init__(self, window: float = 0.010):
         self.window = window
         self._seen: dict = {}
-        self._sweep_at = 0.0
+        self._older: dict = {}
+        self._rotate_at = 0.0
 
     def is_duplicate(self, key, ts: float) -> bool:
         if self.window <= 0:
             return False
+        if ts >= self._rotate_at:
+            self._older, self._seen = self._seen, {}
+            self._rotate_at = ts + self.window
         seen = self._seen
         last = seen.get(key)
+        if last is None:
+            last = self._older.get(key)
         seen[key] = ts
-        if ts >= self._sweep_at:
-            self._sweep(ts)
         return last is not None and 0 <= ts - last <= self.window
-
-    def _sweep(self, ts: float) -> None:
-        # dropping old keys in bulk keeps memory flat at far less cost than per-packet expiry
-        horizon = ts - self.window
-        self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
-        self._sweep_at = ts + max(self.window * 100, 0.5)
 
 
 def ipv4_key(packet: bytes) -> bytes:
