@@ -16,6 +16,13 @@ COMPACT = {
     "event": "o", "refer-to": "r", "referred-by": "b", "allow-events": "u", "session-expires": "x",
 }
 FULL_NAME = {v: k for k, v in COMPACT.items()}
+# Read on every message by the transaction and accounting layers
+HOT_HEADERS = frozenset({"via", "call-id", "cseq", "from", "to", "content-length"})
+_HOT_NAMES = {name.encode(): name for name in HOT_HEADERS} | {
+    COMPACT[name].encode(): name for name in HOT_HEADERS if name in COMPACT}
+_HOT_HEADER = re.compile(
+    rb"\n(" + b"|".join(re.escape(n) for n in sorted(_HOT_NAMES, key=len, reverse=True))
+    + rb")[ \t]*:[ \t]*([^\r\n]*)", re.I)
 _TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _FOLD = re.compile(rb"\r?\n[ \t]+")
@@ -28,11 +35,12 @@ class ParseError(NamedTuple):
 class SipMessage:
     """One SIP request or response; header names are case-insensitive and compact-form aware.
 
-    The header block is split into an index on the first header read; messages that are only
-    counted (stats) never pay for it.
+    The headers every message needs are indexed by one compiled pattern on first access,
+    the rest only if asked for; messages that are only counted (stats) pay for neither.
     """
 
-    __slots__ = ("method", "uri", "status", "reason", "head", "body", "anomalies", "_index")
+    __slots__ = ("method", "uri", "status", "reason", "head", "body", "anomalies", "_index",
+                 "_full")
 
     def __init__(self, method, uri, status, reason, head, body):
         self.method: str | None = method  # request method, None for a response
@@ -42,15 +50,30 @@ class SipMessage:
         self.head: bytes = head  # header block from the start line's end, folding undone
         self.body: bytes = body
         self.anomalies: list[str] = []  # problems that did not stop parsing, as counter names
-        self._index: dict[str, list[str]] | None = None
+        self._index: dict[str, list[str]] | None = None  # HOT_HEADERS only
+        self._full: dict[str, list[str]] | None = None  # every header, built on demand
 
     @property
     def is_request(self) -> bool:
         return self.method is not None
 
     def _build_index(self) -> dict[str, list[str]]:
-        """Every header line once, by full lower-case name: accounting reads eight or more
-        headers of each message, and one pass over the block beats a search per header."""
+        """The headers transactions and accounting read on every message, found by one
+        compiled pattern; any other header asked for builds the full index once."""
+        index: dict[str, list[str]] = {}
+        names = _HOT_NAMES
+        for raw_name, raw_value in _HOT_HEADER.findall(self.head):
+            name = names[raw_name.lower()]
+            value = raw_value.decode("utf-8", "replace").strip()
+            values = index.get(name)
+            if values is None:
+                index[name] = [value]
+            else:
+                values.append(value)
+        self._index = index
+        return index
+
+    def _build_full_index(self) -> dict[str, list[str]]:
         index: dict[str, list[str]] = {}
         full = FULL_NAME
         for line in self.head.decode("utf-8", "replace").split("\n"):
@@ -59,27 +82,32 @@ class SipMessage:
                 continue
             name = name.strip().lower()
             name = full.get(name, name)
-            values = index.get(name)
-            if values is None:
-                index[name] = [value.strip()]
-            else:
-                values.append(value.strip())
-        self._index = index
+            index.setdefault(name, []).append(value.strip())
+        self._full = index
         return index
+
+    def _lookup(self, name: str) -> list[str] | None:
+        if name in HOT_HEADERS:
+            return (self._index or self._build_index()).get(name)
+        return (self._full or self._build_full_index()).get(name)
 
     def header(self, name: str) -> str | None:
         """Value of the first header called `name` (full lower-case name) or its compact form."""
-        values = (self._index or self._build_index()).get(name)
+        if name in HOT_HEADERS:  # inlined _lookup: this runs several times per message
+            values = (self._index or self._build_index()).get(name)
+        else:
+            values = (self._full or self._build_full_index()).get(name)
         return values[0] if values else None
 
     def header_all(self, name: str) -> list[str]:
         """Values of every `name` header line, in order (comma lists left as written)."""
-        return list((self._index or self._build_index()).get(name, ()))
+        return list(self._lookup(name) or ())
 
     @property
     def headers(self) -> dict[str, list[str]]:
         """Every header by full lower-case name; for callers that need them all."""
-        return {name: list(values) for name, values in (self._index or self._build_index()).items()}
+        return {name: list(values) for name, values in
+                (self._full or self._build_full_index()).items()}
 
     @property
     def call_id(self) -> str | None:

@@ -22,6 +22,7 @@ from .via import MAGIC_COOKIE, parse_via, split_vias
 T1 = 0.5
 TIMER_F = 64 * T1  # a non-INVITE transaction is over by then (RFC 3261 section 17.1.2.2)
 LINGER = 64 * T1  # keep a completed transaction this long to recognise retransmissions
+SWEEP_EVERY = 0.25
 
 # Passive names for the states both ends of the wire go through (section 17, figures 5-8)
 CALLING, TRYING, PROCEEDING, COMPLETED, CONFIRMED, TERMINATED = (
@@ -121,6 +122,7 @@ class TransactionLayer:
         self._open_invites: deque[tuple[float, tuple]] = deque()
         self._open_others: deque[tuple[float, tuple]] = deque()
         self._finished: deque[tuple[float, tuple]] = deque()
+        self._next_sweep = 0.0
 
     def request(self, msg: SipMessage, d: Datagram) -> Transaction | None:
         """The new transaction a request opens; None for a retransmission or an ACK."""
@@ -217,7 +219,11 @@ class TransactionLayer:
         return txn, "retransmission"
 
     def _maybe_sweep(self, now: float) -> None:
-        """Forget finished transactions after LINGER; time out those with no final reply."""
+        """Forget finished transactions after LINGER; time out those with no final reply.
+        Checked at most every SWEEP_EVERY seconds of packet time: the timers are seconds long."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY
         by_key = self.by_key
         finished = self._finished
         while finished and finished[0][0] < now:

@@ -5,7 +5,6 @@ import re
 from typing import NamedTuple
 
 MAGIC_COOKIE = "z9hG4bK"
-_PARAM = re.compile(r";\s*([^=;\s]+)\s*(?:=\s*([^;\s]*))?")
 _NEXT_VIA = re.compile(r",(?=\s*SIP\s*/)", re.I)
 
 
@@ -26,19 +25,15 @@ def split_vias(values: list[str]) -> list[str]:
     return out
 
 
+_VIA = re.compile(r"SIP\s*/\s*[^/\s]+\s*/\s*([^\s;]+)\s+([^;\s]+)\s*(;.*)?$", re.I | re.S)
+_BRANCH_PARAM = re.compile(r";\s*branch\s*=\s*([^;\s]*)", re.I)
+
+
 def parse_via(value: str) -> Via | None:
     """SIP/2.0/UDP host:port;branch=...; None when the protocol part is malformed."""
-    proto, _, rest = value.partition(" ")
-    parts = proto.split("/")
-    if len(parts) != 3:
+    m = _VIA.match(value)
+    if m is None:
         return None
-    rest = rest.strip()
-    semi = rest.find(";")
-    sent_by = (rest if semi < 0 else rest[:semi]).strip().lower()
-    branch = ""
-    if semi >= 0:
-        for name, val in _PARAM.findall(rest[semi:]):
-            if name.lower() == "branch":
-                branch = val
-                break
-    return Via(parts[2].strip().upper(), sent_by, branch)
+    transport, sent_by, params = m.groups()
+    branch = _BRANCH_PARAM.search(params) if params else None
+    return Via(transport.upper(), sent_by.lower(), branch.group(1) if branch else "")
