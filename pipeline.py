@@ -299,3 +299,25 @@ def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = Non
     summary.update(db=db_path, acc_inserted=counts["acc"], missed_inserted=counts["missed_calls"],
                    duplicates=counts["duplicates"])
     return summary
+
+
+def cdr_files(paths: list[str], opts: ProbeOptions | None = None, *,
+              proxies: list[tuple[str, int | None]] = (), kamailio_exact: bool = False,
+              **accounting) -> list:
+    """Replay captures and return the dialog CDRs (sip_dissect.cdr.CdrRecord), in the order
+    the calls ended. `kamailio_exact` leaves out calls still open at the end (and expired
+    ones), as Kamailio writes no CDR for them."""
+    from sip_dissect.accounting import ProxySet
+    from sip_dissect.cdr import cdr_from_call
+
+    known = ProxySet(list(proxies))
+    cdrs = []
+
+    def on_call_end(call):
+        cdr = cdr_from_call(call, known, kamailio_exact=kamailio_exact)
+        if cdr is not None:
+            cdrs.append(cdr)
+
+    account_files(paths, lambda rec: None, opts, proxies=proxies, on_call_end=on_call_end,
+                  **accounting)
+    return cdrs

@@ -1,0 +1,106 @@
+"""Dialog CDRs: one row per call, as Kamailio 5.6's acc module writes `acc_cdrs`.
+
+Kamailio's behaviour with `cdr_enable=1`, `cdr_on_failed=1`, `cdr_start_on_confirmed=0` and
+the dlg_var extras of lab/kamailio.cfg (lab/README.md, facts 2-9):
+- start_time = arrival of the initial INVITE the dialog was created from (after an auth
+  challenge: the INVITE with credentials, since the challenged one never reaches dlg_manage);
+- answered and ended by BYE: end_time = arrival of the BYE, duration = end - start, ringing
+  included, in seconds with milliseconds;
+- failed: end_time = start_time, duration 0, sip_code/sip_reason of the final reply and the
+  To tag it carried;
+- a reply the proxy generated itself before relaying (a 404 after a failed lookup): to_tag,
+  sip_code and sip_reason NULL (None), the onreply_route that sets them never ran;
+- only 401/407 challenges and no INVITE after them: no dialog, no row;
+- a dialog still open at the end (no BYE): Kamailio writes nothing. sipprobe writes a row
+  with end_reason "open" (or "expired" after dialog_timeout) unless `kamailio_exact`.
+The extras (created, ring_time, answer_time, setuptime, pdd, ended_by, end_reason) are
+sipprobe's own; setuptime follows OpenSIPS (answer - created), pdd is first ringing - created.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .dialog import CHALLENGES, Call
+from .uri import name_addr_uri, uri_parts
+
+
+@dataclass(frozen=True)
+class CdrRecord:
+    """A row of Kamailio's `acc_cdrs` (lab/schema.sql column names) plus sipprobe's extras.
+
+    Times are epoch seconds with microseconds; Kamailio stores start/end truncated to the
+    second and duration with milliseconds."""
+
+    start_time: float  # arrival of the initial INVITE
+    end_time: float  # arrival of the BYE; = start_time for a failed call
+    duration: float  # end_time - start_time, rounded to the millisecond
+    callid: str
+    from_tag: str  # the caller's
+    to_tag: str | None  # the confirmed callee's, or the failure's; None: proxy's own reply
+    src_user: str  # From URI user
+    src_domain: str  # From URI host
+    src_ip: str  # source IP of the INVITE as the proxy received it
+    dst_ouser: str  # To URI user
+    dst_user: str  # request-URI user as dialled (before the proxy rewrote it)
+    dst_domain: str  # request-URI host as dialled (before the proxy rewrote it)
+    sip_code: str | None  # three digits (TEXT, as Kamailio stores it); None: no relayed reply
+    sip_reason: str | None
+    # sipprobe's extras
+    created: float  # = start_time
+    ring_time: float | None  # first 180/183
+    answer_time: float | None  # the 2xx
+    setuptime: float | None  # answer_time - created (OpenSIPS)
+    pdd: float | None  # post-dial delay: ring_time - created
+    ended_by: str  # caller, callee, proxy or ""
+    end_reason: str  # completed, cancelled, rejected, expired, open
+
+    KAMAILIO_COLUMNS = ("start_time", "end_time", "duration", "callid", "from_tag", "to_tag",
+                        "src_user", "src_domain", "src_ip", "dst_ouser", "dst_user",
+                        "dst_domain", "sip_code", "sip_reason")
+
+
+def _proxy_answered(invite, proxies) -> bool:
+    """The proxy answered the INVITE itself without relaying it (its own 404 after a failed
+    lookup): sent to a proxy, never seen relayed onwards."""
+    return proxies is not None and invite.dst in proxies and not invite.downstream
+
+
+def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False) -> CdrRecord | None:
+    """The CDR of a finished call (DialogLayer's on_end), or None when Kamailio would write
+    none. `proxies`: the proxy addresses (a ProxySet or a set of (ip, port)), to recognise
+    replies the proxy generated itself."""
+    invite = call.invite
+    if call.final_code is None and invite.final_status in CHALLENGES:
+        return None  # challenged, never re-sent with credentials: no dialog in the proxy
+    if call.end_reason in ("open", "expired") and kamailio_exact:
+        return None  # Kamailio writes no CDR for a dialog that has not ended
+    start = invite.created
+    req = invite.request
+    src = uri_parts(name_addr_uri(req.header("from")))
+    dst_o = uri_parts(name_addr_uri(req.header("to")))
+    ruri = uri_parts(req.uri or "")
+    code = call.final_code
+    failed = code is not None and code >= 300
+    if failed:
+        end = start
+        to_tag = invite.final_to_tag or (call.callee_tags[-1] if call.callee_tags else "")
+    else:
+        end = call.end_time if call.end_time is not None else call.last_activity
+        to_tag = call.confirmed_tag or (call.callee_tags[-1] if call.callee_tags else "")
+    sip_code = f"{code:03d}" if code is not None else None
+    sip_reason = call.final_reason if code is not None else None
+    if failed and _proxy_answered(invite, proxies):
+        to_tag = sip_code = sip_reason = None
+    elif not to_tag:
+        to_tag = None  # Kamailio's dlg_var was never set: NULL
+    ring, answer = call.ring_time, call.answer_time
+    return CdrRecord(
+        start_time=start, end_time=end, duration=round(max(end - start, 0.0), 3),
+        callid=call.callid, from_tag=call.caller_tag, to_tag=to_tag,
+        src_user=src.user, src_domain=src.host, src_ip=invite.src[0],
+        dst_ouser=dst_o.user, dst_user=ruri.user, dst_domain=ruri.host,
+        sip_code=sip_code, sip_reason=sip_reason,
+        created=start, ring_time=ring, answer_time=answer,
+        setuptime=None if answer is None else answer - start,
+        pdd=None if ring is None else ring - start,
+        ended_by=call.ended_by, end_reason=call.end_reason)
