@@ -226,9 +226,11 @@ def parse_proxy(text: str) -> tuple[str, int | None]:
 
 def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
                   acc_options=None, proxies: list[tuple[str, int | None]] = (),
-                  dialog_timeout: float = 7200.0, on_call_end=None, progress=None) -> dict:
+                  dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
+                  proxy_set=None) -> dict:
     """Replay captures through the signalling layers; `sink` receives every AccRecord.
-    Returns the run summary (calls, rows, counters)."""
+    `proxy_set` (a ProxySet built from `proxies`) lets the caller see the proxies learned
+    on the way, as CDRs need. Returns the run summary (calls, rows, counters)."""
     from sip_dissect.accounting import AccOptions, ProxySet
     from sip_dissect.signalling import Signalling
 
@@ -245,7 +247,8 @@ def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
             raise
 
     sig = Signalling(counters, count_and_sink, acc_options=acc_options or AccOptions(),
-                     proxies=ProxySet(list(proxies)), dialog_timeout=dialog_timeout,
+                     proxies=proxy_set if proxy_set is not None else ProxySet(list(proxies)),
+                     dialog_timeout=dialog_timeout,
                      on_call_end=on_call_end)
     sip_ports = frozenset(opts.sip_ports)
     for d in datagrams(read_batches(paths, opts.filters(), capture), opts, counters):
@@ -310,7 +313,7 @@ def cdr_files(paths: list[str], opts: ProbeOptions | None = None, *,
     from sip_dissect.accounting import ProxySet
     from sip_dissect.cdr import cdr_from_call
 
-    known = ProxySet(list(proxies))
+    known = ProxySet(list(proxies))  # learns the relaying proxies while the replay runs
     cdrs = []
 
     def on_call_end(call):
@@ -318,6 +321,6 @@ def cdr_files(paths: list[str], opts: ProbeOptions | None = None, *,
         if cdr is not None:
             cdrs.append(cdr)
 
-    account_files(paths, lambda rec: None, opts, proxies=proxies, on_call_end=on_call_end,
+    account_files(paths, lambda rec: None, opts, proxy_set=known, on_call_end=on_call_end,
                   **accounting)
     return cdrs

@@ -49,3 +49,11 @@ def test_fresh_captures_counted_as_tshark_counts(fresh_lab):
         path = str(scenario / "capture.pcap")
         result = stats_files([path], ProbeOptions(strict=True))
         assert (result["sip"]["requests"], result["sip"]["responses"]) == tshark_sip_stat(path)
+
+
+def test_fresh_cdrs_equal_kamailio(fresh_lab):
+    """Dialog CDRs against the acc_cdrs rows this very Kamailio run wrote."""
+    from test_cdr_lab import assert_same_cdrs, probe_cdrs
+
+    for scenario in fresh_lab:
+        assert_same_cdrs(scenario, probe_cdrs(scenario, kamailio_exact=True))
