@@ -224,13 +224,29 @@ def parse_proxy(text: str) -> tuple[str, int | None]:
     return host, port
 
 
-def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
-                  acc_options=None, proxies: list[tuple[str, int | None]] = (),
-                  dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
-                  proxy_set=None) -> dict:
+def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, **kw) -> dict:
     """Replay captures through the signalling layers; `sink` receives every AccRecord.
-    `proxy_set` (a ProxySet built from `proxies`) lets the caller see the proxies learned
-    on the way, as CDRs need. Returns the run summary (calls, rows, counters)."""
+    Returns the run summary (calls, rows, counters); options as `account`."""
+    return account(lambda filters, capture: read_batches(paths, filters, capture), sink, opts, **kw)
+
+
+def account_live(interface: str, sink, opts: ProbeOptions | None = None, *, stop,
+                 promisc: bool = True, buffer_mb: int = 32, **kw) -> dict:
+    """`sipprobe sniff`: account an interface's traffic until `stop()` is true."""
+    def source(filters, capture):
+        return read_live(interface, filters, capture, stop=stop, promisc=promisc,
+                         buffer_mb=buffer_mb)
+    return account(source, sink, opts, **kw)
+
+
+def account(source, sink, opts: ProbeOptions | None = None, *,
+            acc_options=None, proxies: list[tuple[str, int | None]] = (),
+            dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
+            proxy_set=None, tick=None) -> dict:
+    """Frames from `source(filters, capture)` through the signalling layers. `proxy_set`
+    (a ProxySet built from `proxies`) lets the caller see the proxies learned on the way, as
+    CDRs need; `tick()` runs after every batch (a live source also yields empty batches when
+    idle), for commits that must not wait for traffic."""
     from sip_dissect.accounting import AccOptions, ProxySet
     from sip_dissect.signalling import Signalling
 
@@ -251,28 +267,28 @@ def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
                      dialog_timeout=dialog_timeout,
                      on_call_end=on_call_end)
     sip_ports = frozenset(opts.sip_ports)
-    for d in datagrams(read_batches(paths, opts.filters(), capture), opts, counters):
-        if d.transport == "tcp" or d.sport in sip_ports or d.dport in sip_ports \
-                or d.payload[:4] in SIP_PREFIXES:
-            try:
-                sig.add(d)
-            except Exception as exc:
-                # as Decoder._guarded does: a bug on one message must not end a replay
-                # (a non-ASCII digit in a CSeq did); strict mode raises so tests see it
-                if getattr(exc, "from_sink", False):
-                    raise
-                if opts.strict:
-                    raise DecodeBug(f"frame {d.frame}: {exc!r}") from exc
-                counters["internal.signalling_error"] += 1
-        elif looks_like_rtcp(d.payload):
-            counters["rtcp.datagrams"] += 1  # quality reports arrive with the RTCP issue
-        else:
-            counters["classify.not_sip_or_rtcp"] += 1
-        if progress is not None and not sig.messages & 1023:
-            progress(capture.frames)
+    frames = source(opts.filters(), capture)
+    try:
+        for batch in datagram_batches(frames, opts, counters):
+            for d in batch:
+                if d.transport == "tcp" or d.sport in sip_ports or d.dport in sip_ports \
+                        or d.payload[:4] in SIP_PREFIXES:
+                    _add_guarded(sig, d, opts, counters)
+                elif looks_like_rtcp(d.payload):
+                    counters["rtcp.datagrams"] += 1  # quality reports arrive with the RTCP issue
+                else:
+                    counters["classify.not_sip_or_rtcp"] += 1
+            if progress is not None:
+                progress(capture.frames)
+            if tick is not None:
+                tick()
+    except KeyboardInterrupt:
+        pass  # a live run stopped by Ctrl-C: what was seen is still accounted below
+    finally:
+        frames.close()
     sig.close()
     totals = sig.dialogs.totals
-    return {
+    summary = {
         "files": capture.files,
         "frames_matched": capture.frames,
         "sip_messages": sig.messages,
@@ -285,6 +301,25 @@ def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, *,
         "missed_rows": rows["missed_calls"],
         "counters": {k: v for k, v in sorted(counters.items()) if v},
     }
+    if capture.kernel_received is not None:
+        summary["capture"] = {"kernel_received": capture.kernel_received,
+                              "kernel_dropped": capture.kernel_dropped,
+                              "interface_dropped": capture.interface_dropped}
+    return summary
+
+
+def _add_guarded(sig, d: Datagram, opts: ProbeOptions, counters: Counters) -> None:
+    """As Decoder._guarded does: a bug on one message must not end a replay (a non-ASCII
+    digit in a CSeq did); strict mode raises so tests see it; the sink's errors (the
+    store's) always propagate."""
+    try:
+        sig.add(d)
+    except Exception as exc:
+        if getattr(exc, "from_sink", False):
+            raise
+        if opts.strict:
+            raise DecodeBug(f"frame {d.frame}: {exc!r}") from exc
+        counters["internal.signalling_error"] += 1
 
 
 def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,

@@ -210,6 +210,7 @@ def _drain_batches(reader, linktype: int, stats: CaptureStats, live: bool,
             break
         if not meta:
             if live:
+                yield []  # idle: lets the consumer commit or report without traffic
                 continue
             break
         # next_batch reports the captured length only; decode notices cut headers itself
