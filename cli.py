@@ -111,19 +111,8 @@ def stats(
 def _live_stats(interface, opts, duration, promisc, buffer_mb):
     from pipeline import stats_live
 
-    stopping = {"flag": False}
-
-    def on_signal(signum, frame):
-        stopping["flag"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    deadline = time.monotonic() + duration if duration else None
-
-    def stop():
-        return stopping["flag"] or (deadline is not None and time.monotonic() >= deadline)
-
-    result = stats_live(interface, opts, stop, promisc=promisc, buffer_mb=buffer_mb)
+    result = stats_live(interface, opts, _stop_condition(duration), promisc=promisc,
+                        buffer_mb=buffer_mb)
     cap = result.get("capture", {})
     typer.echo(f"kernel: {cap.get('kernel_received')} received, {cap.get('kernel_dropped')} dropped, "
                f"{cap.get('interface_dropped')} dropped by the interface", err=True)
@@ -192,6 +181,58 @@ def replay(
         summary = replay_files(captures, db, opts, local_time=local_time, acc_options=acc,
                                proxies=proxies, dialog_timeout=dialog_timeout, progress=progress)
     _emit(summary, fmt, "print_replay")
+
+
+@app.command()
+def sniff(
+    interface: str = typer.Option(..., "--interface", "-i", metavar="NAME",
+                                  help="Interface on the mirror (SPAN) port."),
+    db: str = typer.Option("sipprobe.db", "--db", metavar="FILE",
+                           help="SQLite database to write (created if absent)."),
+    proxy: List[str] = typer.Option(None, "--proxy", metavar="IP[:PORT]",
+                                    help="The proxy whose accounting to reproduce (repeatable)."),
+    duration: Optional[float] = typer.Option(None, metavar="SECONDS",
+                                             help="Stop after this long (default: Ctrl-C)."),
+    promisc: bool = typer.Option(True, help="Put the interface in promiscuous mode."),
+    buffer_mb: int = typer.Option(32, metavar="MIB", help="Kernel capture buffer."),
+    local_time: bool = typer.Option(False, help="Write the time column in local time, not UTC."),
+    sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Summary format."),
+):
+    """Account live traffic into SQLite, as `replay` does for files: rows are committed at
+    least every second; Ctrl-C (or --duration) ends the run and prints the summary with the
+    kernel's received and dropped counters.
+
+    Example: sipprobe sniff -i eth1 --db /var/lib/sipprobe/acc.db --proxy 192.0.2.10
+    """
+    from pipeline import parse_proxy, sniff_interface
+
+    opts = _options(sip_port, None, False, 10.0)
+    try:
+        proxies = [parse_proxy(p) for p in proxy or ()]
+    except ValueError as exc:
+        _fail(f"--proxy wants IP or IP:PORT ([IPv6]:PORT): {exc}")
+    with _errors_taught():
+        summary = sniff_interface(interface, db, opts, stop=_stop_condition(duration),
+                                  promisc=promisc, buffer_mb=buffer_mb, local_time=local_time,
+                                  proxies=proxies)
+    cap = summary.get("capture", {})
+    typer.echo(f"kernel: {cap.get('kernel_received')} received, {cap.get('kernel_dropped')} "
+               f"dropped, {cap.get('interface_dropped')} dropped by the interface", err=True)
+    _emit(summary, fmt, "print_replay")
+
+
+def _stop_condition(duration):
+    """A stop() for live capture: SIGINT/SIGTERM or `duration` seconds, whichever first."""
+    stopping = {"flag": False}
+
+    def on_signal(signum, frame):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    deadline = time.monotonic() + duration if duration else None
+    return lambda: stopping["flag"] or (deadline is not None and time.monotonic() >= deadline)
 
 
 class _progress:

@@ -322,6 +322,26 @@ def _add_guarded(sig, d: Datagram, opts: ProbeOptions, counters: Counters) -> No
         counters["internal.signalling_error"] += 1
 
 
+def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = None, *,
+                    stop, promisc: bool = True, buffer_mb: int = 32, local_time: bool = False,
+                    **accounting) -> dict:
+    """`sipprobe sniff`: account live traffic into SQLite; batches commit at least every
+    second even on a quiet link."""
+    from store.writer import open_store
+
+    with open_store(db_path, local_time=local_time) as store:
+        summary = account_live(interface, store.add, opts, stop=stop, promisc=promisc,
+                               buffer_mb=buffer_mb, tick=store.flush_if_due, **accounting)
+    return _with_store_counts(summary, db_path, store)
+
+
+def _with_store_counts(summary: dict, db_path: str, store) -> dict:
+    counts = store.counts()
+    summary.update(db=db_path, acc_inserted=counts["acc"], missed_inserted=counts["missed_calls"],
+                   duplicates=counts["duplicates"])
+    return summary
+
+
 def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,
                  local_time: bool = False, **accounting) -> dict:
     """`sipprobe replay`: account captures into the SQLite database at `db_path`.
@@ -333,10 +353,7 @@ def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = Non
 
     with open_store(db_path, local_time=local_time) as store:
         summary = account_files(paths, store.add, opts, **accounting)
-    counts = store.counts()
-    summary.update(db=db_path, acc_inserted=counts["acc"], missed_inserted=counts["missed_calls"],
-                   duplicates=counts["duplicates"])
-    return summary
+    return _with_store_counts(summary, db_path, store)
 
 
 def cdr_files(paths: list[str], opts: ProbeOptions | None = None, *,

@@ -18,7 +18,7 @@ from shared_pcaps import shared
 
 runner = CliRunner()
 LAB_BASIC = Path(__file__).resolve().parents[1] / "pcaps" / "lab-basic-call" / "capture.pcap"
-COMMANDS = ["stats", "filter", "replay"]
+COMMANDS = ["stats", "filter", "replay", "sniff"]
 
 
 SIPPROBE = shutil.which("sipprobe", path=os.path.dirname(sys.executable)) or shutil.which("sipprobe")
@@ -149,3 +149,41 @@ def test_replay_unwritable_database_explained(tmp_path):
     result = sipprobe("replay", str(LAB_BASIC), "--db", str(tmp_path / "missing" / "acc.db"))
     assert result.returncode == 2
     assert "sipprobe:" in result.stderr and "Traceback" not in result.stderr
+
+
+def _send_call(port_a: int, port_b: int) -> None:
+    """A complete call between two user agents on loopback: INVITE, 200, ACK, BYE, 200."""
+    def msg(start, cseq, branch, to_tag=";tag=b1"):
+        return (f"{start}\r\nVia: SIP/2.0/UDP 127.0.0.1:{port_a};branch=z9hG4bK-{branch}\r\n"
+                f"From: <sip:alice@lab.test>;tag=a1\r\nTo: <sip:bob@lab.test>{to_tag}\r\n"
+                f"Call-ID: sniff-1@127.0.0.1\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n").encode()
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with a, b:
+        a.bind(("127.0.0.1", port_a))
+        b.bind(("127.0.0.1", port_b))
+        to_b, to_a = ("127.0.0.1", port_b), ("127.0.0.1", port_a)
+        a.sendto(msg(f"INVITE sip:bob@127.0.0.1:{port_b} SIP/2.0", "1 INVITE", "inv", ""), to_b)
+        b.sendto(msg("SIP/2.0 200 OK", "1 INVITE", "inv"), to_a)
+        a.sendto(msg(f"ACK sip:bob@127.0.0.1:{port_b} SIP/2.0", "1 ACK", "ack"), to_b)
+        time.sleep(0.2)
+        a.sendto(msg(f"BYE sip:bob@127.0.0.1:{port_b} SIP/2.0", "2 BYE", "bye"), to_b)
+        b.sendto(msg("SIP/2.0 200 OK", "2 BYE", "bye"), to_a)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
+def test_sniff_accounts_a_live_call_on_loopback(tmp_path):
+    db = str(tmp_path / "live.db")
+    proc = subprocess.Popen([SIPPROBE, "sniff", "-i", "lo", "--db", db, "--duration", "4",
+                             "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(1.5)
+    _send_call(35180, 35190)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert (summary["calls"], summary["answered"], summary["acc_inserted"]) == (1, 1, 2)
+    assert summary["capture"]["kernel_dropped"] == 0 and "kernel:" in err
+    rows = json.loads(sipprobe("report", "acc", "--db", db, "-f", "json").stdout)
+    assert [(r["method"], r["sip_code"], r["src_user"], r["dst_user"]) for r in rows] == [
+        ("INVITE", "200", "alice", "bob"), ("BYE", "200", "alice", "bob")]
