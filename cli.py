@@ -291,6 +291,9 @@ MethodOpt = Annotated[Optional[str], typer.Option(metavar="METHOD",
                                                   help="Rows of this method (INVITE, BYE...).")]
 CodeOpt = Annotated[Optional[str], typer.Option(
     metavar="CODE", help="Rows with this sip_code (486) or class (4xx).")]
+EndReasonOpt = Annotated[Optional[str], typer.Option(
+    "--end-reason", metavar="REASON",
+    help="CDRs that ended so: completed, cancelled, rejected, expired or open.")]
 LimitOpt = Annotated[Optional[int], typer.Option(min=1, metavar="N", help="At most N rows.")]
 RowFormatOpt = Annotated[RowFormat, typer.Option(
     "--format", "-f", help="table, CSV with a header row, or a JSON list of objects.")]
@@ -300,9 +303,12 @@ RowFormatOpt = Annotated[RowFormat, typer.Option(
 # characters; tags, domains and the extras are in CSV and JSON.
 TABLE_COLUMNS = ("time", "method", "sip_code", "sip_reason", "src_user", "dst_ouser",
                  "dst_user", "src_ip", "callid")
+CDR_TABLE_COLUMNS = ("start_time", "duration", "sip_code", "src_user", "dst_user", "ended_by",
+                     "end_reason", "callid")
 
 
-def _report(query: str, db: str, fmt: RowFormat, **filters) -> None:
+def _report(query: str, db: str, fmt: RowFormat, *, columns: str = "REPORT_COLUMNS",
+            table_columns=TABLE_COLUMNS, **filters) -> None:
     from store import StoreError, reports
 
     try:
@@ -311,7 +317,7 @@ def _report(query: str, db: str, fmt: RowFormat, **filters) -> None:
         _fail(str(exc))
     from report_format import print_rows
 
-    print_rows(rows, fmt.value, reports.REPORT_COLUMNS, table_columns=TABLE_COLUMNS)
+    print_rows(rows, fmt.value, getattr(reports, columns), table_columns=table_columns)
 
 
 @report_app.command("acc")
@@ -340,6 +346,23 @@ def report_missed(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: Unti
     """
     _report("missed_rows", db, fmt, since=since, until=until, callid=callid, user=user,
             method=method, code=code, limit=limit)
+
+
+@report_app.command("cdrs")
+def report_cdrs(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
+                callid: CallidOpt = None, user: UserOpt = None, code: CodeOpt = None,
+                end_reason: EndReasonOpt = None, limit: LimitOpt = None,
+                fmt: RowFormatOpt = RowFormat.table):
+    """Dialog CDRs (acc_cdrs table): a row per call, as Kamailio's acc module writes it with
+    cdr_enable, in start-time order; --since and --until compare the start. A call still open
+    when the capture ended has end_reason open until a later run sees its end. CSV and JSON add
+    tags, domains, epoch times, ring and answer times, setup time and post-dial delay.
+
+    Example: sipprobe report cdrs --db sipprobe.db --end-reason completed --format csv
+    """
+    _report("cdr_rows", db, fmt, columns="CDR_REPORT_COLUMNS", table_columns=CDR_TABLE_COLUMNS,
+            since=since, until=until, callid=callid, user=user, code=code,
+            end_reason=end_reason, limit=limit)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""SQLite storage of acc and missed_calls rows (acc_cdrs arrives with the dialog layer).
+"""SQLite storage of acc, missed_calls and acc_cdrs rows.
 
-schema.py declares the tables, writer.py commits AccRecords to them in batches, reports.py
+schema.py declares the tables, writer.py commits AccRecords and CdrRecords in batches, reports.py
 queries them. sqlite_utils is imported only when a database is opened: importing this package
 costs nothing at CLI start-up.
 """

@@ -1,7 +1,7 @@
-"""Queries behind `sipprobe report`: rows of acc and missed_calls as lists of dicts.
+"""Queries behind `sipprobe report`: rows of acc, missed_calls and acc_cdrs as lists of dicts.
 
-Every report takes the same filters and returns REPORT_COLUMNS in that order, sorted by packet
-time (time_epoch), then id.
+Every report takes the same filters and returns its columns in table order (REPORT_COLUMNS,
+CDR_REPORT_COLUMNS), sorted by packet time (time_epoch; start_epoch for CDRs), then id.
 """
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import sqlite3
 from datetime import datetime, timezone
 
 from store import FilterError, StoreError
-from store.schema import KAMAILIO_NAMES, check_columns, connect, database_error
+from store.schema import (CDR_COLUMN_NAMES, CDR_TABLE, KAMAILIO_NAMES, check_columns, connect,
+                          database_error)
 
 REPORT_COLUMNS = KAMAILIO_NAMES + ("time_epoch", "cseq")  # row_key is internal
+CDR_REPORT_COLUMNS = CDR_COLUMN_NAMES[:-1]  # every acc_cdrs column but row_key
+END_REASONS = ("completed", "cancelled", "rejected", "expired", "open")
 _CODE = re.compile(r"[1-6](\d\d|xx)", re.I)
 
 
@@ -33,20 +36,34 @@ def missed_rows(db_path: str, *, since=None, until=None, callid: str | None = No
                 method=method, code=code, limit=limit)
 
 
+def cdr_rows(db_path: str, *, since=None, until=None, callid: str | None = None,
+             user: str | None = None, code: str | None = None, end_reason: str | None = None,
+             limit: int | None = None) -> list[dict]:
+    """Rows of `acc_cdrs` (one per call), in start order. since / until compare start_epoch;
+    end_reason: completed, cancelled, rejected, expired or open. See rows() for the others."""
+    if end_reason is not None and end_reason not in END_REASONS:
+        raise FilterError(f"bad end reason {end_reason!r}: give "
+                          f"{', '.join(END_REASONS[:-1])} or {END_REASONS[-1]}")
+    return rows(CDR_TABLE, db_path, since=since, until=until, callid=callid, user=user,
+                code=code, end_reason=end_reason, limit=limit)
+
+
 def rows(table: str, db_path: str, *, since=None, until=None, callid=None, user=None,
-         method=None, code=None, limit=None) -> list[dict]:
+         method=None, code=None, end_reason=None, limit=None) -> list[dict]:
     """Rows of `table` matching every filter given.
 
     since / until: packet time, since inclusive and until exclusive; epoch seconds or ISO 8601
     text (UTC unless it carries an offset). user: src_user, dst_user or dst_ouser. method: exact.
-    code: a SIP code (486) or a class (4xx). limit: the first n rows.
+    code: a SIP code (486) or a class (4xx). end_reason (acc_cdrs): exact. limit: the first n.
     """
+    cdrs = table == CDR_TABLE
+    clock = "start_epoch" if cdrs else "time_epoch"
     where, params = [], []
     if since is not None:
-        where.append("time_epoch >= ?")
+        where.append(f"{clock} >= ?")
         params.append(parse_time(since))
     if until is not None:
-        where.append("time_epoch < ?")
+        where.append(f"{clock} < ?")
         params.append(parse_time(until))
     if callid is not None:
         where.append("callid = ?")
@@ -62,10 +79,14 @@ def rows(table: str, db_path: str, *, since=None, until=None, callid=None, user=
             raise FilterError(f"bad SIP code {code!r}: give three digits (486) or a class (4xx)")
         where.append("sip_code LIKE ?")  # a class matches through LIKE's `_`
         params.append(code.lower().replace("x", "_"))
-    sql = f"SELECT {', '.join(REPORT_COLUMNS)} FROM [{table}]"
+    if end_reason is not None:
+        where.append("end_reason = ?")
+        params.append(end_reason)
+    columns = CDR_REPORT_COLUMNS if cdrs else REPORT_COLUMNS
+    sql = f"SELECT {', '.join(columns)} FROM [{table}]"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY time_epoch, id"
+    sql += f" ORDER BY {clock}, id"
     if limit is not None:
         if limit < 1:
             raise FilterError(f"bad limit {limit}: give a positive number of rows")
@@ -73,6 +94,10 @@ def rows(table: str, db_path: str, *, since=None, until=None, callid=None, user=
         params.append(limit)
     db = connect(db_path, create=False)
     try:
+        if not db[table].exists() and cdrs and db["acc"].exists():
+            raise StoreError(f"{db_path} has no {table} table: it was written by an older "
+                             "sipprobe; a replay or live run into it adds the table "
+                             f"(sipprobe replay CAPTURE --db {db_path})")
         if not db[table].exists():
             raise StoreError(f"{db_path} has no {table} table: it was not written by sipprobe; "
                              f"run `sipprobe replay CAPTURE --db {db_path}` first")

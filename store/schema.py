@@ -1,4 +1,5 @@
-"""The acc and missed_calls tables: Kamailio's columns in Kamailio's order, then sipprobe's.
+"""The acc, missed_calls and acc_cdrs tables: Kamailio's columns in Kamailio's order, then
+sipprobe's.
 
 Kamailio's own DDL is lab/schema.sql (acc module 5.6). A column, an AccRecord field and
 Kamailio's column are the same word, so queries written for the proxy's database run here.
@@ -12,8 +13,12 @@ import urllib.parse
 
 from store import StoreError
 
-SCHEMA_VERSION = 1  # a change to the columns bumps it and adds a migration to ensure_schema
-TABLES = ("acc", "missed_calls")
+# a change to the columns bumps it and adds a migration to ensure_schema
+# 1: acc, missed_calls. 2: acc_cdrs (created in a version 1 file when a writer opens it)
+SCHEMA_VERSION = 2
+TABLES = ("acc", "missed_calls")  # the tables of AccRecords
+CDR_TABLE = "acc_cdrs"
+ALL_TABLES = TABLES + (CDR_TABLE,)
 META_TABLE = "sipprobe_meta"
 
 # (column, type, meaning): Kamailio's acc / missed_calls columns, in its order
@@ -44,6 +49,47 @@ EXTRA_COLUMNS = (
 KAMAILIO_NAMES = tuple(name for name, _, _ in KAMAILIO_COLUMNS)
 COLUMN_NAMES = KAMAILIO_NAMES + tuple(name for name, _, _ in EXTRA_COLUMNS)
 INDEXED = ("callid", "time", "time_epoch")  # time_epoch: report filters and their ORDER BY
+
+# acc_cdrs (lab/schema.sql): one row per call, as Kamailio's acc module writes with cdr_enable
+CDR_KAMAILIO_COLUMNS = (
+    ("id", int, "row number, INTEGER PRIMARY KEY as in Kamailio"),
+    ("start_time", str, "'YYYY-MM-DD HH:MM:SS' of floor(start_epoch), UTC unless local_time"),
+    ("end_time", str, "'YYYY-MM-DD HH:MM:SS' of floor(end_epoch), UTC unless local_time"),
+    ("duration", float, "end - start in seconds, rounded to the millisecond, ringing included"),
+    ("callid", str, "Call-ID"),
+    ("from_tag", str, "the caller's From tag"),
+    ("to_tag", str, "the confirmed callee's or the failure's To tag; NULL: the proxy's own reply"),
+    ("src_user", str, "From URI user"),
+    ("src_domain", str, "From URI host"),
+    ("src_ip", str, "source IP of the INVITE as the proxy received it"),
+    ("dst_ouser", str, "To URI user"),
+    ("dst_user", str, "request-URI user as dialled"),
+    ("dst_domain", str, "request-URI host as dialled"),
+    ("sip_code", str, "final reply code, three digits; NULL: no relayed reply"),
+    ("sip_reason", str, "reason phrase of the final reply; NULL: no relayed reply"),
+)
+CDR_EXTRA_COLUMNS = (
+    ("start_epoch", float, "arrival of the initial INVITE, epoch seconds with microseconds"),
+    ("end_epoch", float, "arrival of the BYE (= start_epoch for a failed call)"),
+    ("created", float, "dialog creation, = start_epoch"),
+    ("ring_time", float, "first 180/183, NULL if none"),
+    ("answer_time", float, "the 2xx, NULL if none"),
+    ("setuptime", float, "answer_time - created (OpenSIPS), NULL if unanswered"),
+    ("pdd", float, "post-dial delay: ring_time - created, NULL if no ringing"),
+    ("ended_by", str, "caller, callee, proxy or ''"),
+    ("end_reason", str, "completed, cancelled, rejected, expired or open"),
+    ("row_key", str, "hash of callid and from_tag: one row per call, completed in place"),
+)
+CDR_NULLABLE = {"to_tag", "sip_code", "sip_reason", "ring_time", "answer_time", "setuptime",
+                "pdd"}
+CDR_KAMAILIO_NAMES = tuple(name for name, _, _ in CDR_KAMAILIO_COLUMNS)
+CDR_COLUMN_NAMES = CDR_KAMAILIO_NAMES + tuple(name for name, _, _ in CDR_EXTRA_COLUMNS)
+CDR_INDEXED = ("callid", "start_time", "start_epoch")
+
+
+def table_columns(table: str) -> tuple[str, ...]:
+    """The column names sipprobe writes in `table`, in order."""
+    return CDR_COLUMN_NAMES if table == CDR_TABLE else COLUMN_NAMES
 
 
 def connect(path: str, *, create: bool):
@@ -120,17 +166,25 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
     try:
         names = set(db.table_names())
         meta = read_meta(db) if META_TABLE in names else {}
-        if not meta and names & set(TABLES):
-            raise StoreError(f"{path} has {' and '.join(sorted(names & set(TABLES)))} tables that "
+        foreign = sorted(names & set(ALL_TABLES))
+        if not meta and foreign:
+            listed = ", ".join(foreign[:-1]) + " and " + foreign[-1] if len(foreign) > 1 \
+                else foreign[0]
+            raise StoreError(f"{path} has {listed} tables that "
                              "sipprobe did not write (a Kamailio database?): "
                              "give sipprobe a file of its own with --db")
         if meta:
             _check_meta(meta, path, clock)
-        for table in TABLES:
+        for table in ALL_TABLES:
             if table in names:
                 check_columns(db, path, table)
+            elif table == CDR_TABLE:
+                _create_cdr_table(db)  # also the migration of a version 1 file
             else:
                 _create_table(db, table)
+        if meta and int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
+            db.execute(f"UPDATE [{META_TABLE}] SET value = ? WHERE key = 'schema_version'",
+                       [str(SCHEMA_VERSION)])
         if not meta:
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             db[META_TABLE].insert_all(
@@ -150,7 +204,7 @@ def read_meta(db) -> dict[str, str]:
 
 def check_columns(db, path: str, table: str) -> None:
     have = tuple(c.name for c in db[table].columns)
-    if have != COLUMN_NAMES:
+    if have != table_columns(table):
         raise StoreError(f"{path}: table {table} has columns ({', '.join(have)}) that sipprobe "
                          "did not write: give sipprobe a file of its own with --db")
 
@@ -180,3 +234,15 @@ def _create_table(db, table: str) -> None:
     for column in INDEXED:
         db[table].create_index([column], index_name=f"{table}_{column}_idx")
     db[table].create_index(["row_key"], index_name=f"{table}_row_key_idx", unique=True)
+
+
+def _create_cdr_table(db) -> None:
+    columns = CDR_KAMAILIO_COLUMNS + CDR_EXTRA_COLUMNS
+    db[CDR_TABLE].create(
+        {name: kind for name, kind, _ in columns},
+        pk="id",
+        not_null={name for name, _, _ in columns if name != "id" and name not in CDR_NULLABLE},
+    )
+    for column in CDR_INDEXED:
+        db[CDR_TABLE].create_index([column], index_name=f"{CDR_TABLE}_{column}_idx")
+    db[CDR_TABLE].create_index(["row_key"], index_name=f"{CDR_TABLE}_row_key_idx", unique=True)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from cli import app
 from store.writer import open_store
-from test_store import BUSY, BYE, CALLEE_BYE, INVITE, NOT_FOUND
+from test_store import (BUSY, BUSY_CDR, BYE, CALLEE_BYE, CDR, CDR_OPEN, INVITE, NOT_FOUND,
+                        PROXY_404_CDR)
 
 ROOT = Path(__file__).resolve().parents[1]
 SIPPROBE = shutil.which("sipprobe", path=os.path.dirname(sys.executable))
@@ -83,6 +84,111 @@ MISSED_TABLE = """\
  2026-11-23 10:57:35 │ INVITE │ 404      │ Not Found  │ carol    │ bob       │ bob-mobile │ 127.0.0.2 │ 1-12081@127.0.0.1
 """  # noqa: E501
 
+CDR_HEADER = ("id,start_time,end_time,duration,callid,from_tag,to_tag,src_user,src_domain,"
+              "src_ip,dst_ouser,dst_user,dst_domain,sip_code,sip_reason,start_epoch,end_epoch,"
+              "created,ring_time,answer_time,setuptime,pdd,ended_by,end_reason\n")
+CDRS_CSV = CDR_HEADER + (
+    "2,2026-11-23 10:57:25,2026-11-23 10:57:26,1.377,1-11993@127.0.0.1,11993SIPpTag001"
+    ",11992SIPpTag011,alice,sipprobe.lab,127.0.0.1,uas,uas,sipprobe.lab,200,OK"
+    ",1795431445.123456,1795431446.5,1795431445.123456,1795431445.125,1795431445.130456"
+    ",0.007,0.001544,,open\n"
+    "3,2026-11-23 10:57:33,2026-11-23 10:57:33,0.0,1-12048@127.0.0.1,12048SIPpTag001"
+    ",12047SIPpTag011,alice,sipprobe.lab,127.0.0.1,busy,busy,sipprobe.lab,486,Busy Here"
+    ",1795431453.5,1795431453.5,1795431453.5,,,,,callee,rejected\n"
+    "1,2026-11-23 10:57:35,2026-11-23 10:57:35,0.0,1-12081@127.0.0.1,12081SIPpTag001,,carol"
+    ",sipprobe.lab,127.0.0.2,bob,bob,sipprobe.lab,,,1795431455.75,1795431455.75"
+    ",1795431455.75,,,,,proxy,rejected\n")
+CDRS_JSON = """\
+[
+  {
+    "id": 2,
+    "start_time": "2026-11-23 10:57:25",
+    "end_time": "2026-11-23 10:57:26",
+    "duration": 1.377,
+    "callid": "1-11993@127.0.0.1",
+    "from_tag": "11993SIPpTag001",
+    "to_tag": "11992SIPpTag011",
+    "src_user": "alice",
+    "src_domain": "sipprobe.lab",
+    "src_ip": "127.0.0.1",
+    "dst_ouser": "uas",
+    "dst_user": "uas",
+    "dst_domain": "sipprobe.lab",
+    "sip_code": "200",
+    "sip_reason": "OK",
+    "start_epoch": 1795431445.123456,
+    "end_epoch": 1795431446.5,
+    "created": 1795431445.123456,
+    "ring_time": 1795431445.125,
+    "answer_time": 1795431445.130456,
+    "setuptime": 0.007,
+    "pdd": 0.001544,
+    "ended_by": "",
+    "end_reason": "open"
+  },
+  {
+    "id": 3,
+    "start_time": "2026-11-23 10:57:33",
+    "end_time": "2026-11-23 10:57:33",
+    "duration": 0.0,
+    "callid": "1-12048@127.0.0.1",
+    "from_tag": "12048SIPpTag001",
+    "to_tag": "12047SIPpTag011",
+    "src_user": "alice",
+    "src_domain": "sipprobe.lab",
+    "src_ip": "127.0.0.1",
+    "dst_ouser": "busy",
+    "dst_user": "busy",
+    "dst_domain": "sipprobe.lab",
+    "sip_code": "486",
+    "sip_reason": "Busy Here",
+    "start_epoch": 1795431453.5,
+    "end_epoch": 1795431453.5,
+    "created": 1795431453.5,
+    "ring_time": null,
+    "answer_time": null,
+    "setuptime": null,
+    "pdd": null,
+    "ended_by": "callee",
+    "end_reason": "rejected"
+  },
+  {
+    "id": 1,
+    "start_time": "2026-11-23 10:57:35",
+    "end_time": "2026-11-23 10:57:35",
+    "duration": 0.0,
+    "callid": "1-12081@127.0.0.1",
+    "from_tag": "12081SIPpTag001",
+    "to_tag": null,
+    "src_user": "carol",
+    "src_domain": "sipprobe.lab",
+    "src_ip": "127.0.0.2",
+    "dst_ouser": "bob",
+    "dst_user": "bob",
+    "dst_domain": "sipprobe.lab",
+    "sip_code": null,
+    "sip_reason": null,
+    "start_epoch": 1795431455.75,
+    "end_epoch": 1795431455.75,
+    "created": 1795431455.75,
+    "ring_time": null,
+    "answer_time": null,
+    "setuptime": null,
+    "pdd": null,
+    "ended_by": "proxy",
+    "end_reason": "rejected"
+  }
+]
+"""
+# a compact subset (cli.CDR_TABLE_COLUMNS); an unset sip_code and ended_by are blank
+CDRS_TABLE = """\
+ start_time          ┃ duration ┃ sip_code ┃ src_user ┃ dst_user ┃ ended_by ┃ end_reason ┃ callid
+━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━
+ 2026-11-23 10:57:25 │    1.377 │ 200      │ alice    │ uas      │          │ open       │ 1-11993@127.0.0.1
+ 2026-11-23 10:57:33 │      0.0 │ 486      │ alice    │ busy     │ callee   │ rejected   │ 1-12048@127.0.0.1
+ 2026-11-23 10:57:35 │      0.0 │          │ carol    │ bob      │ proxy    │ rejected   │ 1-12081@127.0.0.1
+"""  # noqa: E501
+
 
 @pytest.fixture
 def db(tmp_path) -> str:
@@ -94,6 +200,16 @@ def db(tmp_path) -> str:
     return path
 
 
+@pytest.fixture
+def cdr_db(tmp_path) -> str:
+    """Out of start order: the open call, the busy one, the proxy's own 404."""
+    path = str(tmp_path / "cdrs.db")
+    with open_store(path) as store:
+        for rec in (PROXY_404_CDR, CDR_OPEN, BUSY_CDR):
+            store.add_cdr(rec)
+    return path
+
+
 def report(*args: str, env=None):
     return runner.invoke(app, ["report", *args], env=env, prog_name="sipprobe")
 
@@ -102,15 +218,27 @@ def unpadded(text: str) -> str:
     return "".join(line.rstrip() + "\n" for line in text.splitlines())
 
 
-@pytest.mark.parametrize("command", [["report"], ["report", "acc"], ["report", "missed"]])
+@pytest.mark.parametrize("command", [["report"], ["report", "acc"], ["report", "missed"],
+                                     ["report", "cdrs"]])
 def test_every_report_command_has_help_with_an_example(command):
     result = runner.invoke(app, [*command, "--help"], prog_name="sipprobe")
     assert result.exit_code == 0
     assert "Example: sipprobe report " in result.output
     if len(command) == 2:
+        own = "--end-reason REASON" if command[1] == "cdrs" else "--method"
         for option in ("--db FILE", "--since TIME", "--until TIME", "--callid", "--user",
-                       "--method", "--code", "--limit N", "-f, --format <table|csv|json>"):
+                       own, "--code", "--limit N", "-f, --format <table|csv|json>"):
             assert option in result.output
+
+
+def test_cdrs_help_names_the_end_reasons():
+    result = runner.invoke(app, ["report", "cdrs", "--help"], prog_name="sipprobe")
+    text = " ".join(result.output.split())  # click wraps help at 78 columns
+    assert "Example: sipprobe report cdrs --db sipprobe.db --end-reason completed --format csv" \
+        in text
+    assert "--end-reason REASON CDRs that ended so: completed, cancelled, rejected, expired or " \
+        "open." in text
+    assert "--method" not in text
 
 
 def test_report_is_listed_in_the_top_level_help():
@@ -165,6 +293,52 @@ def test_filters(db, args, expected):
     result = report(*args, "--db", db, "-f", "json")
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in json.loads(result.stdout)] == expected
+
+
+def test_cdrs_as_csv_json_and_table(cdr_db):
+    result = report("cdrs", "--db", cdr_db, "--format", "csv")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, CDRS_CSV, "")
+    assert report("cdrs", "--db", cdr_db, "-f", "json").stdout == CDRS_JSON
+    result = report("cdrs", "--db", cdr_db, env=WIDE)
+    assert result.exit_code == 0
+    assert unpadded(result.stdout) == CDRS_TABLE
+
+
+def test_cdrs_report_shows_a_call_completed_by_a_later_run(cdr_db):
+    with open_store(cdr_db) as store:
+        store.add_cdr(CDR)
+    rows = json.loads(report("cdrs", "--db", cdr_db, "--callid", CDR.callid, "-f", "json").stdout)
+    assert [(r["id"], r["end_reason"], r["duration"], r["ended_by"]) for r in rows] == \
+        [(2, "completed", 2.011, "caller")]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--end-reason", "rejected"], [3, 1]),
+    (["--end-reason", "open"], [2]),
+    (["--end-reason", "cancelled"], []),
+    (["--user", "alice", "--end-reason", "rejected"], [3]),
+    (["--code", "4xx"], [3]),
+    (["--code", "200"], [2]),
+    (["--callid", "1-12081@127.0.0.1"], [1]),
+    (["--since", "2026-11-23T10:57:30Z", "--until", "1795431455"], [3]),
+    (["--limit", "2"], [2, 3]),
+])
+def test_cdrs_filters(cdr_db, args, expected):
+    result = report("cdrs", *args, "--db", cdr_db, "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.stdout)] == expected
+
+
+def test_cdrs_bad_end_reason(cdr_db):
+    result = report("cdrs", "--db", cdr_db, "--end-reason", "answered")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        2, "", "sipprobe: bad end reason 'answered': give completed, cancelled, rejected, "
+               "expired or open\n")
+
+
+def test_cdrs_empty_as_csv_is_the_header(cdr_db):
+    result = report("cdrs", "--db", cdr_db, "--end-reason", "expired", "-f", "csv")
+    assert (result.exit_code, result.stdout) == (0, CDR_HEADER)
 
 
 def test_the_default_database_is_sipprobe_db_in_the_working_directory(db, tmp_path, monkeypatch):

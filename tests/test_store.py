@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from sip_dissect.cdr import CdrRecord
 from sip_dissect.records import AccRecord
 from store import FilterError, StoreError, writer
-from store.reports import acc_rows, missed_rows, parse_time
-from store.writer import open_store, row_key, time_text
+from store.reports import acc_rows, cdr_rows, missed_rows, parse_time
+from store.writer import cdr_key, open_store, row_key, time_text
 
 ROOT = Path(__file__).resolve().parents[1]
 KAMAILIO_ACC = ("id", "method", "from_tag", "to_tag", "callid", "sip_code", "sip_reason", "time",
@@ -47,6 +48,39 @@ NOT_FOUND = AccRecord(table="missed_calls", method="INVITE", from_tag="12081SIPp
                       sip_reason="Not Found", time=1795431455.75, src_user="carol",
                       src_domain="sipprobe.lab", src_ip="127.0.0.2", dst_ouser="bob",
                       dst_user="bob-mobile", dst_domain="127.0.0.1", cseq=1)
+
+# CDRs of the lab calls above (pcaps/lab-*/kamailio-acc.json acc_cdrs), with sipprobe's extras
+CDR = CdrRecord(start_time=1795431445.123456, end_time=1795431447.134456, duration=2.011,
+                callid="1-11993@127.0.0.1", from_tag="11993SIPpTag001",
+                to_tag="11992SIPpTag011", src_user="alice", src_domain="sipprobe.lab",
+                src_ip="127.0.0.1", dst_ouser="uas", dst_user="uas", dst_domain="sipprobe.lab",
+                sip_code="200", sip_reason="OK", created=1795431445.123456,
+                ring_time=1795431445.125, answer_time=1795431445.130456, setuptime=0.007,
+                pdd=0.001544, ended_by="caller", end_reason="completed")
+# the same call as a replay of a capture that ends before its BYE writes it
+CDR_OPEN = dataclasses.replace(CDR, end_time=1795431446.5, duration=1.377, ended_by="",
+                               end_reason="open")
+BUSY_CDR = CdrRecord(start_time=1795431453.5, end_time=1795431453.5, duration=0.0,
+                     callid="1-12048@127.0.0.1", from_tag="12048SIPpTag001",
+                     to_tag="12047SIPpTag011", src_user="alice", src_domain="sipprobe.lab",
+                     src_ip="127.0.0.1", dst_ouser="busy", dst_user="busy",
+                     dst_domain="sipprobe.lab", sip_code="486", sip_reason="Busy Here",
+                     created=1795431453.5, ring_time=None, answer_time=None, setuptime=None,
+                     pdd=None, ended_by="callee", end_reason="rejected")
+# the proxy answered 404 itself: Kamailio's to_tag, sip_code and sip_reason are NULL
+PROXY_404_CDR = CdrRecord(start_time=1795431455.75, end_time=1795431455.75, duration=0.0,
+                          callid="1-12081@127.0.0.1", from_tag="12081SIPpTag001", to_tag=None,
+                          src_user="carol", src_domain="sipprobe.lab", src_ip="127.0.0.2",
+                          dst_ouser="bob", dst_user="bob", dst_domain="sipprobe.lab",
+                          sip_code=None, sip_reason=None, created=1795431455.75, ring_time=None,
+                          answer_time=None, setuptime=None, pdd=None, ended_by="proxy",
+                          end_reason="rejected")
+KAMAILIO_CDR = ("id", "start_time", "end_time", "duration", "callid", "from_tag", "to_tag",
+                "src_user", "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain",
+                "sip_code", "sip_reason")
+CDR_EXTRAS = ["start_epoch", "end_epoch", "created", "ring_time", "answer_time", "setuptime",
+              "pdd", "ended_by", "end_reason", "row_key"]
+NO_CDRS = {"acc_cdrs": 0, "cdrs_completed": 0}
 
 
 def select(path, table: str) -> list[dict]:
@@ -95,7 +129,51 @@ def test_wal_mode_and_meta_table(db):
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(con.execute("SELECT key, value FROM sipprobe_meta"))
     assert meta.pop("created")[:2] == "20" and len(meta) == 2
-    assert meta == {"schema_version": "1", "time_column": "utc"}
+    assert meta == {"schema_version": "2", "time_column": "utc"}
+
+
+def test_acc_cdrs_columns_are_kamailios_in_its_order_then_the_extras(db):
+    open_store(db).close()
+    kamailio = sqlite3.connect(":memory:")
+    kamailio.executescript((ROOT / "lab/schema.sql").read_text())
+    theirs = [name for name, _, _ in columns(kamailio, "acc_cdrs")]
+    con = sqlite3.connect(db)
+    ours = columns(con, "acc_cdrs")
+    assert theirs == list(KAMAILIO_CDR)
+    assert [name for name, _, _ in ours] == theirs + CDR_EXTRAS
+    assert ours[1:4] == [("start_time", "TEXT", 1), ("end_time", "TEXT", 1),
+                         ("duration", "REAL", 1)]
+    nullable = {name for name, _, notnull in ours if not notnull}
+    assert nullable == {"id", "to_tag", "sip_code", "sip_reason", "ring_time", "answer_time",
+                        "setuptime", "pdd"}
+    assert {kind for _, kind, _ in ours[15:22]} == {"REAL"}
+    assert ours[22:] == [("ended_by", "TEXT", 1), ("end_reason", "TEXT", 1),
+                         ("row_key", "TEXT", 1)]
+    indexes = {r[1]: r[2] for r in con.execute("PRAGMA index_list(acc_cdrs)")}
+    assert indexes == {"acc_cdrs_callid_idx": 0, "acc_cdrs_start_time_idx": 0,
+                       "acc_cdrs_start_epoch_idx": 0, "acc_cdrs_row_key_idx": 1}
+
+
+def test_a_version_1_database_gains_acc_cdrs_and_keeps_its_rows(db):
+    with open_store(db) as store:
+        store.add(INVITE)
+    con = sqlite3.connect(db)
+    with con:  # as sipprobe with schema 1 left it
+        con.execute("DROP TABLE acc_cdrs")
+        con.execute("UPDATE sipprobe_meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match=r"has no acc_cdrs table: it was written by an older "
+                                         r"sipprobe; a replay or live run into it adds the table"):
+        cdr_rows(db)
+    with open_store(db) as store:
+        store.add(INVITE)
+        store.add_cdr(CDR)
+    assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 1, "acc_cdrs": 1,
+                              "cdrs_completed": 0}
+    meta = dict(sqlite3.connect(db).execute("SELECT key, value FROM sipprobe_meta"))
+    assert meta["schema_version"] == "2"
+    assert [r["callid"] for r in cdr_rows(db)] == [CDR.callid]
+    assert len(select(db, "acc")) == 1
 
 
 # --- rows ---------------------------------------------------------------------------------
@@ -104,7 +182,7 @@ def test_rows_read_back_column_by_column(db):
     with open_store(db) as store:
         for rec in (INVITE, BUSY, BYE):
             store.add(rec)
-    assert store.counts() == {"acc": 2, "missed_calls": 1, "duplicates": 0}
+    assert store.counts() == {"acc": 2, "missed_calls": 1, "duplicates": 0, **NO_CDRS}
     common = {"from_tag": "11993SIPpTag001", "to_tag": "11992SIPpTag011",
               "callid": "1-11993@127.0.0.1", "sip_code": "200", "sip_reason": "OK",
               "src_user": "alice", "src_domain": "sipprobe.lab", "src_ip": "127.0.0.1",
@@ -166,7 +244,7 @@ def test_replaying_the_same_records_adds_nothing(db):
         # same transaction and reply seen at another time (a second capture point): same row
         again.add(dataclasses.replace(BYE, time=BYE.time + 0.004))
         again.add(CALLEE_BYE)
-    assert again.counts() == {"acc": 1, "missed_calls": 0, "duplicates": 5}
+    assert again.counts() == {"acc": 1, "missed_calls": 0, "duplicates": 5, **NO_CDRS}
     assert [r["id"] for r in select(db, "acc")] == [1, 2, 3]
     assert len(select(db, "missed_calls")) == 1
 
@@ -178,6 +256,123 @@ def test_the_key_covers_each_part_of_the_row_identity():
         keys.add(row_key(dataclasses.replace(INVITE, **change)))
     assert len(keys) == 8
     assert row_key(dataclasses.replace(INVITE, time=0.0, sip_reason="Fine")) == row_key(INVITE)
+
+
+# --- CDRs ---------------------------------------------------------------------------------
+
+def test_a_cdr_reads_back_column_by_column(db):
+    with open_store(db) as store:
+        store.add_cdr(CDR)
+        store.add_cdr(PROXY_404_CDR)
+    assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 0, "acc_cdrs": 2,
+                              "cdrs_completed": 0}
+    rows = select(db, "acc_cdrs")
+    assert rows[0] == {
+        "id": 1, "start_time": "2026-11-23 10:57:25", "end_time": "2026-11-23 10:57:27",
+        "duration": 2.011, "callid": "1-11993@127.0.0.1", "from_tag": "11993SIPpTag001",
+        "to_tag": "11992SIPpTag011", "src_user": "alice", "src_domain": "sipprobe.lab",
+        "src_ip": "127.0.0.1", "dst_ouser": "uas", "dst_user": "uas",
+        "dst_domain": "sipprobe.lab", "sip_code": "200", "sip_reason": "OK",
+        "start_epoch": 1795431445.123456, "end_epoch": 1795431447.134456,
+        "created": 1795431445.123456, "ring_time": 1795431445.125,
+        "answer_time": 1795431445.130456, "setuptime": 0.007, "pdd": 0.001544,
+        "ended_by": "caller", "end_reason": "completed", "row_key": cdr_key(CDR)}
+    assert list(rows[0]) == list(KAMAILIO_CDR) + CDR_EXTRAS
+    assert (rows[1]["to_tag"], rows[1]["sip_code"], rows[1]["sip_reason"]) == (None, None, None)
+    assert (rows[1]["ring_time"], rows[1]["pdd"], rows[1]["duration"]) == (None, None, 0.0)
+
+
+def test_cdr_times_follow_the_local_time_option(db, utc_plus_2):
+    with open_store(db, local_time=True) as store:
+        store.add_cdr(CDR)
+    row = select(db, "acc_cdrs")[0]
+    assert (row["start_time"], row["end_time"]) == ("2026-11-23 12:57:25", "2026-11-23 12:57:27")
+    assert row["start_epoch"] == CDR.start_time
+
+
+def test_duration_is_stored_to_the_millisecond(db):
+    with open_store(db) as store:
+        store.add_cdr(dataclasses.replace(CDR, duration=2.0114999))
+    assert select(db, "acc_cdrs")[0]["duration"] == 2.011
+
+
+def test_the_cdr_key_is_the_call(db):
+    assert cdr_key(CDR) == cdr_key(CDR_OPEN) == cdr_key(dataclasses.replace(CDR, to_tag="x"))
+    assert len({cdr_key(CDR), cdr_key(dataclasses.replace(CDR, callid="x")),
+                cdr_key(dataclasses.replace(CDR, from_tag="x"))}) == 3
+
+
+def test_an_open_cdr_is_completed_in_place_by_a_later_run(db):
+    with open_store(db) as store:
+        store.add_cdr(BUSY_CDR)
+        store.add_cdr(CDR_OPEN)
+    assert store.counts()["acc_cdrs"] == 2
+    [before] = [r for r in select(db, "acc_cdrs") if r["callid"] == CDR.callid]
+    assert (before["id"], before["end_reason"], before["duration"]) == (2, "open", 1.377)
+    assert (before["end_time"], before["ended_by"]) == ("2026-11-23 10:57:26", "")
+    with open_store(db) as store:  # the replay of a capture that holds the BYE, or a live run
+        store.add_cdr(BUSY_CDR)
+        store.add_cdr(CDR)
+    assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 0, "acc_cdrs": 0,
+                              "cdrs_completed": 1}
+    rows = select(db, "acc_cdrs")
+    assert [r["id"] for r in rows] == [1, 2]
+    after = rows[1]
+    assert after["id"] == before["id"] and after["row_key"] == before["row_key"]
+    assert (after["end_time"], after["end_epoch"], after["duration"]) == \
+        ("2026-11-23 10:57:27", CDR.end_time, 2.011)
+    assert (after["ended_by"], after["end_reason"]) == ("caller", "completed")
+    assert rows[0] == select(db, "acc_cdrs")[0]  # the finished call is untouched
+
+
+def test_a_finished_cdr_is_never_downgraded_to_open(db):
+    with open_store(db) as store:
+        store.add_cdr(CDR)
+    finished = select(db, "acc_cdrs")
+    with open_store(db) as store:  # a replay of the earlier capture, without the BYE
+        store.add_cdr(CDR_OPEN)
+    assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 0, **NO_CDRS}
+    assert select(db, "acc_cdrs") == finished
+    with open_store(db) as store:  # nor changed by another finished record of the call
+        store.add_cdr(dataclasses.replace(CDR, end_time=CDR.end_time + 9, end_reason="expired"))
+    assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 0, **NO_CDRS}
+    assert select(db, "acc_cdrs") == finished
+
+
+def test_rerunning_adds_no_cdr(db):
+    for _ in range(2):
+        with open_store(db) as store:
+            for rec in (CDR_OPEN, BUSY_CDR, PROXY_404_CDR):
+                store.add_cdr(rec)
+    assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 0, **NO_CDRS}
+    assert [r["end_reason"] for r in select(db, "acc_cdrs")] == ["open", "rejected", "rejected"]
+
+
+def test_open_and_finished_records_of_one_call_in_one_batch(db):
+    with open_store(db) as store:
+        store.add_cdr(CDR_OPEN)
+        store.add_cdr(CDR)
+        store.add_cdr(CDR_OPEN)
+    assert (store.counts()["acc_cdrs"], store.counts()["cdrs_completed"]) == (1, 1)
+    [row] = select(db, "acc_cdrs")
+    assert (row["id"], row["end_reason"], row["duration"]) == (1, "completed", 2.011)
+
+
+def test_cdrs_commit_in_the_batches_of_acc_rows(db):
+    store = open_store(db, batch_rows=3, batch_seconds=3600)
+    store.add(INVITE)
+    store.add_cdr(CDR_OPEN)
+    assert (len(select(db, "acc_cdrs")), store.pending) == (0, 2)
+    store.add(BYE)
+    assert (len(select(db, "acc")), len(select(db, "acc_cdrs")), store.pending) == (2, 1, 0)
+    store.add_cdr(CDR)
+    assert select(db, "acc_cdrs")[0]["end_reason"] == "open"
+    store.close()
+    assert select(db, "acc_cdrs")[0]["end_reason"] == "completed"
+    assert store.counts() == {"acc": 2, "missed_calls": 0, "duplicates": 0, "acc_cdrs": 1,
+                              "cdrs_completed": 1}
+    with pytest.raises(ValueError, match="closed"):
+        store.add_cdr(CDR)
 
 
 # --- batches ------------------------------------------------------------------------------
@@ -197,7 +392,7 @@ def test_a_full_batch_is_committed_without_close(db):
     assert len(select(db, "acc")) == 3
     store.flush()
     assert len(select(db, "acc")) == 4
-    assert store.counts() == {"acc": 4, "missed_calls": 0, "duplicates": 0}
+    assert store.counts() == {"acc": 4, "missed_calls": 0, "duplicates": 0, **NO_CDRS}
     store.close()
     store.close()  # a second close does nothing
 
@@ -278,7 +473,7 @@ def test_a_killed_writer_loses_only_the_uncommitted_batch(db):
     with open_store(db) as store:
         for i in range(32):
             store.add(dataclasses.replace(rec, callid=f"crash-{i}", time=rec.time + i))
-    assert store.counts() == {"acc": 5, "missed_calls": 0, "duplicates": 27}
+    assert store.counts() == {"acc": 5, "missed_calls": 0, "duplicates": 27, **NO_CDRS}
 
 
 # --- errors that teach --------------------------------------------------------------------
@@ -307,7 +502,8 @@ def test_a_kamailio_database_is_left_alone(db):
     con = sqlite3.connect(db)
     con.executescript((ROOT / "lab/schema.sql").read_text())
     con.close()
-    with pytest.raises(StoreError, match=r"has acc and missed_calls tables that sipprobe did not "
+    with pytest.raises(StoreError, match=r"has acc, acc_cdrs and missed_calls tables that sipprobe "
+                                         r"did not "
                                          r"write \(a Kamailio database\?\): give sipprobe a file"):
         open_store(db)
     with pytest.raises(StoreError, match=r"table acc has columns \(id, method, .*, dst_domain\) "
@@ -321,7 +517,7 @@ def test_a_database_from_a_newer_sipprobe(db):
     with con:
         con.execute("UPDATE sipprobe_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 1\)"):
+    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 2\)"):
         open_store(db)
 
 
@@ -493,6 +689,49 @@ def test_report_on_a_file_that_is_not_sqlite(db):
     Path(db).write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(200))  # a pcap header
     with pytest.raises(StoreError, match="is not a SQLite database"):
         acc_rows(db)
+
+
+@pytest.fixture
+def cdrs(db) -> str:
+    with open_store(db) as store:
+        for rec in (PROXY_404_CDR, CDR_OPEN, BUSY_CDR):  # not in time order
+            store.add_cdr(rec)
+    return db
+
+
+def test_cdr_report_is_in_start_order_with_every_column_but_the_key(cdrs):
+    rows = cdr_rows(cdrs)
+    assert [(r["id"], r["callid"]) for r in rows] == [
+        (2, "1-11993@127.0.0.1"), (3, "1-12048@127.0.0.1"), (1, "1-12081@127.0.0.1")]
+    assert list(rows[0]) == list(KAMAILIO_CDR) + CDR_EXTRAS[:-1]
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({}, [2, 3, 1]),
+    ({"since": "2026-11-23T10:57:30Z"}, [3, 1]),  # the start, not the end
+    ({"until": 1795431453.5}, [2]),
+    ({"since": 1795431445.123456, "until": "1795431445.123457"}, [2]),
+    ({"callid": "1-12048@127.0.0.1"}, [3]),
+    ({"user": "uas"}, [2]),
+    ({"user": "alice"}, [2, 3]),
+    ({"user": "carol"}, [1]),
+    ({"code": "4xx"}, [3]),  # a NULL sip_code matches no code
+    ({"code": "200"}, [2]),
+    ({"end_reason": "rejected"}, [3, 1]),
+    ({"end_reason": "open"}, [2]),
+    ({"end_reason": "completed"}, []),
+    ({"end_reason": "rejected", "user": "alice"}, [3]),
+    ({"limit": 1}, [2]),
+])
+def test_cdr_filters(cdrs, kwargs, expected):
+    assert [r["id"] for r in cdr_rows(cdrs, **kwargs)] == expected
+
+
+def test_a_bad_end_reason_is_explained(cdrs):
+    with pytest.raises(FilterError) as info:
+        cdr_rows(cdrs, end_reason="answered")
+    assert str(info.value) == ("bad end reason 'answered': give completed, cancelled, rejected, "
+                               "expired or open")
 
 
 def test_reports_read_while_a_writer_holds_uncommitted_rows(db):
