@@ -154,6 +154,10 @@ def replay(
     local_time: bool = typer.Option(False, help="Write the time column in local time, not UTC."),
     dialog_timeout: float = typer.Option(7200.0, metavar="SECONDS",
                                          help="A dialog with no BYE ends (expired) after this."),
+    cdr_start_on_confirmed: bool = typer.Option(
+        False, help="acc cdr_start_on_confirmed: a CDR starts at the answer, not the INVITE."),
+    cdr_kamailio_exact: bool = typer.Option(
+        False, help="Write no CDR for calls without an end (open or expired), as Kamailio."),
     sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
     bpf: Optional[str] = typer.Option(None, metavar="EXPR", help=BPF_HELP),
     no_bpf: bool = typer.Option(False, "--no-bpf", help=NO_BPF_HELP),
@@ -161,8 +165,9 @@ def replay(
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Summary format."),
 ):
     """Account captures into SQLite: acc and missed_calls rows as the proxy's acc module writes
-    them, one per transaction it relayed, a call counted once although the mirror sees both of
-    its legs. Replaying the same capture again adds no rows.
+    them, one per transaction it relayed, and one acc_cdrs row per call, a call counted once
+    although the mirror sees both of its legs. Replaying the same capture again adds no rows;
+    a call left open by one replay is completed by a later one that sees its end.
 
     Example: sipprobe replay pcaps/lab-basic-call/capture.pcap --db sipprobe.db --proxy 127.0.0.1:5060
     """
@@ -179,7 +184,9 @@ def replay(
                      methods=frozenset(m.upper() for m in acc_method or ()))
     with _errors_taught(), _progress() as progress:
         summary = replay_files(captures, db, opts, local_time=local_time, acc_options=acc,
-                               proxies=proxies, dialog_timeout=dialog_timeout, progress=progress)
+                               proxies=proxies, dialog_timeout=dialog_timeout, progress=progress,
+                               cdr_options={"start_on_confirmed": cdr_start_on_confirmed,
+                                            "kamailio_exact": cdr_kamailio_exact})
     _emit(summary, fmt, "print_replay")
 
 

@@ -324,26 +324,44 @@ def _add_guarded(sig, d: Datagram, opts: ProbeOptions, counters: Counters) -> No
 
 def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = None, *,
                     stop, promisc: bool = True, buffer_mb: int = 32, local_time: bool = False,
-                    **accounting) -> dict:
+                    proxies=(), cdr_options: dict | None = None, **accounting) -> dict:
     """`sipprobe sniff`: account live traffic into SQLite; batches commit at least every
     second even on a quiet link."""
+    from sip_dissect.accounting import ProxySet
     from store.writer import open_store
 
+    known = ProxySet(list(proxies))
     with open_store(db_path, local_time=local_time) as store:
         summary = account_live(interface, store.add, opts, stop=stop, promisc=promisc,
-                               buffer_mb=buffer_mb, tick=store.flush_if_due, **accounting)
+                               buffer_mb=buffer_mb, tick=store.flush_if_due, proxy_set=known,
+                               on_call_end=_cdr_writer(store, known, cdr_options), **accounting)
     return _with_store_counts(summary, db_path, store)
+
+
+def _cdr_writer(store, proxies, cdr_options: dict | None):
+    """The dialog layer's on-end hook: each finished call's CDR into the store."""
+    from sip_dissect.cdr import cdr_from_call
+
+    options = cdr_options or {}
+
+    def on_call_end(call):
+        rec = cdr_from_call(call, proxies, **options)
+        if rec is not None:
+            store.add_cdr(rec)
+    return on_call_end
 
 
 def _with_store_counts(summary: dict, db_path: str, store) -> dict:
     counts = store.counts()
     summary.update(db=db_path, acc_inserted=counts["acc"], missed_inserted=counts["missed_calls"],
-                   duplicates=counts["duplicates"])
+                   duplicates=counts["duplicates"], cdrs_inserted=counts["acc_cdrs"],
+                   cdrs_completed=counts["cdrs_completed"])
     return summary
 
 
 def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,
-                 local_time: bool = False, **accounting) -> dict:
+                 local_time: bool = False, proxies=(), cdr_options: dict | None = None,
+                 **accounting) -> dict:
     """`sipprobe replay`: account captures into the SQLite database at `db_path`.
 
     Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
@@ -351,8 +369,12 @@ def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = Non
     inserted and ignored as already present."""
     from store.writer import open_store
 
+    from sip_dissect.accounting import ProxySet
+
+    known = ProxySet(list(proxies))
     with open_store(db_path, local_time=local_time) as store:
-        summary = account_files(paths, store.add, opts, **accounting)
+        summary = account_files(paths, store.add, opts, proxy_set=known,
+                                on_call_end=_cdr_writer(store, known, cdr_options), **accounting)
     return _with_store_counts(summary, db_path, store)
 
 

@@ -108,4 +108,5 @@ def print_replay(s: dict) -> None:
     con.print(f"acc rows: {s['acc_rows']} ({s['acc_inserted']} new)  "
               f"missed_calls rows: {s['missed_rows']} ({s['missed_inserted']} new)  "
               f"already stored: {s['duplicates']}")
+    con.print(f"acc_cdrs: {s['cdrs_inserted']} new, {s['cdrs_completed']} open calls completed")
     _section(con, "Counters", s["counters"], ("layer.reason", "count"))

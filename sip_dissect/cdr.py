@@ -65,7 +65,8 @@ def _proxy_answered(invite, proxies) -> bool:
     return proxies is not None and invite.dst in proxies and not invite.downstream
 
 
-def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False) -> CdrRecord | None:
+def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
+                  start_on_confirmed: bool = False) -> CdrRecord | None:
     """The CDR of a finished call (DialogLayer's on_end), or None when Kamailio would write
     none. `proxies`: the proxy addresses (a ProxySet or a set of (ip, port)), to recognise
     replies the proxy generated itself."""
@@ -94,13 +95,16 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False) -> 
     elif not to_tag:
         to_tag = None  # Kamailio's dlg_var was never set: NULL
     ring, answer = call.ring_time, call.answer_time
+    created = start
+    if start_on_confirmed and answer is not None and not failed:
+        start = answer  # acc's cdr_start_on_confirmed: billing from the answer, not the INVITE
     return CdrRecord(
         start_time=start, end_time=end, duration=round(max(end - start, 0.0), 3),
         callid=call.callid, from_tag=call.caller_tag, to_tag=to_tag,
         src_user=src.user, src_domain=src.host, src_ip=invite.src[0],
         dst_ouser=dst_o.user, dst_user=ruri.user, dst_domain=ruri.host,
         sip_code=sip_code, sip_reason=sip_reason,
-        created=start, ring_time=ring, answer_time=answer,
-        setuptime=None if answer is None else answer - start,
-        pdd=None if ring is None else ring - start,
+        created=created, ring_time=ring, answer_time=answer,
+        setuptime=None if answer is None else answer - created,
+        pdd=None if ring is None else ring - created,
         ended_by=call.ended_by, end_reason=call.end_reason)
