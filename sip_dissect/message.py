@@ -26,8 +26,6 @@ _HOT_HEADER = re.compile(
 _TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _FOLD = re.compile(rb"\r?\n[ \t]+")
-_BRANCH = re.compile(r";\s*branch\s*=\s*([^;,\s]+)", re.I)
-_TAG = re.compile(r";\s*tag\s*=\s*([^;,\s>]+)", re.I)
 class ParseError(NamedTuple):
     reason: str  # counter name, e.g. "sip.bad_start_line"
 
@@ -124,22 +122,6 @@ class SipMessage:
             return None
         return int(parts[0]), parts[1]
 
-    @property
-    def top_via(self) -> str | None:
-        value = self.header("via")
-        return value.split(",", 1)[0].strip() if value else None
-
-    @property
-    def branch(self) -> str | None:
-        via = self.top_via
-        m = _BRANCH.search(via) if via else None
-        return m.group(1) if m else None
-
-    def tag(self, name: str) -> str | None:
-        """The tag parameter of From or To."""
-        value = self.header(name)
-        m = _TAG.search(value) if value else None
-        return m.group(1) if m else None
 
 
 class StartLine(NamedTuple):

@@ -11,6 +11,7 @@ from .dialog import Call, DialogLayer
 from .message import ParseError, parse
 from .records import AccRecord
 from .transaction import Transaction, TransactionLayer
+from .uri import tag_of
 
 
 class Signalling:
@@ -93,7 +94,7 @@ class Signalling:
         call = txn.call
         if kind == "provisional":
             if call is not None and txn.method == "INVITE":
-                to_tag = msg.tag("to") or ""
+                to_tag = tag_of(msg.header("to"))
                 self.dialogs.provisional(call, txn, msg.status, to_tag, d.ts)
                 for rec in self.accountant.on_early_media(txn, msg.status, msg.reason or "",
                                                           d.ts, to_tag):
