@@ -113,9 +113,7 @@ def _live_stats(interface, opts, duration, promisc, buffer_mb):
 
     result = stats_live(interface, opts, _stop_condition(duration), promisc=promisc,
                         buffer_mb=buffer_mb)
-    cap = result.get("capture", {})
-    typer.echo(f"kernel: {cap.get('kernel_received')} received, {cap.get('kernel_dropped')} dropped, "
-               f"{cap.get('interface_dropped')} dropped by the interface", err=True)
+    _echo_kernel(result)
     return result
 
 
@@ -223,10 +221,15 @@ def sniff(
         summary = sniff_interface(interface, db, opts, stop=_stop_condition(duration),
                                   promisc=promisc, buffer_mb=buffer_mb, local_time=local_time,
                                   proxies=proxies)
-    cap = summary.get("capture", {})
+    _echo_kernel(summary)
+    _emit(summary, fmt, "print_replay")
+
+
+def _echo_kernel(result: dict) -> None:
+    """A live run's kernel counters on stderr, whatever the output format."""
+    cap = result.get("capture", {})
     typer.echo(f"kernel: {cap.get('kernel_received')} received, {cap.get('kernel_dropped')} "
                f"dropped, {cap.get('interface_dropped')} dropped by the interface", err=True)
-    _emit(summary, fmt, "print_replay")
 
 
 def _stop_condition(duration):

@@ -43,6 +43,13 @@ class ProbeOptions:
         return FilterSet(build, builtin=self.bpf_filter is None)
 
 
+def is_sip(d: Datagram, sip_ports: frozenset) -> bool:
+    """SIP by transport port, or by its first bytes on any other UDP port (TCP streams reach
+    here only once they opened like SIP)."""
+    return d.transport == "tcp" or d.sport in sip_ports or d.dport in sip_ports \
+        or d.payload[:4] in SIP_PREFIXES
+
+
 def datagram_batches(batches, opts: ProbeOptions, counters: Counters) -> Iterator[list[Datagram]]:
     """Decoded datagrams of frame batches (RawBatch or lists of Frame) or of single Frames,
     a list per batch. A frame that breaks the decoder is counted as `internal.decode_error`
@@ -90,8 +97,7 @@ class StatsCollector:
         if d.vlan or d.tunnel:
             self._encapsulated(d)
         payload = d.payload
-        if d.transport == "tcp" or d.sport in self.sip_ports or d.dport in self.sip_ports \
-                or payload[:4] in SIP_PREFIXES:
+        if is_sip(d, self.sip_ports):
             m = match_start_line(payload)
             if m is None:
                 self._not_sip(payload)
@@ -172,39 +178,38 @@ class StatsCollector:
             "counters": {k: v for k, v in sorted(self.counters.items()) if v},
         }
         if capture.kernel_received is not None:
-            out["capture"] = {"kernel_received": capture.kernel_received,
-                              "kernel_dropped": capture.kernel_dropped,
-                              "interface_dropped": capture.interface_dropped}
+            out["capture"] = capture.kernel_counters()
         return out
 
 
 def stats_files(paths: list[str], opts: ProbeOptions | None = None) -> dict:
     """`sipprobe stats` on capture files, as a plain dict."""
-    opts = opts or ProbeOptions()
-    counters, capture = Counters(), CaptureStats()
-    collector = StatsCollector(opts, counters)
-    filters = opts.filters()
-    for batch in datagram_batches(read_batches(paths, filters, capture), opts, counters):
-        collector.add_all(batch)
-    result = collector.result(capture)
-    if filters.unfiltered:
-        result["unfiltered_linktypes"] = sorted(filters.unfiltered)
-    return result
+    return _stats(lambda filters, capture: read_batches(paths, filters, capture), opts)
 
 
 def stats_live(interface: str, opts: ProbeOptions, stop, **live) -> dict:
     """`sipprobe stats --interface`: until `stop()` is true, then kernel counters included."""
+    return _stats(lambda filters, capture: read_live(interface, filters, capture, stop=stop,
+                                                     **live), opts)
+
+
+def _stats(source, opts: ProbeOptions | None) -> dict:
+    opts = opts or ProbeOptions()
     counters, capture = Counters(), CaptureStats()
     collector = StatsCollector(opts, counters)
-    frames = read_live(interface, opts.filters(), capture, stop=stop, **live)
+    filters = opts.filters()
+    frames = source(filters, capture)
     try:
-        for d in datagrams(frames, opts, counters):
-            collector.add(d)
+        for batch in datagram_batches(frames, opts, counters):
+            collector.add_all(batch)
     except KeyboardInterrupt:
-        pass
+        pass  # a live run stopped by Ctrl-C: report what was seen
     finally:
         frames.close()
-    return collector.result(capture)
+    result = collector.result(capture)
+    if filters.unfiltered:
+        result["unfiltered_linktypes"] = sorted(filters.unfiltered)
+    return result
 
 
 def parse_proxy(text: str) -> tuple[str, int | None]:
@@ -271,8 +276,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     try:
         for batch in datagram_batches(frames, opts, counters):
             for d in batch:
-                if d.transport == "tcp" or d.sport in sip_ports or d.dport in sip_ports \
-                        or d.payload[:4] in SIP_PREFIXES:
+                if is_sip(d, sip_ports):
                     _add_guarded(sig, d, opts, counters)
                 elif looks_like_rtcp(d.payload):
                     counters["rtcp.datagrams"] += 1  # quality reports arrive with the RTCP issue
@@ -302,9 +306,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
         "counters": {k: v for k, v in sorted(counters.items()) if v},
     }
     if capture.kernel_received is not None:
-        summary["capture"] = {"kernel_received": capture.kernel_received,
-                              "kernel_dropped": capture.kernel_dropped,
-                              "interface_dropped": capture.interface_dropped}
+        summary["capture"] = capture.kernel_counters()
     return summary
 
 

@@ -41,6 +41,11 @@ class CaptureStats:
     kernel_dropped: int | None = None
     interface_dropped: int | None = None
 
+    def kernel_counters(self) -> dict:
+        """What the kernel counted on a live interface (None for files)."""
+        return {"kernel_received": self.kernel_received, "kernel_dropped": self.kernel_dropped,
+                "interface_dropped": self.interface_dropped}
+
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
     """Files as given, and the capture files inside any directory, sorted by name."""
