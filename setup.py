@@ -1,0 +1,10 @@
+"""Native accelerators: optional, so that an install without a C compiler still works (the
+pure-Python twins are used and `sipprobe replay` says so). Metadata lives in pyproject.toml."""
+from setuptools import Extension, setup
+
+setup(ext_modules=[
+    Extension("probe._fastdecode", ["probe/_fastdecode.c"], optional=True,
+              extra_compile_args=["-O2"]),
+    Extension("sip_dissect._sipscan", ["sip_dissect/_sipscan.c"], optional=True,
+              extra_compile_args=["-O2"]),
+])
