@@ -102,9 +102,8 @@ class Accountant:
     def _row(self, table: str, txn: Transaction, status: int, reason: str, ts: float,
              swap: bool = False, to_tag: str | None = None) -> AccRecord:
         req = txn.request
-        from_val, to_val = req.header("from"), req.header("to")
-        src = uri_parts(name_addr_uri(from_val))
-        dst_o = uri_parts(name_addr_uri(to_val))
+        src = uri_parts(name_addr_uri(req.from_value))
+        dst_o = uri_parts(name_addr_uri(req.to_value))
         branch = txn.winning_branch()
         ruri = uri_parts((branch.request if branch is not None else req).uri or "")
         from_tag = txn.from_tag

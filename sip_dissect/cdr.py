@@ -77,8 +77,8 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         return None  # Kamailio writes no CDR for a dialog that has not ended
     start = invite.created
     req = invite.request
-    src = uri_parts(name_addr_uri(req.header("from")))
-    dst_o = uri_parts(name_addr_uri(req.header("to")))
+    src = uri_parts(name_addr_uri(req.from_value))
+    dst_o = uri_parts(name_addr_uri(req.to_value))
     ruri = uri_parts(req.uri or "")
     code = call.final_code
     failed = code is not None and code >= 300

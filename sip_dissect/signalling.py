@@ -8,10 +8,9 @@ from probe.records import Datagram
 
 from .accounting import AccOptions, Accountant, ProxySet
 from .dialog import Call, DialogLayer
-from .message import ParseError, parse
 from .records import AccRecord
+from .scan import SipHead, scan
 from .transaction import Transaction, TransactionLayer
-from .uri import tag_of
 
 
 class Signalling:
@@ -32,41 +31,34 @@ class Signalling:
         self.messages = 0
 
     def add(self, d: Datagram) -> None:
-        msg = parse(d.payload)
-        if isinstance(msg, ParseError):
+        msg = scan(d.payload)
+        if msg.__class__ is str:  # malformed: the reason is a counter name
             if d.payload.strip(b" \t\r\n\x00"):
-                self.c[msg.reason] += 1
+                self.c[msg] += 1
             else:
                 self.c["sip.keepalive"] += 1
             return
         self.messages += 1
-        for a in msg.anomalies:
-            self.c[a] += 1
-        if d.transport == "udp":
-            self._check_content_length(msg)
+        if msg.anomalies:
+            for a in msg.anomalies:
+                self.c[a] += 1
+        if msg.content_length is not None and d.transport == "udp":
+            # Over UDP the datagram bounds the message (RFC 3261 section 18.3), so a wrong
+            # Content-Length is only counted; the message is still used, as proxies do.
+            if msg.content_length < 0:
+                self.c["sip.bad_content_length"] += 1
+            elif msg.content_length != len(msg.body):
+                self.c["sip.content_length_mismatch"] += 1
         if msg.method is not None:
             self._request(msg, d)
         else:
             self._response(msg, d)
 
-    def _check_content_length(self, msg) -> None:
-        """Over UDP the datagram bounds the message (RFC 3261 section 18.3), so a wrong
-        Content-Length is only counted; the message is still used, as proxies do."""
-        value = msg.header("content-length")
-        if value is None:
-            return
-        # isascii and a length bound: str.isdigit() accepts "\u00b2", and int() rejects it
-        # and any number over 4300 digits
-        if not (value.isascii() and value.isdigit() and len(value) <= 10):
-            self.c["sip.bad_content_length"] += 1
-        elif int(value) != len(msg.body):
-            self.c["sip.content_length_mismatch"] += 1
-
     def _is_upstream(self, txn: Transaction) -> bool:
         """The proxy received it from a client (not a relayed copy, not proxy-originated)."""
         return txn.upstream is None and txn.src not in self.proxies
 
-    def _request(self, msg, d: Datagram) -> None:
+    def _request(self, msg: SipHead, d: Datagram) -> None:
         txn = self.transactions.request(msg, d)
         if txn is None:
             return
@@ -86,7 +78,7 @@ class Signalling:
             if call is not None:
                 call.last_activity = d.ts
 
-    def _response(self, msg, d: Datagram) -> None:
+    def _response(self, msg: SipHead, d: Datagram) -> None:
         found = self.transactions.response(msg, d)
         if found is None:
             return
@@ -94,7 +86,7 @@ class Signalling:
         call = txn.call
         if kind == "provisional":
             if call is not None and txn.method == "INVITE":
-                to_tag = tag_of(msg.header("to"))
+                to_tag = msg.to_tag
                 self.dialogs.provisional(call, txn, msg.status, to_tag, d.ts)
                 for rec in self.accountant.on_early_media(txn, msg.status, msg.reason or "",
                                                           d.ts, to_tag):

@@ -15,9 +15,8 @@ from typing import Callable
 from probe.counters import Counters
 from probe.records import Datagram
 
-from .message import SipMessage
-from .uri import tag_of
-from .via import MAGIC_COOKIE, parse_via, split_vias
+from .scan import SipHead
+from .via import MAGIC_COOKIE
 
 T1 = 0.5
 TIMER_F = 64 * T1  # a non-INVITE transaction is over by then (RFC 3261 section 17.1.2.2)
@@ -39,7 +38,7 @@ class Transaction:
                  "final_ts", "final_to_tag", "extra_2xx_tags", "upstream", "downstream",
                  "cancel", "invite", "retransmissions", "call")
 
-    def __init__(self, key, msg: SipMessage, d: Datagram, method: str, cseq: int):
+    def __init__(self, key, msg: SipHead, d: Datagram, method: str):
         self.key = key
         self.method = method
         self.request = msg
@@ -49,10 +48,10 @@ class Transaction:
         self.created = d.ts
         self.frame = d.frame
         self.state = CALLING if method == "INVITE" else TRYING
-        self.callid = msg.call_id or ""
-        self.from_tag = tag_of(msg.header("from"))
-        self.to_tag = tag_of(msg.header("to"))
-        self.cseq = cseq
+        self.callid = msg.call_id
+        self.from_tag = msg.from_tag
+        self.to_tag = msg.to_tag
+        self.cseq = msg.cseq
         self.first_provisional: float | None = None
         self.first_ringing: float | None = None
         self.provisional_to_tags: list[str] = []
@@ -84,26 +83,35 @@ class Transaction:
         return self.downstream[-1] if self.downstream else None
 
 
-def _key(via, msg: SipMessage, method: str) -> tuple:
-    if via.branch.startswith(MAGIC_COOKIE):
-        return (via.branch, via.sent_by, method)
+def _key(msg: SipHead, method: str) -> tuple:
+    branch, sent_by = msg.via_branch, msg.via_sent_by
+    if branch.startswith(MAGIC_COOKIE):
+        return (branch, sent_by, method)
     # RFC 2543 peers: match on Call-ID, CSeq number, From tag and the top Via (section 17.2.3).
     # The Via by sent-by and branch, not its whole text: a proxy adds ;received=/;rport= to it
     # in the copy it relays and in the responses it returns. Method last, as above, so that
     # key[:-1] + ("INVITE",) finds the INVITE a CANCEL aims at.
-    cseq = msg.cseq
-    return ("rfc2543", msg.call_id, cseq[0] if cseq else None, tag_of(msg.header("from")),
-            via.sent_by, via.branch, method)
+    return ("rfc2543", msg.call_id, msg.cseq, msg.from_tag, sent_by, branch, method)
 
 
-def _sent_by_port(via) -> int:
-    """The port of a Via's sent-by; its transport's default when absent (section 18.2.2)."""
-    hp = via.sent_by
+def _upstream_key(msg: SipHead, method: str) -> tuple | None:
+    """_key of the transaction a proxy relayed `msg` from: the one its second Via names."""
+    branch, sent_by = msg.via2_branch, msg.via2_sent_by
+    if branch is None:
+        return None
+    if branch.startswith(MAGIC_COOKIE):
+        return (branch, sent_by, method)
+    return ("rfc2543", msg.call_id, msg.cseq, msg.from_tag, sent_by, branch, method)
+
+
+def _sent_by_port(msg: SipHead) -> int:
+    """The port of the top Via's sent-by; its transport's default when absent (section 18.2.2)."""
+    hp = msg.via_sent_by
     tail = hp[hp.rfind("]") + 1:] if hp.startswith("[") else (hp if hp.count(":") == 1 else "")
     port = tail.partition(":")[2]
     if port.isascii() and port.isdigit() and len(port) <= 5:
         return int(port)
-    return 5061 if via.transport in ("TLS", "WSS") else 5060
+    return 5061 if msg.via_transport in ("TLS", "WSS") else 5060
 
 
 class TransactionLayer:
@@ -124,18 +132,17 @@ class TransactionLayer:
         self._finished: deque[tuple[float, tuple]] = deque()
         self._next_sweep = 0.0
 
-    def request(self, msg: SipMessage, d: Datagram) -> Transaction | None:
+    def request(self, msg: SipHead, d: Datagram) -> Transaction | None:
         """The new transaction a request opens; None for a retransmission or an ACK."""
-        self._maybe_sweep(d.ts)
-        vias = split_vias(msg.header_all("via"))
-        top = parse_via(vias[0]) if vias else None
-        cseq = msg.cseq
-        if top is None or cseq is None or not msg.call_id:
+        if d.ts >= self._next_sweep:
+            self._sweep(d.ts)
+        if msg.via_branch is None or msg.cseq is None or not msg.call_id:
             self.c["sip.missing_mandatory_header"] += 1
             return None
         method = msg.method
-        key = _key(top, msg, "INVITE" if method == "ACK" else method)
-        txn = self.by_key.get(key)
+        key = _key(msg, "INVITE" if method == "ACK" else method)
+        by_key = self.by_key
+        txn = by_key.get(key)
         if method == "ACK":
             if txn is not None and txn.final_status is not None and txn.final_status >= 300:
                 txn.state = CONFIRMED  # ACK of a failure belongs to the INVITE (17.1.1.3)
@@ -147,52 +154,43 @@ class TransactionLayer:
             txn.retransmissions += 1
             self.c["sip.request_retransmission"] += 1
             return None
-        txn = Transaction(key, msg, d, method, cseq[0])
-        if len(self.by_key) >= self.max_transactions:
-            self.by_key.pop(next(iter(self.by_key)))
+        txn = Transaction(key, msg, d, method)
+        if len(by_key) >= self.max_transactions:
+            by_key.pop(next(iter(by_key)))
             self.c["state.transaction_evicted"] += 1
-        self.by_key[key] = txn
+        by_key[key] = txn
         if method == "INVITE":
             self._open_invites.append((d.ts + self.invite_timeout, key))
         else:
             self._open_others.append((d.ts + TIMER_F, key))
         if method == "CANCEL":
-            invite = self.by_key.get(key[:-1] + ("INVITE",))
+            invite = by_key.get(key[:-1] + ("INVITE",))
             if invite is not None:
                 invite.cancel, txn.invite = txn, invite
-        if len(vias) > 1:
-            self._link_upstream(txn, msg, vias[1], method, d)
-            if txn.upstream is not None:
+        if msg.via2_branch is not None:
+            up = by_key.get(_upstream_key(msg, method))
+            if up is not None and up is not txn and up.upstream is None:
+                txn.upstream = up
+                up.downstream.append(txn)
+                self.forwarders.add((d.src, d.sport))
                 # over TCP/TLS a relay leaves from an ephemeral port: learn also the port the
                 # proxy's own Via names (where it listens and answers from), or replies it
                 # generates itself (a 404 after a failed lookup) would be accounted
-                self.forwarders.add((d.src, _sent_by_port(top)))
+                self.forwarders.add((d.src, _sent_by_port(msg)))
         return txn
 
-    def _link_upstream(self, txn: Transaction, msg, via_text: str, method: str, d) -> None:
-        via = parse_via(via_text)
-        if via is None:
-            return
-        up = self.by_key.get(_key(via, msg, method))
-        if up is not None and up is not txn and up.upstream is None:
-            txn.upstream = up
-            up.downstream.append(txn)
-            self.forwarders.add((d.src, d.sport))
-
-    def response(self, msg: SipMessage, d: Datagram) -> tuple[Transaction, str] | None:
+    def response(self, msg: SipHead, d: Datagram) -> tuple[Transaction, str] | None:
         """(transaction, what it was): "provisional", "final", "retransmission" or "extra_2xx"."""
-        self._maybe_sweep(d.ts)
-        vias = split_vias(msg.header_all("via"))
-        top = parse_via(vias[0]) if vias else None
-        cseq = msg.cseq
-        if top is None or cseq is None:
+        if d.ts >= self._next_sweep:
+            self._sweep(d.ts)
+        if msg.via_branch is None or msg.cseq is None:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        txn = self.by_key.get(_key(top, msg, cseq[1]))
+        txn = self.by_key.get(_key(msg, msg.cseq_method))
         if txn is None:
             self.c["state.orphan_response"] += 1  # its request came before the capture began
             return None
-        status, to_tag = msg.status, tag_of(msg.header("to"))
+        status, to_tag = msg.status, msg.to_tag
         if status < 200:
             if txn.final_status is not None:
                 self.c["state.late_provisional"] += 1
@@ -218,11 +216,9 @@ class TransactionLayer:
         self.c["sip.response_retransmission"] += 1
         return txn, "retransmission"
 
-    def _maybe_sweep(self, now: float) -> None:
+    def _sweep(self, now: float) -> None:
         """Forget finished transactions after LINGER; time out those with no final reply.
-        Checked at most every SWEEP_EVERY seconds of packet time: the timers are seconds long."""
-        if now < self._next_sweep:
-            return
+        Run at most every SWEEP_EVERY seconds of packet time: the timers are seconds long."""
         self._next_sweep = now + SWEEP_EVERY
         by_key = self.by_key
         finished = self._finished
