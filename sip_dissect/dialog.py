@@ -56,12 +56,11 @@ class DialogLayer:
         self.max_calls = max_calls
         self.on_end = on_end
         self.calls: OrderedDict[tuple[str, str], Call] = OrderedDict()
-        self._next_sweep = 0.0
+        self.next_sweep = 0.0  # packet time of the next look for expired calls
         self.totals = {"calls": 0, "answered": 0, "failed": 0, "challenged": 0}
 
     def initial_invite(self, txn: Transaction) -> Call:
         """An accounted initial INVITE: a new call, or the same call re-sent after a challenge."""
-        self._maybe_sweep(txn.created)
         key = (txn.callid, txn.from_tag)
         call = self.calls.get(key)
         if call is None or call.state == TERMINATED:
@@ -118,10 +117,10 @@ class DialogLayer:
         if self.on_end is not None:
             self.on_end(call)
 
-    def _maybe_sweep(self, now: float) -> None:
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + 60.0
+    def sweep(self, now: float) -> None:
+        """Expire calls idle for dialog_timeout; the caller runs it on packet time, whatever
+        the message, once `now` reaches next_sweep (every minute: the timeout is long)."""
+        self.next_sweep = now + 60.0
         for call in [c for c in self.calls.values() if now - c.last_activity > self.dialog_timeout]:
             self.c["state.dialog_expired"] += 1
             self._end(call, call.last_activity, "expired", "")

@@ -39,6 +39,8 @@ class Signalling:
                 self.c["sip.keepalive"] += 1
             return
         self.messages += 1
+        if d.ts >= self.dialogs.next_sweep:
+            self.dialogs.sweep(d.ts)
         if msg.anomalies:
             for a in msg.anomalies:
                 self.c[a] += 1

@@ -376,6 +376,18 @@ def test_answered_call_without_bye_expires_on_packet_time(tmp_path):
     assert summary["counters"] == {"state.dialog_expired": 1, "sip.ack_2xx": 4}
 
 
+def test_call_expires_on_any_later_message(tmp_path):
+    """Expiry runs on packet time whatever arrives: an OPTIONS keep-alive three hours after a
+    call that never saw its BYE ends it "expired", with no later INVITE needed."""
+    options = sip_request("OPTIONS", f"sip:{P.hostport}", [via(A, "z9hG4bKka")], from_=ALICE,
+                          to=f"<sip:{P.hostport}>", call_id="ka@example.com", cseq=1)
+    legs = proxied_call(bye=False) + [(T0 + 3 * 3600.0, A, P, options)]
+    records, summary, calls = run(tmp_path, legs, dialog_timeout=600)
+    assert [(c.callid, c.end_reason, round(c.end_time, 3)) for c in calls] == [
+        (CALL_ID, "expired", round(T0 + 2.005, 3))]
+    assert summary["counters"]["state.dialog_expired"] == 1
+
+
 def test_in_dialog_requests_keep_a_dialog_alive(tmp_path):
     """Session refreshes (re-INVITE every 10 min, RFC 4028) keep the first call alive past
     dialog_timeout=1800 although a second call starts at 2500 s: it ends by its BYE at 3600 s,
