@@ -10,7 +10,6 @@ from typing import NamedTuple
 
 # compiled once: re's module functions re-check their flags on every call (an enum lookup)
 _SCHEME = re.compile(r"^(sips?|tel):", re.I)
-_PARAMS_START = re.compile(r"[;?]")
 _TAG_PARAM = re.compile(r";\s*tag\s*=\s*([^;,\s]+)", re.I)
 
 
@@ -36,13 +35,19 @@ def name_addr_uri(value: str | None) -> str:
 
 def uri_parts(uri: str) -> UriParts:
     """User, host and port of a sip:, sips: or tel: URI; empty parts for anything else."""
-    m = _SCHEME.match(uri)
-    if not m:
-        return UriParts("", "", None)
-    rest = uri[m.end():]
-    if m.group(1).lower() == "tel":
-        return UriParts(_PARAMS_START.split(rest, maxsplit=1)[0], "", None)
-    rest = _PARAMS_START.split(rest, maxsplit=1)[0]
+    head = uri[:5].lower()  # the common schemes without a regex match; the rest by _SCHEME
+    if head[:4] == "sip:":
+        rest, tel = uri[4:], False
+    elif head == "sips:":
+        rest, tel = uri[5:], False
+    else:
+        m = _SCHEME.match(uri)
+        if not m:
+            return UriParts("", "", None)
+        rest, tel = uri[m.end():], m.group(1).lower() == "tel"
+    rest = rest.partition(";")[0].partition("?")[0]  # parameters and headers off
+    if tel:
+        return UriParts(rest, "", None)
     user, at, hostport = rest.rpartition("@")
     if at:
         user = user.split(":", 1)[0]  # drop a password
