@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""sipprobe throughput benchmark: sipprobe stats vs bare libpcap (tcpdump) vs tshark.
+"""sipprobe throughput benchmark: sipprobe stats and replay vs bare libpcap (tcpdump) vs tshark.
 
 In one run, on the same files, with a warm page cache:
 
@@ -9,6 +9,11 @@ In one run, on the same files, with a warm page cache:
   (informational: libpcap from Python, what sipprobe pays before decoding anything; it
   also checks that the filter keeps exactly the SIP + RTCP frames of generated files).
 * ``sipprobe stats F --format json``: the whole process, startup and imports included.
+* ``sipprobe replay F --db DIR/bench-N.db``: the accounting replay, whole process, into a
+  NEW SQLite file every run (the db and its -wal/-shm/-journal are deleted before each run,
+  outside the timed region; DIR is a mkdtemp() in the bench output dir, on disk, not
+  /dev/shm).  After each run the db's acc / missed_calls / acc_cdrs row counts are checked
+  against the calls the generator wrote (mismatch: loud error, exit 1).
 * ``tshark -q -z sip,stat -r F``: the reference dissector; its SIP counts are
   cross-checked with sipprobe's and with the generator's (mismatch: loud error, exit 1).
 * ``python -c pass`` and ``python -c "import typer, rich, dpkt, pcapy, sqlite_utils"``.
@@ -22,7 +27,7 @@ lines and do not change the exit status; count mismatches and tool failures do.
 
 Usage:
     python bench/run.py                 # full captures (generated on first use, ~25 s)
-    python bench/run.py --quick         # 1/20-size captures, smoke run (~20 s)
+    python bench/run.py --quick         # 1/20-size captures, smoke run (~30 s)
     python bench/run.py --files a.pcap b.pcapng   # arbitrary captures
     python bench/run.py --json /tmp/bench.json --repeat 5
     python bench/run.py --bpf-variants  # also time alternative BPF expressions
@@ -65,6 +70,10 @@ print(n)
 """
 TARGET_VS_LIBPCAP = 0.7
 TARGET_SIP_MSGS = 100_000
+TARGET_REPLAY_SIP_MSGS = 100_000  # accounting issue: replay >= 100 k SIP msgs/s, whole process, into SQLite
+SKIPPABLE = ("tcpdump", "pcapy", "sipprobe", "replay", "tshark", "python")
+# A line of `sipprobe replay` stdout that says which engine runs (e.g. native accelerators on/off).
+ENGINE_NOTE = re.compile(r"\b(engine|native|accelerat\w*|fast ?path|pure[- ]python)\b", re.I)
 
 RED, GREEN, YELLOW, BOLD, RESET = ("\033[31m", "\033[32m", "\033[33m", "\033[1m", "\033[0m") if sys.stdout.isatty() else ("",) * 5
 
@@ -131,6 +140,7 @@ class Row:
     error: str = ""
     parsed: dict | None = None
     kept: int | None = None
+    note: str = ""
 
     @property
     def pps(self):
@@ -147,6 +157,68 @@ class Row:
 
 
 # --------------------------------------------------------------------------- discovery
+
+
+# --------------------------------------------------------------------------- replay db
+
+
+def fs_type(path: Path) -> str:
+    """File system type of path, from /proc/mounts (longest mount point prefix)."""
+    best, kind = "", "?"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            mnt = parts[1].replace("\\040", " ")
+            if (str(path) == mnt or str(path).startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, parts[2]
+    except OSError:
+        pass
+    return kind
+
+
+def db_files(db: Path) -> list[Path]:
+    return [db] + [db.with_name(db.name + suf) for suf in ("-wal", "-shm", "-journal")]
+
+
+def remove_db(db: Path) -> None:
+    for f in db_files(db):
+        try:
+            f.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def replay_db_counts(db: Path) -> dict:
+    """Row counts of the accounting tables (a missing table counts as None)."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        out = {}
+        for t in ("acc", "missed_calls", "acc_cdrs"):
+            try:
+                out[t] = con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            except sqlite3.Error:
+                out[t] = None
+        return out
+    finally:
+        con.close()
+
+
+def replay_expected(meta: dict | None) -> dict | None:
+    """acc / missed_calls / acc_cdrs rows a replay of a generated capture must write.
+
+    Every generated call (sig-only and rtp-heavy alike) is INVITE, 100, 180, 200, ACK, BYE,
+    200 between two endpoints: answered and ended by BYE, so two acc rows (INVITE 200 and
+    BYE 200), no missed call, one CDR.  None for captures the generator did not write."""
+    if not meta or meta.get("kind") not in ("sig-only", "rtp-heavy") or "calls" not in meta.get("params", {}):
+        return None
+    calls = meta["params"]["calls"]
+    if meta.get("sip", {}).get("requests", {}).get("INVITE") != calls:
+        return None  # a sidecar this function does not understand: no claim
+    return {"acc": 2 * calls, "missed_calls": 0, "acc_cdrs": calls}
 
 
 def find_sipprobe() -> tuple[list[str] | None, Path | None, str]:
@@ -256,7 +328,7 @@ def print_table(rows: list[Row], base: dict, tshark: dict) -> None:
         ts = tshark.get(r.file)
         data.append((
             r.tool, r.file, f"{r.packets:,}" if r.packets else "-", f"{r.seconds:.3f}", f"{r.spread * 100:.0f}%", si(r.pps),
-            si(r.sip_rate) if r.tool in ("sipprobe stats", "tshark sip,stat") else "-",
+            si(r.sip_rate) if r.tool in ("sipprobe stats", "sipprobe replay", "tshark sip,stat") else "-",
             ratio(r.pps, lp.pps) if lp and r.packets else "-",
             ratio(r.pps, ts.pps) if ts and r.packets else "-",
             f"{r.maxrss_kb / 1024:.1f} MiB",
@@ -304,11 +376,13 @@ def main(argv=None) -> int:
     ap.add_argument("--tshark-repeat", type=int, help="repeats for tshark, the slow one (default: min(N, 3))")
     ap.add_argument("--json", type=Path, help="save all figures to this JSON file")
     ap.add_argument("--filter", help="BPF expression to use instead of `sipprobe filter`")
-    ap.add_argument("--skip", default="", help="comma list of tools to skip: tcpdump, pcapy, sipprobe, tshark, python")
+    ap.add_argument("--skip", default="", help="comma list of tools to skip: " + ", ".join(SKIPPABLE))
     ap.add_argument("--bpf-variants", action="store_true", help="also time alternative BPF expressions with tcpdump on the first file")
     ap.add_argument("--force-gen", action="store_true", help="regenerate the captures")
     a = ap.parse_args(argv)
     skip = {x.strip() for x in a.skip.split(",") if x.strip()}
+    if skip - set(SKIPPABLE):
+        ap.error(f"--skip: unknown {', '.join(sorted(skip - set(SKIPPABLE)))} (choose from {', '.join(SKIPPABLE)})")
     N = max(1, a.repeat)
     N_TSHARK = max(1, a.tshark_repeat if a.tshark_repeat else min(N, 3))
     problems: list[str] = []
@@ -342,7 +416,11 @@ def main(argv=None) -> int:
         print(f"captures ready in {time.perf_counter() - t0:.1f} s")
 
     # ---- tools and filter
-    sp_cmd, sp_cwd, sp_how = find_sipprobe() if "sipprobe" not in skip else (None, None, "skipped (--skip)")
+    sp_cmd, sp_cwd, sp_how = find_sipprobe() if not {"sipprobe", "replay"} <= skip else (None, None, "skipped (--skip)")
+    replay_ok = ""
+    if sp_cmd and "replay" not in skip:
+        r = subprocess.run(sp_cmd + ["replay", "--help"], capture_output=True, text=True, cwd=sp_cwd)
+        replay_ok = "" if r.returncode == 0 else f"`sipprobe replay --help` exit {r.returncode}"
     if a.filter:
         flt, flt_src = a.filter, "--filter"
     else:
@@ -354,6 +432,8 @@ def main(argv=None) -> int:
     print(f"sipprobe: {sp_how}")
     if not sp_cmd:
         warn(f"sipprobe stats is not available: {sp_how}; its rows are skipped")
+    elif replay_ok:
+        warn(f"sipprobe replay is not available ({replay_ok}); its rows are skipped")
     short = flt if len(flt) <= 160 else flt[:100] + f" ... ({len(flt)} chars)"
     print(f"BPF filter from {flt_src}: {ninsn} BPF instructions: {short}")
     machine = {
@@ -371,13 +451,33 @@ def main(argv=None) -> int:
     if float(machine["loadavg_start"].split()[0] if machine["loadavg_start"] != "?" else 0) > 0.5 * (os.cpu_count() or 1):
         warn(f"load average {machine['loadavg_start']} on {os.cpu_count()} CPUs: something else is running, figures will be noisy")
 
+    # ---- replay db directory: on disk (operators write to disk), never /dev/shm
+    db_dir = None
+    if "replay" not in skip and sp_cmd and not replay_ok:
+        parent = a.out if a.out.is_dir() and os.access(a.out, os.W_OK) else Path("/tmp")
+        db_dir = Path(tempfile.mkdtemp(prefix="replay-db-", dir=parent))
+        kind = fs_type(db_dir)
+        print(f"replay db: {db_dir}/bench-N.db ({kind}), new file every run")
+        if kind in ("tmpfs", "ramfs"):
+            warn(f"{db_dir} is on {kind}: replay figures leave out the disk writes an operator pays")
+    try:
+        return _bench(a, skip, N, N_TSHARK, problems, files, tcpdump, tshark, sp_cmd, sp_cwd, sp_how, replay_ok,
+                      flt, flt_src, ninsn, machine, db_dir)
+    finally:
+        if db_dir:
+            shutil.rmtree(db_dir, ignore_errors=True)
+
+
+def _bench(a, skip, N, N_TSHARK, problems, files, tcpdump, tshark, sp_cmd, sp_cwd, sp_how, replay_ok,
+           flt, flt_src, ninsn, machine, db_dir) -> int:
     # ---- plan
     py = sys.executable
     plan: list[tuple[Row, list[str], Path | None]] = []
+    dbs: dict[int, Path] = {}  # id(row) -> its db (replay rows)
     if "python" not in skip:
         plan.append((Row("python -c pass", "-"), [py, "-c", "pass"], None))
         plan.append((Row("python imports", "-"), [py, "-c", IMPORTS], None))
-    for fname, (path, meta) in files.items():
+    for fidx, (fname, (path, meta)) in enumerate(files.items()):
         pk = meta.get("packets") if meta else None
         sipn = meta["sip"]["total"] if meta and "sip" in meta else None
         if "tcpdump" not in skip:
@@ -391,6 +491,15 @@ def main(argv=None) -> int:
             else:
                 row.error = "sipprobe absent"
                 plan.append((row, [], None))
+        if "replay" not in skip:
+            row = Row("sipprobe replay", fname, pk, sipn)
+            if db_dir:
+                db = db_dir / f"bench-{fidx}.db"
+                dbs[id(row)] = db
+                plan.append((row, sp_cmd + ["replay", str(path), "--db", str(db)], sp_cwd))
+            else:
+                row.error = "sipprobe absent" if not sp_cmd else "replay absent"
+                plan.append((row, [], None))
         if "tshark" not in skip:
             plan.append((Row("tshark sip,stat", fname, pk, sipn), [tshark, "-q", "-z", "sip,stat", "-r", str(path)], None))
 
@@ -402,6 +511,9 @@ def main(argv=None) -> int:
                 continue
             if row.tool == "tshark sip,stat" and rnd >= N_TSHARK:
                 continue
+            db = dbs.get(id(row))
+            if db:
+                remove_db(db)  # a NEW database every run, deleted outside the timed region
             r = run_timed(cmd, cwd)
             row.all_seconds.append(round(r.seconds, 4))
             row.maxrss_kb = max(row.maxrss_kb, r.maxrss_kb)
@@ -427,15 +539,37 @@ def main(argv=None) -> int:
                 row.sip_messages = row.parsed["total"]
             elif row.tool == "pcapy-ng+BPF":
                 row.kept = int(r.stdout.strip() or -1)
+            elif row.tool == "sipprobe replay":
+                try:
+                    got = replay_db_counts(db)
+                except Exception as exc:  # noqa: BLE001 (no db, not SQLite, ...): a failure like a bad exit
+                    row.rc, row.error = 1, "no db"
+                    loud(f"sipprobe replay {row.file}: cannot read {db}: {exc}")
+                    problems.append(f"sipprobe replay {row.file}: cannot read its db")
+                    continue
+                m = re.search(r"SIP messages:\s*([\d,]+)", r.stdout)
+                if m:
+                    got["sip_messages_reported"] = int(m.group(1).replace(",", ""))
+                if row.parsed is not None and row.parsed != got:
+                    loud(f"sipprobe replay {row.file}: counts differ between runs on a fresh db: {row.parsed} then {got}")
+                    problems.append(f"sipprobe replay {row.file}: counts differ between runs")
+                row.parsed = got
+                note = next((x.strip() for x in r.stdout.splitlines() if ENGINE_NOTE.search(x)), "")
+                if note and not row.note:
+                    row.note = note
+                    print(f"  sipprobe replay engine note: {note}")
             print(f"  round {rnd + 1}/{N}  {row.tool:16s} {row.file:22s} {r.seconds:8.3f} s  {r.maxrss_kb / 1024:7.1f} MiB", flush=True)
         print(f"round {rnd + 1} done in {time.perf_counter() - t_round:.1f} s (load average {loadavg()})", flush=True)
     machine["loadavg_end"] = loadavg()
 
     rows = [row for row, _, _ in plan]
+    for db in dbs.values():
+        remove_db(db)
     base = {r.file: r for r in rows if r.tool == "tcpdump+BPF" and r.seconds}
     tsh = {r.file: r for r in rows if r.tool == "tshark sip,stat" and r.seconds}
     sp = {r.file: r for r in rows if r.tool == "sipprobe stats" and r.seconds}
     pc = {r.file: r for r in rows if r.tool == "pcapy-ng+BPF" and r.seconds}
+    rp = {r.file: r for r in rows if r.tool == "sipprobe replay" and r.seconds and r.parsed}
 
     # ---- cross-checks
     print()
@@ -467,6 +601,17 @@ def main(argv=None) -> int:
             check(p.kept == want, f"{fname}: BPF keeps {p.kept:,} frames vs generated SIP+RTCP {want:,}")
         elif p:
             print(f"     {fname}: BPF keeps {p.kept:,} of {p.packets or 0:,} frames")
+        r = rp.get(fname)
+        if r:
+            want = replay_expected(meta)
+            have = {k: r.parsed.get(k) for k in ("acc", "missed_calls", "acc_cdrs")}
+            if want:
+                check(have == want, f"{fname}: sipprobe replay db rows {have} vs generated calls {want}")
+            else:
+                print(f"     {fname}: sipprobe replay db rows {have} (no generator sidecar: not checked)")
+            rep_n = r.parsed.get("sip_messages_reported")
+            if rep_n is not None and exp:
+                check(rep_n == exp["total"], f"{fname}: sipprobe replay reports {rep_n:,} SIP messages vs generated {exp['total']:,}")
 
     # ---- table
     print()
@@ -510,6 +655,16 @@ def main(argv=None) -> int:
                    f"{si(s.sip_rate)} SIP msg/s ({s.sip_messages:,} in {s.seconds:.3f} s)")
         else:
             target(f"sipprobe stats >= {TARGET_SIP_MSGS / 1000:.0f} k SIP messages/s on {sig_name}", None, "no sipprobe figure")
+    if sig_name and "replay" not in skip:
+        s = next((r for r in rows if r.tool == "sipprobe replay" and r.file == sig_name and r.seconds), None)
+        name = f"sipprobe replay >= {TARGET_REPLAY_SIP_MSGS / 1000:.0f} k SIP messages/s on {sig_name}"
+        if s and s.sip_rate:
+            t, b = tsh.get(sig_name), base.get(sig_name)
+            vs = "".join(f", {ratio(s.pps, x.pps)} {lbl}" for lbl, x in (("tshark", t), ("bare libpcap", b)) if x)
+            target(name, s.sip_rate >= TARGET_REPLAY_SIP_MSGS,
+                   f"{si(s.sip_rate)} SIP msg/s ({s.sip_messages:,} in {s.seconds:.3f} s, whole process into a new SQLite db{vs})")
+        else:
+            target(name, None, "no sipprobe replay figure")
     if rtp_name and half_name:
         s, h = sp.get(rtp_name), sp.get(half_name)
         if s and h:
@@ -583,6 +738,8 @@ def main(argv=None) -> int:
                 "ratio_vs_libpcap": round(r.pps / base[r.file].pps, 4) if r.pps and r.file in base else None,
                 "ratio_vs_tshark": round(r.pps / tsh[r.file].pps, 4) if r.pps and r.file in tsh else None,
                 "peak_rss_kib": r.maxrss_kb, "error": r.error, "bpf_kept": r.kept,
+                **({"engine_note": r.note} if r.tool == "sipprobe replay" else {}),
+                **({"expected_db_rows": replay_expected(files[r.file][1])} if r.tool == "sipprobe replay" else {}),
                 "counts": {k: v for k, v in (r.parsed or {}).items() if k != "raw"} or None,
             } for r in rows],
             "import_cost_s": round(imp_t.seconds - pass_t.seconds, 4) if pass_t and imp_t else None,
