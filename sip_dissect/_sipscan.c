@@ -1,0 +1,584 @@
+/* Native twin of sip_dissect/scan.py's scan_py, for the common case.
+ *
+ * scan(payload) -> SipHead | str | None. One pass over the start line and the header block:
+ * each '\n' of the header block is a candidate header line (message.py's _HOT_HEADER); the
+ * hot headers' values are checked to be printable ASCII (TAB allowed), so that Python's
+ * str.strip/split/upper/lower and re's \s agree with the ASCII rules used here. Anything
+ * else (non-ASCII or control characters in what is read, folded lines, no CRLF CRLF,
+ * a start line the regex rejects, non-bytes input) gives None: scan_py decides. The tests
+ * (tests/test_native_scan.py) compare the two on every capture and on mutated messages.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define N_FIELDS 20
+
+static PyObject *sip_head_type;  /* the SipHead NamedTuple class (init) */
+static PyObject *reason_empty;   /* "sip.empty" */
+
+/* character classes */
+#define C_TOKEN 1   /* RFC 3261 token (message.py _TOKEN) */
+#define C_CTRL 2    /* \x00-\x1f except TAB, and \x7f */
+#define C_HIGH 4    /* >= 0x80 */
+#define C_WS 8      /* space, TAB */
+#define C_BWS 16    /* bytes.strip() whitespace: space \t \n \r \x0b \x0c */
+static unsigned char cls[256];
+static unsigned char lower[256];
+
+static void init_tables(void)
+{
+    for (int c = 0; c < 256; c++) {
+        unsigned char k = 0;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                || (c && strchr("-.!%*_+`'~", c)))
+            k |= C_TOKEN;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            k |= C_CTRL;
+        if (c >= 0x80)
+            k |= C_HIGH;
+        if (c == ' ' || c == '\t')
+            k |= C_WS;
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0x0b || c == 0x0c)
+            k |= C_BWS;
+        cls[c] = k;
+        lower[c] = (unsigned char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+}
+
+#define IS_WS(c) ((c) == ' ' || (c) == '\t')
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t n;
+    int set;
+} span;
+
+/* The end of a header value: the first byte from v on that is a control character other
+ * than TAB (CR or LF for a clean value) or >= 0x80. Eight bytes at a time while they are all
+ * printable ASCII; bytes objects end with a NUL, which stops the byte loop at e. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+static const unsigned char *value_end(const unsigned char *v, const unsigned char *e)
+{
+    while (e - v >= 8) {
+        uint64_t w, x;
+        memcpy(&w, v, 8);
+        x = w ^ (ONES * 0x7f);  /* a zero byte where w has DEL */
+        /* any byte < 0x20, >= 0x80 or == 0x7f */
+        if ((((w - ONES * 0x20) & ~w) | w | ((x - ONES) & ~x)) & HIGHS)
+            break;
+        v += 8;
+    }
+    while (!(cls[*v] & (C_CTRL | C_HIGH)))
+        v++;
+    return v;
+}
+
+/* ASCII str of p[0:n] (the caller checked the bytes are < 0x80); mode 1 lower, 2 upper */
+static PyObject *mkstr(const unsigned char *p, Py_ssize_t n, int mode)
+{
+    PyObject *s = PyUnicode_New(n, 127);
+    if (s == NULL || n == 0)
+        return s;
+    unsigned char *d = PyUnicode_1BYTE_DATA(s);
+    if (mode == 0) {
+        memcpy(d, p, n);
+    } else if (mode == 1) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            d[i] = lower[p[i]];
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = p[i];
+            d[i] = (c >= 'a' && c <= 'z') ? c - 32 : c;
+        }
+    }
+    return s;
+}
+
+/* Methods, reason phrases and transports repeat: their str objects are kept in a small
+ * direct-mapped cache (equal strings, so sharing them changes no result). */
+#define CACHE_SLOTS 64
+#define CACHE_MAX 16
+static struct {
+    Py_ssize_t n;
+    unsigned char b[CACHE_MAX];
+    PyObject *s;
+} cache[CACHE_SLOTS];
+
+static PyObject *cached_str(const unsigned char *p, Py_ssize_t n, int mode)
+{
+    unsigned char buf[CACHE_MAX];
+    if (n == 0 || n > CACHE_MAX)
+        return mkstr(p, n, mode);
+    if (mode == 2) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            buf[i] = (p[i] >= 'a' && p[i] <= 'z') ? p[i] - 32 : p[i];
+        p = buf;
+    }
+    unsigned h = ((unsigned)p[0] * 31u + (unsigned)p[n - 1] * 7u + (unsigned)n) % CACHE_SLOTS;
+    if (cache[h].s != NULL && cache[h].n == n && memcmp(cache[h].b, p, n) == 0) {
+        Py_INCREF(cache[h].s);
+        return cache[h].s;
+    }
+    PyObject *s = mkstr(p, n, 0);
+    if (s == NULL)
+        return NULL;
+    Py_INCREF(s);
+    Py_XSETREF(cache[h].s, s);
+    cache[h].n = n;
+    memcpy(cache[h].b, p, n);
+    return s;
+}
+
+/* case-insensitive ASCII compare of p[0:n] with a lower-case literal */
+static int ieq(const unsigned char *p, const char *lit, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (lower[p[i]] != (unsigned char)lit[i])
+            return 0;
+    return 1;
+}
+
+enum { H_NONE, H_VIA, H_CALLID, H_CSEQ, H_FROM, H_TO, H_CLEN };
+
+/* Which hot header (full or compact name) starts at s, e: end of data. The name must be
+ * followed by [ \t:] (the regex's "[ \t]*:" after it). */
+static int hot_name(const unsigned char *s, const unsigned char *e, const unsigned char **after)
+{
+    Py_ssize_t avail = e - s;
+    int h = H_NONE;
+    Py_ssize_t len = 0;
+    if (avail < 2)
+        return H_NONE;
+    unsigned char c1 = s[1];
+    int one = (c1 == ':' || IS_WS(c1));
+    switch (lower[s[0]]) {
+    case 'v':
+        if (one) { h = H_VIA; len = 1; }
+        else if (avail >= 4 && ieq(s + 1, "ia", 2)) { h = H_VIA; len = 3; }
+        break;
+    case 'i':
+        if (one) { h = H_CALLID; len = 1; }
+        break;
+    case 'l':
+        if (one) { h = H_CLEN; len = 1; }
+        break;
+    case 'f':
+        if (one) { h = H_FROM; len = 1; }
+        else if (avail >= 5 && ieq(s + 1, "rom", 3)) { h = H_FROM; len = 4; }
+        break;
+    case 't':
+        if (one) { h = H_TO; len = 1; }
+        else if (avail >= 3 && lower[s[1]] == 'o') { h = H_TO; len = 2; }
+        break;
+    case 'c':
+        if (avail >= 5 && ieq(s + 1, "seq", 3)) { h = H_CSEQ; len = 4; }
+        else if (avail >= 8 && ieq(s + 1, "all-id", 6)) { h = H_CALLID; len = 7; }
+        else if (avail >= 15 && ieq(s + 1, "ontent-length", 13)) { h = H_CLEN; len = 14; }
+        break;
+    default:
+        return H_NONE;
+    }
+    if (h == H_NONE)
+        return H_NONE;
+    const unsigned char *q = s + len;
+    while (q < e && IS_WS(*q))
+        q++;
+    if (q >= e || *q != ':')
+        return H_NONE;
+    *after = q + 1;
+    return h;
+}
+
+/* parse_via's regex on one stripped Via part. Returns 0 when it does not match. */
+typedef struct {
+    span transport, sent_by, branch;
+} via_t;
+
+static int parse_via(const unsigned char *p, Py_ssize_t n, via_t *v)
+{
+    const unsigned char *q = p, *e = p + n, *t;
+    if (n < 3 || !ieq(q, "sip", 3))
+        return 0;
+    q += 3;
+    while (q < e && IS_WS(*q)) q++;
+    if (q >= e || *q != '/') return 0;
+    q++;
+    while (q < e && IS_WS(*q)) q++;
+    t = q;
+    while (q < e && *q != '/' && !IS_WS(*q)) q++;
+    if (q == t) return 0;
+    while (q < e && IS_WS(*q)) q++;
+    if (q >= e || *q != '/') return 0;
+    q++;
+    while (q < e && IS_WS(*q)) q++;
+    t = q;
+    while (q < e && *q != ';' && !IS_WS(*q)) q++;
+    if (q == t) return 0;
+    v->transport.p = t;
+    v->transport.n = q - t;
+    t = q;
+    while (q < e && IS_WS(*q)) q++;
+    if (q == t) return 0;
+    t = q;
+    while (q < e && *q != ';' && !IS_WS(*q)) q++;
+    if (q == t) return 0;
+    v->sent_by.p = t;
+    v->sent_by.n = q - t;
+    while (q < e && IS_WS(*q)) q++;
+    v->branch.p = q;
+    v->branch.n = 0;
+    if (q == e)
+        return 1;
+    if (*q != ';')
+        return 0;
+    /* ;\s*branch\s*=\s*([^;\s]*), first match in the params */
+    for (; q < e && (q = memchr(q, ';', e - q)) != NULL; q++) {
+        const unsigned char *r = q + 1;
+        while (r < e && IS_WS(*r)) r++;
+        if (e - r < 6 || !ieq(r, "branch", 6))
+            continue;
+        r += 6;
+        while (r < e && IS_WS(*r)) r++;
+        if (r >= e || *r != '=')
+            continue;
+        r++;
+        while (r < e && IS_WS(*r)) r++;
+        t = r;
+        while (r < e && *r != ';' && !IS_WS(*r)) r++;
+        v->branch.p = t;
+        v->branch.n = r - t;
+        return 1;
+    }
+    return 1;
+}
+
+/* tag_of: params after the last '>' (or the whole value), ;\s*tag\s*=\s*([^;,\s]+) */
+static span tag_of(span value)
+{
+    span out = {value.p, 0, 1};
+    const unsigned char *q = value.p, *e = value.p + value.n;
+    const unsigned char *g = memrchr(value.p, '>', value.n);
+    if (g != NULL)
+        q = g + 1;
+    for (; q < e && (q = memchr(q, ';', e - q)) != NULL; q++) {
+        const unsigned char *r = q + 1, *t;
+        while (r < e && IS_WS(*r)) r++;
+        if (e - r < 3 || !ieq(r, "tag", 3))
+            continue;
+        r += 3;
+        while (r < e && IS_WS(*r)) r++;
+        if (r >= e || *r != '=')
+            continue;
+        r++;
+        while (r < e && IS_WS(*r)) r++;
+        t = r;
+        while (r < e && *r != ';' && *r != ',' && !IS_WS(*r)) r++;
+        if (r == t)
+            continue;
+        out.p = t;
+        out.n = r - t;
+        return out;
+    }
+    return out;
+}
+
+/* does via.py _NEXT_VIA (a comma, then optional space, SIP, optional space, a slash) match
+ * at the comma q[-1]? */
+static int next_via_at(const unsigned char *q, const unsigned char *e)
+{
+    while (q < e && IS_WS(*q)) q++;
+    if (e - q < 3 || !ieq(q, "sip", 3))
+        return 0;
+    q += 3;
+    while (q < e && IS_WS(*q)) q++;
+    return q < e && *q == '/';
+}
+
+static PyObject *str_or_none(span s, int mode)
+{
+    if (!s.set)
+        Py_RETURN_NONE;
+    return mkstr(s.p, s.n, mode);
+}
+
+static PyObject *cached_or_none(span s)
+{
+    if (!s.set)
+        Py_RETURN_NONE;
+    return cached_str(s.p, s.n, 0);
+}
+
+static PyObject *scan(PyObject *self, PyObject *arg)
+{
+    if (sip_head_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_sipscan.init(SipHead) was not called");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(arg))
+        Py_RETURN_NONE;
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t len = PyBytes_GET_SIZE(arg);
+    const unsigned char *e = data + len, *q, *t;
+
+    /* parse(): `not data.strip()` */
+    for (q = data; q < e && (cls[*q] & C_BWS); q++)
+        ;
+    if (q == e) {
+        Py_INCREF(reason_empty);
+        return reason_empty;
+    }
+
+    /* message.py _START_LINE, exactly; anything it rejects is handed back */
+    span method = {0}, uri = {0}, reason = {0};
+    int status = -1;
+    const unsigned char *line_end;
+    if (len >= 12 && memcmp(data, "SIP/2.0 ", 8) == 0) {
+        q = data + 8;
+        if (!(q[0] >= '0' && q[0] <= '9' && q[1] >= '0' && q[1] <= '9'
+              && q[2] >= '0' && q[2] <= '9' && q[3] == ' '))
+            Py_RETURN_NONE;
+        status = (q[0] - '0') * 100 + (q[1] - '0') * 10 + (q[2] - '0');
+        q += 4;
+        t = q;
+        while (q < e && !(cls[*q] & (C_CTRL | C_HIGH)))
+            q++;
+        if (q >= e || (*q != '\r' && *q != '\n'))
+            Py_RETURN_NONE;  /* control or non-ASCII character, or no line end */
+        reason.p = t;
+        reason.n = q - t;
+        reason.set = 1;
+        line_end = q;
+    } else {
+        q = data;
+        while (q < e && (cls[*q] & C_TOKEN))
+            q++;
+        if (q == data || q >= e || *q != ' ')
+            Py_RETURN_NONE;
+        method.p = data;
+        method.n = q - data;
+        method.set = 1;
+        t = ++q;
+        while (q < e && *q != ' ' && !(cls[*q] & (C_CTRL | C_HIGH)))
+            q++;
+        if (q == t || e - q < 9 || memcmp(q, " SIP/2.0", 8) != 0
+                || (q[8] != '\r' && q[8] != '\n'))
+            Py_RETURN_NONE;
+        uri.p = t;
+        uri.n = q - t;
+        uri.set = 1;
+        line_end = q + 8;
+    }
+
+    /* header block: every '\n' before the first CRLF CRLF starts a candidate line */
+    span callid = {0}, cseq = {0}, from = {0}, to = {0}, clen = {0};
+    span via1 = {0}, via2 = {0};
+    Py_ssize_t via_count = 0;
+    const unsigned char *head_end = NULL;
+    q = line_end;
+    for (;;) {
+        const unsigned char *nl = memchr(q, '\n', e - q);
+        if (nl == NULL)
+            Py_RETURN_NONE;  /* no CRLF CRLF: bare LF or no blank line */
+        if (nl > data && nl[-1] == '\r' && e - nl >= 3 && nl[1] == '\r' && nl[2] == '\n') {
+            head_end = nl - 1;
+            break;
+        }
+        const unsigned char *s = nl + 1;
+        q = s;
+        if (s >= e)
+            continue;  /* memchr finds nothing next */
+        if (IS_WS(*s))
+            Py_RETURN_NONE;  /* folded line */
+        const unsigned char *v;
+        int h = hot_name(s, e, &v);
+        if (h == H_NONE)
+            continue;
+        span *slot;
+        switch (h) {
+        case H_CALLID: slot = &callid; break;
+        case H_CSEQ: slot = &cseq; break;
+        case H_FROM: slot = &from; break;
+        case H_TO: slot = &to; break;
+        case H_CLEN: slot = &clen; break;
+        default: slot = NULL;
+        }
+        if (slot != NULL && slot->set)
+            continue;  /* first value wins */
+        /* the value, up to CR or LF; printable ASCII and TAB only */
+        while (v < e && IS_WS(*v)) v++;
+        t = v;
+        v = value_end(v, e);
+        if (v < e && *v != '\r' && *v != '\n')
+            Py_RETURN_NONE;
+        q = v;
+        while (v > t && IS_WS(v[-1])) v--;
+        span value = {t, v - t, 1};
+        if (slot != NULL) {
+            *slot = value;
+            continue;
+        }
+        /* Via: split_vias */
+        const unsigned char *ve = value.p + value.n, *part = value.p;
+        if (memchr(value.p, ',', value.n) == NULL) {
+            if (++via_count == 1) via1 = value;
+            else if (via_count == 2) via2 = value;
+            continue;
+        }
+        for (const unsigned char *c = value.p; c <= ve; c++) {
+            if (c < ve && !(*c == ',' && next_via_at(c + 1, ve)))
+                continue;
+            const unsigned char *a = part, *b = c;
+            while (a < b && IS_WS(*a)) a++;
+            while (b > a && IS_WS(b[-1])) b--;
+            part = c + 1;
+            if (a == b)
+                continue;
+            span sp = {a, b - a, 1};
+            if (++via_count == 1) via1 = sp;
+            else if (via_count == 2) via2 = sp;
+        }
+    }
+
+    /* CSeq: value.split() into exactly two, an ASCII number of at most 10 digits <= 2**32-1 */
+    span cseq_method = {0};
+    unsigned long long cseq_num = 0;
+    if (cseq.set && cseq.n) {
+        const unsigned char *c = cseq.p, *ce = cseq.p + cseq.n;
+        t = c;
+        while (c < ce && !IS_WS(*c)) c++;
+        const unsigned char *n_end = c;
+        while (c < ce && IS_WS(*c)) c++;
+        const unsigned char *m = c;
+        while (c < ce && !IS_WS(*c)) c++;
+        const unsigned char *m_end = c;
+        while (c < ce && IS_WS(*c)) c++;
+        int ok = m < m_end && c == ce && n_end - t <= 10;
+        for (const unsigned char *d = t; ok && d < n_end; d++) {
+            if (*d < '0' || *d > '9') ok = 0;
+            else cseq_num = cseq_num * 10 + (*d - '0');
+        }
+        if (ok && cseq_num <= 0xFFFFFFFFULL) {
+            cseq_method.p = m;
+            cseq_method.n = m_end - m;
+            cseq_method.set = 1;
+        }
+    }
+    long long content_length = -1;
+    if (clen.set && clen.n && clen.n <= 10) {
+        content_length = 0;
+        for (Py_ssize_t i = 0; i < clen.n; i++) {
+            unsigned char d = clen.p[i];
+            if (d < '0' || d > '9') { content_length = -1; break; }
+            content_length = content_length * 10 + (d - '0');
+        }
+    }
+    via_t top, second;
+    int top_ok = via_count >= 1 && parse_via(via1.p, via1.n, &top);
+    int second_ok = via_count >= 2 && parse_via(via2.p, via2.n, &second);
+
+    /* the SipHead */
+    PyObject *f[N_FIELDS];
+    f[0] = cached_or_none(method);
+    f[1] = str_or_none(uri, 0);
+    if (status >= 0) f[2] = PyLong_FromLong(status);
+    else { f[2] = Py_None; Py_INCREF(Py_None); }
+    f[3] = cached_or_none(reason);
+    f[4] = str_or_none(callid, 0);
+    if (cseq_method.set) {
+        f[5] = PyLong_FromUnsignedLongLong(cseq_num);
+        f[6] = cached_str(cseq_method.p, cseq_method.n, 0);
+    } else {
+        f[5] = Py_None; Py_INCREF(Py_None);
+        f[6] = Py_None; Py_INCREF(Py_None);
+    }
+    f[7] = str_or_none(from, 0);
+    f[8] = from.set ? str_or_none(tag_of(from), 0) : PyUnicode_New(0, 0);
+    f[9] = str_or_none(to, 0);
+    f[10] = to.set ? str_or_none(tag_of(to), 0) : PyUnicode_New(0, 0);
+    f[11] = PyLong_FromSsize_t(via_count);
+    if (top_ok) {
+        f[12] = cached_str(top.transport.p, top.transport.n, 2);
+        f[13] = mkstr(top.sent_by.p, top.sent_by.n, 1);
+        f[14] = mkstr(top.branch.p, top.branch.n, 0);
+    } else {
+        f[12] = Py_None; f[13] = Py_None; f[14] = Py_None;
+        Py_INCREF(Py_None); Py_INCREF(Py_None); Py_INCREF(Py_None);
+    }
+    if (second_ok) {
+        f[15] = mkstr(second.sent_by.p, second.sent_by.n, 1);
+        f[16] = mkstr(second.branch.p, second.branch.n, 0);
+    } else {
+        f[15] = Py_None; f[16] = Py_None;
+        Py_INCREF(Py_None); Py_INCREF(Py_None);
+    }
+    if (clen.set) f[17] = PyLong_FromLongLong(content_length);
+    else { f[17] = Py_None; Py_INCREF(Py_None); }
+    head_end += 4;
+    f[18] = PyBytes_FromStringAndSize((const char *)head_end, e - head_end);
+    f[19] = PyTuple_New(0);
+
+    PyTypeObject *tp = (PyTypeObject *)sip_head_type;
+    PyObject *res = NULL;
+    int i;
+    for (i = 0; i < N_FIELDS; i++)
+        if (f[i] == NULL)
+            goto fail;
+    res = tp->tp_alloc(tp, N_FIELDS);
+    if (res == NULL)
+        goto fail;
+    for (i = 0; i < N_FIELDS; i++)
+        PyTuple_SET_ITEM(res, i, f[i]);
+    return res;
+fail:
+    for (i = 0; i < N_FIELDS; i++)
+        Py_XDECREF(f[i]);
+    return NULL;
+}
+
+static PyObject *init(PyObject *self, PyObject *cls_obj)
+{
+    if (!PyType_Check(cls_obj) || !PyType_IsSubtype((PyTypeObject *)cls_obj, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "init() expects the SipHead NamedTuple class");
+        return NULL;
+    }
+    PyObject *fields = PyObject_GetAttrString(cls_obj, "_fields");
+    if (fields == NULL)
+        return NULL;
+    Py_ssize_t n = PyObject_Length(fields);
+    Py_DECREF(fields);
+    if (n < 0)
+        return NULL;
+    if (n != N_FIELDS) {
+        PyErr_Format(PyExc_TypeError, "SipHead has %zd fields, _sipscan fills %d", n, N_FIELDS);
+        return NULL;
+    }
+    Py_INCREF(cls_obj);
+    Py_XSETREF(sip_head_type, cls_obj);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"init", init, METH_O, "init(SipHead): the NamedTuple class scan() returns."},
+    {"scan", scan, METH_O,
+     "scan(payload) -> SipHead, a sip.* reason, or None when scan_py must decide."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_sipscan",
+    "Native SIP scanner: the common case of sip_dissect.scan.scan_py.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__sipscan(void)
+{
+    init_tables();
+    if (reason_empty == NULL) {
+        reason_empty = PyUnicode_InternFromString("sip.empty");
+        if (reason_empty == NULL)
+            return NULL;
+    }
+    return PyModule_Create(&module);
+}
