@@ -34,7 +34,7 @@ class Transaction:
 
     __slots__ = ("key", "method", "request", "src", "dst", "transport", "created", "frame",
                  "state", "callid", "from_tag", "to_tag", "cseq", "first_provisional",
-                 "first_ringing", "provisional_to_tags", "final_status", "final_reason",
+                 "first_ringing", "final_status", "final_reason",
                  "final_ts", "final_to_tag", "extra_2xx_tags", "upstream", "downstream",
                  "cancel", "invite", "retransmissions", "call")
 
@@ -54,14 +54,14 @@ class Transaction:
         self.cseq = msg.cseq
         self.first_provisional: float | None = None
         self.first_ringing: float | None = None
-        self.provisional_to_tags: list[str] = []
         self.final_status: int | None = None
         self.final_reason = ""
         self.final_ts: float | None = None
         self.final_to_tag = ""
-        self.extra_2xx_tags: list[str] = []  # forked 2xx after the first (section 13.2.2.4)
+        # tuples, usually the shared empty one: most transactions never fork or relay
+        self.extra_2xx_tags: tuple[str, ...] = ()  # forked 2xx after the first (13.2.2.4)
         self.upstream: Transaction | None = None  # the transaction a proxy relayed this from
-        self.downstream: list[Transaction] = []  # what a proxy relayed this to (forks)
+        self.downstream: tuple[Transaction, ...] = ()  # what a proxy relayed this to (forks)
         self.cancel: Transaction | None = None  # INVITE: the CANCEL aimed at it
         self.invite: Transaction | None = None  # CANCEL: the INVITE it cancels
         self.retransmissions = 0
@@ -74,13 +74,15 @@ class Transaction:
 
     def winning_branch(self) -> "Transaction | None":
         """The relayed branch whose final reply this transaction passed upstream."""
+        if not self.downstream:
+            return None
         done = [t for t in self.downstream if t.final_status is not None]
         for t in done:
             if t.final_status == self.final_status and t.final_to_tag == self.final_to_tag:
                 return t
         if done:
             return done[-1]
-        return self.downstream[-1] if self.downstream else None
+        return self.downstream[-1]
 
 
 def _key(msg: SipHead, method: str) -> tuple:
@@ -171,7 +173,7 @@ class TransactionLayer:
             up = by_key.get(_upstream_key(msg, method))
             if up is not None and up is not txn and up.upstream is None:
                 txn.upstream = up
-                up.downstream.append(txn)
+                up.downstream += (txn,)
                 self.forwarders.add((d.src, d.sport))
                 # over TCP/TLS a relay leaves from an ephemeral port: learn also the port the
                 # proxy's own Via names (where it listens and answers from), or replies it
@@ -199,8 +201,6 @@ class TransactionLayer:
                 txn.first_provisional = d.ts
             if status in RINGING_CODES and txn.first_ringing is None:
                 txn.first_ringing = d.ts
-            if to_tag and to_tag not in txn.provisional_to_tags:
-                txn.provisional_to_tags.append(to_tag)
             txn.state = PROCEEDING
             return txn, "provisional"
         if txn.final_status is None:
@@ -211,7 +211,7 @@ class TransactionLayer:
             return txn, "final"
         if txn.method == "INVITE" and 200 <= status < 300 and txn.final_status < 300 \
                 and to_tag != txn.final_to_tag and to_tag not in txn.extra_2xx_tags:
-            txn.extra_2xx_tags.append(to_tag)
+            txn.extra_2xx_tags += (to_tag,)
             return txn, "extra_2xx"
         self.c["sip.response_retransmission"] += 1
         return txn, "retransmission"
