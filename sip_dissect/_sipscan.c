@@ -518,7 +518,7 @@ static PyObject *scan(PyObject *self, PyObject *arg)
     else { f[17] = Py_None; Py_INCREF(Py_None); }
     head_end += 4;
     f[18] = PyBytes_FromStringAndSize((const char *)head_end, e - head_end);
-    f[19] = PyTuple_New(0);
+    f[19] = PyTuple_New(0);  /* the shared empty tuple: untracked (and never a cycle) */
 
     PyTypeObject *tp = (PyTypeObject *)sip_head_type;
     PyObject *res = NULL;
@@ -531,6 +531,9 @@ static PyObject *scan(PyObject *self, PyObject *arg)
         goto fail;
     for (i = 0; i < N_FIELDS; i++)
         PyTuple_SET_ITEM(res, i, f[i]);
+    /* str, int, bytes, None and the shared empty tuple (f[19]): no reference cycle can go
+     * through a SipHead, and the collector need not walk the many a replay keeps alive */
+    PyObject_GC_UnTrack(res);
     return res;
 fail:
     for (i = 0; i < N_FIELDS; i++)
@@ -538,10 +541,165 @@ fail:
     return NULL;
 }
 
-static PyObject *init(PyObject *self, PyObject *cls_obj)
+/* -- URIs: the common case of sip_dissect/uri.py's _name_addr_uri_py and _uri_parts_py --
+ *
+ * Both take only exact str objects whose characters are all printable ASCII or TAB: then
+ * str.strip() removes just spaces and TABs, .lower() and re's IGNORECASE are the ASCII ones,
+ * and every slice is a byte range. Anything else gives None: the Python twin decides.
+ * uri_parts handles the sip:, sips: and tel: schemes only (case-insensitive) and "";
+ * any other scheme, or none, is handed back too. tests/test_native_uri.py compares the twins.
+ */
+static PyObject *uri_parts_type;  /* the UriParts NamedTuple class (init_uri) */
+
+/* the characters of s when it is an exact str of printable ASCII and TAB only, else NULL */
+static const unsigned char *clean_ascii(PyObject *s, Py_ssize_t *n)
+{
+    if (!PyUnicode_CheckExact(s))
+        return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(s) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+#endif
+    if (!PyUnicode_IS_ASCII(s))
+        return NULL;
+    const unsigned char *p = PyUnicode_1BYTE_DATA(s);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    for (Py_ssize_t i = 0; i < len; i++)
+        if (cls[p[i]] & C_CTRL)
+            return NULL;
+    *n = len;
+    return p;
+}
+
+/* name_addr_uri(value) -> str | None */
+static PyObject *name_addr_uri(PyObject *self, PyObject *value)
+{
+    Py_ssize_t n;
+    if (value == Py_None)
+        return PyUnicode_New(0, 0);
+    const unsigned char *p = clean_ascii(value, &n), *a, *b, *e;
+    if (p == NULL)
+        Py_RETURN_NONE;
+    e = p + n;
+    if (n == 0)
+        return PyUnicode_New(0, 0);
+    const unsigned char *lt = memchr(p, '<', n);
+    if (lt != NULL) {
+        a = lt + 1;
+        b = memchr(a, '>', e - a);
+        if (b == NULL)
+            b = e;
+    } else if (p[0] == '"') {
+        return PyUnicode_New(0, 0);  /* a display name without <>: malformed */
+    } else {
+        a = p;
+        b = memchr(p, ';', n);
+        if (b == NULL)
+            b = e;
+    }
+    while (a < b && IS_WS(*a)) a++;  /* .strip(): only ' ' and TAB can be there */
+    while (b > a && IS_WS(b[-1])) b--;
+    return mkstr(a, b - a, 0);
+}
+
+/* uri_parts(uri) -> UriParts | None */
+static PyObject *uri_parts(PyObject *self, PyObject *uri)
+{
+    if (uri_parts_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_sipscan.init_uri(UriParts) was not called");
+        return NULL;
+    }
+    Py_ssize_t n;
+    const unsigned char *p = clean_ascii(uri, &n), *q, *e, *c;
+    if (p == NULL)
+        Py_RETURN_NONE;
+    int tel = 0;
+    if (n == 0)  /* no URI (name_addr_uri gives "" for a missing From): all parts empty */
+        q = p;
+    else if (n >= 4 && ieq(p, "sip:", 4))
+        q = p + 4;
+    else if (n >= 5 && ieq(p, "sips:", 5))
+        q = p + 5;
+    else if (n >= 4 && ieq(p, "tel:", 4)) {
+        q = p + 4;
+        tel = 1;
+    } else
+        Py_RETURN_NONE;
+    /* .partition(";")[0].partition("?")[0] */
+    for (e = q; e < p + n && *e != ';' && *e != '?'; e++)
+        ;
+    span user = {q, 0, 1}, host = {q, 0, 1}, port = {q, 0, 1};
+    if (tel) {
+        user.n = e - q;
+    } else {
+        const unsigned char *hp = q, *at = memrchr(q, '@', e - q);
+        if (at != NULL) {
+            c = memchr(q, ':', at - q);  /* drop a password */
+            user.n = (c != NULL ? c : at) - q;
+            hp = at + 1;
+        }
+        host.p = hp;
+        if (hp < e && *hp == '[') {
+            c = memchr(hp, ']', e - hp);
+            if (c != NULL) {
+                host.n = c + 1 - hp;
+                if (c + 1 < e && c[1] == ':') {
+                    port.p = c + 2;
+                    port.n = e - port.p;
+                }
+            } else {
+                host.n = e - hp;
+            }
+        } else {
+            c = memchr(hp, ':', e - hp);
+            host.n = (c != NULL ? c : e) - hp;
+            if (c != NULL) {
+                port.p = c + 1;
+                port.n = e - port.p;
+            }
+        }
+    }
+    long port_num = -1;
+    if (port.n >= 1 && port.n <= 5) {
+        port_num = 0;
+        for (Py_ssize_t i = 0; i < port.n; i++) {
+            unsigned char d = port.p[i];
+            if (d < '0' || d > '9') { port_num = -1; break; }
+            port_num = port_num * 10 + (d - '0');
+        }
+    }
+    PyObject *f[3];
+    f[0] = mkstr(user.p, user.n, 0);
+    f[1] = mkstr(host.p, host.n, 0);
+    if (port_num >= 0) f[2] = PyLong_FromLong(port_num);
+    else { f[2] = Py_None; Py_INCREF(Py_None); }
+    PyTypeObject *tp = (PyTypeObject *)uri_parts_type;
+    PyObject *res = NULL;
+    int i;
+    for (i = 0; i < 3; i++)
+        if (f[i] == NULL)
+            goto fail;
+    res = tp->tp_alloc(tp, 3);
+    if (res == NULL)
+        goto fail;
+    for (i = 0; i < 3; i++)
+        PyTuple_SET_ITEM(res, i, f[i]);
+    PyObject_GC_UnTrack(res);  /* two str and an int or None: never in a cycle */
+    return res;
+fail:
+    for (i = 0; i < 3; i++)
+        Py_XDECREF(f[i]);
+    return NULL;
+}
+
+/* Keep cls_obj in *slot when it is a NamedTuple class (a tuple subclass) of n fields. */
+static PyObject *set_namedtuple(PyObject **slot, PyObject *cls_obj, Py_ssize_t want,
+                                const char *name)
 {
     if (!PyType_Check(cls_obj) || !PyType_IsSubtype((PyTypeObject *)cls_obj, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "init() expects the SipHead NamedTuple class");
+        PyErr_Format(PyExc_TypeError, "expected the %s NamedTuple class", name);
         return NULL;
     }
     PyObject *fields = PyObject_GetAttrString(cls_obj, "_fields");
@@ -551,25 +709,41 @@ static PyObject *init(PyObject *self, PyObject *cls_obj)
     Py_DECREF(fields);
     if (n < 0)
         return NULL;
-    if (n != N_FIELDS) {
-        PyErr_Format(PyExc_TypeError, "SipHead has %zd fields, _sipscan fills %d", n, N_FIELDS);
+    if (n != want) {
+        PyErr_Format(PyExc_TypeError, "%s has %zd fields, _sipscan fills %zd", name, n, want);
         return NULL;
     }
     Py_INCREF(cls_obj);
-    Py_XSETREF(sip_head_type, cls_obj);
+    Py_XSETREF(*slot, cls_obj);
     Py_RETURN_NONE;
+}
+
+static PyObject *init(PyObject *self, PyObject *cls_obj)
+{
+    return set_namedtuple(&sip_head_type, cls_obj, N_FIELDS, "SipHead");
+}
+
+static PyObject *init_uri(PyObject *self, PyObject *cls_obj)
+{
+    return set_namedtuple(&uri_parts_type, cls_obj, 3, "UriParts");
 }
 
 static PyMethodDef methods[] = {
     {"init", init, METH_O, "init(SipHead): the NamedTuple class scan() returns."},
     {"scan", scan, METH_O,
      "scan(payload) -> SipHead, a sip.* reason, or None when scan_py must decide."},
+    {"init_uri", init_uri, METH_O, "init_uri(UriParts): the NamedTuple class uri_parts() returns."},
+    {"uri_parts", uri_parts, METH_O,
+     "uri_parts(uri) -> UriParts, or None when uri.py's _uri_parts_py must decide."},
+    {"name_addr_uri", name_addr_uri, METH_O,
+     "name_addr_uri(value) -> str, or None when uri.py's _name_addr_uri_py must decide."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_sipscan",
-    "Native SIP scanner: the common case of sip_dissect.scan.scan_py.", -1, methods,
+    "Native SIP scanner and URI parser: the common case of sip_dissect.scan.scan_py and of "
+    "sip_dissect.uri's name_addr_uri and uri_parts.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__sipscan(void)

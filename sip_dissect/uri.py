@@ -2,9 +2,15 @@
 
     From: "Alice" <sip:alice@example.com;transport=tcp>;tag=1928301774
           display     URI inside <>                    header parameters
+
+`name_addr_uri` and `uri_parts` run per call at accounting time: the native twins in
+`_sipscan` (C) handle clean ASCII sip:/sips:/tel: values and hand anything else back (None)
+to the pure-Python references here, `_name_addr_uri_py` and `_uri_parts_py`, which decide.
+tests/test_native_uri.py compares the two.
 """
 from __future__ import annotations
 
+import os
 import re
 from typing import NamedTuple
 
@@ -19,7 +25,7 @@ class UriParts(NamedTuple):
     port: int | None
 
 
-def name_addr_uri(value: str | None) -> str:
+def _name_addr_uri_py(value: str | None) -> str:
     """The URI of a From/To/Contact value: inside <> when present, else up to the first ';'
     (in an addr-spec without <>, parameters belong to the header, RFC 3261 section 20)."""
     if not value:
@@ -33,7 +39,7 @@ def name_addr_uri(value: str | None) -> str:
     return value.split(";", 1)[0].strip()
 
 
-def uri_parts(uri: str) -> UriParts:
+def _uri_parts_py(uri: str) -> UriParts:
     """User, host and port of a sip:, sips: or tel: URI; empty parts for anything else."""
     head = uri[:5].lower()  # the common schemes without a regex match; the rest by _SCHEME
     if head[:4] == "sip:":
@@ -62,6 +68,42 @@ def uri_parts(uri: str) -> UriParts:
     # str.isdigit() accepts "\u00b2", and int() rejects it and numbers over 4300 digits
     ok = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
     return UriParts(user, host, int(port_text) if ok else None)
+
+
+def _native():
+    """The C twins (uri_parts, name_addr_uri), or Nones (not built, or SIPPROBE_PURE=1)."""
+    if os.environ.get("SIPPROBE_PURE") == "1":
+        return None, None
+    try:
+        from . import _sipscan
+    except ImportError:
+        return None, None
+    if not hasattr(_sipscan, "init_uri"):  # a build older than the URI twins
+        return None, None
+    _sipscan.init_uri(UriParts)
+    return _sipscan.uri_parts, _sipscan.name_addr_uri
+
+
+_uri_parts_c, _name_addr_uri_c = _native()
+NATIVE = _uri_parts_c is not None
+
+
+def name_addr_uri(value: str | None) -> str:
+    """The URI of a From/To/Contact value (see _name_addr_uri_py)."""
+    if _name_addr_uri_c is not None:
+        uri = _name_addr_uri_c(value)
+        if uri is not None:
+            return uri
+    return _name_addr_uri_py(value)
+
+
+def uri_parts(uri: str) -> UriParts:
+    """User, host and port of a sip:, sips: or tel: URI (see _uri_parts_py)."""
+    if _uri_parts_c is not None:
+        parts = _uri_parts_c(uri)
+        if parts is not None:
+            return parts
+    return _uri_parts_py(uri)
 
 
 def tag_of(value: str | None) -> str:

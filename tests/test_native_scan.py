@@ -390,4 +390,16 @@ def test_no_leaks_and_sane_refcounts():
     for i in (1, 4, 7, 9, 13, 14, 18):  # fresh objects: uri, call_id, ..., body
         assert sys.getrefcount(head[i]) == sys.getrefcount(alone[0]), SipHead._fields[i]
     assert head.body is not INVITE and head.body == INVITE.split(b"\r\n\r\n", 1)[1]
-    assert gc.is_tracked(head)
+
+
+def test_results_are_not_tracked_by_the_gc():
+    """A SipHead holds str, int, bytes, None and an empty tuple: it can be in no reference
+    cycle, and a replay keeps many alive; the collector must not walk them."""
+    for payload in (INVITE, OK, INVITE.replace(b"Max-Forwards: 70", b"Via: SIP/2.0/UDP h, x")):
+        head = _sipscan.scan(payload)
+        assert type(head) is SipHead
+        assert not gc.is_tracked(head), payload
+        assert head.anomalies == () and not gc.is_tracked(head.anomalies)
+        assert all(not gc.is_tracked(v) for v in head)
+    gc.collect()  # the untracked results still free and compare as before
+    assert _sipscan.scan(INVITE) == scan_py(INVITE)
