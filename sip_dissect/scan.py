@@ -83,14 +83,14 @@ def _native():
     return _sipscan.scan
 
 
-_scan_c = _native()
-NATIVE = _scan_c is not None
+scan_c = _native()  # None when not built or turned off
+NATIVE = scan_c is not None
 
 
 def scan(payload: bytes) -> SipHead | str:
     """SipHead of one complete message, or the `sip.*` reason it is malformed."""
-    if _scan_c is not None:
-        head = _scan_c(payload)
+    if scan_c is not None:
+        head = scan_c(payload)
         if head is not None:
             return head
     return scan_py(payload)

@@ -9,7 +9,7 @@ from probe.records import Datagram
 from .accounting import AccOptions, Accountant, ProxySet
 from .dialog import Call, DialogLayer
 from .records import AccRecord
-from .scan import SipHead, scan
+from .scan import SipHead, scan_c, scan_py
 from .transaction import Transaction, TransactionLayer
 
 
@@ -28,10 +28,14 @@ class Signalling:
         self.proxies.learned = self.transactions.forwarders
         self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, on_end=on_call_end)
         self.accountant = Accountant(acc_options, self.proxies)
+        self.early_media = acc_options.early_media
         self.messages = 0
 
     def add(self, d: Datagram) -> None:
-        msg = scan(d.payload)
+        # scan.scan() inlined: the native scanner, the Python one for what it hands back
+        msg = scan_c(d.payload) if scan_c is not None else None
+        if msg is None:
+            msg = scan_py(d.payload)
         if msg.__class__ is str:  # malformed: the reason is a counter name
             if d.payload.strip(b" \t\r\n\x00"):
                 self.c[msg] += 1
@@ -90,9 +94,10 @@ class Signalling:
             if call is not None and txn.method == "INVITE":
                 to_tag = msg.to_tag
                 self.dialogs.provisional(call, txn, msg.status, to_tag, d.ts)
-                for rec in self.accountant.on_early_media(txn, msg.status, msg.reason or "",
-                                                          d.ts, to_tag):
-                    self.sink(rec)
+                if self.early_media:
+                    for rec in self.accountant.on_early_media(txn, msg.status, msg.reason or "",
+                                                              d.ts, to_tag):
+                        self.sink(rec)
         elif kind == "final":
             callee_tag = call.confirmed_tag if call is not None else ""
             for rec in self.accountant.on_final(txn, callee_tag):

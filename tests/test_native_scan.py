@@ -93,7 +93,9 @@ def test_scan_py_uses_the_native_scanner_when_built(monkeypatch):
     if os.environ.get("SIPPROBE_PURE") == "1":
         pytest.skip("SIPPROBE_PURE=1 turns the native scanner off on purpose")
     assert scan_mod.NATIVE, "sip_dissect._sipscan imports but scan.py does not use it"
-    assert scan_mod._scan_c is _sipscan.scan
+    assert scan_mod.scan_c is _sipscan.scan
+    from sip_dissect import signalling
+    assert signalling.scan_c is _sipscan.scan  # the replay's hot path calls it directly
 
     def must_not_run(payload):
         raise AssertionError("scan() fell back to scan_py on a clean message")
