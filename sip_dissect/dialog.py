@@ -8,7 +8,6 @@ Dialogs that never see a BYE expire after `dialog_timeout` seconds of packet tim
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Callable
 
 from probe.counters import Counters
@@ -55,7 +54,7 @@ class DialogLayer:
         self.dialog_timeout = dialog_timeout
         self.max_calls = max_calls
         self.on_end = on_end
-        self.calls: OrderedDict[tuple[str, str], Call] = OrderedDict()
+        self.calls: dict[tuple[str, str], Call] = {}  # oldest first: evicted first
         self.next_sweep = 0.0  # packet time of the next look for expired calls
         self.totals = {"calls": 0, "answered": 0, "failed": 0, "challenged": 0}
 
@@ -65,7 +64,7 @@ class DialogLayer:
         call = self.calls.get(key)
         if call is None or call.state == TERMINATED:
             if len(self.calls) >= self.max_calls:
-                _, old = self.calls.popitem(last=False)
+                old = self.calls.pop(next(iter(self.calls)))
                 self.c["state.dialog_evicted"] += 1
                 self._end(old, old.last_activity, "expired", "")
             call = self.calls[key] = Call(txn)
