@@ -52,6 +52,22 @@ def is_sip(d: Datagram, sip_ports: frozenset) -> bool:
         or d.payload[:4] in SIP_PREFIXES
 
 
+def engine() -> str:
+    """Which per-message engine runs: the native accelerators or their pure-Python twins."""
+    from probe import decode
+    from sip_dissect import scan
+
+    native = [name for name, on in (("decode", decode._fastdecode is not None),
+                                    ("SIP scan", scan.NATIVE)) if on]
+    if len(native) == 2:
+        return "native (C decode and SIP scan)"
+    if os.environ.get("SIPPROBE_PURE") == "1":
+        return "pure Python (SIPPROBE_PURE=1)"
+    missing = "all" if not native else "only " + ", ".join(native) + " of them"
+    return (f"pure Python: C accelerators not built ({missing} built); reinstall with gcc and "
+            "the Python headers present for about 10x the speed")
+
+
 def datagram_batches(batches, opts: ProbeOptions, counters: Counters) -> Iterator[list[Datagram]]:
     """Decoded datagrams of frame batches (RawBatch or lists of Frame) or of single Frames,
     a list per batch. A frame that breaks the decoder is counted as `internal.decode_error`
@@ -287,6 +303,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     totals = sig.dialogs.totals
     summary = {
         "files": capture.files,
+        "engine": engine(),
         "frames_matched": capture.frames,
         "sip_messages": sig.messages,
         "proxies": sig.proxies.describe(),

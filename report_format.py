@@ -101,6 +101,7 @@ def print_replay(s: dict) -> None:
     con = Console()
     con.print(f"files: {', '.join(s['files'])}")
     con.print(f"database: {s['db']}")
+    con.print(f"engine: {s['engine']}")
     con.print(f"proxies: {', '.join(s['proxies']) or 'none detected: every transaction accounted as seen'}")
     con.print(f"SIP messages: {s['sip_messages']}  frames matched: {s['frames_matched']}")
     con.print(f"calls: {s['calls']}  answered: {s['answered']}  failed: {s['failed']}  "

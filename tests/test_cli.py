@@ -187,3 +187,17 @@ def test_sniff_accounts_a_live_call_on_loopback(tmp_path):
     rows = json.loads(sipprobe("report", "acc", "--db", db, "-f", "json").stdout)
     assert [(r["method"], r["sip_code"], r["src_user"], r["dst_user"]) for r in rows] == [
         ("INVITE", "200", "alice", "bob"), ("BYE", "200", "alice", "bob")]
+
+
+def test_replay_says_which_engine_ran(tmp_path):
+    """The summary names the engine, so a slow pure-Python install is visible."""
+    import pipeline
+    result = runner.invoke(app, ["replay", str(LAB_BASIC), "--db", str(tmp_path / "a.db")])
+    assert result.exit_code == 0, result.output
+    assert f"engine: {pipeline.engine()}" in result.output
+    if os.environ.get("SIPPROBE_PURE") != "1":
+        try:
+            import probe._fastdecode, sip_dissect._sipscan  # noqa: F401
+        except ImportError:
+            return
+        assert "engine: native" in result.output
