@@ -18,14 +18,13 @@ sipprobe's own; setuptime follows OpenSIPS (answer - created), pdd is first ring
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .dialog import CHALLENGES, Call
 from .uri import name_addr_uri, uri_parts
 
 
-@dataclass(frozen=True)
-class CdrRecord:
+class CdrRecord(NamedTuple):
     """A row of Kamailio's `acc_cdrs` (lab/schema.sql column names) plus sipprobe's extras.
 
     Times are epoch seconds with microseconds; Kamailio stores start/end truncated to the

@@ -1,11 +1,10 @@
 """Accounting records handed from sip_dissect/ to store/: one per row the proxy would write."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class AccRecord:
+class AccRecord(NamedTuple):
     """A row of Kamailio's `acc` or `missed_calls` table (stock kamailio.cfg, WITH_ACCDB extras).
 
     Field names are Kamailio's column names; `time` is the packet time (epoch seconds with

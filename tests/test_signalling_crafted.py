@@ -5,7 +5,6 @@ expiry, malformed messages, and the same call over IPv6 and TCP. Each asserts th
 summary and counters, so a change in behaviour shows here."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 
@@ -27,7 +26,7 @@ def host(party: Party) -> str:
 
 def rows(records) -> list[AccRecord]:
     """Times to the millisecond: every crafted packet time is a whole millisecond."""
-    return [dataclasses.replace(r, time=round(r.time, 3)) for r in records]
+    return [r._replace(time=round(r.time, 3)) for r in records]
 
 
 def acc(method: str, t: float, *, table: str = "acc", to_tag: str = "b1", code: str = "200",
@@ -483,7 +482,7 @@ def test_ipv6_and_tcp_give_the_rows_of_udp_ipv4(tmp_path, family, transport):
     reference, ref_summary, _ = run(tmp_path, proxied_call())
 
     def same_hosts(r: AccRecord) -> AccRecord:
-        return dataclasses.replace(r, src_ip=A.ip, dst_domain=B.ip)
+        return r._replace(src_ip=A.ip, dst_domain=B.ip)
 
     assert [same_hosts(r) for r in rows(records)] == rows(reference)
     assert [(r.src_ip, r.dst_domain) for r in records] == [(a.ip, host(b))] * 2
