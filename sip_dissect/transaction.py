@@ -26,15 +26,13 @@ SWEEP_EVERY = 0.25
 # Passive names for the states both ends of the wire go through (section 17, figures 5-8)
 CALLING, TRYING, PROCEEDING, COMPLETED, CONFIRMED, TERMINATED = (
     "CALLING", "TRYING", "PROCEEDING", "COMPLETED", "CONFIRMED", "TERMINATED")
-RINGING_CODES = (180, 183)
 
 
 class Transaction:
     """One request and the responses to it, on one hop."""
 
     __slots__ = ("key", "method", "request", "src", "dst", "transport", "created", "frame",
-                 "state", "callid", "from_tag", "to_tag", "cseq", "first_provisional",
-                 "first_ringing", "final_status", "final_reason",
+                 "state", "callid", "from_tag", "to_tag", "cseq", "final_status", "final_reason",
                  "final_ts", "final_to_tag", "extra_2xx_tags", "upstream", "downstream",
                  "cancel", "invite", "retransmissions", "call")
 
@@ -52,8 +50,6 @@ class Transaction:
         self.from_tag = msg.from_tag
         self.to_tag = msg.to_tag
         self.cseq = msg.cseq
-        self.first_provisional: float | None = None
-        self.first_ringing: float | None = None
         self.final_status: int | None = None
         self.final_reason = ""
         self.final_ts: float | None = None
@@ -151,7 +147,10 @@ class TransactionLayer:
             self.c["sip.missing_mandatory_header"] += 1
             return None
         method = msg.method
-        key = _key(msg, "INVITE" if method == "ACK" else method)
+        kind = "INVITE" if method == "ACK" else method
+        branch = msg.via_branch  # _key(), inlined for the common case
+        key = (branch, msg.via_sent_by, kind) if branch.startswith(MAGIC_COOKIE) \
+            else _key(msg, kind)
         by_key = self.by_key
         txn = by_key.get(key)
         if method == "ACK":
@@ -197,7 +196,9 @@ class TransactionLayer:
         if msg.via_branch is None or msg.cseq is None:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        txn = self.by_key.get(_key(msg, msg.cseq_method))
+        branch = msg.via_branch  # _key(), inlined for the common case
+        txn = self.by_key.get((branch, msg.via_sent_by, msg.cseq_method)
+                              if branch.startswith(MAGIC_COOKIE) else _key(msg, msg.cseq_method))
         if txn is None:
             self.c["state.orphan_response"] += 1  # its request came before the capture began
             return None
@@ -206,10 +207,6 @@ class TransactionLayer:
             if txn.final_status is not None:
                 self.c["state.late_provisional"] += 1
                 return txn, "retransmission"
-            if txn.first_provisional is None:
-                txn.first_provisional = d.ts
-            if status in RINGING_CODES and txn.first_ringing is None:
-                txn.first_ringing = d.ts
             txn.state = PROCEEDING
             return txn, "provisional"
         if txn.final_status is None:
