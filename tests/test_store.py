@@ -1,7 +1,6 @@
 """store/: schema, batched idempotent writes, crash safety, errors that teach, report queries."""
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sqlite3
@@ -16,7 +15,7 @@ import pytest
 
 from sip_dissect.cdr import CdrRecord
 from sip_dissect.records import AccRecord
-from store import FilterError, StoreError, writer
+from store import FilterError, StoreError, worker, writer
 from store.reports import acc_rows, cdr_rows, missed_rows, parse_time
 from store.writer import cdr_key, open_store, row_key, time_text
 
@@ -30,7 +29,7 @@ INVITE = AccRecord(table="acc", method="INVITE", from_tag="11993SIPpTag001",
                    sip_reason="OK", time=1795431445.123456, src_user="alice",
                    src_domain="sipprobe.lab", src_ip="127.0.0.1", dst_ouser="uas",
                    dst_user="uas", dst_domain="127.0.0.1", cseq=1)
-BYE = dataclasses.replace(INVITE, method="BYE", time=1795431447.999999, cseq=2)
+BYE = INVITE._replace(method="BYE", time=1795431447.999999, cseq=2)
 BUSY = AccRecord(table="missed_calls", method="INVITE", from_tag="12048SIPpTag001",
                  to_tag="12047SIPpTag011", callid="1-12048@127.0.0.1", sip_code="486",
                  sip_reason="Busy Here", time=1795431453.5, src_user="alice",
@@ -58,7 +57,7 @@ CDR = CdrRecord(start_time=1795431445.123456, end_time=1795431447.134456, durati
                 ring_time=1795431445.125, answer_time=1795431445.130456, setuptime=0.007,
                 pdd=0.001544, ended_by="caller", end_reason="completed")
 # the same call as a replay of a capture that ends before its BYE writes it
-CDR_OPEN = dataclasses.replace(CDR, end_time=1795431446.5, duration=1.377, ended_by="",
+CDR_OPEN = CDR._replace(end_time=1795431446.5, duration=1.377, ended_by="",
                                end_reason="open")
 BUSY_CDR = CdrRecord(start_time=1795431453.5, end_time=1795431453.5, duration=0.0,
                      callid="1-12048@127.0.0.1", from_tag="12048SIPpTag001",
@@ -93,6 +92,23 @@ def select(path, table: str) -> list[dict]:
         con.close()
 
 
+def eventually(check, timeout: float = 60.0):
+    """check() once it is true: commits without flush() are made by the writer process while
+    this one goes on. Raises after `timeout` seconds (a hang, not a measure of speed)."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {result!r} after {timeout} s")
+        time.sleep(0.01)
+    return result
+
+
+def committed(path, table: str, n: int) -> int:
+    """The number of rows of `table` once the writer has committed n of them."""
+    eventually(lambda: len(select(path, table)) >= n)
+    return len(select(path, table))
+
+
 def columns(con: sqlite3.Connection, table: str) -> list[tuple]:
     return [(r[1], r[2], r[3]) for r in con.execute(f"PRAGMA table_info({table})")]
 
@@ -117,14 +133,14 @@ def test_columns_are_kamailios_in_its_order_then_the_extras(db, table):
     assert ours[7] == ("time", "TEXT", 1)
     assert ours[14:] == [("time_epoch", "REAL", 1), ("cseq", "INTEGER", 1), ("row_key", "TEXT", 1)]
     indexes = {r[1]: r[2] for r in con.execute(f"PRAGMA index_list({table})")}
-    assert indexes == {f"{table}_callid_idx": 0, f"{table}_time_idx": 0,
-                       f"{table}_time_epoch_idx": 0, f"{table}_row_key_idx": 1}
+    # no index on `time`: reports filter and sort on time_epoch
+    assert indexes == {f"{table}_callid_idx": 0, f"{table}_time_epoch_idx": 0,
+                       f"{table}_row_key_idx": 1}
 
 
 def test_wal_mode_and_meta_table(db):
-    store = open_store(db)
-    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    store.close()
+    assert "PRAGMA synchronous=NORMAL" in worker.PRAGMAS  # the writer process's connection
+    open_store(db).close()
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(con.execute("SELECT key, value FROM sipprobe_meta"))
@@ -150,8 +166,8 @@ def test_acc_cdrs_columns_are_kamailios_in_its_order_then_the_extras(db):
     assert ours[22:] == [("ended_by", "TEXT", 1), ("end_reason", "TEXT", 1),
                          ("row_key", "TEXT", 1)]
     indexes = {r[1]: r[2] for r in con.execute("PRAGMA index_list(acc_cdrs)")}
-    assert indexes == {"acc_cdrs_callid_idx": 0, "acc_cdrs_start_time_idx": 0,
-                       "acc_cdrs_start_epoch_idx": 0, "acc_cdrs_row_key_idx": 1}
+    assert indexes == {"acc_cdrs_callid_idx": 0, "acc_cdrs_start_epoch_idx": 0,
+                       "acc_cdrs_row_key_idx": 1}
 
 
 def test_a_version_1_database_gains_acc_cdrs_and_keeps_its_rows(db):
@@ -242,7 +258,7 @@ def test_replaying_the_same_records_adds_nothing(db):
         for rec in (INVITE, BYE, BUSY, INVITE):
             again.add(rec)
         # same transaction and reply seen at another time (a second capture point): same row
-        again.add(dataclasses.replace(BYE, time=BYE.time + 0.004))
+        again.add(BYE._replace(time=BYE.time + 0.004))
         again.add(CALLEE_BYE)
     assert again.counts() == {"acc": 1, "missed_calls": 0, "duplicates": 5, **NO_CDRS}
     assert [r["id"] for r in select(db, "acc")] == [1, 2, 3]
@@ -253,9 +269,9 @@ def test_the_key_covers_each_part_of_the_row_identity():
     keys = {row_key(INVITE)}
     for change in ({"table": "missed_calls"}, {"callid": "x"}, {"method": "BYE"}, {"cseq": 2},
                    {"from_tag": "x"}, {"to_tag": "x"}, {"sip_code": "202"}):
-        keys.add(row_key(dataclasses.replace(INVITE, **change)))
+        keys.add(row_key(INVITE._replace(**change)))
     assert len(keys) == 8
-    assert row_key(dataclasses.replace(INVITE, time=0.0, sip_reason="Fine")) == row_key(INVITE)
+    assert row_key(INVITE._replace(time=0.0, sip_reason="Fine")) == row_key(INVITE)
 
 
 # --- CDRs ---------------------------------------------------------------------------------
@@ -292,14 +308,14 @@ def test_cdr_times_follow_the_local_time_option(db, utc_plus_2):
 
 def test_duration_is_stored_to_the_millisecond(db):
     with open_store(db) as store:
-        store.add_cdr(dataclasses.replace(CDR, duration=2.0114999))
+        store.add_cdr(CDR._replace(duration=2.0114999))
     assert select(db, "acc_cdrs")[0]["duration"] == 2.011
 
 
 def test_the_cdr_key_is_the_call(db):
-    assert cdr_key(CDR) == cdr_key(CDR_OPEN) == cdr_key(dataclasses.replace(CDR, to_tag="x"))
-    assert len({cdr_key(CDR), cdr_key(dataclasses.replace(CDR, callid="x")),
-                cdr_key(dataclasses.replace(CDR, from_tag="x"))}) == 3
+    assert cdr_key(CDR) == cdr_key(CDR_OPEN) == cdr_key(CDR._replace(to_tag="x"))
+    assert len({cdr_key(CDR), cdr_key(CDR._replace(callid="x")),
+                cdr_key(CDR._replace(from_tag="x"))}) == 3
 
 
 def test_an_open_cdr_is_completed_in_place_by_a_later_run(db):
@@ -334,7 +350,7 @@ def test_a_finished_cdr_is_never_downgraded_to_open(db):
     assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 0, **NO_CDRS}
     assert select(db, "acc_cdrs") == finished
     with open_store(db) as store:  # nor changed by another finished record of the call
-        store.add_cdr(dataclasses.replace(CDR, end_time=CDR.end_time + 9, end_reason="expired"))
+        store.add_cdr(CDR._replace(end_time=CDR.end_time + 9, end_reason="expired"))
     assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 0, **NO_CDRS}
     assert select(db, "acc_cdrs") == finished
 
@@ -363,8 +379,9 @@ def test_cdrs_commit_in_the_batches_of_acc_rows(db):
     store.add(INVITE)
     store.add_cdr(CDR_OPEN)
     assert (len(select(db, "acc_cdrs")), store.pending) == (0, 2)
-    store.add(BYE)
-    assert (len(select(db, "acc")), len(select(db, "acc_cdrs")), store.pending) == (2, 1, 0)
+    store.add(BYE)  # a full batch: committed by the writer without a flush
+    assert (committed(db, "acc", 2), committed(db, "acc_cdrs", 1)) == (2, 1)
+    assert eventually(lambda: store.pending == 0)
     store.add_cdr(CDR)
     assert select(db, "acc_cdrs")[0]["end_reason"] == "open"
     store.close()
@@ -378,7 +395,7 @@ def test_cdrs_commit_in_the_batches_of_acc_rows(db):
 # --- batches ------------------------------------------------------------------------------
 
 def numbered(i: int) -> AccRecord:
-    return dataclasses.replace(INVITE, callid=f"{i}-batch@127.0.0.1", time=INVITE.time + i)
+    return INVITE._replace(callid=f"{i}-batch@127.0.0.1", time=INVITE.time + i)
 
 
 def test_a_full_batch_is_committed_without_close(db):
@@ -387,9 +404,10 @@ def test_a_full_batch_is_committed_without_close(db):
     store.add(numbered(1))
     assert (len(select(db, "acc")), store.pending) == (0, 2)
     store.add(numbered(2))
-    assert (len(select(db, "acc")), store.pending) == (3, 0)
+    assert committed(db, "acc", 3) == 3
+    assert eventually(lambda: store.pending == 0)
     store.add(numbered(3))
-    assert len(select(db, "acc")) == 3
+    assert (len(select(db, "acc")), store.pending) == (3, 1)
     store.flush()
     assert len(select(db, "acc")) == 4
     assert store.counts() == {"acc": 4, "missed_calls": 0, "duplicates": 0, **NO_CDRS}
@@ -408,11 +426,12 @@ def test_an_old_batch_is_committed_by_the_next_add_or_flush_if_due(db, monkeypat
     assert len(select(db, "acc")) == 0
     clock[0] = 101.0
     store.flush_if_due()  # what a capture loop calls when idle
-    assert len(select(db, "acc")) == 2
+    assert committed(db, "acc", 2) == 2
     store.add(numbered(2))  # a new batch starts at 101.0
     clock[0] = 102.5
     store.add(numbered(3))
-    assert (len(select(db, "acc")), store.pending) == (4, 0)
+    assert committed(db, "acc", 4) == 4
+    assert eventually(lambda: store.pending == 0)
     store.close()
 
 
@@ -420,6 +439,8 @@ def test_rows_and_missed_calls_of_one_batch_commit_together(db):
     with open_store(db, batch_rows=2) as store:
         store.add(INVITE)
         store.add(BUSY)
+        # one transaction: the reader sees both tables' rows at once
+        eventually(lambda: select(db, "acc") or select(db, "missed_calls"))
         assert (len(select(db, "acc")), len(select(db, "missed_calls"))) == (1, 1)
 
 
@@ -436,7 +457,7 @@ def test_the_with_block_commits_even_when_it_raises(db):
 def test_a_record_for_an_unknown_table_is_refused(db):
     with open_store(db) as store:
         with pytest.raises(ValueError, match="acc_cdrs"):
-            store.add(dataclasses.replace(INVITE, table="acc_cdrs"))
+            store.add(INVITE._replace(table="acc_cdrs"))
 
 
 CRASH = """
@@ -450,29 +471,42 @@ rec = AccRecord(table="acc", method="INVITE", from_tag="f", to_tag="t", callid="
                 cseq=1)
 store = open_store(sys.argv[1], batch_rows=10, batch_seconds=3600)
 for i in range(32):
-    store.add(dataclasses.replace(rec, callid=f"crash-{i}", time=rec.time + i))
+    store.add(rec._replace(callid=f"crash-{i}", time=rec.time + i))
     if i == 6:
         store.flush()
-print(store.counts()["acc"], store.pending, flush=True)
+        print(store._proc.pid, store.counts()["acc"], flush=True)
 os._exit(9)  # killed mid-batch: no flush, no close, no atexit
 """
+
+
+def gone(pid: int) -> bool:
+    """Process `pid` has ended (or is a zombie nobody reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_a_killed_writer_loses_only_the_uncommitted_batch(db):
     proc = subprocess.run([sys.executable, "-c", CRASH, db], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 9, proc.stderr
-    assert proc.stdout.split() == ["27", "5"]  # 7 flushed, then two batches of 10; 5 pending
+    writer_pid, flushed = map(int, proc.stdout.split())
+    assert flushed == 7
+    # the writer process does not outlive its parent: it commits what it was handed (two
+    # batches of 10) and ends; the 5 rows of the batch being filled are lost
+    eventually(lambda: gone(writer_pid))
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert [r[0] for r in con.execute("SELECT callid FROM acc ORDER BY id")] == \
         [f"crash-{i}" for i in range(27)]
     con.close()
     # the rerun after the crash fills in exactly what was lost
-    rec = dataclasses.replace(INVITE, from_tag="f", to_tag="t", src_domain="lab", time=1795431445.5)
+    rec = INVITE._replace(from_tag="f", to_tag="t", src_domain="lab", time=1795431445.5)
     with open_store(db) as store:
         for i in range(32):
-            store.add(dataclasses.replace(rec, callid=f"crash-{i}", time=rec.time + i))
+            store.add(rec._replace(callid=f"crash-{i}", time=rec.time + i))
     assert store.counts() == {"acc": 5, "missed_calls": 0, "duplicates": 27, **NO_CDRS}
 
 
@@ -738,5 +772,6 @@ def test_reports_read_while_a_writer_holds_uncommitted_rows(db):
     with open_store(db, batch_rows=2) as store:
         for rec in (INVITE, BYE, CALLEE_BYE):
             store.add(rec)
+        eventually(lambda: acc_rows(db))
         assert len(acc_rows(db)) == 2  # WAL: readers see committed batches, never block
     assert len(acc_rows(db)) == 3

@@ -1,0 +1,363 @@
+"""The writer process behind store.writer.AccStore: it turns records into rows and commits them.
+
+The probe's process parses SIP; SQLite's work (a few microseconds of CPU per index per row) and
+the row keys run here, on another core. The parent sends chunks of records as pickled tuples
+over a pipe, numbered in order, and commit requests; this process inserts each chunk into the
+open transaction as it arrives and commits on request, answering every request with what the
+commit inserted, or with the error that rolled the transaction back. After an error it ignores
+rows until the parent says "reset" and sends again everything it had not seen committed.
+
+The process ignores SIGINT, SIGTERM and SIGHUP (Ctrl-C, service stops and hang-ups reach the
+whole process group; the parent decides when to stop), and ends when the parent closes the store, when the pipe
+reaches end of file, or when the parent is gone: then it commits what it received and exits,
+so that a killed probe loses only the rows it had not handed over yet.
+
+Wire format (store.writer builds it): a 4-byte big-endian length, then a pickle of
+  ("rows", seq, acc, cdrs)  acc: tuples in ACC_FIELDS order, cdrs: tuples in CDR_FIELDS order
+  ("commit", commit_id, seq)  commit every chunk up to seq
+  ("reset",)  leave the failed state: the parent sends the rolled back chunks again
+  ("close",)  commit, close the database (its checkpoint), answer ("closed",), exit
+Answers: ("ok", commit_id, seq, counts, rejected) or ("error", commit_id, message).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import select
+import signal
+import sqlite3
+import struct
+import sys
+import time
+
+from store.schema import CDR_COLUMN_NAMES, CDR_TABLE, COLUMN_NAMES, TABLES, database_error
+
+# AccRecord / CdrRecord fields as the parent sends them (operator.attrgetter order)
+ACC_FIELDS = ("table", "method", "from_tag", "to_tag", "callid", "sip_code", "sip_reason", "time",
+              "src_user", "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain", "cseq")
+CDR_FIELDS = ("start_time", "end_time", "duration", "callid", "from_tag", "to_tag", "src_user",
+              "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain", "sip_code",
+              "sip_reason", "created", "ring_time", "answer_time", "setuptime", "pdd", "ended_by",
+              "end_reason")
+
+# the database file is shared with readers: these only change this connection
+PRAGMAS = (
+    "PRAGMA synchronous=NORMAL",  # WAL: commits do not fsync, checkpoints do
+    "PRAGMA cache_size=-32768",  # 32 MiB: the random row_key index stays in memory longer
+    "PRAGMA wal_autocheckpoint=4000",  # pages (16 MiB): fewer checkpoints (each fsyncs twice)
+)
+
+# Ctrl-C, service stops and hang-ups reach the whole process group (or cgroup): the parent
+# decides when its writer stops
+IGNORED_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_HEAD = struct.Struct("!I")
+_dumps = pickle.dumps
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps applies to each str
+_sha1 = hashlib.sha1
+
+
+# --- keys and time text, shared with store.writer ------------------------------------------
+
+def key_text(table, callid, method, cseq, from_tag, to_tag, sip_code) -> str:
+    """sha1 of json.dumps([table, callid, method, cseq, from_tag, to_tag, sip_code]), the same
+    string json.dumps gives, built without the encoder's generic machinery when every part is
+    a str and cseq an int (anything else goes through json.dumps itself)."""
+    try:
+        if cseq.__class__ is int:
+            text = (f"[{_quote(table)}, {_quote(callid)}, {_quote(method)}, {cseq!r}, "
+                    f"{_quote(from_tag)}, {_quote(to_tag)}, {_quote(sip_code)}]")
+        else:
+            raise TypeError
+    except TypeError:
+        text = json.dumps([table, callid, method, cseq, from_tag, to_tag, sip_code])
+    return _sha1(text.encode()).hexdigest()
+
+
+def cdr_key_text(callid, from_tag) -> str:
+    """sha1 of json.dumps([callid, from_tag]), as key_text builds it."""
+    try:
+        text = f"[{_quote(callid)}, {_quote(from_tag)}]"
+    except TypeError:
+        text = json.dumps([callid, from_tag])
+    return _sha1(text.encode()).hexdigest()
+
+
+def time_text(epoch: float, local_time: bool = False) -> str:
+    """Kamailio's `time`: whole seconds, truncated (floor) as the proxy's time_t is."""
+    second = math.floor(epoch)
+    parts = time.localtime(second) if local_time else time.gmtime(second)
+    return time.strftime("%Y-%m-%d %H:%M:%S", parts)
+
+
+class TimeTexts(dict):
+    """time_text() remembered per second: records arrive in time order, many per second."""
+
+    def __init__(self, local_time: bool):
+        super().__init__()
+        self.local_time = local_time
+
+    def __missing__(self, second: int) -> str:
+        if len(self) > 100_000:
+            self.clear()
+        text = self[second] = time_text(second, self.local_time)
+        return text
+
+
+# --- framing ------------------------------------------------------------------------------
+
+def send(fd: int, message) -> None:
+    payload = _dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    send_bytes(fd, payload)
+
+
+def send_bytes(fd: int, payload: bytes) -> None:
+    view = memoryview(_HEAD.pack(len(payload)) + payload)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def recv(fd: int):
+    """The next message, or None at end of file."""
+    head = _read(fd, _HEAD.size)
+    if head is None:
+        return None
+    payload = _read(fd, _HEAD.unpack(head)[0])
+    if payload is None:
+        return None
+    return pickle.loads(payload)
+
+
+def _read(fd: int, n: int) -> bytearray | None:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if not k:
+            return None
+        got += k
+    return buf
+
+
+def readable(fd: int, timeout: float | None) -> bool:
+    """Whether a message (or end of file) waits on `fd`; poll(), not select(): any fd number."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
+
+
+# --- the writer ---------------------------------------------------------------------------
+
+# every column but id, in COLUMN_NAMES order: _acc_rows() builds its tuples in this order
+INSERT = {t: f"INSERT OR IGNORE INTO [{t}] ({', '.join(COLUMN_NAMES[1:])}) "
+             f"VALUES ({', '.join('?' * (len(COLUMN_NAMES) - 1))})" for t in TABLES}
+_CDR_SET = CDR_COLUMN_NAMES[1:-1]  # every column but id and row_key
+# one statement per CDR: a new call is inserted; a call stored "open" is completed in place by
+# a finished record; anything else changes nothing. OR IGNORE: a row breaking another
+# constraint (a NULL) is skipped, as before.
+UPSERT_CDR = (f"INSERT OR IGNORE INTO [{CDR_TABLE}] ({', '.join(CDR_COLUMN_NAMES[1:])}) "
+              f"VALUES ({', '.join('?' * (len(CDR_COLUMN_NAMES) - 1))}) "
+              f"ON CONFLICT(row_key) DO UPDATE SET "
+              f"{', '.join(f'{c} = excluded.{c}' for c in _CDR_SET)} "
+              f"WHERE [{CDR_TABLE}].end_reason = 'open' AND excluded.end_reason != 'open'")
+
+
+class Writer:
+    def __init__(self, path: str, shown: str, local_time: bool):
+        self.shown = shown  # the path as the user gave it, for messages
+        self.times = TimeTexts(local_time)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in PRAGMAS:
+            self.db.execute(pragma)
+        self.in_txn = False
+        self.failed: str | None = None
+        self._reset_counts()
+
+    def _reset_counts(self):
+        self.received = 0  # acc and missed_calls rows in the transaction
+        self.inserted = dict.fromkeys(TABLES, 0)
+        self.cdr_changes = 0  # inserted + completed
+        self.cdr_max_id = None  # max(id) of acc_cdrs when the transaction began
+        self.rejected: list[str] = []
+
+    def begin(self):
+        if not self.in_txn:
+            # IMMEDIATE: the write lock from the start, so that max(id) read in the transaction
+            # stays the table's (and no snapshot goes stale before the first write)
+            self.db.execute("BEGIN IMMEDIATE")
+            self.in_txn = True
+
+    def rows(self, acc, cdrs) -> None:
+        if self.failed:
+            return
+        try:
+            self.begin()
+            if acc:
+                self._insert_acc(acc)
+            if cdrs:
+                if self.cdr_max_id is None:
+                    self.cdr_max_id = self._max_cdr_id()
+                self.cdr_changes += self.db.executemany(UPSERT_CDR,
+                                                        self._cdr_rows(cdrs)).rowcount
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def _insert_acc(self, acc) -> None:
+        times = self.times
+        rows = {t: [] for t in TABLES}
+        try:
+            for (table, method, from_tag, to_tag, callid, sip_code, sip_reason, epoch, src_user,
+                 src_domain, src_ip, dst_ouser, dst_user, dst_domain, cseq) in acc:
+                rows[table].append(
+                    (method, from_tag, to_tag, callid, sip_code, sip_reason,
+                     times[math.floor(epoch)], src_user, src_domain, src_ip, dst_ouser, dst_user,
+                     dst_domain, epoch, cseq,
+                     key_text(table, callid, method, cseq, from_tag, to_tag, sip_code)))
+        except Exception:  # a record that cannot become a row: keep the others
+            rows = self._one_by_one(acc, self._acc_row, {t: [] for t in TABLES})
+        self.received += sum(len(r) for r in rows.values())
+        for table, batch in rows.items():
+            if batch:
+                self.inserted[table] += self.db.executemany(INSERT[table], batch).rowcount
+
+    def _acc_row(self, rec):
+        (table, method, from_tag, to_tag, callid, sip_code, sip_reason, epoch, src_user,
+         src_domain, src_ip, dst_ouser, dst_user, dst_domain, cseq) = rec
+        return table, (method, from_tag, to_tag, callid, sip_code, sip_reason,
+                       time_text(epoch, self.times.local_time), src_user, src_domain, src_ip,
+                       dst_ouser, dst_user, dst_domain, epoch, cseq,
+                       key_text(table, callid, method, cseq, from_tag, to_tag, sip_code))
+
+    def _cdr_rows(self, cdrs) -> list[tuple]:
+        times = self.times
+        try:
+            return [(times[math.floor(start)], times[math.floor(end)], round(duration, 3),
+                     callid, from_tag, to_tag, src_user, src_domain, src_ip, dst_ouser,
+                     dst_user, dst_domain, sip_code, sip_reason, start, end, created, ring_time,
+                     answer_time, setuptime, pdd, ended_by, end_reason,
+                     cdr_key_text(callid, from_tag))
+                    for (start, end, duration, callid, from_tag, to_tag, src_user, src_domain,
+                         src_ip, dst_ouser, dst_user, dst_domain, sip_code, sip_reason, created,
+                         ring_time, answer_time, setuptime, pdd, ended_by, end_reason) in cdrs]
+        except Exception:
+            return self._one_by_one(cdrs, self._cdr_row, {CDR_TABLE: []})[CDR_TABLE]
+
+    def _cdr_row(self, rec):
+        local = self.times.local_time
+        (start, end, duration, callid, from_tag, to_tag, *middle, ended_by, end_reason) = rec
+        return CDR_TABLE, (time_text(start, local), time_text(end, local), round(duration, 3),
+                           callid, from_tag, to_tag, *middle[:8], start, end, *middle[8:],
+                           ended_by, end_reason, cdr_key_text(callid, from_tag))
+
+    def _one_by_one(self, records, build, rows: dict) -> dict:
+        for rec in records:
+            try:
+                table, row = build(rec)
+                rows[table].append(row)
+            except Exception as exc:
+                self.rejected.append(f"{exc.__class__.__name__}: {exc} ({rec!r:.200})")
+        return rows
+
+    def _max_cdr_id(self) -> int:
+        return self.db.execute(f"SELECT max(id) FROM [{CDR_TABLE}]").fetchone()[0] or 0
+
+    def commit(self):
+        """Counts of the committed transaction, or an error message."""
+        if self.failed:
+            return None
+        counts = {}
+        try:
+            if self.in_txn:
+                # every new acc_cdrs row took max(id) + 1 (INTEGER PRIMARY KEY, no deletes
+                # while this transaction holds the write lock): the rest of the changes were
+                # completions
+                added = (self._max_cdr_id() - self.cdr_max_id) if self.cdr_max_id is not None \
+                    else 0
+                self.db.execute("COMMIT")
+                self.in_txn = False
+                counts = {**self.inserted, CDR_TABLE: added,
+                          "cdrs_completed": self.cdr_changes - added,
+                          "duplicates": self.received - sum(self.inserted.values())}
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return None
+        rejected = self.rejected
+        self._reset_counts()
+        return counts, rejected
+
+    def _fail(self, exc: sqlite3.Error) -> None:
+        self.failed = str(database_error(self.shown, exc))
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        self.in_txn = False
+        self._reset_counts()
+
+    def close(self):
+        self.db.close()
+
+
+def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int) -> None:
+    try:
+        writer = Writer(path, shown, local_time)
+    except sqlite3.Error as exc:
+        writer = None
+        opening = str(database_error(shown, exc))
+    while True:
+        if not readable(rx, 1.0):
+            if os.getppid() != parent:  # the parent is gone, a forked copy holds the pipe
+                break
+            continue
+        message = recv(rx)
+        if message is None:  # the parent closed the pipe or died: keep what it handed over
+            break
+        kind = message[0]
+        if writer is None:  # the database could not be opened: every request fails
+            if kind == "commit":
+                send(tx, ("error", message[1], opening))
+            elif kind == "close":
+                send(tx, ("closed",))
+                return
+            continue
+        if kind == "rows":
+            writer.rows(message[2], message[3])
+        elif kind == "commit":
+            done = writer.commit()
+            if done is None:
+                send(tx, ("error", message[1], writer.failed))
+            else:
+                send(tx, ("ok", message[1], message[2], *done))
+        elif kind == "reset":
+            writer.failed = None
+        elif kind == "close":
+            writer.commit()
+            writer.close()  # the last connection checkpoints the WAL into the file
+            send(tx, ("closed",))
+            return
+    if writer is not None:
+        writer.commit()
+        writer.close()
+
+
+def main(argv: list[str]) -> None:
+    for signum in IGNORED_SIGNALS:  # blocked by the parent until now
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, IGNORED_SIGNALS)
+    rx, tx, path, shown, clock, parent = argv
+    try:
+        serve(int(rx), int(tx), path, shown, clock == "local", int(parent))
+    except BrokenPipeError:  # the parent is gone: nobody to answer
+        pass
+    except BaseException:
+        import traceback
+        message = f"the writer process of {shown} failed: {traceback.format_exc()}"
+        try:
+            send(int(tx), ("error", None, message))
+        except OSError:
+            print(message, file=sys.stderr)
+        sys.exit(1)
