@@ -192,6 +192,33 @@ static int hot_name(const unsigned char *s, const unsigned char *e, const unsign
     return h;
 }
 
+/* The value of the first ;\s*NAME\s*=\s*VALUE parameter in [q, e), as the regexes of via.py
+ * (branch: [^;\s]*, may be empty) and uri.py (tag: [^;,\s]+) find it; *out untouched when
+ * there is none. */
+static void find_param(const unsigned char *q, const unsigned char *e, const char *name,
+                       Py_ssize_t len, int comma_ends, int empty_ok, span *out)
+{
+    for (; q < e && (q = memchr(q, ';', e - q)) != NULL; q++) {
+        const unsigned char *r = q + 1, *t;
+        while (r < e && IS_WS(*r)) r++;
+        if (e - r < len || !ieq(r, name, len))
+            continue;
+        r += len;
+        while (r < e && IS_WS(*r)) r++;
+        if (r >= e || *r != '=')
+            continue;
+        r++;
+        while (r < e && IS_WS(*r)) r++;
+        t = r;
+        while (r < e && *r != ';' && !(comma_ends && *r == ',') && !IS_WS(*r)) r++;
+        if (r == t && !empty_ok)
+            continue;
+        out->p = t;
+        out->n = r - t;
+        return;
+    }
+}
+
 /* parse_via's regex on one stripped Via part. Returns 0 when it does not match. */
 typedef struct {
     span transport, sent_by, branch;
@@ -235,23 +262,7 @@ static int parse_via(const unsigned char *p, Py_ssize_t n, via_t *v)
     if (*q != ';')
         return 0;
     /* ;\s*branch\s*=\s*([^;\s]*), first match in the params */
-    for (; q < e && (q = memchr(q, ';', e - q)) != NULL; q++) {
-        const unsigned char *r = q + 1;
-        while (r < e && IS_WS(*r)) r++;
-        if (e - r < 6 || !ieq(r, "branch", 6))
-            continue;
-        r += 6;
-        while (r < e && IS_WS(*r)) r++;
-        if (r >= e || *r != '=')
-            continue;
-        r++;
-        while (r < e && IS_WS(*r)) r++;
-        t = r;
-        while (r < e && *r != ';' && !IS_WS(*r)) r++;
-        v->branch.p = t;
-        v->branch.n = r - t;
-        return 1;
-    }
+    find_param(q, e, "branch", 6, 0, 1, &v->branch);
     return 1;
 }
 
@@ -263,25 +274,7 @@ static span tag_of(span value)
     const unsigned char *g = memrchr(value.p, '>', value.n);
     if (g != NULL)
         q = g + 1;
-    for (; q < e && (q = memchr(q, ';', e - q)) != NULL; q++) {
-        const unsigned char *r = q + 1, *t;
-        while (r < e && IS_WS(*r)) r++;
-        if (e - r < 3 || !ieq(r, "tag", 3))
-            continue;
-        r += 3;
-        while (r < e && IS_WS(*r)) r++;
-        if (r >= e || *r != '=')
-            continue;
-        r++;
-        while (r < e && IS_WS(*r)) r++;
-        t = r;
-        while (r < e && *r != ';' && *r != ',' && !IS_WS(*r)) r++;
-        if (r == t)
-            continue;
-        out.p = t;
-        out.n = r - t;
-        return out;
-    }
+    find_param(q, e, "tag", 3, 1, 0, &out);
     return out;
 }
 
