@@ -65,7 +65,7 @@ def engine() -> str:
         return "pure Python (SIPPROBE_PURE=1)"
     missing = "all" if not native else "only " + ", ".join(native) + " of them"
     return (f"pure Python: C accelerators not built ({missing} built); reinstall with gcc and "
-            "the Python headers present for about 10x the speed")
+            "the Python headers present for about 4x the speed")
 
 
 def datagram_batches(batches, opts: ProbeOptions, counters: Counters) -> Iterator[list[Datagram]]:
