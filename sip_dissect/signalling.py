@@ -9,7 +9,7 @@ from probe.records import Datagram
 from .accounting import AccOptions, Accountant, ProxySet
 from .dialog import Call, DialogLayer
 from .records import AccRecord
-from .scan import SipHead, scan_c, scan_py
+from .scan import SipHead, scan
 from .transaction import Transaction, TransactionLayer
 
 
@@ -32,10 +32,7 @@ class Signalling:
         self.messages = 0
 
     def add(self, d: Datagram) -> None:
-        # scan.scan() inlined: the native scanner, the Python one for what it hands back
-        msg = scan_c(d.payload) if scan_c is not None else None
-        if msg is None:
-            msg = scan_py(d.payload)
+        msg = scan(d.payload)
         if msg.__class__ is str:  # malformed: the reason is a counter name
             if d.payload.strip(b" \t\r\n\x00"):
                 self.c[msg] += 1
