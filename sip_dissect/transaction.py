@@ -81,24 +81,15 @@ class Transaction:
         return self.downstream[-1]
 
 
-def _key(msg: SipHead, method: str) -> tuple:
-    branch, sent_by = msg.via_branch, msg.via_sent_by
+def _key(msg: SipHead, method: str, branch: str, sent_by: str) -> tuple:
+    """The key of the transaction a Via (its branch and sent-by) names for `msg`: the top Via
+    for the message's own transaction, the second for the one a proxy relayed it from."""
     if branch.startswith(MAGIC_COOKIE):
         return (branch, sent_by, method)
     # RFC 2543 peers: match on Call-ID, CSeq number, From tag and the top Via (section 17.2.3).
     # The Via by sent-by and branch, not its whole text: a proxy adds ;received=/;rport= to it
     # in the copy it relays and in the responses it returns. Method last, as above, so that
     # key[:-1] + ("INVITE",) finds the INVITE a CANCEL aims at.
-    return ("rfc2543", msg.call_id, msg.cseq, msg.from_tag, sent_by, branch, method)
-
-
-def _upstream_key(msg: SipHead, method: str) -> tuple | None:
-    """_key of the transaction a proxy relayed `msg` from: the one its second Via names."""
-    branch, sent_by = msg.via2_branch, msg.via2_sent_by
-    if branch is None:
-        return None
-    if branch.startswith(MAGIC_COOKIE):
-        return (branch, sent_by, method)
     return ("rfc2543", msg.call_id, msg.cseq, msg.from_tag, sent_by, branch, method)
 
 
@@ -147,10 +138,7 @@ class TransactionLayer:
             self.c["sip.missing_mandatory_header"] += 1
             return None
         method = msg.method
-        kind = "INVITE" if method == "ACK" else method
-        branch = msg.via_branch  # _key(), inlined for the common case
-        key = (branch, msg.via_sent_by, kind) if branch.startswith(MAGIC_COOKIE) \
-            else _key(msg, kind)
+        key = _key(msg, "INVITE" if method == "ACK" else method, msg.via_branch, msg.via_sent_by)
         by_key = self.by_key
         txn = by_key.get(key)
         if method == "ACK":
@@ -178,7 +166,7 @@ class TransactionLayer:
             if invite is not None:
                 invite.cancel, txn.invite = txn, invite
         if msg.via2_branch is not None:
-            up = by_key.get(_upstream_key(msg, method))
+            up = by_key.get(_key(msg, method, msg.via2_branch, msg.via2_sent_by))
             if up is not None and up is not txn and up.upstream is None:
                 txn.upstream = up
                 up.downstream += (txn,)
@@ -196,9 +184,7 @@ class TransactionLayer:
         if msg.via_branch is None or msg.cseq is None:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        branch = msg.via_branch  # _key(), inlined for the common case
-        txn = self.by_key.get((branch, msg.via_sent_by, msg.cseq_method)
-                              if branch.startswith(MAGIC_COOKIE) else _key(msg, msg.cseq_method))
+        txn = self.by_key.get(_key(msg, msg.cseq_method, msg.via_branch, msg.via_sent_by))
         if txn is None:
             self.c["state.orphan_response"] += 1  # its request came before the capture began
             return None
