@@ -55,17 +55,17 @@ def is_sip(d: Datagram, sip_ports: frozenset) -> bool:
 def engine() -> str:
     """Which per-message engine runs: the native accelerators or their pure-Python twins."""
     from probe import decode
+    from probe.native import PURE
     from sip_dissect import scan
 
-    native = [name for name, on in (("decode", decode._fastdecode is not None),
-                                    ("SIP scan", scan.NATIVE)) if on]
-    if len(native) == 2:
+    built = {"decode": decode._fastdecode is not None, "SIP scan": scan.NATIVE}
+    if all(built.values()):
         return "native (C decode and SIP scan)"
-    if os.environ.get("SIPPROBE_PURE") == "1":
+    if PURE:
         return "pure Python (SIPPROBE_PURE=1)"
-    missing = "all" if not native else "only " + ", ".join(native) + " of them"
-    return (f"pure Python: C accelerators not built ({missing} built); reinstall with gcc and "
-            "the Python headers present for about 4x the speed")
+    missing = " and ".join(name for name, on in built.items() if not on)
+    return (f"pure Python for {missing}: C accelerator not built; reinstall with gcc and the "
+            "Python headers present for about 4x the speed")
 
 
 def datagram_batches(batches, opts: ProbeOptions, counters: Counters) -> Iterator[list[Datagram]]:

@@ -7,7 +7,6 @@ reason; nothing raises to the caller.
 """
 from __future__ import annotations
 
-import os
 import struct
 from socket import AF_INET, AF_INET6, inet_ntop
 from typing import Callable
@@ -16,6 +15,7 @@ from .bpf import SIP_PREFIXES
 from .counters import Counters
 from .dedup import SpanDedup, ipv4_key, ipv6_key
 from .defrag import Defragmenter
+from .native import load
 from .records import META, Datagram, Frame, RawBatch
 from .tcp import TcpReassembler
 
@@ -36,13 +36,7 @@ LT_NULL, LT_EN10MB, LT_RAW_BSD, LT_RAW_OPENBSD, LT_RAW = 0, 1, 12, 14, 101
 LT_LOOP, LT_SLL, LT_SLL2, LT_IPV4, LT_IPV6 = 108, 113, 276, 228, 229
 BSD_AF_INET6 = (10, 24, 28, 30)
 
-# the C twin of decode_batch's fast path (setup.py builds it); SIPPROBE_PURE=1 turns it off
-_fastdecode = None
-if os.environ.get("SIPPROBE_PURE") != "1":
-    try:
-        from . import _fastdecode
-    except ImportError:
-        pass
+_fastdecode = load("probe._fastdecode")  # the C twin of decode_batch's fast path, or None
 
 
 class DecodeBug(Exception):

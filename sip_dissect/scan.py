@@ -9,8 +9,9 @@ compare them on every capture the project has and on mutated messages.
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
+
+from probe.native import load
 
 from .message import ParseError, parse
 from .uri import tag_of
@@ -72,12 +73,9 @@ def scan_py(payload: bytes) -> SipHead | str:
 
 
 def _native():
-    """The C scanner's entry point, or None (not built, or SIPPROBE_PURE=1 for tests)."""
-    if os.environ.get("SIPPROBE_PURE") == "1":
-        return None
-    try:
-        from . import _sipscan
-    except ImportError:
+    """The C scanner's entry point, or None (not built, or SIPPROBE_PURE=1)."""
+    _sipscan = load("sip_dissect._sipscan")
+    if _sipscan is None:
         return None
     _sipscan.init(SipHead)
     return _sipscan.scan

@@ -10,9 +10,10 @@ tests/test_native_uri.py compares the two.
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import NamedTuple
+
+from probe.native import load
 
 # compiled once: re's module functions re-check their flags on every call (an enum lookup)
 _SCHEME = re.compile(r"^(sips?|tel):", re.I)
@@ -72,13 +73,8 @@ def _uri_parts_py(uri: str) -> UriParts:
 
 def _native():
     """The C twins (uri_parts, name_addr_uri), or Nones (not built, or SIPPROBE_PURE=1)."""
-    if os.environ.get("SIPPROBE_PURE") == "1":
-        return None, None
-    try:
-        from . import _sipscan
-    except ImportError:
-        return None, None
-    if not hasattr(_sipscan, "init_uri"):  # a build older than the URI twins
+    _sipscan = load("sip_dissect._sipscan")
+    if _sipscan is None or not hasattr(_sipscan, "init_uri"):  # not built, or built before them
         return None, None
     _sipscan.init_uri(UriParts)
     return _sipscan.uri_parts, _sipscan.name_addr_uri
