@@ -56,14 +56,15 @@ def engine() -> str:
     """Which per-message engine runs: the native accelerators or their pure-Python twins."""
     from probe import decode
     from probe.native import PURE
-    from sip_dissect import scan
+    from sip_dissect import scan, transaction
 
-    built = {"decode": decode._fastdecode is not None, "SIP scan": scan.NATIVE}
+    built = {"decode": decode._fastdecode is not None, "SIP scan": scan.NATIVE,
+             "transactions": transaction.NATIVE}
     if all(built.values()):
-        return "native (C decode and SIP scan)"
+        return "native (C decode, SIP scan and transactions)"
     if PURE:
         return "pure Python (SIPPROBE_PURE=1)"
-    missing = " and ".join(name for name, on in built.items() if not on)
+    missing = ", ".join(name for name, on in built.items() if not on)
     return (f"pure Python for {missing}: C accelerator not built; reinstall with gcc and the "
             "Python headers present for about 4x the speed")
 

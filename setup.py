@@ -7,4 +7,6 @@ setup(ext_modules=[
               extra_compile_args=["-O2"]),
     Extension("sip_dissect._sipscan", ["sip_dissect/_sipscan.c"], optional=True,
               extra_compile_args=["-O2"]),
+    Extension("sip_dissect._txnlayer", ["sip_dissect/_txnlayer.c"], optional=True,
+              extra_compile_args=["-O2"]),
 ])

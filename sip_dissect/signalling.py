@@ -10,7 +10,7 @@ from .accounting import AccOptions, Accountant, ProxySet
 from .dialog import Call, DialogLayer
 from .records import AccRecord
 from .scan import SipHead, scan
-from .transaction import Transaction, TransactionLayer
+from .transaction import Layer, Transaction
 
 
 class Signalling:
@@ -20,11 +20,13 @@ class Signalling:
     def __init__(self, counters: Counters, sink: Callable[[AccRecord], None], *,
                  acc_options: AccOptions = AccOptions(), proxies: ProxySet | None = None,
                  dialog_timeout: float = 7200.0, invite_timeout: float = 300.0,
-                 on_call_end: Callable[[Call], None] | None = None):
+                 on_call_end: Callable[[Call], None] | None = None,
+                 transaction_layer: type | None = None):
         self.c = counters
         self.sink = sink
         self.proxies = proxies if proxies is not None else ProxySet()
-        self.transactions = TransactionLayer(counters, invite_timeout=invite_timeout)
+        # the native twin unless told (tests compare the two)
+        self.transactions = (transaction_layer or Layer)(counters, invite_timeout=invite_timeout)
         self.proxies.learned = self.transactions.forwarders
         self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, on_end=on_call_end)
         self.accountant = Accountant(acc_options, self.proxies)

@@ -6,13 +6,15 @@ fallback for branches without the magic cookie. A request forwarded by a proxy c
 proxy's Via on top of the original one, so its second Via names the upstream transaction it
 was relayed from: that link is how one call seen on both legs of a mirror is accounted once.
 All timers run on packet time.
+
+The classes here are the reference; `_txnlayer` (C, built at install when a compiler is
+there) is their twin, statement for statement, and `Layer` is the one the signalling uses.
 """
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
-
 from probe.counters import Counters
+from probe.native import load
 from probe.records import Datagram
 
 from .scan import SipHead
@@ -113,27 +115,25 @@ def _unlink(txn: Transaction) -> None:
 
 
 class TransactionLayer:
-    """Matches messages into transactions; calls back on a final reply and on time-outs."""
+    """Matches messages into transactions and times out those left without a final reply."""
 
     def __init__(self, counters: Counters, *, invite_timeout: float = 300.0,
-                 max_transactions: int = 200_000,
-                 on_timeout: Callable[[Transaction], None] | None = None):
+                 max_transactions: int = 200_000):
         self.c = counters
         self.invite_timeout = invite_timeout
         self.max_transactions = max_transactions
-        self.on_timeout = on_timeout
         self.by_key: dict[tuple, Transaction] = {}
         self.forwarders: set[tuple[str, int]] = set()  # (ip, port) seen relaying a request
         # deadlines in arrival order, one queue per timeout so each stays sorted by time
         self._open_invites: deque[tuple[float, tuple]] = deque()
         self._open_others: deque[tuple[float, tuple]] = deque()
         self._finished: deque[tuple[float, tuple]] = deque()
-        self._next_sweep = 0.0
+        self.next_sweep = 0.0
 
     def request(self, msg: SipHead, d: Datagram) -> Transaction | None:
         """The new transaction a request opens; None for a retransmission or an ACK."""
-        if d.ts >= self._next_sweep:
-            self._sweep(d.ts)
+        if d.ts >= self.next_sweep:
+            self.sweep(d.ts)
         if msg.via_branch is None or msg.cseq is None or not msg.call_id:
             self.c["sip.missing_mandatory_header"] += 1
             return None
@@ -179,8 +179,8 @@ class TransactionLayer:
 
     def response(self, msg: SipHead, d: Datagram) -> tuple[Transaction, str] | None:
         """(transaction, what it was): "provisional", "final", "retransmission" or "extra_2xx"."""
-        if d.ts >= self._next_sweep:
-            self._sweep(d.ts)
+        if d.ts >= self.next_sweep:
+            self.sweep(d.ts)
         if msg.via_branch is None or msg.cseq is None:
             self.c["sip.missing_mandatory_header"] += 1
             return None
@@ -208,10 +208,10 @@ class TransactionLayer:
         self.c["sip.response_retransmission"] += 1
         return txn, "retransmission"
 
-    def _sweep(self, now: float) -> None:
+    def sweep(self, now: float) -> None:
         """Forget finished transactions after LINGER; time out those with no final reply.
         Run at most every SWEEP_EVERY seconds of packet time: the timers are seconds long."""
-        self._next_sweep = now + SWEEP_EVERY
+        self.next_sweep = now + SWEEP_EVERY
         by_key = self.by_key
         finished = self._finished
         while finished and finished[0][0] < now:
@@ -227,8 +227,6 @@ class TransactionLayer:
                 if txn is not None and txn.final_ts is None:
                     del by_key[key]
                     self.c["state.transaction_timeout"] += 1
-                    if self.on_timeout is not None:
-                        self.on_timeout(txn)
                     _unlink(txn)
 
     def close(self) -> None:
@@ -238,3 +236,9 @@ class TransactionLayer:
         for txn in self.by_key.values():
             _unlink(txn)
         self.by_key.clear()
+
+
+_native = load("sip_dissect._txnlayer")  # None when not built, or SIPPROBE_PURE=1
+NATIVE = _native is not None
+Layer = _native.TransactionLayer if NATIVE else TransactionLayer  # what Signalling runs
+TRANSACTION_TYPES = (Transaction, _native.Transaction) if NATIVE else (Transaction,)

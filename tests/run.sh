@@ -40,7 +40,7 @@ fi
 .venv/bin/pip install -q -e '.[test]'
 # setup.py marks them optional so that users without a compiler still get a working probe;
 # the suite must test them, so here a failed build is an error
-if ! .venv/bin/python -c 'import probe._fastdecode, sip_dissect._sipscan' 2>/dev/null; then
+if ! .venv/bin/python -c 'import probe._fastdecode, sip_dissect._sipscan, sip_dissect._txnlayer' 2>/dev/null; then
   echo "tests/run.sh: the C accelerators did not build (gcc and Python.h needed); see pip's output:" >&2
   .venv/bin/pip install -v -e . 2>&1 | grep -iE "error|warning: building optional" >&2 || true
   exit 2

@@ -197,7 +197,7 @@ def test_replay_says_which_engine_ran(tmp_path):
     assert f"engine: {pipeline.engine()}" in result.output
     if os.environ.get("SIPPROBE_PURE") != "1":
         try:
-            import probe._fastdecode, sip_dissect._sipscan  # noqa: F401
+            import probe._fastdecode, sip_dissect._sipscan, sip_dissect._txnlayer  # noqa: F401
         except ImportError:
             return
         assert "engine: native" in result.output

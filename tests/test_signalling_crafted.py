@@ -2,14 +2,15 @@
 through pipeline.account_files in strict mode: forks, request-URI rewriting, retransmissions,
 RFC 2543 peers, redirects, unanswered and timed-out INVITEs, proxy-originated BYEs, dialog
 expiry, malformed messages, and the same call over IPv6 and TCP. Each asserts the exact rows,
-summary and counters, so a change in behaviour shows here."""
+summary and counters, so a change in behaviour shows here. Every test runs on both transaction
+layers: the native one (when built) and its reference, transaction.py."""
 from __future__ import annotations
-
 
 import pytest
 
 from crafted import (A_RTP, B_RTP, T0, Party, account, relay, sdp, sip_message, sip_request,
                      sip_response, via, write_sip_capture)
+from sip_dissect import signalling, transaction
 from sip_dissect.accounting import AccOptions
 from sip_dissect.records import AccRecord
 
@@ -18,6 +19,15 @@ A6, P6, B6 = Party("2001:db8::10"), Party("2001:db8::1"), Party("2001:db8:1::20"
 ALICE = '"Alice" <sip:alice@example.com>;tag=a1'
 BOB = "<sip:bob@example.com>"
 CALL_ID = "c1@example.com"
+LAYERS = {"python": transaction.TransactionLayer}
+if transaction.NATIVE:
+    LAYERS["native"] = transaction.Layer
+
+
+@pytest.fixture(autouse=True, params=sorted(LAYERS))
+def transaction_layer(request, monkeypatch):
+    monkeypatch.setattr(signalling, "Layer", LAYERS[request.param])
+    return request.param
 
 
 def host(party: Party) -> str:

@@ -1,0 +1,831 @@
+/* Native twin of sip_dissect/transaction.py: Transaction and TransactionLayer.
+ *
+ * The same matching, states, counters and timers, statement for statement, so that the
+ * dialog and accounting layers (Python) cannot tell which one runs: Transaction has the
+ * Python class's attributes (read-write), is_initial_invite and winning_branch(); the
+ * layer has request(), response(), close(), by_key and forwarders. The Python module is
+ * the reference; tests/test_native_transactions.py replays every capture through both and
+ * requires the same rows, CDRs and counters.
+ *
+ * Messages are read by position: SipHead and Datagram are NamedTuples (tuples).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+/* SipHead fields (sip_dissect/scan.py) */
+enum { H_METHOD = 0, H_STATUS = 2, H_REASON = 3, H_CALL_ID = 4, H_CSEQ = 5, H_CSEQ_METHOD = 6,
+       H_FROM_TAG = 8, H_TO_TAG = 10, H_VIA_TRANSPORT = 12, H_VIA_SENT_BY = 13,
+       H_VIA_BRANCH = 14, H_VIA2_SENT_BY = 15, H_VIA2_BRANCH = 16, H_FIELDS = 20 };
+/* Datagram fields (probe/records.py) */
+enum { D_TS = 0, D_FRAME = 1, D_SRC = 2, D_DST = 3, D_SPORT = 4, D_DPORT = 5,
+       D_TRANSPORT = 6, D_FIELDS = 8 };
+
+#define T1 0.5
+#define TIMER_F (64 * T1)
+#define LINGER (64 * T1)
+#define SWEEP_EVERY 0.25
+
+static PyObject *s_invite, *s_ack, *s_cancel, *s_cookie, *s_rfc2543, *s_empty, *s_tls, *s_wss;
+static PyObject *s_calling, *s_trying, *s_proceeding, *s_completed, *s_confirmed,
+    *s_terminated;
+static PyObject *s_provisional, *s_final, *s_retransmission, *s_extra_2xx;
+static PyObject *c_missing, *c_ack_non2xx, *c_ack_2xx, *c_req_retrans, *c_evicted,
+    *c_orphan, *c_late_prov, *c_resp_retrans, *c_timeout, *c_open_at_end;
+
+/* ---------------------------------------------------------------- Transaction */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *key, *method, *request, *src, *dst, *transport, *created, *frame, *state;
+    PyObject *callid, *from_tag, *to_tag, *cseq, *final_status, *final_reason, *final_ts;
+    PyObject *final_to_tag, *extra_2xx_tags, *upstream, *downstream, *cancel, *invite;
+    PyObject *call;
+    Py_ssize_t retransmissions;
+} Txn;
+
+#define N_TXN_OBJECTS 23  /* the PyObject * fields above, key to call, in order */
+#define TXN_FIELDS(t) (&(t)->key)
+
+static PyTypeObject TxnType;
+
+static int txn_traverse(Txn *t, visitproc visit, void *arg)
+{
+    PyObject **f = TXN_FIELDS(t);
+    for (int i = 0; i < N_TXN_OBJECTS; i++)
+        Py_VISIT(f[i]);
+    return 0;
+}
+
+static int txn_clear(Txn *t)
+{
+    PyObject **f = TXN_FIELDS(t);
+    for (int i = 0; i < N_TXN_OBJECTS; i++)
+        Py_CLEAR(f[i]);
+    return 0;
+}
+
+static void txn_dealloc(Txn *t)
+{
+    PyObject_GC_UnTrack(t);
+    Py_TRASHCAN_BEGIN(t, txn_dealloc)
+    txn_clear(t);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+    Py_TRASHCAN_END
+}
+
+static PyObject *pair(PyObject *a, PyObject *b)
+{
+    PyObject *p = PyTuple_New(2);
+    if (p == NULL)
+        return NULL;
+    Py_INCREF(a);
+    Py_INCREF(b);
+    PyTuple_SET_ITEM(p, 0, a);
+    PyTuple_SET_ITEM(p, 1, b);
+    return p;
+}
+
+static int is_str(PyObject *o, PyObject *s)
+{
+    return o == s || (PyUnicode_Check(o) && PyUnicode_Compare(o, s) == 0);
+}
+
+/* Transaction(key, msg, d, method) of transaction.py; steals nothing */
+static Txn *txn_new(PyObject *key, PyObject *msg, PyObject *d, PyObject *method)
+{
+    Txn *t = PyObject_GC_New(Txn, &TxnType);
+    if (t == NULL)
+        return NULL;
+    PyObject **f = TXN_FIELDS(t);
+    for (int i = 0; i < N_TXN_OBJECTS; i++)
+        f[i] = NULL;
+    t->retransmissions = 0;
+    PyObject **h = &PyTuple_GET_ITEM(msg, 0), **g = &PyTuple_GET_ITEM(d, 0);
+    t->src = pair(g[D_SRC], g[D_SPORT]);
+    t->dst = pair(g[D_DST], g[D_DPORT]);
+    if (t->src == NULL || t->dst == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+#define SET(field, value) (Py_INCREF(value), t->field = (value))
+    SET(key, key);
+    SET(method, method);
+    SET(request, msg);
+    SET(transport, g[D_TRANSPORT]);
+    SET(created, g[D_TS]);
+    SET(frame, g[D_FRAME]);
+    SET(state, is_str(method, s_invite) ? s_calling : s_trying);
+    SET(callid, h[H_CALL_ID]);
+    SET(from_tag, h[H_FROM_TAG]);
+    SET(to_tag, h[H_TO_TAG]);
+    SET(cseq, h[H_CSEQ]);
+    SET(final_status, Py_None);
+    SET(final_reason, s_empty);
+    SET(final_ts, Py_None);
+    SET(final_to_tag, s_empty);
+    PyObject *empty = PyTuple_New(0);
+    t->extra_2xx_tags = empty;
+    Py_XINCREF(empty);
+    t->downstream = empty;
+    SET(upstream, Py_None);
+    SET(cancel, Py_None);
+    SET(invite, Py_None);
+    SET(call, Py_None);
+#undef SET
+    if (empty == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyObject_GC_Track(t);
+    return t;
+}
+
+static int truthy_str(PyObject *o)
+{
+    return o != Py_None && PyObject_IsTrue(o) == 1;
+}
+
+static PyObject *txn_is_initial_invite(Txn *t, void *closure)
+{
+    return PyBool_FromLong(is_str(t->method, s_invite) && !truthy_str(t->to_tag));
+}
+
+/* the relayed branch whose final reply this transaction passed upstream */
+static PyObject *txn_winning_branch(Txn *t, PyObject *unused)
+{
+    if (!PyTuple_Check(t->downstream) || PyTuple_GET_SIZE(t->downstream) == 0)
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyTuple_GET_SIZE(t->downstream);
+    PyObject *last_done = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Txn *b = (Txn *)PyTuple_GET_ITEM(t->downstream, i);
+        if (b->final_status == Py_None)
+            continue;
+        int eq = PyObject_RichCompareBool(b->final_status, t->final_status, Py_EQ);
+        if (eq < 0)
+            return NULL;
+        if (eq) {
+            eq = PyObject_RichCompareBool(b->final_to_tag, t->final_to_tag, Py_EQ);
+            if (eq < 0)
+                return NULL;
+            if (eq) {
+                Py_INCREF(b);
+                return (PyObject *)b;
+            }
+        }
+        last_done = (PyObject *)b;
+    }
+    if (last_done == NULL)
+        last_done = PyTuple_GET_ITEM(t->downstream, n - 1);
+    Py_INCREF(last_done);
+    return last_done;
+}
+
+#define M(name) {#name, T_OBJECT, offsetof(Txn, name), 0, NULL}
+static PyMemberDef txn_members[] = {
+    M(key), M(method), M(request), M(src), M(dst), M(transport), M(created), M(frame),
+    M(state), M(callid), M(from_tag), M(to_tag), M(cseq), M(final_status), M(final_reason),
+    M(final_ts), M(final_to_tag), M(extra_2xx_tags), M(upstream), M(downstream), M(cancel),
+    M(invite), M(call),
+    {"retransmissions", T_PYSSIZET, offsetof(Txn, retransmissions), 0, NULL},
+    {NULL},
+};
+#undef M
+
+static PyGetSetDef txn_getset[] = {
+    {"is_initial_invite", (getter)txn_is_initial_invite, NULL,
+     "An INVITE outside any dialog: no To tag (section 12.1).", NULL},
+    {NULL},
+};
+
+static PyMethodDef txn_methods[] = {
+    {"winning_branch", (PyCFunction)txn_winning_branch, METH_NOARGS,
+     "The relayed branch whose final reply this transaction passed upstream."},
+    {NULL},
+};
+
+static PyTypeObject TxnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sip_dissect._txnlayer.Transaction",
+    .tp_doc = "One request and the responses to it, on one hop (transaction.py's twin).",
+    .tp_basicsize = sizeof(Txn),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)txn_dealloc,
+    .tp_traverse = (traverseproc)txn_traverse,
+    .tp_clear = (inquiry)txn_clear,
+    .tp_members = txn_members,
+    .tp_getset = txn_getset,
+    .tp_methods = txn_methods,
+};
+
+/* A member set from Python to something else than a Transaction would break the casts
+ * below; Python code only ever stores Transactions or None there. */
+static int is_txn(PyObject *o)
+{
+    return Py_IS_TYPE(o, &TxnType);
+}
+
+/* _unlink: cut the back links of a forgotten transaction (see transaction.py) */
+static void unlink_txn(Txn *t)
+{
+    Py_SETREF(t->call, Py_NewRef(Py_None));
+    Py_SETREF(t->upstream, Py_NewRef(Py_None));
+    Py_SETREF(t->invite, Py_NewRef(Py_None));
+}
+
+/* ---------------------------------------------------------------- deadline queues */
+
+typedef struct {
+    double t;
+    PyObject *key;
+} Deadline;
+
+typedef struct {
+    Deadline *items;
+    Py_ssize_t head, len, cap;  /* a ring buffer */
+} Queue;
+
+static int q_push(Queue *q, double t, PyObject *key)
+{
+    if (q->len == q->cap) {
+        Py_ssize_t cap = q->cap ? q->cap * 2 : 1024;
+        Deadline *items = PyMem_Malloc(cap * sizeof(Deadline));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < q->len; i++)
+            items[i] = q->items[(q->head + i) % q->cap];
+        PyMem_Free(q->items);
+        q->items = items;
+        q->head = 0;
+        q->cap = cap;
+    }
+    Py_INCREF(key);
+    q->items[(q->head + q->len) % q->cap] = (Deadline){t, key};
+    q->len++;
+    return 0;
+}
+
+static Deadline *q_front(Queue *q)
+{
+    return q->len ? &q->items[q->head] : NULL;
+}
+
+/* pop the front; returns its key (a new reference) */
+static PyObject *q_pop(Queue *q)
+{
+    PyObject *key = q->items[q->head].key;
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    return key;
+}
+
+static void q_free(Queue *q)
+{
+    while (q->len)
+        Py_DECREF(q_pop(q));
+    PyMem_Free(q->items);
+    q->items = NULL;
+    q->cap = q->head = 0;
+}
+
+static int q_traverse(Queue *q, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < q->len; i++)
+        Py_VISIT(q->items[(q->head + i) % q->cap].key);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- TransactionLayer */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *c, *by_key, *forwarders;
+    double invite_timeout, next_sweep;
+    Py_ssize_t max_transactions;
+    Queue open_invites, open_others, finished;
+} Layer;
+
+static int count(Layer *self, PyObject *name, long n)
+{
+    PyObject *old = PyObject_GetItem(self->c, name);
+    if (old == NULL)
+        return -1;
+    PyObject *inc = PyLong_FromLong(n);
+    PyObject *new = inc ? PyNumber_Add(old, inc) : NULL;
+    Py_DECREF(old);
+    Py_XDECREF(inc);
+    if (new == NULL)
+        return -1;
+    int r = PyObject_SetItem(self->c, name, new);
+    Py_DECREF(new);
+    return r;
+}
+
+static int layer_init(Layer *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"counters", "invite_timeout", "max_transactions", NULL};
+    PyObject *counters;
+    double invite_timeout = 300.0;
+    Py_ssize_t max_transactions = 200000;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$dn", names, &counters, &invite_timeout,
+                                     &max_transactions))
+        return -1;
+    Py_XSETREF(self->c, Py_NewRef(counters));
+    Py_XSETREF(self->by_key, PyDict_New());
+    Py_XSETREF(self->forwarders, PySet_New(NULL));
+    if (self->by_key == NULL || self->forwarders == NULL)
+        return -1;
+    self->invite_timeout = invite_timeout;
+    self->max_transactions = max_transactions;
+    self->next_sweep = 0.0;
+    return 0;
+}
+
+static int layer_traverse(Layer *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->c);
+    Py_VISIT(self->by_key);
+    Py_VISIT(self->forwarders);
+    q_traverse(&self->open_invites, visit, arg);
+    q_traverse(&self->open_others, visit, arg);
+    q_traverse(&self->finished, visit, arg);
+    return 0;
+}
+
+static int layer_clear(Layer *self)
+{
+    Py_CLEAR(self->c);
+    Py_CLEAR(self->by_key);
+    Py_CLEAR(self->forwarders);
+    q_free(&self->open_invites);
+    q_free(&self->open_others);
+    q_free(&self->finished);
+    return 0;
+}
+
+static void layer_dealloc(Layer *self)
+{
+    PyObject_GC_UnTrack(self);
+    layer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* _key(msg, method, branch, sent_by) of transaction.py; a new reference */
+static PyObject *make_key(PyObject **h, PyObject *method, PyObject *branch, PyObject *sent_by)
+{
+    int cookie = PyUnicode_Check(branch)
+        ? (int)PyUnicode_Tailmatch(branch, s_cookie, 0, PY_SSIZE_T_MAX, -1) : 0;
+    if (cookie < 0)
+        return NULL;
+    if (cookie)
+        return PyTuple_Pack(3, branch, sent_by, method);
+    return PyTuple_Pack(7, s_rfc2543, h[H_CALL_ID], h[H_CSEQ], h[H_FROM_TAG], sent_by, branch,
+                        method);
+}
+
+/* _sent_by_port(msg): the top Via's sent-by port, the transport's default when absent */
+static PyObject *sent_by_port(PyObject **h)
+{
+    PyObject *hp = h[H_VIA_SENT_BY];
+    if (PyUnicode_Check(hp)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(hp), start = n, colon;
+        int kind = PyUnicode_KIND(hp);
+        const void *data = PyUnicode_DATA(hp);
+        if (n && PyUnicode_READ(kind, data, 0) == '[') {
+            Py_ssize_t rb = PyUnicode_FindChar(hp, ']', 0, n, -1);
+            start = rb + 1;  /* rfind gives -1 when absent: the whole text */
+        } else {
+            Py_ssize_t first = PyUnicode_FindChar(hp, ':', 0, n, 1);
+            Py_ssize_t last = PyUnicode_FindChar(hp, ':', 0, n, -1);
+            if (first >= 0 && first == last)
+                start = 0;  /* exactly one ':' */
+        }
+        colon = start < n ? PyUnicode_FindChar(hp, ':', start, n, 1) : -1;
+        if (colon >= 0) {
+            Py_ssize_t len = n - colon - 1;
+            long port = 0;
+            int ok = len >= 1 && len <= 5;
+            for (Py_ssize_t i = colon + 1; ok && i < n; i++) {
+                Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+                if (ch < '0' || ch > '9')
+                    ok = 0;
+                else
+                    port = port * 10 + (long)(ch - '0');
+            }
+            if (ok)
+                return PyLong_FromLong(port);
+        }
+    }
+    PyObject *tr = h[H_VIA_TRANSPORT];
+    return PyLong_FromLong(tr != Py_None && (is_str(tr, s_tls) || is_str(tr, s_wss))
+                           ? 5061 : 5060);
+}
+
+static int check_message(PyObject *msg, PyObject *d)
+{
+    if (!PyTuple_Check(msg) || PyTuple_GET_SIZE(msg) < H_FIELDS
+            || !PyTuple_Check(d) || PyTuple_GET_SIZE(d) < D_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "expected a SipHead and a Datagram");
+        return -1;
+    }
+    return 0;
+}
+
+static int sweep(Layer *self, double now);
+
+static int maybe_sweep(Layer *self, PyObject *ts_obj, double *ts)
+{
+    *ts = PyFloat_AsDouble(ts_obj);
+    if (*ts == -1.0 && PyErr_Occurred())
+        return -1;
+    return *ts >= self->next_sweep ? sweep(self, *ts) : 0;
+}
+
+/* the transaction in by_key, borrowed, or NULL (no error) */
+static Txn *lookup(Layer *self, PyObject *key)
+{
+    PyObject *t = PyDict_GetItemWithError(self->by_key, key);
+    return t != NULL && is_txn(t) ? (Txn *)t : NULL;
+}
+
+static PyObject *layer_request(Layer *self, PyObject *args)
+{
+    PyObject *msg, *d;
+    double ts;
+    if (!PyArg_UnpackTuple(args, "request", 2, 2, &msg, &d) || check_message(msg, d) < 0)
+        return NULL;
+    PyObject **h = &PyTuple_GET_ITEM(msg, 0), **g = &PyTuple_GET_ITEM(d, 0);
+    if (maybe_sweep(self, g[D_TS], &ts) < 0)
+        return NULL;
+    if (h[H_VIA_BRANCH] == Py_None || h[H_CSEQ] == Py_None || !truthy_str(h[H_CALL_ID])) {
+        if (count(self, c_missing, 1) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *method = h[H_METHOD];
+    int ack = is_str(method, s_ack);
+    PyObject *key = make_key(h, ack ? s_invite : method, h[H_VIA_BRANCH], h[H_VIA_SENT_BY]);
+    if (key == NULL)
+        return NULL;
+    Txn *txn = lookup(self, key);
+    if (txn == NULL && PyErr_Occurred())
+        goto fail;
+    if (ack) {
+        int non2xx = 0;
+        if (txn != NULL && txn->final_status != Py_None) {
+            long st = PyLong_AsLong(txn->final_status);
+            if (st == -1 && PyErr_Occurred())
+                goto fail;
+            non2xx = st >= 300;
+        }
+        if (non2xx)
+            Py_SETREF(txn->state, Py_NewRef(s_confirmed));  /* ACK of a failure (17.1.1.3) */
+        Py_DECREF(key);
+        if (count(self, non2xx ? c_ack_non2xx : c_ack_2xx, 1) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (txn != NULL) {
+        txn->retransmissions++;
+        Py_DECREF(key);
+        if (count(self, c_req_retrans, 1) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    txn = txn_new(key, msg, d, method);
+    if (txn == NULL)
+        goto fail;
+    if (PyDict_GET_SIZE(self->by_key) >= self->max_transactions) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        if (PyDict_Next(self->by_key, &pos, &k, &v)) {
+            Py_INCREF(v);
+            if (PyDict_DelItem(self->by_key, k) < 0) {
+                Py_DECREF(v);
+                goto fail_txn;
+            }
+            if (is_txn(v))
+                unlink_txn((Txn *)v);
+            Py_DECREF(v);
+            if (count(self, c_evicted, 1) < 0)
+                goto fail_txn;
+        }
+    }
+    if (PyDict_SetItem(self->by_key, key, (PyObject *)txn) < 0)
+        goto fail_txn;
+    int invite = is_str(method, s_invite);
+    if (q_push(invite ? &self->open_invites : &self->open_others,
+               ts + (invite ? self->invite_timeout : TIMER_F), key) < 0)
+        goto fail_txn;
+    if (is_str(method, s_cancel)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(key);
+        PyObject *ikey = PyTuple_New(n);  /* key[:-1] + ("INVITE",) */
+        if (ikey == NULL)
+            goto fail_txn;
+        for (Py_ssize_t i = 0; i < n - 1; i++)
+            PyTuple_SET_ITEM(ikey, i, Py_NewRef(PyTuple_GET_ITEM(key, i)));
+        PyTuple_SET_ITEM(ikey, n - 1, Py_NewRef(s_invite));
+        Txn *inv = lookup(self, ikey);
+        Py_DECREF(ikey);
+        if (inv == NULL && PyErr_Occurred())
+            goto fail_txn;
+        if (inv != NULL) {
+            Py_SETREF(inv->cancel, Py_NewRef((PyObject *)txn));
+            Py_SETREF(txn->invite, Py_NewRef((PyObject *)inv));
+        }
+    }
+    if (h[H_VIA2_BRANCH] != Py_None) {
+        PyObject *ukey = make_key(h, method, h[H_VIA2_BRANCH], h[H_VIA2_SENT_BY]);
+        if (ukey == NULL)
+            goto fail_txn;
+        Txn *up = lookup(self, ukey);
+        Py_DECREF(ukey);
+        if (up == NULL && PyErr_Occurred())
+            goto fail_txn;
+        if (up != NULL && up != txn && up->upstream == Py_None) {
+            Py_SETREF(txn->upstream, Py_NewRef((PyObject *)up));
+            PyObject *one = PyTuple_Pack(1, (PyObject *)txn);
+            PyObject *more = one ? PySequence_Concat(up->downstream, one) : NULL;
+            Py_XDECREF(one);
+            if (more == NULL)
+                goto fail_txn;
+            Py_SETREF(up->downstream, more);
+            /* over TCP/TLS a relay leaves from an ephemeral port: learn the port its own Via
+             * names too (transaction.py says why) */
+            PyObject *ep = pair(g[D_SRC], g[D_SPORT]);
+            if (ep == NULL || PySet_Add(self->forwarders, ep) < 0) {
+                Py_XDECREF(ep);
+                goto fail_txn;
+            }
+            Py_DECREF(ep);
+            PyObject *port = sent_by_port(h);
+            ep = port ? pair(g[D_SRC], port) : NULL;
+            Py_XDECREF(port);
+            if (ep == NULL || PySet_Add(self->forwarders, ep) < 0) {
+                Py_XDECREF(ep);
+                goto fail_txn;
+            }
+            Py_DECREF(ep);
+        }
+    }
+    Py_DECREF(key);
+    return (PyObject *)txn;
+fail_txn:
+    Py_DECREF(txn);
+fail:
+    Py_DECREF(key);
+    return NULL;
+}
+
+static PyObject *layer_response(Layer *self, PyObject *args)
+{
+    PyObject *msg, *d;
+    double ts;
+    if (!PyArg_UnpackTuple(args, "response", 2, 2, &msg, &d) || check_message(msg, d) < 0)
+        return NULL;
+    PyObject **h = &PyTuple_GET_ITEM(msg, 0), **g = &PyTuple_GET_ITEM(d, 0);
+    if (maybe_sweep(self, g[D_TS], &ts) < 0)
+        return NULL;
+    if (h[H_VIA_BRANCH] == Py_None || h[H_CSEQ] == Py_None) {
+        if (count(self, c_missing, 1) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *key = make_key(h, h[H_CSEQ_METHOD], h[H_VIA_BRANCH], h[H_VIA_SENT_BY]);
+    if (key == NULL)
+        return NULL;
+    Txn *txn = lookup(self, key);
+    Py_DECREF(key);
+    if (txn == NULL) {
+        if (PyErr_Occurred() || count(self, c_orphan, 1) < 0)
+            return NULL;  /* its request came before the capture began */
+        Py_RETURN_NONE;
+    }
+    long status = PyLong_AsLong(h[H_STATUS]);
+    if (status == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *to_tag = h[H_TO_TAG];
+    if (status < 200) {
+        if (txn->final_status != Py_None) {
+            if (count(self, c_late_prov, 1) < 0)
+                return NULL;
+            return pair((PyObject *)txn, s_retransmission);
+        }
+        Py_SETREF(txn->state, Py_NewRef(s_proceeding));
+        return pair((PyObject *)txn, s_provisional);
+    }
+    int invite = is_str(txn->method, s_invite);
+    if (txn->final_status == Py_None) {
+        PyObject *reason = h[H_REASON];
+        int has_reason = reason != Py_None ? PyObject_IsTrue(reason) : 0;
+        if (has_reason < 0)
+            return NULL;
+        Py_SETREF(txn->final_status, Py_NewRef(h[H_STATUS]));
+        Py_SETREF(txn->final_reason, Py_NewRef(has_reason ? reason : s_empty));
+        Py_SETREF(txn->final_ts, Py_NewRef(g[D_TS]));
+        Py_SETREF(txn->final_to_tag, Py_NewRef(to_tag));
+        Py_SETREF(txn->state, Py_NewRef(invite && status < 300 ? s_terminated : s_completed));
+        if (q_push(&self->finished, ts + LINGER, txn->key) < 0)
+            return NULL;
+        return pair((PyObject *)txn, s_final);
+    }
+    if (invite && status >= 200 && status < 300) {
+        long fs = PyLong_AsLong(txn->final_status);
+        if (fs == -1 && PyErr_Occurred())
+            return NULL;
+        if (fs < 300) {
+            int same = PyObject_RichCompareBool(to_tag, txn->final_to_tag, Py_EQ);
+            int seen = same ? same : PySequence_Contains(txn->extra_2xx_tags, to_tag);
+            if (same < 0 || seen < 0)
+                return NULL;
+            if (!seen) {
+                PyObject *one = PyTuple_Pack(1, to_tag);
+                PyObject *more = one ? PySequence_Concat(txn->extra_2xx_tags, one) : NULL;
+                Py_XDECREF(one);
+                if (more == NULL)
+                    return NULL;
+                Py_SETREF(txn->extra_2xx_tags, more);
+                return pair((PyObject *)txn, s_extra_2xx);
+            }
+        }
+    }
+    if (count(self, c_resp_retrans, 1) < 0)
+        return NULL;
+    return pair((PyObject *)txn, s_retransmission);
+}
+
+/* sweep(now) of transaction.py */
+static int sweep(Layer *self, double now)
+{
+    Deadline *front;
+    self->next_sweep = now + SWEEP_EVERY;
+    while ((front = q_front(&self->finished)) != NULL && front->t < now) {
+        PyObject *key = q_pop(&self->finished);
+        Txn *txn = lookup(self, key);
+        int forget = 0;
+        if (txn != NULL && txn->final_ts != Py_None) {
+            double fts = PyFloat_AsDouble(txn->final_ts);
+            if (fts == -1.0 && PyErr_Occurred()) {
+                Py_DECREF(key);
+                return -1;
+            }
+            forget = now - fts > LINGER;
+        }
+        if (forget) {
+            Py_INCREF(txn);
+            int r = PyDict_DelItem(self->by_key, key);
+            unlink_txn(txn);
+            Py_DECREF(txn);
+            if (r < 0) {
+                Py_DECREF(key);
+                return -1;
+            }
+        } else if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        Py_DECREF(key);
+    }
+    Queue *queues[2] = {&self->open_invites, &self->open_others};
+    for (int i = 0; i < 2; i++) {
+        while ((front = q_front(queues[i])) != NULL && front->t < now) {
+            PyObject *key = q_pop(queues[i]);
+            Txn *txn = lookup(self, key);
+            if (txn == NULL && PyErr_Occurred()) {
+                Py_DECREF(key);
+                return -1;
+            }
+            if (txn != NULL && txn->final_ts == Py_None) {
+                Py_INCREF(txn);
+                int r = PyDict_DelItem(self->by_key, key);
+                if (r == 0)
+                    r = count(self, c_timeout, 1);
+                unlink_txn(txn);
+                Py_DECREF(txn);
+                if (r < 0) {
+                    Py_DECREF(key);
+                    return -1;
+                }
+            }
+            Py_DECREF(key);
+        }
+    }
+    return 0;
+}
+
+static PyObject *layer_sweep(Layer *self, PyObject *now)
+{
+    double t = PyFloat_AsDouble(now);
+    if ((t == -1.0 && PyErr_Occurred()) || sweep(self, t) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *layer_close(Layer *self, PyObject *unused)
+{
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    long open = 0;
+    while (PyDict_Next(self->by_key, &pos, &k, &v))
+        if (is_txn(v) && ((Txn *)v)->final_ts == Py_None)
+            open++;
+    if (count(self, c_open_at_end, open) < 0)
+        return NULL;
+    pos = 0;
+    while (PyDict_Next(self->by_key, &pos, &k, &v))
+        if (is_txn(v))
+            unlink_txn((Txn *)v);
+    PyDict_Clear(self->by_key);
+    Py_RETURN_NONE;
+}
+
+static PyMemberDef layer_members[] = {
+    {"c", T_OBJECT, offsetof(Layer, c), READONLY, NULL},
+    {"by_key", T_OBJECT, offsetof(Layer, by_key), READONLY, NULL},
+    {"forwarders", T_OBJECT, offsetof(Layer, forwarders), READONLY,
+     "(ip, port) seen relaying a request"},
+    {"invite_timeout", T_DOUBLE, offsetof(Layer, invite_timeout), 0, NULL},
+    {"max_transactions", T_PYSSIZET, offsetof(Layer, max_transactions), 0, NULL},
+    {"next_sweep", T_DOUBLE, offsetof(Layer, next_sweep), 0, "packet time of the next sweep"},
+    {NULL},
+};
+
+static PyMethodDef layer_methods[] = {
+    {"request", (PyCFunction)layer_request, METH_VARARGS,
+     "request(msg, d) -> the new Transaction a request opens; None for a retransmission "
+     "or an ACK."},
+    {"response", (PyCFunction)layer_response, METH_VARARGS,
+     "response(msg, d) -> (transaction, 'provisional' | 'final' | 'retransmission' | "
+     "'extra_2xx') or None."},
+    {"sweep", (PyCFunction)layer_sweep, METH_O,
+     "sweep(now): forget finished transactions, time out unanswered ones."},
+    {"close", (PyCFunction)layer_close, METH_NOARGS,
+     "End of input: count the transactions still waiting for a final reply."},
+    {NULL},
+};
+
+static PyTypeObject LayerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sip_dissect._txnlayer.TransactionLayer",
+    .tp_doc = "TransactionLayer(counters, *, invite_timeout=300.0, max_transactions=200000): "
+              "transaction.py's twin.",
+    .tp_basicsize = sizeof(Layer),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)layer_init,
+    .tp_dealloc = (destructor)layer_dealloc,
+    .tp_traverse = (traverseproc)layer_traverse,
+    .tp_clear = (inquiry)layer_clear,
+    .tp_members = layer_members,
+    .tp_methods = layer_methods,
+};
+
+/* ---------------------------------------------------------------- module */
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_txnlayer",
+    "Native twin of sip_dissect.transaction: Transaction and TransactionLayer.", -1, NULL,
+};
+
+static int intern_all(void)
+{
+    struct { PyObject **slot; const char *text; } names[] = {
+        {&s_invite, "INVITE"}, {&s_ack, "ACK"}, {&s_cancel, "CANCEL"},
+        {&s_cookie, "z9hG4bK"}, {&s_rfc2543, "rfc2543"}, {&s_empty, ""}, {&s_tls, "TLS"},
+        {&s_wss, "WSS"}, {&s_calling, "CALLING"}, {&s_trying, "TRYING"},
+        {&s_proceeding, "PROCEEDING"}, {&s_completed, "COMPLETED"},
+        {&s_confirmed, "CONFIRMED"}, {&s_terminated, "TERMINATED"},
+        {&s_provisional, "provisional"}, {&s_final, "final"},
+        {&s_retransmission, "retransmission"}, {&s_extra_2xx, "extra_2xx"},
+        {&c_missing, "sip.missing_mandatory_header"}, {&c_ack_non2xx, "sip.ack_non2xx"},
+        {&c_ack_2xx, "sip.ack_2xx"}, {&c_req_retrans, "sip.request_retransmission"},
+        {&c_evicted, "state.transaction_evicted"}, {&c_orphan, "state.orphan_response"},
+        {&c_late_prov, "state.late_provisional"},
+        {&c_resp_retrans, "sip.response_retransmission"},
+        {&c_timeout, "state.transaction_timeout"},
+        {&c_open_at_end, "state.transaction_open_at_end"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (*names[i].slot == NULL
+                && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    return 0;
+}
+
+PyMODINIT_FUNC PyInit__txnlayer(void)
+{
+    if (intern_all() < 0 || PyType_Ready(&TxnType) < 0 || PyType_Ready(&LayerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Transaction", (PyObject *)&TxnType) < 0
+            || PyModule_AddObjectRef(m, "TransactionLayer", (PyObject *)&LayerType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

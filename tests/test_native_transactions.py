@@ -1,0 +1,221 @@
+"""The native transaction layer (sip_dissect/_txnlayer.c) against its reference, transaction.py.
+
+The dialog and accounting layers must not be able to tell which one runs: every capture the
+project has gives the same acc rows, CDRs, counters and learned proxies through both; seeded
+random message sequences (retransmissions, forks, CANCELs, RFC 2543 branches, relayed copies,
+timeouts, evictions) give the same answers and the same transaction state step by step.
+The crafted signalling tests also run against both (test_signalling_crafted.py).
+
+Build it with: python setup.py build_ext --inplace
+"""
+from __future__ import annotations
+
+import gc
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+import pipeline
+from probe.counters import Counters
+from probe.records import Datagram
+from shared_pcaps import all_shared, shared
+from sip_dissect import signalling, transaction
+from sip_dissect.accounting import AccOptions, ProxySet
+from sip_dissect.cdr import cdr_from_call
+from sip_dissect.scan import SipHead
+
+try:
+    from sip_dissect import _txnlayer
+except ImportError:  # not built: no compiler, or build_ext not run
+    _txnlayer = None
+
+pytestmark = pytest.mark.skipif(
+    _txnlayer is None, reason="sip_dissect._txnlayer is not built "
+    "(python setup.py build_ext --inplace); the signalling uses transaction.py")
+
+REPO = Path(__file__).resolve().parents[1]
+LABS = sorted(str(p) for p in (REPO / "pcaps").glob("lab-*/capture.pcap"))
+BENCH_QUICK = "/tmp/sipprobe-bench/quick/sig-only.pcap"
+ALL_OPTIONS = AccOptions(report_cancels=True, early_media=True, failed_transaction=True,
+                         detect_direction=True, methods=frozenset({"MESSAGE", "OPTIONS"}))
+
+
+def replay(path: str, layer, **kw) -> tuple:
+    """Rows, CDRs and summary of one capture with the signalling on `layer`."""
+    known = ProxySet(list(kw.pop("proxies", ())))
+    rows, cdrs = [], []
+    saved = signalling.Layer
+    signalling.Layer = layer
+    try:
+        summary = pipeline.account_files(
+            [path], rows.append, pipeline.ProbeOptions(strict=True), proxy_set=known,
+            on_call_end=lambda call: cdrs.append(cdr_from_call(call, known)), **kw)
+    finally:
+        signalling.Layer = saved
+    summary.pop("engine")
+    return rows, cdrs, summary
+
+
+def same_replay(path: str, **kw) -> tuple:
+    native = replay(path, _txnlayer.TransactionLayer, **kw)
+    python = replay(path, transaction.TransactionLayer, **kw)
+    assert native[2] == python[2]
+    assert native[0] == python[0]
+    assert native[1] == python[1]
+    return native
+
+
+# -- the extension is what runs ------------------------------------------------------------------
+
+def test_native_layer_in_use():
+    if os.environ.get("SIPPROBE_PURE") == "1":
+        pytest.skip("SIPPROBE_PURE=1 turns the native layer off on purpose")
+    assert transaction.Layer is _txnlayer.TransactionLayer
+    sig = signalling.Signalling(Counters(), lambda rec: None)
+    assert type(sig.transactions) is _txnlayer.TransactionLayer
+    assert "transactions" in pipeline.engine()
+
+
+# -- differential on real captures --------------------------------------------------------------
+
+@pytest.mark.parametrize("name", all_shared())
+def test_shared_capture(name):
+    same_replay(shared(name))
+
+
+@pytest.mark.parametrize("path", LABS, ids=lambda p: Path(p).parent.name)
+def test_lab_capture(path):
+    rows, cdrs, summary = same_replay(path)
+    assert rows and cdrs
+
+
+@pytest.mark.parametrize("path", LABS[:4], ids=lambda p: Path(p).parent.name)
+def test_lab_capture_with_every_acc_option_and_a_given_proxy(path):
+    same_replay(path, acc_options=ALL_OPTIONS, proxies=[("127.0.0.1", 5060)])
+
+
+def test_bench_quick_capture():
+    if not os.path.exists(BENCH_QUICK):
+        pytest.skip(f"{BENCH_QUICK} absent (made by the benchmark scripts)")
+    rows, cdrs, _ = same_replay(BENCH_QUICK)
+    assert len(rows) > 1000 and len(cdrs) > 500
+
+
+# -- seeded random message sequences, step by step ------------------------------------------------
+
+STATE = ("key", "method", "src", "dst", "transport", "created", "frame", "state", "callid",
+         "from_tag", "to_tag", "cseq", "final_status", "final_reason", "final_ts",
+         "final_to_tag", "extra_2xx_tags", "retransmissions", "is_initial_invite")
+LINKS = ("upstream", "downstream", "cancel", "invite", "call")
+HOSTS = ("10.0.0.1", "10.0.0.2", "10.0.0.9", "fd00::5")
+SENT_BY = ("10.0.0.1:5060", "10.0.0.2", "10.0.0.9:5070", "[fd00::5]:5062", "[fd00::5]",
+           "fd00::5", "h:1x", "h:123456", "h:0", "h:\u0661")
+
+
+def view(txn) -> tuple:
+    """A transaction's state, its links named by their key and creation time."""
+    def name(t):
+        return None if t is None else (t.key, t.created)
+    state = tuple(getattr(txn, a) for a in STATE)
+    links = (name(txn.upstream), tuple(name(t) for t in txn.downstream), name(txn.cancel),
+             name(txn.invite), txn.call)
+    branch = txn.winning_branch()
+    return state + links + (name(branch),)
+
+
+def random_message(rnd: random.Random, ts: float, sent: list) -> tuple[SipHead, Datagram]:
+    """A request, often with the Via of an earlier one second (a relayed copy), or a response
+    to one of the requests in `sent`; now and then a mandatory field is missing."""
+    def maybe_none(value):
+        return None if rnd.random() < 0.03 else value
+
+    d = Datagram(ts, rnd.randrange(1000), rnd.choice(HOSTS), rnd.choice(HOSTS),
+                 rnd.choice([5060, 5062, 40000]), 5060, "udp", b"")
+    to_tag = rnd.choice(["", "", "b1", "b2", "b3"])
+    if sent and rnd.random() < 0.55:
+        method, branch, sent_by, call_id, cseq, from_tag = rnd.choice(sent[-12:])
+        status = rnd.choice([100, 180, 183, 200, 200, 202, 302, 401, 486, 487])
+        return SipHead(None, None, status, rnd.choice(["OK", "", "Busy"]), call_id,
+                       maybe_none(cseq), "INVITE" if method == "ACK" else method, "<sip:a@h>",
+                       from_tag, "<sip:b@h>", to_tag, 1, "UDP", sent_by, maybe_none(branch),
+                       None, None, 0, b"", ()), d
+    method = rnd.choice(["INVITE", "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS"])
+    if sent and rnd.random() < 0.4:  # a retransmission, an ACK or CANCEL of an earlier one
+        _, branch, sent_by, call_id, cseq, from_tag = rnd.choice(sent[-12:])
+    else:
+        branch = rnd.choice(["z9hG4bK" + str(rnd.randrange(50)), str(rnd.randrange(20)), ""])
+        sent_by = rnd.choice(SENT_BY)
+        call_id, cseq = rnd.choice(["c1", "c2", "c3"]), rnd.choice([1, 2])
+        from_tag = rnd.choice(["a", ""])
+    via2 = rnd.choice(sent[-12:]) if sent and rnd.random() < 0.3 else None
+    head = SipHead(method, "sip:x@h", None, None, maybe_none(call_id), maybe_none(cseq),
+                   method, "<sip:a@h>", from_tag, "<sip:b@h>", to_tag, 2,
+                   rnd.choice(["UDP", "TLS", "WSS"]), sent_by, maybe_none(branch),
+                   via2 and via2[2], via2 and via2[1], 0, b"", ())
+    sent.append((method, branch, sent_by, call_id, cseq, from_tag))
+    return head, d
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_sequences_step_by_step(seed):
+    rnd = random.Random(seed)
+    cn, cp = Counters(), Counters()
+    small = rnd.choice([3, 8, 200_000])  # small tables make evictions
+    native = _txnlayer.TransactionLayer(cn, invite_timeout=rnd.choice([5.0, 300.0]),
+                                        max_transactions=small)
+    python = transaction.TransactionLayer(cp, invite_timeout=native.invite_timeout,
+                                          max_transactions=small)
+    sent = []
+    ts = 1000.0
+    for step in range(400):
+        ts += rnd.choice([0.0, 0.001, 0.2, 0.2, 1.0, 1.0, 3.0, 40.0])
+        msg, d = random_message(rnd, ts, sent)
+        if msg.method is not None:
+            got, want = native.request(msg, d), python.request(msg, d)
+            pair_n = None if got is None else view(got)
+            pair_p = None if want is None else view(want)
+        else:
+            got, want = native.response(msg, d), python.response(msg, d)
+            pair_n = None if got is None else (view(got[0]), got[1])
+            pair_p = None if want is None else (view(want[0]), want[1])
+        assert pair_n == pair_p, (seed, step, msg, d)
+        assert cn == cp, (seed, step)
+        assert native.forwarders == python.forwarders
+        assert native.by_key.keys() == python.by_key.keys()
+        assert native.next_sweep == python.next_sweep
+    native.close()
+    python.close()
+    assert cn == cp and not native.by_key
+
+
+def test_a_transaction_can_be_linked_to_a_call_and_freed():
+    """Python stores its Call on the C transaction; the layer cuts that link when it forgets
+    the transaction, so nothing needs the cyclic collector."""
+    layer = _txnlayer.TransactionLayer(Counters())
+    msg, d = random_message(random.Random(1), 1.0, [])
+    msg = msg._replace(method="INVITE", via_branch="z9hG4bKx", via_sent_by="h", cseq=1,
+                       call_id="c", to_tag="")
+    txn = layer.request(msg, d)
+
+    class Call:
+        pass
+    call = txn.call = Call()
+    call.invite = txn
+    assert txn.is_initial_invite and txn.state == "CALLING" and txn.retransmissions == 0
+    layer.close()
+    assert txn.call is None and not layer.by_key
+    del txn, call
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o) is _txnlayer.Transaction]
+
+
+def test_bad_arguments_raise_not_crash():
+    layer = _txnlayer.TransactionLayer(Counters())
+    with pytest.raises(TypeError):
+        layer.request("INVITE", None)
+    with pytest.raises(TypeError):
+        layer.response((1, 2), (3,))
+    with pytest.raises(TypeError):
+        _txnlayer.TransactionLayer(Counters(), invite_timeout="long")
