@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .cdr import CODE_TEXT, invite_uri_parts, new_record
 from .records import AccRecord
 from .transaction import Transaction
 from .uri import name_addr_uri, uri_parts
@@ -101,17 +102,26 @@ class Accountant:
 
     def _row(self, table: str, txn: Transaction, status: int, reason: str, ts: float,
              swap: bool = False, to_tag: str | None = None) -> AccRecord:
-        req = txn.request
-        src = uri_parts(name_addr_uri(req.from_value))
-        dst_o = uri_parts(name_addr_uri(req.to_value))
-        branch = txn.winning_branch()
-        ruri = uri_parts((branch.request if branch is not None else req).uri or "")
+        call = txn.call
+        if call is not None and call.invite is txn:  # the call's INVITE: parsed once, CDR too
+            _, src_user, src_domain, dst_ouser, dst_user, dst_domain = invite_uri_parts(call)
+        else:
+            req = txn.request
+            src = uri_parts(name_addr_uri(req.from_value))
+            src_user, src_domain = src.user, src.host
+            dst_ouser = uri_parts(name_addr_uri(req.to_value)).user
+            if not txn.downstream:
+                ruri = uri_parts(req.uri or "")
+                dst_user, dst_domain = ruri.user, ruri.host
+        if txn.downstream:  # relayed: $rU/$rd as the proxy forwarded the request
+            ruri = uri_parts(txn.winning_branch().request.uri or "")
+            dst_user, dst_domain = ruri.user, ruri.host
         from_tag = txn.from_tag
         to_tag = to_tag if to_tag is not None else (txn.final_to_tag or txn.to_tag)
         if swap:  # detect_direction: tags as the caller's side would write them
             from_tag, to_tag = to_tag, from_tag
-        return AccRecord(
-            table=table, method=txn.method, from_tag=from_tag, to_tag=to_tag, callid=txn.callid,
-            sip_code=f"{status:03d}", sip_reason=reason, time=ts,
-            src_user=src.user, src_domain=src.host, src_ip=txn.src[0],
-            dst_ouser=dst_o.user, dst_user=ruri.user, dst_domain=ruri.host, cseq=txn.cseq)
+        code = CODE_TEXT.get(status) or f"{status:03d}"
+        # in AccRecord's field order (see cdr.new_record)
+        return new_record(AccRecord, (
+            table, txn.method, from_tag, to_tag, txn.callid, code, reason, ts,
+            src_user, src_domain, txn.src[0], dst_ouser, dst_user, dst_domain, txn.cseq))

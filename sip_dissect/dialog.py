@@ -24,12 +24,12 @@ class Call:
 
     __slots__ = ("callid", "caller_tag", "created", "state", "callee_tags", "confirmed_tag",
                  "ring_time", "answer_time", "end_time", "final_code", "final_reason",
-                 "ended_by", "end_reason", "last_activity", "invite", "challenges")
+                 "ended_by", "end_reason", "last_activity", "invite", "challenges", "uris")
 
     def __init__(self, invite: Transaction):
         self.callid = invite.callid
         self.caller_tag = invite.from_tag
-        self.created = invite.created
+        self.created = created = invite.created
         self.state = INIT
         self.callee_tags: list[str] = []  # early dialogs (forks)
         self.confirmed_tag = ""
@@ -40,9 +40,10 @@ class Call:
         self.final_reason = ""
         self.ended_by = ""  # caller, callee or proxy
         self.end_reason = ""  # completed, cancelled, rejected, expired, open
-        self.last_activity = invite.created
+        self.last_activity = created
         self.invite = invite
         self.challenges = 0
+        self.uris: tuple | None = None  # the INVITE's URI parts: cdr.invite_uri_parts
 
 
 class DialogLayer:
@@ -69,8 +70,9 @@ class DialogLayer:
                 self._end(old, old.last_activity, "expired", "")
             call = self.calls[key] = Call(txn)
             self.totals["calls"] += 1
-        call.invite = txn
-        call.last_activity = txn.created
+        else:  # re-sent after a challenge: the same call, from the new INVITE
+            call.invite = txn
+            call.last_activity = txn.created
         return call
 
     def find(self, callid: str, tag_a: str, tag_b: str) -> Call | None:
@@ -111,7 +113,8 @@ class DialogLayer:
         self._end(call, txn.created, "completed", by)
 
     def _end(self, call: Call, ts: float, reason: str, by: str) -> None:
-        call.state, call.end_time, call.end_reason, call.ended_by = TERMINATED, ts, reason, by
+        call.state = TERMINATED  # apart: four at once would build a tuple
+        call.end_time, call.end_reason, call.ended_by = ts, reason, by
         self.calls.pop((call.callid, call.caller_tag), None)
         if self.on_end is not None:
             self.on_end(call)

@@ -1,0 +1,74 @@
+"""The shortcuts that build acc rows and CDRs (positional records, the sip_code table, the
+INVITE's URI parts parsed once per call) give what the plain way gives."""
+from __future__ import annotations
+
+import pytest
+from lab_oracle import LAB_PCAPS, PROXY
+
+from pipeline import ProbeOptions, account_files
+from sip_dissect.accounting import ProxySet
+from sip_dissect.cdr import CODE_TEXT, CdrRecord, cdr_from_call, invite_uri_parts
+from sip_dissect.records import AccRecord
+from sip_dissect.uri import name_addr_uri, uri_parts
+
+SCENARIOS = sorted(p.parent for p in LAB_PCAPS.glob("lab-*/capture.pcap"))
+
+
+def test_code_text_is_the_formatted_status():
+    for code in [*range(-5, 1100), 10**6]:
+        assert (CODE_TEXT.get(code) or f"{code:03d}") == f"{code:03d}"
+
+
+def plain_uri_parts(req) -> tuple:
+    src, dst_o, ruri = (uri_parts(name_addr_uri(req.from_value)),
+                        uri_parts(name_addr_uri(req.to_value)), uri_parts(req.uri or ""))
+    return src.user, src.host, dst_o.user, ruri.user, ruri.host
+
+
+def replay(scenario, proxies):
+    known = ProxySet(list(proxies))
+    records, calls = [], []
+
+    def on_end(call):
+        calls.append((call, call.uris, cdr_from_call(call, known)))
+
+    account_files([str(scenario / "capture.pcap")], records.append, ProbeOptions(strict=True),
+                  proxy_set=known, on_call_end=on_end)
+    return known, records, calls
+
+
+@pytest.mark.parametrize("proxies", [(PROXY,), ()], ids=["proxy-given", "proxy-learned"])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.name)
+def test_cached_uri_parts_give_the_plain_rows(scenario, proxies):
+    known, records, calls = replay(scenario, proxies)
+    assert calls
+    if any(r.method == "INVITE" for r in records):
+        assert any(cached is not None for _, cached, _ in calls)
+    for rec in records:
+        assert type(rec) is AccRecord and len(rec) == len(AccRecord._fields)
+        assert isinstance(rec.sip_code, str) and isinstance(rec.time, float)
+        assert isinstance(rec.cseq, int) and isinstance(rec.src_user, str)
+    for call, cached, cdr in calls:
+        req = call.invite.request
+        if cached is not None:  # the INVITE's acc row parsed them: that very request's
+            assert cached[0] is req and cached[1:] == plain_uri_parts(req)
+        assert invite_uri_parts(call)[1:] == plain_uri_parts(req)
+        if cdr is None:
+            continue
+        assert type(cdr) is CdrRecord and len(cdr) == len(CdrRecord._fields)
+        call.uris = None  # parsed afresh: the same row
+        again = cdr_from_call(call, known)
+        assert again == cdr and [type(v) for v in again] == [type(v) for v in cdr]
+        assert (cdr.src_user, cdr.src_domain, cdr.dst_ouser, cdr.dst_user,
+                cdr.dst_domain) == plain_uri_parts(req)
+        assert cdr.duration == round(max(cdr.end_time - cdr.start_time, 0.0), 3)
+
+
+def test_a_resent_invite_is_parsed_again():
+    """After a 407 the call's INVITE is the re-sent one: the cache follows the request."""
+    _, _, calls = replay(LAB_PCAPS / "lab-auth-407", (PROXY,))
+    (call, cached, _), = calls
+    assert call.challenges == 1 and cached[0] is call.invite.request
+    first = call.uris = (object(), "stale", "stale", "stale", "stale", "stale")
+    assert invite_uri_parts(call) is not first
+    assert invite_uri_parts(call)[1:] == plain_uri_parts(call.invite.request)
