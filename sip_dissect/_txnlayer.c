@@ -160,6 +160,10 @@ static PyObject *txn_winning_branch(Txn *t, PyObject *unused)
     PyObject *last_done = NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         Txn *b = (Txn *)PyTuple_GET_ITEM(t->downstream, i);
+        if (!Py_IS_TYPE((PyObject *)b, &TxnType)) {
+            PyErr_SetString(PyExc_TypeError, "downstream holds a non-Transaction");
+            return NULL;
+        }
         if (b->final_status == Py_None)
             continue;
         int eq = PyObject_RichCompareBool(b->final_status, t->final_status, Py_EQ);
