@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Instructions per SIP message of `sipprobe replay`, counted by valgrind (cachegrind): a
+figure that does not move with the load of a shared VM, for comparing two versions of the code
+where wall-clock repeats vary by 20 % or more.
+
+The replay runs in-process (pipeline.replay_files, as `sipprobe replay` does) on a small
+capture and on a larger one; the difference divided by the difference in SIP messages is the
+per-message cost, start-up and imports cancelled out. The probe process and the SQLite writer
+process are counted apart (valgrind follows the child with --trace-children).
+
+Usage:
+    python bench/instructions.py                  # quick sig-only capture vs the lab call
+    python bench/instructions.py --src /tmp/old   # another checkout (with its built .so)
+    python bench/instructions.py --big B.pcap --small S.pcap
+
+Needs valgrind (apt-get install valgrind); under it the quick capture takes about 20 s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_BIG = Path("/tmp/sipprobe-bench/quick/sig-only.pcap")
+DEFAULT_SMALL = REPO / "pcaps" / "lab-basic-call" / "capture.pcap"
+
+REPLAY = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import pipeline
+s = pipeline.replay_files([sys.argv[2]], sys.argv[3])
+print(json.dumps({"sip_messages": s["sip_messages"], "acc": s["acc_inserted"],
+                  "cdrs": s["cdrs_inserted"]}))
+"""
+
+
+def count(src: Path, capture: Path, workdir: Path) -> dict:
+    """Instructions of the probe and of the writer process for one replay into a new db."""
+    db = workdir / "instr.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    out = workdir / "cg.%p"
+    res = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
+         f"--cachegrind-out-file={out}", sys.executable, "-c", REPLAY, str(src), str(capture),
+         str(db)], capture_output=True, text=True, check=True)
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    totals = {}  # pid -> (instructions, command line)
+    for path in workdir.glob("cg.*"):
+        text = path.read_text(errors="replace")
+        cmd = re.search(r"^cmd: (.*)$", text, re.M).group(1)
+        ir = int(re.search(r"^summary: (\d+)", text, re.M).group(1))
+        totals[path.name] = (ir, cmd)
+        path.unlink()
+    writer = sum(ir for ir, cmd in totals.values() if "store.worker" in cmd)
+    probe = sum(ir for ir, cmd in totals.values() if "store.worker" not in cmd)
+    return {**summary, "probe": probe, "writer": writer}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--src", type=Path, default=REPO, help="checkout to measure (default: this)")
+    ap.add_argument("--big", type=Path, default=DEFAULT_BIG)
+    ap.add_argument("--small", type=Path, default=DEFAULT_SMALL)
+    args = ap.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind not found: apt-get install valgrind")
+    if not args.big.exists():
+        sys.exit(f"{args.big} missing: python bench/gen_captures.py --quick")
+    with tempfile.TemporaryDirectory() as tmp:
+        small = count(args.src, args.small, Path(tmp))
+        big = count(args.src, args.big, Path(tmp))
+    n = big["sip_messages"] - small["sip_messages"]
+    rows = (big["acc"] + big["cdrs"]) - (small["acc"] + small["cdrs"])
+    print(f"checkout: {args.src}")
+    print(f"captures: {args.big.name} ({big['sip_messages']:,} SIP messages) minus "
+          f"{args.small.parent.name}/{args.small.name} ({small['sip_messages']:,})")
+    for part in ("probe", "writer"):
+        per_msg = (big[part] - small[part]) / n
+        print(f"{part:>6}: {per_msg:10,.0f} instructions per SIP message "
+              f"({(big[part] - small[part]) / rows:,.0f} per row written); "
+              f"fixed start-up {small[part] / 1e6:,.0f} M")
+
+
+if __name__ == "__main__":
+    main()
