@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,35 @@ def test_bad_arguments_raise_not_crash():
         layer.response((1, 2), (3,))
     with pytest.raises(TypeError):
         _txnlayer.TransactionLayer(Counters(), invite_timeout="long")
+
+
+def test_no_leaks_over_many_calls():
+    """Thousands of transactions made, matched, swept and evicted: the allocated blocks come
+    back to where they were, and the messages' refcounts too."""
+    rnd = random.Random(7)
+    sent: list = []
+    msgs = []
+    ts = 0.0
+    for _ in range(3000):
+        ts += rnd.choice([0.001, 0.2, 1.0, 40.0])
+        msgs.append(random_message(rnd, ts, sent))
+    sample = msgs[:50]
+
+    def run() -> None:
+        layer = _txnlayer.TransactionLayer(Counters(), invite_timeout=5.0, max_transactions=50)
+        for msg, d in msgs:
+            if msg.method is not None:
+                layer.request(msg, d)
+            else:
+                layer.response(msg, d)
+        layer.close()
+
+    run()
+    gc.collect()
+    refs = [(sys.getrefcount(m), sys.getrefcount(d)) for m, d in sample]
+    blocks = sys.getallocatedblocks()
+    for _ in range(20):  # 60k messages
+        run()
+    gc.collect()
+    assert sys.getallocatedblocks() - blocks < 500
+    assert [(sys.getrefcount(m), sys.getrefcount(d)) for m, d in sample] == refs
