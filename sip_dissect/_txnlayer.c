@@ -2,7 +2,8 @@
  *
  * The same matching, states, counters and timers, statement for statement, so that the
  * dialog and accounting layers (Python) cannot tell which one runs: Transaction has the
- * Python class's attributes (read-write), is_initial_invite and winning_branch(); the
+ * Python class's attributes (read-only but `call`, the one they set), is_initial_invite and
+ * winning_branch(); the
  * layer has request(), response(), close(), by_key and forwarders. The Python module is
  * the reference; tests/test_native_transactions.py replays every capture through both and
  * requires the same rows, CDRs and counters.
@@ -186,13 +187,16 @@ static PyObject *txn_winning_branch(Txn *t, PyObject *unused)
     return last_done;
 }
 
-#define M(name) {#name, T_OBJECT, offsetof(Txn, name), 0, NULL}
+/* Read-only but for `call`, the one field the layers above set: the C code relies on the
+ * others' types (a deleted member would be NULL) */
+#define M(name) {#name, T_OBJECT, offsetof(Txn, name), READONLY, NULL}
 static PyMemberDef txn_members[] = {
     M(key), M(method), M(request), M(src), M(dst), M(transport), M(created), M(frame),
     M(state), M(callid), M(from_tag), M(to_tag), M(cseq), M(final_status), M(final_reason),
     M(final_ts), M(final_to_tag), M(extra_2xx_tags), M(upstream), M(downstream), M(cancel),
-    M(invite), M(call),
-    {"retransmissions", T_PYSSIZET, offsetof(Txn, retransmissions), 0, NULL},
+    M(invite),
+    {"call", T_OBJECT, offsetof(Txn, call), 0, "the dialog-layer Call of an initial INVITE or BYE"},
+    {"retransmissions", T_PYSSIZET, offsetof(Txn, retransmissions), READONLY, NULL},
     {NULL},
 };
 #undef M
@@ -233,7 +237,7 @@ static int is_txn(PyObject *o)
 /* _unlink: cut the back links of a forgotten transaction (see transaction.py) */
 static void unlink_txn(Txn *t)
 {
-    Py_SETREF(t->call, Py_NewRef(Py_None));
+    Py_XSETREF(t->call, Py_NewRef(Py_None));  /* X: `del txn.call` leaves NULL */
     Py_SETREF(t->upstream, Py_NewRef(Py_None));
     Py_SETREF(t->invite, Py_NewRef(Py_None));
 }
@@ -337,6 +341,9 @@ static int layer_init(Layer *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$dn", names, &counters, &invite_timeout,
                                      &max_transactions))
         return -1;
+    q_free(&self->open_invites);  /* __init__ called again: start afresh, as Python does */
+    q_free(&self->open_others);
+    q_free(&self->finished);
     Py_XSETREF(self->c, Py_NewRef(counters));
     Py_XSETREF(self->by_key, PyDict_New());
     Py_XSETREF(self->forwarders, PySet_New(NULL));

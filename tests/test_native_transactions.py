@@ -212,6 +212,24 @@ def test_a_transaction_can_be_linked_to_a_call_and_freed():
     assert not [o for o in gc.get_objects() if type(o) is _txnlayer.Transaction]
 
 
+def test_fields_the_c_code_relies_on_are_read_only():
+    layer = _txnlayer.TransactionLayer(Counters())
+    msg, d = random_message(random.Random(1), 1.0, [])
+    msg = msg._replace(method="INVITE", via_branch="z9hG4bKy", via_sent_by="h", cseq=1,
+                       call_id="c", to_tag="")
+    txn = layer.request(msg, d)
+    for name in ("final_status", "downstream", "method", "key", "retransmissions"):
+        with pytest.raises(AttributeError):
+            setattr(txn, name, None)
+        with pytest.raises(AttributeError):
+            delattr(txn, name)
+    del txn.call  # the one the layers above set; gone, it reads None and frees cleanly
+    assert txn.call is None
+    layer.close()
+    layer.__init__(Counters())  # again: starts afresh
+    assert not layer.by_key and layer.next_sweep == 0.0
+
+
 def test_bad_arguments_raise_not_crash():
     layer = _txnlayer.TransactionLayer(Counters())
     with pytest.raises(TypeError):
