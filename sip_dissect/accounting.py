@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .cdr import CODE_TEXT, invite_uri_parts, new_record
-from .records import AccRecord
+from .records import CODE_TEXT, AccRecord, new_record
 from .transaction import Transaction
 from .uri import name_addr_uri, uri_parts
 
@@ -104,7 +103,7 @@ class Accountant:
              swap: bool = False, to_tag: str | None = None) -> AccRecord:
         call = txn.call
         if call is not None and call.invite is txn:  # the call's INVITE: parsed once, CDR too
-            _, src_user, src_domain, dst_ouser, dst_user, dst_domain = invite_uri_parts(call)
+            _, src_user, src_domain, dst_ouser, dst_user, dst_domain = call.invite_uris()
         else:
             req = txn.request
             src = uri_parts(name_addr_uri(req.from_value))
@@ -121,7 +120,7 @@ class Accountant:
         if swap:  # detect_direction: tags as the caller's side would write them
             from_tag, to_tag = to_tag, from_tag
         code = CODE_TEXT.get(status) or f"{status:03d}"
-        # in AccRecord's field order (see cdr.new_record)
+        # in AccRecord's field order (see records.new_record)
         return new_record(AccRecord, (
             table, txn.method, from_tag, to_tag, txn.callid, code, reason, ts,
             src_user, src_domain, txn.src[0], dst_ouser, dst_user, dst_domain, txn.cseq))

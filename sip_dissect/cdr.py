@@ -21,12 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .dialog import CHALLENGES, Call
-from .uri import name_addr_uri, uri_parts
-
-# sip_code text by status: f"{code:03d}" costs more than the rest of a row's fields together
-CODE_TEXT = {code: f"{code:03d}" for code in range(100, 700)}
-# a NamedTuple record from a tuple in field order: Record(field=...) costs 1 to 1.5 us a row
-new_record = tuple.__new__
+from .records import CODE_TEXT, new_record
 
 
 class CdrRecord(NamedTuple):
@@ -63,20 +58,6 @@ class CdrRecord(NamedTuple):
                         "dst_domain", "sip_code", "sip_reason")
 
 
-def invite_uri_parts(call: Call) -> tuple:
-    """(request, $fU, $fd, $tU, $rU, $rd) of the call's INVITE, request-URI as received:
-    parsed once for both its acc row and the CDR (again only after a re-sent INVITE replaced
-    the request) and kept on the call, so freed with it."""
-    req = call.invite.request
-    uris = call.uris
-    if uris is None or uris[0] is not req:
-        src = uri_parts(name_addr_uri(req.from_value))
-        ruri = uri_parts(req.uri or "")
-        uris = call.uris = (req, src.user, src.host, uri_parts(name_addr_uri(req.to_value)).user,
-                            ruri.user, ruri.host)
-    return uris
-
-
 def _proxy_answered(invite, proxies) -> bool:
     """The proxy answered the INVITE itself without relaying it (its own 404 after a failed
     lookup): sent to a proxy, never seen relayed onwards."""
@@ -96,7 +77,7 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         return None  # Kamailio writes no CDR for a dialog that has not ended
     start = invite.created
     # the request-URI as dialled (before the proxy rewrote it)
-    _, src_user, src_domain, dst_ouser, dst_user, dst_domain = invite_uri_parts(call)
+    _, src_user, src_domain, dst_ouser, dst_user, dst_domain = call.invite_uris()
     failed = code is not None and code >= 300
     if failed:
         end = start

@@ -13,6 +13,7 @@ from typing import Callable
 from probe.counters import Counters
 
 from .transaction import Transaction
+from .uri import name_addr_uri, uri_parts
 
 # States (section 12 and RFC 4235's names)
 INIT, EARLY, CONFIRMED, TERMINATED = "INIT", "EARLY", "CONFIRMED", "TERMINATED"
@@ -43,7 +44,20 @@ class Call:
         self.last_activity = created
         self.invite = invite
         self.challenges = 0
-        self.uris: tuple | None = None  # the INVITE's URI parts: cdr.invite_uri_parts
+        self.uris: tuple | None = None  # the INVITE's URI parts: invite_uris()
+
+    def invite_uris(self) -> tuple:
+        """(request, $fU, $fd, $tU, $rU, $rd) of the INVITE, request-URI as received: parsed
+        once for both its acc row and the CDR (again only after a re-sent INVITE replaced the
+        request) and kept on the call, so freed with it."""
+        req = self.invite.request
+        uris = self.uris
+        if uris is None or uris[0] is not req:
+            src = uri_parts(name_addr_uri(req.from_value))
+            ruri = uri_parts(req.uri or "")
+            uris = self.uris = (req, src.user, src.host,
+                                uri_parts(name_addr_uri(req.to_value)).user, ruri.user, ruri.host)
+        return uris
 
 
 class DialogLayer:

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from sip_dissect import accounting, cdr
+from sip_dissect import accounting, dialog
 from sip_dissect import uri as uri_mod
 from sip_dissect.scan import SipHead, scan
 from sip_dissect.uri import UriParts, _name_addr_uri_py, _uri_parts_py
@@ -73,8 +73,8 @@ def test_uri_py_uses_the_native_functions_when_built(monkeypatch):
     assert uri_mod._uri_parts_c is _sipscan.uri_parts
     assert uri_mod._name_addr_uri_c is _sipscan.name_addr_uri
     # the layers that call them per message bind the dispatching functions
-    assert accounting.uri_parts is cdr.uri_parts is uri_mod.uri_parts
-    assert accounting.name_addr_uri is cdr.name_addr_uri is uri_mod.name_addr_uri
+    assert accounting.uri_parts is dialog.uri_parts is uri_mod.uri_parts
+    assert accounting.name_addr_uri is dialog.name_addr_uri is uri_mod.name_addr_uri
 
     def must_not_run(value):
         raise AssertionError("uri.py fell back to the Python function on a clean value")

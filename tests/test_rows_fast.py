@@ -7,8 +7,8 @@ from lab_oracle import LAB_PCAPS, PROXY
 
 from pipeline import ProbeOptions, account_files
 from sip_dissect.accounting import ProxySet
-from sip_dissect.cdr import CODE_TEXT, CdrRecord, cdr_from_call, invite_uri_parts
-from sip_dissect.records import AccRecord
+from sip_dissect.cdr import CdrRecord, cdr_from_call
+from sip_dissect.records import CODE_TEXT, AccRecord
 from sip_dissect.uri import name_addr_uri, uri_parts
 
 SCENARIOS = sorted(p.parent for p in LAB_PCAPS.glob("lab-*/capture.pcap"))
@@ -52,7 +52,7 @@ def test_cached_uri_parts_give_the_plain_rows(scenario, proxies):
         req = call.invite.request
         if cached is not None:  # the INVITE's acc row parsed them: that very request's
             assert cached[0] is req and cached[1:] == plain_uri_parts(req)
-        assert invite_uri_parts(call)[1:] == plain_uri_parts(req)
+        assert call.invite_uris()[1:] == plain_uri_parts(req)
         if cdr is None:
             continue
         assert type(cdr) is CdrRecord and len(cdr) == len(CdrRecord._fields)
@@ -70,5 +70,5 @@ def test_a_resent_invite_is_parsed_again():
     (call, cached, _), = calls
     assert call.challenges == 1 and cached[0] is call.invite.request
     first = call.uris = (object(), "stale", "stale", "stale", "stale", "stale")
-    assert invite_uri_parts(call) is not first
-    assert invite_uri_parts(call)[1:] == plain_uri_parts(call.invite.request)
+    assert call.invite_uris() is not first
+    assert call.invite_uris()[1:] == plain_uri_parts(call.invite.request)
