@@ -20,13 +20,11 @@ class Signalling:
     def __init__(self, counters: Counters, sink: Callable[[AccRecord], None], *,
                  acc_options: AccOptions = AccOptions(), proxies: ProxySet | None = None,
                  dialog_timeout: float = 7200.0, invite_timeout: float = 300.0,
-                 on_call_end: Callable[[Call], None] | None = None,
-                 transaction_layer: type | None = None):
+                 on_call_end: Callable[[Call], None] | None = None):
         self.c = counters
         self.sink = sink
         self.proxies = proxies if proxies is not None else ProxySet()
-        # the native twin unless told (tests compare the two)
-        self.transactions = (transaction_layer or Layer)(counters, invite_timeout=invite_timeout)
+        self.transactions = Layer(counters, invite_timeout=invite_timeout)  # C twin when built
         self.proxies.learned = self.transactions.forwarders
         self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, on_end=on_call_end)
         self.accountant = Accountant(acc_options, self.proxies)

@@ -13,6 +13,7 @@ there) is their twin, statement for statement, and `Layer` is the one the signal
 from __future__ import annotations
 
 from collections import deque
+
 from probe.counters import Counters
 from probe.native import load
 from probe.records import Datagram
