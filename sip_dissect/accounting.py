@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .records import CODE_TEXT, AccRecord, new_record
 from .transaction import Transaction
-from .uri import name_addr_uri, uri_parts
+from .uri import request_uris, uri_parts
 
 CHALLENGES = (401, 407)
 
@@ -41,10 +41,26 @@ class ProxySet:
     def __init__(self, given: list[tuple[str, int | None]] = ()):
         self.given_ips = {ip for ip, port in given if port is None}
         self.given = {(ip, port) for ip, port in given if port is not None}
-        self.learned: set[tuple[str, int]] = set()
+        self.learned = set()
+
+    @property
+    def learned(self) -> set[tuple[str, int]]:
+        return self._learned
+
+    @learned.setter
+    def learned(self, endpoints: set[tuple[str, int]]) -> None:
+        """The set the transaction layer adds the proxies it learns to (it shares its own)."""
+        self._learned = endpoints
+        # holds() runs a few times per call: with nothing given (the usual case) it is the
+        # learned set's own membership test, in C
+        self.holds = self._holds if self.given or self.given_ips else endpoints.__contains__
+
+    def _holds(self, endpoint: tuple[str, int]) -> bool:
+        return endpoint in self._learned or endpoint in self.given or endpoint[0] in self.given_ips
 
     def __contains__(self, endpoint: tuple[str, int]) -> bool:
-        return endpoint in self.given or endpoint[0] in self.given_ips or endpoint in self.learned
+        """Whether `endpoint` is a proxy's (the hot paths call holds(), cheaper than `in`)."""
+        return self.holds(endpoint)
 
     def describe(self) -> list[str]:
         return sorted([f"{ip}:{port}" for ip, port in self.given | self.learned] +
@@ -61,9 +77,10 @@ class Accountant:
     def is_accounted(self, txn: Transaction) -> bool:
         """The proxy's upstream view only: not a relayed copy, not sent by the proxy, and
         relayed onwards whenever the proxy is the one that received it."""
-        if txn.upstream is not None or txn.src in self.proxies:
+        proxies = self.proxies
+        if txn.upstream is not None or proxies.holds(txn.src):
             return False
-        if txn.dst in self.proxies:
+        if proxies.holds(txn.dst):
             relayed = txn.invite if txn.method == "CANCEL" else txn
             return relayed is not None and bool(relayed.downstream)
         return True
@@ -106,12 +123,8 @@ class Accountant:
             _, src_user, src_domain, dst_ouser, dst_user, dst_domain = call.invite_uris()
         else:
             req = txn.request
-            src = uri_parts(name_addr_uri(req.from_value))
-            src_user, src_domain = src.user, src.host
-            dst_ouser = uri_parts(name_addr_uri(req.to_value)).user
-            if not txn.downstream:
-                ruri = uri_parts(req.uri or "")
-                dst_user, dst_domain = ruri.user, ruri.host
+            src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(
+                req.from_value, req.to_value, req.uri)
         if txn.downstream:  # relayed: $rU/$rd as the proxy forwarded the request
             ruri = uri_parts(txn.winning_branch().request.uri or "")
             dst_user, dst_domain = ruri.user, ruri.host

@@ -13,7 +13,7 @@ from typing import Callable
 from probe.counters import Counters
 
 from .transaction import Transaction
-from .uri import name_addr_uri, uri_parts
+from .uri import request_uris
 
 # States (section 12 and RFC 4235's names)
 INIT, EARLY, CONFIRMED, TERMINATED = "INIT", "EARLY", "CONFIRMED", "TERMINATED"
@@ -53,10 +53,7 @@ class Call:
         req = self.invite.request
         uris = self.uris
         if uris is None or uris[0] is not req:
-            src = uri_parts(name_addr_uri(req.from_value))
-            ruri = uri_parts(req.uri or "")
-            uris = self.uris = (req, src.user, src.host,
-                                uri_parts(name_addr_uri(req.to_value)).user, ruri.user, ruri.host)
+            uris = self.uris = (req, *request_uris(req.from_value, req.to_value, req.uri))
         return uris
 
 

@@ -85,6 +85,14 @@ scan_c = _native()  # None when not built or turned off
 NATIVE = scan_c is not None
 
 
+def _hand_over(payload: bytes) -> None:
+    return None
+
+
+# what hot callers run before scan_py: the C scanner, or a stand-in that always hands over
+scan_native = scan_c if NATIVE else _hand_over
+
+
 def scan(payload: bytes) -> SipHead | str:
     """SipHead of one complete message, or the `sip.*` reason it is malformed."""
     if scan_c is not None:

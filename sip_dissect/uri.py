@@ -84,6 +84,15 @@ _uri_parts_c, _name_addr_uri_c = _native()
 NATIVE = _uri_parts_c is not None
 
 
+def _hand_over(value) -> None:
+    return None
+
+
+# the C twins, or stand-ins that always hand over to the Python ones
+_uri_parts_first = _uri_parts_c if NATIVE else _hand_over
+_name_addr_uri_first = _name_addr_uri_c if NATIVE else _hand_over
+
+
 def name_addr_uri(value: str | None) -> str:
     """The URI of a From/To/Contact value (see _name_addr_uri_py)."""
     if _name_addr_uri_c is not None:
@@ -100,6 +109,23 @@ def uri_parts(uri: str) -> UriParts:
         if parts is not None:
             return parts
     return _uri_parts_py(uri)
+
+
+def request_uris(from_value: str | None, to_value: str | None,
+                 ruri: str | None) -> tuple[str, str, str, str, str]:
+    """($fU, $fd, $tU, $rU, $rd): the users and hosts of a request's From, To and request
+    URIs, as acc rows and CDRs read them; one call for the five, each C twin tried first."""
+    src = _name_addr_uri_first(from_value)  # "" is an answer: `is None`, not `or`
+    if src is None:
+        src = _name_addr_uri_py(from_value)
+    src = _uri_parts_first(src) or _uri_parts_py(src)  # a 3-tuple: always true
+    dst = _name_addr_uri_first(to_value)
+    if dst is None:
+        dst = _name_addr_uri_py(to_value)
+    dst = _uri_parts_first(dst) or _uri_parts_py(dst)
+    ruri = ruri or ""
+    req = _uri_parts_first(ruri) or _uri_parts_py(ruri)
+    return src[0], src[1], dst[0], req[0], req[1]
 
 
 def tag_of(value: str | None) -> str:

@@ -95,7 +95,9 @@ def test_scan_py_uses_the_native_scanner_when_built(monkeypatch):
     assert scan_mod.NATIVE, "sip_dissect._sipscan imports but scan.py does not use it"
     assert scan_mod.scan_c is _sipscan.scan
     from sip_dissect import signalling
-    assert signalling.scan is scan_mod.scan  # the replay's hot path goes through it
+    # the replay's hot path calls the C scanner itself, then scan_py when it hands over
+    assert signalling.scan_native is scan_mod.scan_native is _sipscan.scan
+    assert signalling.scan_py is scan_mod.scan_py
 
     def must_not_run(payload):
         raise AssertionError("scan() fell back to scan_py on a clean message")

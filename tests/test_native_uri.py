@@ -72,9 +72,11 @@ def test_uri_py_uses_the_native_functions_when_built(monkeypatch):
     assert uri_mod.NATIVE, "sip_dissect._sipscan imports but uri.py does not use it"
     assert uri_mod._uri_parts_c is _sipscan.uri_parts
     assert uri_mod._name_addr_uri_c is _sipscan.name_addr_uri
-    # the layers that call them per message bind the dispatching functions
-    assert accounting.uri_parts is dialog.uri_parts is uri_mod.uri_parts
-    assert accounting.name_addr_uri is dialog.name_addr_uri is uri_mod.name_addr_uri
+    # the layers that parse per call go through request_uris(), which tries them first
+    assert uri_mod._uri_parts_first is _sipscan.uri_parts
+    assert uri_mod._name_addr_uri_first is _sipscan.name_addr_uri
+    assert accounting.request_uris is dialog.request_uris is uri_mod.request_uris
+    assert accounting.uri_parts is uri_mod.uri_parts
 
     def must_not_run(value):
         raise AssertionError("uri.py fell back to the Python function on a clean value")
@@ -85,6 +87,20 @@ def test_uri_py_uses_the_native_functions_when_built(monkeypatch):
     assert type(uri_mod.uri_parts(TYPICAL_URI)) is UriParts
     assert uri_mod.name_addr_uri(TYPICAL_FROM) == "sip:alice@example.com"
     assert uri_mod.name_addr_uri(None) == ""
+    assert uri_mod.request_uris(TYPICAL_FROM, None, TYPICAL_URI) == (
+        "alice", "example.com", "", "user123", "10.2.3.4")
+
+
+def test_request_uris_falls_back_where_c_hands_back():
+    """request_uris() gives the Python twins' answers for values the C ones hand back."""
+    from_value, to_value, ruri = '"Zo\u00eb" <sip:z\u00eb@x>;tag=1', "<sip:caf\u00e9@y>", "sip:a@b:\u00b2"
+    assert _sipscan.name_addr_uri(from_value) is None and _sipscan.uri_parts(ruri) is None
+    src = _uri_parts_py(_name_addr_uri_py(from_value))
+    dst = _uri_parts_py(_name_addr_uri_py(to_value))
+    req = _uri_parts_py(ruri)
+    assert uri_mod.request_uris(from_value, to_value, ruri) == (
+        src.user, src.host, dst.user, req.user, req.host)
+    assert uri_mod.request_uris(None, None, None) == ("", "", "", "", "")
 
 
 def test_handed_back_values_fall_back():
