@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-import urllib.parse
 
 from store import StoreError
 
@@ -99,6 +98,19 @@ def table_columns(table: str) -> tuple[str, ...]:
 def connect(path: str, *, create: bool):
     """An sqlite_utils.Database on `path`, or StoreError saying what to do instead.
     Without `create`, a missing file is an error rather than a new empty database."""
+    import sqlite_utils
+
+    conn = open_connection(path, create=create)
+    try:
+        return sqlite_utils.Database(conn, execute_plugins=False)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise database_error(path, exc) from None
+
+
+def open_connection(path: str, *, create: bool) -> sqlite3.Connection:
+    """connect() without sqlite_utils: a plain sqlite3 connection, for the replay's start-up,
+    where importing sqlite_utils cost more than the schema work itself."""
     if os.path.isdir(path):
         raise StoreError(f"{path} is a directory: give a file name, "
                          f"e.g. --db {os.path.join(path, 'sipprobe.db')}")
@@ -125,6 +137,8 @@ def connect(path: str, *, create: bool):
             raise database_error(path, exc) from None
     # A WAL database needs its -shm file, which a reader without write access to the directory
     # cannot create. With no -wal file no writer is active, so reading it as immutable is exact.
+    import urllib.parse
+
     try:
         return _open(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro&immutable=1",
                      uri=True)
@@ -132,13 +146,11 @@ def connect(path: str, *, create: bool):
         raise database_error(path, exc) from None
 
 
-def _open(target: str, uri: bool = False):
-    import sqlite_utils
-
+def _open(target: str, uri: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(target, uri=uri)
     try:
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: not SQLite fails
-        return sqlite_utils.Database(conn, execute_plugins=False)
+        return conn
     except BaseException:
         conn.close()
         raise
@@ -163,12 +175,13 @@ def database_error(path: str, exc: sqlite3.Error) -> StoreError:
 
 def ensure_schema(db, path: str, *, local_time: bool) -> None:
     """Create whatever of the schema is missing, in one transaction; refuse a database whose
-    tables sipprobe did not write, or whose `time` column uses the other clock."""
+    tables sipprobe did not write, or whose `time` column uses the other clock. `db`: a plain
+    sqlite3 connection in autocommit mode (isolation_level None)."""
     clock = "local" if local_time else "utc"
     # IMMEDIATE: two probes starting on one new file serialise here; the second finds the tables
     db.execute("BEGIN IMMEDIATE")
     try:
-        names = set(db.table_names())
+        names = {r[0] for r in db.execute("select name from sqlite_master where type = 'table'")}
         meta = read_meta(db) if META_TABLE in names else {}
         foreign = sorted(names & set(ALL_TABLES))
         if not meta and foreign:
@@ -182,20 +195,18 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
         for table in ALL_TABLES:
             if table in names:
                 check_columns(db, path, table)
-            elif table == CDR_TABLE:
-                _create_cdr_table(db)  # also the migration of a version 1 file
-            else:
-                _create_table(db, table)
+            else:  # acc_cdrs missing from a version 1 file: this is its migration
+                for statement in create_statements(table):
+                    db.execute(statement)
         if meta and int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
             db.execute(f"UPDATE [{META_TABLE}] SET value = ? WHERE key = 'schema_version'",
                        [str(SCHEMA_VERSION)])
         if not meta:
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            db[META_TABLE].insert_all(
-                [{"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                 {"key": "created", "value": created},
-                 {"key": "time_column", "value": clock}],
-                pk="key", not_null={"value"})
+            db.execute(META_DDL)
+            db.execute(f'INSERT INTO "{META_TABLE}" ("key", "value") VALUES (?, ?), (?, ?), (?, ?)',
+                       ["schema_version", str(SCHEMA_VERSION), "created", created,
+                        "time_column", clock])
     except BaseException:
         db.rollback()
         raise
@@ -203,11 +214,12 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
 
 
 def read_meta(db) -> dict[str, str]:
-    return {r["key"]: r["value"] for r in db.query(f"SELECT key, value FROM [{META_TABLE}]")}
+    return dict(db.execute(f"SELECT key, value FROM [{META_TABLE}]").fetchall())
 
 
 def check_columns(db, path: str, table: str) -> None:
-    have = tuple(c.name for c in db[table].columns)
+    """`db`: an sqlite3 connection or an sqlite_utils.Database."""
+    have = tuple(r[1] for r in db.execute(f'PRAGMA table_info("{table}")').fetchall())
     if have != table_columns(table):
         raise StoreError(f"{path}: table {table} has columns ({', '.join(have)}) that sipprobe "
                          "did not write: give sipprobe a file of its own with --db")
@@ -225,28 +237,34 @@ def _check_meta(meta: dict, path: str, clock: str) -> None:
                          "column stays on one clock")
 
 
-def _create_table(db, table: str) -> None:
-    columns = KAMAILIO_COLUMNS + EXTRA_COLUMNS
-    db[table].create(
-        {name: kind for name, kind, _ in columns},
-        pk="id",
-        not_null={name for name, _, _ in columns if name != "id"},
+# The DDL text is what sqlite_utils' create() and create_index() wrote for these tables, so that
+# files keep the same sqlite_master (tests/test_store.py compares the two).
+_SQL_TYPES = {int: "INTEGER", str: "TEXT", float: "REAL"}
+META_DDL = (f'CREATE TABLE "{META_TABLE}" (\n   "key" TEXT PRIMARY KEY,\n'
+            '   "value" TEXT NOT NULL\n);')
+
+
+def create_statements(table: str) -> list[str]:
+    """CREATE TABLE and CREATE INDEX statements of one of ALL_TABLES, in creation order."""
+    if table == CDR_TABLE:
+        columns, indexed = CDR_KAMAILIO_COLUMNS + CDR_EXTRA_COLUMNS, CDR_INDEXED
+        defaults = set()
+    else:
+        columns, indexed = KAMAILIO_COLUMNS + EXTRA_COLUMNS, INDEXED
         # Kamailio's text columns default to '' (time has no default there either)
-        defaults={name: "" for name, kind, _ in KAMAILIO_COLUMNS
-                  if kind is str and name != "time"},
-    )
-    for column in INDEXED:
-        db[table].create_index([column], index_name=f"{table}_{column}_idx")
-    db[table].create_index(["row_key"], index_name=f"{table}_row_key_idx", unique=True)
-
-
-def _create_cdr_table(db) -> None:
-    columns = CDR_KAMAILIO_COLUMNS + CDR_EXTRA_COLUMNS
-    db[CDR_TABLE].create(
-        {name: kind for name, kind, _ in columns},
-        pk="id",
-        not_null={name for name, _, _ in columns if name != "id" and name not in CDR_NULLABLE},
-    )
-    for column in CDR_INDEXED:
-        db[CDR_TABLE].create_index([column], index_name=f"{CDR_TABLE}_{column}_idx")
-    db[CDR_TABLE].create_index(["row_key"], index_name=f"{CDR_TABLE}_row_key_idx", unique=True)
+        defaults = {name for name, kind, _ in KAMAILIO_COLUMNS if kind is str and name != "time"}
+    lines = []
+    for name, kind, _ in columns:
+        line = f'   "{name}" {_SQL_TYPES[kind]}'
+        if name == "id":
+            line += " PRIMARY KEY"
+        elif table != CDR_TABLE or name not in CDR_NULLABLE:
+            line += " NOT NULL"
+        if name in defaults:
+            line += " DEFAULT ''"
+        lines.append(line)
+    statements = [f'CREATE TABLE "{table}" (\n' + ",\n".join(lines) + "\n);"]
+    for column in indexed:
+        statements.append(f'CREATE INDEX "{table}_{column}_idx"\n    ON "{table}" ("{column}");')
+    statements.append(f'CREATE UNIQUE INDEX "{table}_row_key_idx"\n    ON "{table}" ("row_key");')
+    return statements

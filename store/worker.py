@@ -21,19 +21,27 @@ Answers: ("ok", commit_id, seq, counts, rejected) or ("error", commit_id, messag
 """
 from __future__ import annotations
 
-import hashlib
-import json
+# _signal, _json and _pickle: the C halves of signal, json and pickle, whose Python modules
+# pulled in re and enum, a third of this process's start-up
+import _signal
 import math
 import os
-import pickle
 import select
-import signal
 import sqlite3
 import struct
 import sys
 import time
 
 from store.schema import CDR_COLUMN_NAMES, CDR_TABLE, COLUMN_NAMES, TABLES, database_error
+
+try:  # _quote: what json.dumps applies to each str
+    from _json import encode_basestring_ascii as _quote
+    from _pickle import dumps as _dumps
+    from _pickle import loads as _loads
+except ImportError:  # an interpreter without the C accelerators
+    from json.encoder import encode_basestring_ascii as _quote
+    from pickle import dumps as _dumps
+    from pickle import loads as _loads
 
 # AccRecord / CdrRecord fields as the parent sends them (operator.attrgetter order)
 ACC_FIELDS = ("table", "method", "from_tag", "to_tag", "callid", "sip_code", "sip_reason", "time",
@@ -52,11 +60,19 @@ PRAGMAS = (
 
 # Ctrl-C, service stops and hang-ups reach the whole process group (or cgroup): the parent
 # decides when its writer stops
-IGNORED_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+IGNORED_SIGNALS = {_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP}
+PICKLE_PROTOCOL = 5  # pickle.HIGHEST_PROTOCOL of Python 3.8 to 3.13
 _HEAD = struct.Struct("!I")
-_dumps = pickle.dumps
-_quote = json.encoder.encode_basestring_ascii  # what json.dumps applies to each str
-_sha1 = hashlib.sha1
+
+
+def _sha1(data: bytes):
+    """hashlib.sha1, which replaces this function at its first call: the probe's process
+    imports this module for its framing and need not initialise OpenSSL (5 ms)."""
+    global _sha1
+    import hashlib
+
+    _sha1 = hashlib.sha1
+    return _sha1(data)
 
 
 # --- keys and time text, shared with store.writer ------------------------------------------
@@ -72,6 +88,8 @@ def key_text(table, callid, method, cseq, from_tag, to_tag, sip_code) -> str:
         else:
             raise TypeError
     except TypeError:
+        import json
+
         text = json.dumps([table, callid, method, cseq, from_tag, to_tag, sip_code])
     return _sha1(text.encode()).hexdigest()
 
@@ -81,6 +99,8 @@ def cdr_key_text(callid, from_tag) -> str:
     try:
         text = f"[{_quote(callid)}, {_quote(from_tag)}]"
     except TypeError:
+        import json
+
         text = json.dumps([callid, from_tag])
     return _sha1(text.encode()).hexdigest()
 
@@ -109,7 +129,7 @@ class TimeTexts(dict):
 # --- framing ------------------------------------------------------------------------------
 
 def send(fd: int, message) -> None:
-    payload = _dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    payload = _dumps(message, protocol=PICKLE_PROTOCOL)
     send_bytes(fd, payload)
 
 
@@ -127,7 +147,7 @@ def recv(fd: int):
     payload = _read(fd, _HEAD.unpack(head)[0])
     if payload is None:
         return None
-    return pickle.loads(payload)
+    return _loads(payload)
 
 
 def _read(fd: int, n: int) -> bytearray | None:
@@ -308,6 +328,7 @@ def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int
     except sqlite3.Error as exc:
         writer = None
         opening = str(database_error(shown, exc))
+    answers = _Answers(tx)
     while True:
         if not readable(rx, 1.0):
             if os.getppid() != parent:  # the parent is gone, a forked copy holds the pipe
@@ -319,9 +340,9 @@ def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int
         kind = message[0]
         if writer is None:  # the database could not be opened: every request fails
             if kind == "commit":
-                send(tx, ("error", message[1], opening))
+                answers.send(("error", message[1], opening))
             elif kind == "close":
-                send(tx, ("closed",))
+                answers.send(("closed",))
                 return
             continue
         if kind == "rows":
@@ -329,25 +350,71 @@ def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int
         elif kind == "commit":
             done = writer.commit()
             if done is None:
-                send(tx, ("error", message[1], writer.failed))
+                answers.send(("error", message[1], writer.failed))
             else:
-                send(tx, ("ok", message[1], message[2], *done))
+                answers.send(("ok", message[1], message[2], *done))
         elif kind == "reset":
             writer.failed = None
         elif kind == "close":
             writer.commit()
             writer.close()  # the last connection checkpoints the WAL into the file
-            send(tx, ("closed",))
+            answers.send(("closed",))
             return
     if writer is not None:
         writer.commit()
         writer.close()
 
 
+class _Answers:
+    """The answer pipe. A parent that died after handing over rows and commit requests has
+    closed it: those rows are still committed (the rest of the pipe is read), nobody told."""
+
+    def __init__(self, tx: int):
+        self.tx = tx
+        self.open = True
+
+    def send(self, message) -> None:
+        if self.open:
+            try:
+                send(self.tx, message)
+            except BrokenPipeError:
+                self.open = False
+
+
+def single_threaded_sqlite() -> bool:
+    """Turn off SQLite's mutexes in this process (one thread, one connection): its malloc and
+    connection locks took a tenth of the writer's CPU. Done through the very libsqlite3 the
+    sqlite3 module uses, before any connection; False (nothing changed) when it is linked in
+    statically or cannot be found."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(None, 5)[5].strip() for line in maps if "libsqlite3" in line}
+        if len(paths) != 1:
+            return False
+        import ctypes
+
+        lib = ctypes.CDLL(paths.pop())  # already loaded: the same copy, not a second one
+        if lib.sqlite3_libversion_number() != sqlite3.sqlite_version_info[0] * 1_000_000 \
+                + sqlite3.sqlite_version_info[1] * 1000 + sqlite3.sqlite_version_info[2]:
+            return False
+        if lib.sqlite3_shutdown() != 0:  # sqlite3_config works only on an uninitialised library
+            return False
+        ok = lib.sqlite3_config(_SQLITE_CONFIG_SINGLETHREAD) == 0
+        ok = lib.sqlite3_config(_SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0)) == 0 and ok
+        return lib.sqlite3_initialize() == 0 and ok
+    except (OSError, AttributeError, ImportError, IndexError, ValueError):
+        return False
+
+
+_SQLITE_CONFIG_SINGLETHREAD = 1  # sqlite3.h
+_SQLITE_CONFIG_MEMSTATUS = 9
+
+
 def main(argv: list[str]) -> None:
     for signum in IGNORED_SIGNALS:  # blocked by the parent until now
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, IGNORED_SIGNALS)
+        _signal.signal(signum, _signal.SIG_IGN)
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, IGNORED_SIGNALS)
+    single_threaded_sqlite()
     rx, tx, path, shown, clock, parent = argv
     try:
         serve(int(rx), int(tx), path, shown, clock == "local", int(parent))

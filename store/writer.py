@@ -11,13 +11,13 @@ record of the call's end, while a finished row is never changed, least of all ba
 a replay of an earlier capture.
 
 The SQLite work runs in a writer process (store/worker.py), so that it costs the probe's main
-thread only the hand-over: add() keeps a tuple of the record's fields; every CHUNK_ROWS rows a
-chunk is pickled down a pipe, and the writer inserts it into its open transaction at once. A
-batch that is full or old enough is committed without waiting for the answer; flush() and
-close() wait for it, so that counts() is exact after them and an error is raised there at the
-latest. Until the writer answers that a commit covered them, the chunks stay in this process:
-after a database error (StoreError) or the writer's death the next flush() sends them again (a
-new writer process if need be), so that no row is lost to a failed commit.
+thread only the hand-over: add() keeps the record; every CHUNK_ROWS rows a chunk of their
+fields as plain tuples is pickled down a pipe, and the writer inserts it into its open
+transaction at once. A batch that is full or old enough is committed without waiting for the
+answer; flush() and close() wait for it, so that counts() is exact after them and an error is
+raised there at the latest. Until the writer answers that a commit covered them, the chunks stay
+in this process: after a database error (StoreError) or the writer's death the next flush()
+sends them again (a new writer process if need be), so that no row is lost to a failed commit.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import time
 from typing import TYPE_CHECKING
 
 from store import StoreError
-from store.schema import TABLES, connect, database_error, ensure_schema
+from store.schema import TABLES, database_error, ensure_schema, open_connection
 from store.worker import (ACC_FIELDS, CDR_FIELDS, IGNORED_SIGNALS, cdr_key_text, key_text,
                           readable, recv, send, send_bytes)
 from store.worker import time_text as time_text  # noqa: PLC0414  (public here)
@@ -76,9 +76,11 @@ def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
     scratch = None
     if path == ":memory:":  # a throw-away database: a file of ours the writer process can open,
         scratch = tempfile.mkdtemp(prefix="sipprobe-memory-")  # removed at close
-    db = connect(os.path.join(scratch, "memory.db") if scratch else path, create=True)
+    db = open_connection(os.path.join(scratch, "memory.db") if scratch else path, create=True)
     try:
-        db.enable_wal()
+        db.isolation_level = None  # transactions are ensure_schema's own
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=wal")
         db.execute("PRAGMA synchronous=NORMAL")
         ensure_schema(db, path, local_time=local_time)
     except BaseException as exc:
@@ -141,6 +143,10 @@ class AccStore:
         self._resend_from = 1  # failures of commit requests before this one are known
         self._batch = 0  # rows added since the last commit request
         self._batch_started = 0.0
+        self._check_at = 1  # add() calls _added() at this batch size (1: to start the clock)
+        # a NamedTuple class of exactly ACC_FIELDS / CDR_FIELDS once one was added; None: closed
+        self._acc_class: type | None = None
+        self._cdr_class: type | None = None
         self._broken: str | None = None  # why _unacked must be sent again before going on
         self._rejected: list[str] = []  # records the writer could not turn into rows
         self._counts = {"acc": 0, "missed_calls": 0, "duplicates": 0, "acc_cdrs": 0,
@@ -155,6 +161,27 @@ class AccStore:
 
     def add(self, rec: AccRecord) -> None:
         """Buffer one row; commits the batch when it is full or old enough."""
+        # the per-row path of a replay: a record of the class already seen is kept as it is
+        # (tuples at _send_chunk); anything else, or a closed store, goes through _acc_row
+        if rec.__class__ is not self._acc_class or rec[0] not in TABLES:
+            rec = self._acc_row(rec)
+        self._acc.append(rec)
+        n = self._batch = self._batch + 1
+        if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
+            self._added(n)
+
+    def add_cdr(self, rec: CdrRecord) -> None:
+        """Buffer one CDR, committed with the acc rows of its batch. A new call is inserted; a
+        call stored as "open" is completed in place when `rec` is not open; anything else (a
+        rerun, or an open record of a call already finished) changes nothing."""
+        if rec.__class__ is not self._cdr_class:
+            rec = self._cdr_row(rec)
+        self._cdrs.append(rec)
+        n = self._batch = self._batch + 1
+        if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
+            self._added(n)
+
+    def _acc_row(self, rec: AccRecord) -> tuple:
         if self._closed:
             raise ValueError(f"store {self.path} is closed")
         convert = _AS_TUPLE.get(rec.__class__) or _as_tuple(rec.__class__, ACC_FIELDS, _ACC)
@@ -162,28 +189,31 @@ class AccStore:
         if row[0] not in TABLES:
             raise ValueError(f"AccRecord.table must be one of {TABLES}, not {rec.table!r} "
                              "(a CdrRecord goes to add_cdr)")
-        self._acc.append(row)
-        self._added()
+        if convert is tuple:
+            self._acc_class = rec.__class__
+        return row
 
-    def add_cdr(self, rec: CdrRecord) -> None:
-        """Buffer one CDR, committed with the acc rows of its batch. A new call is inserted; a
-        call stored as "open" is completed in place when `rec` is not open; anything else (a
-        rerun, or an open record of a call already finished) changes nothing."""
+    def _cdr_row(self, rec: CdrRecord) -> tuple:
         if self._closed:
             raise ValueError(f"store {self.path} is closed")
         convert = _AS_TUPLE.get(rec.__class__) or _as_tuple(rec.__class__, CDR_FIELDS, _CDR)
-        self._cdrs.append(convert(rec))
-        self._added()
+        if convert is tuple:
+            self._cdr_class = rec.__class__
+        return convert(rec)
 
-    def _added(self) -> None:
-        n = self._batch = self._batch + 1
+    def _added(self, n: int) -> None:
+        """add()'s rarer work: the batch's start time, a commit, a full chunk; and the row
+        count at which add() has to call here next (1 when the batch is empty)."""
         if n == 1:
             self._batch_started = _now()
         if n >= self.batch_rows or _now() - self._batch_started >= self.batch_seconds:
             self._commit()
-        elif len(self._acc) + len(self._cdrs) >= self._chunk_rows:
+            return
+        if len(self._acc) + len(self._cdrs) >= self._chunk_rows:
             self._send_chunk()
             self._poll()
+        self._check_at = min(self.batch_rows,
+                             n + self._chunk_rows - len(self._acc) - len(self._cdrs))
 
     def flush_if_due(self) -> None:
         """Commit the batch if it is batch_seconds old. add() calls it; a live capture loop
@@ -229,16 +259,20 @@ class AccStore:
         if self._closed:
             return
         if os.getpid() != self._pid:  # a forked copy: the writer belongs to the parent
-            self._closed = True
+            self._set_closed()
             return
         try:
             self.flush()
         finally:
-            self._closed = True
+            self._set_closed()
             try:
                 self._stop()
             finally:
                 self._remove_scratch()
+
+    def _set_closed(self) -> None:
+        self._closed = True
+        self._acc_class = self._cdr_class = None  # add() and add_cdr() take the checking path
 
     def __enter__(self) -> AccStore:
         return self
@@ -261,13 +295,16 @@ class AccStore:
     def _request_commit(self) -> int:
         self._commit_id += 1
         self._batch = 0
+        self._check_at = 1
         self._send(pickle.dumps(("commit", self._commit_id, self._seq)))
         return self._commit_id
 
     def _send_chunk(self) -> None:
         if not (self._acc or self._cdrs):
             return
-        message = _pickle(("rows", self._seq + 1, self._acc, self._cdrs))
+        # NamedTuples as plain tuples: the writer need not import their classes
+        message = _pickle(("rows", self._seq + 1, list(map(tuple, self._acc)),
+                           list(map(tuple, self._cdrs))))
         self._seq += 1
         self._unacked.append((self._seq, len(self._acc) + len(self._cdrs), message))
         self._acc = []

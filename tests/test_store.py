@@ -170,6 +170,53 @@ def test_acc_cdrs_columns_are_kamailios_in_its_order_then_the_extras(db):
                        "acc_cdrs_row_key_idx": 1}
 
 
+def sqlite_utils_schema(path: str) -> None:
+    """The tables as sipprobe created them with sqlite_utils before writing the DDL itself."""
+    import sqlite_utils
+
+    from store import schema
+
+    db = sqlite_utils.Database(sqlite3.connect(path), execute_plugins=False)
+    db.enable_wal()
+    db.execute("BEGIN IMMEDIATE")
+    for table in schema.ALL_TABLES:
+        cdrs = table == schema.CDR_TABLE
+        kamailio = schema.CDR_KAMAILIO_COLUMNS if cdrs else schema.KAMAILIO_COLUMNS
+        columns = kamailio + (schema.CDR_EXTRA_COLUMNS if cdrs else schema.EXTRA_COLUMNS)
+        db[table].create(
+            {name: kind for name, kind, _ in columns}, pk="id",
+            not_null={name for name, _, _ in columns
+                      if name != "id" and not (cdrs and name in schema.CDR_NULLABLE)},
+            defaults={} if cdrs else {name: "" for name, kind, _ in kamailio
+                                      if kind is str and name != "time"})
+        for column in schema.CDR_INDEXED if cdrs else schema.INDEXED:
+            db[table].create_index([column], index_name=f"{table}_{column}_idx")
+        db[table].create_index(["row_key"], index_name=f"{table}_row_key_idx", unique=True)
+    db[schema.META_TABLE].insert_all(
+        [{"key": "schema_version", "value": "2"}, {"key": "created", "value": "x"},
+         {"key": "time_column", "value": "utc"}], pk="key", not_null={"value"})
+    db.conn.commit()
+    db.close()
+
+
+def test_the_schema_is_what_sqlite_utils_created(db, tmp_path):
+    """Files written before and after the DDL moved to plain sqlite3 have one sqlite_master."""
+    reference = str(tmp_path / "reference.db")
+    sqlite_utils_schema(reference)
+    open_store(db).close()
+    shapes = []
+    for path in (reference, db):
+        con = sqlite3.connect(path)
+        shapes.append((con.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master"
+                                   " ORDER BY rowid").fetchall(),
+                       con.execute("PRAGMA schema_version").fetchone(),
+                       con.execute("SELECT rowid, key FROM sipprobe_meta").fetchall(),
+                       con.execute("PRAGMA journal_mode").fetchone()))
+        con.close()
+    assert shapes[0] == shapes[1]
+    assert len(shapes[0][0]) == 14  # 3 tables with 3 indexes each, the meta table and its key
+
+
 def test_a_version_1_database_gains_acc_cdrs_and_keeps_its_rows(db):
     with open_store(db) as store:
         store.add(INVITE)
@@ -458,6 +505,29 @@ def test_a_record_for_an_unknown_table_is_refused(db):
     with open_store(db) as store:
         with pytest.raises(ValueError, match="acc_cdrs"):
             store.add(INVITE._replace(table="acc_cdrs"))
+
+
+def test_records_of_other_classes_mix_with_acc_records(db):
+    """add() keeps an AccRecord as it is until its chunk is sent; records of any other class
+    with the same fields (a dataclass, a NamedTuple in another order) become tuples at once,
+    and a bad table is refused whichever path the record takes."""
+    import dataclasses
+    from typing import NamedTuple
+
+    Plain = dataclasses.make_dataclass("Plain", AccRecord._fields)
+    Shuffled = NamedTuple("Shuffled", [(f, object) for f in reversed(AccRecord._fields)])
+    other = BYE._replace(callid="other-1")
+    shuffled = BUSY._replace(callid="other-2")
+    with open_store(db) as store:
+        store.add(INVITE)
+        store.add(Plain(*other))
+        store.add(Shuffled(*reversed(shuffled)))
+        with pytest.raises(ValueError, match="not 'acc_cdrs'"):
+            store.add(BYE._replace(table="acc_cdrs"))
+        store.add(CALLEE_BYE)
+    assert [(r["callid"], r["method"], r["cseq"], r["time_epoch"]) for r in select(db, "acc")] == \
+        [(r.callid, r.method, r.cseq, r.time) for r in (INVITE, other, CALLEE_BYE)]
+    assert [r["row_key"] for r in select(db, "missed_calls")] == [row_key(shuffled)]
 
 
 CRASH = """

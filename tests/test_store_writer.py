@@ -289,3 +289,47 @@ def test_a_memory_database_takes_rows_and_leaves_nothing_behind(tmp_path, monkey
     assert store.counts()["acc"] + store.counts()["missed_calls"] == 2
     assert not os.path.exists(scratch)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_writer_whose_parent_died_commits_every_row_it_was_handed(db):
+    """The parent exits before reading the answers: the writer, its answers refused (EPIPE),
+    still commits everything still in the pipe."""
+    open_store(db).close()
+    child_rx, tx = os.pipe()
+    rx, child_tx = os.pipe()
+    os.close(rx)  # the parent is gone before the first answer
+    proc = subprocess.Popen([sys.executable, "-S", "-c", writer._BOOT, writer._ROOT,
+                             str(child_rx), str(child_tx), db, db, "utc", str(os.getpid())],
+                            pass_fds=(child_rx, child_tx))
+    os.close(child_rx)
+    os.close(child_tx)
+    for seq, rec in enumerate((INVITE, BUSY), 1):
+        worker.send(tx, ("rows", seq, [tuple(rec)], []))
+        worker.send(tx, ("commit", seq, seq))
+    os.close(tx)
+    assert proc.wait(timeout=60) == 0
+    assert [r["callid"] for r in select(db, "acc") + select(db, "missed_calls")] == \
+        [INVITE.callid, BUSY.callid]
+
+
+SINGLE_THREADED = """
+import sqlite3, sys
+sys.path.insert(0, sys.argv[1])
+from store import worker
+with open("/proc/self/maps") as maps:
+    shared = any("libsqlite3" in line for line in maps)
+done = worker.single_threaded_sqlite()
+con = sqlite3.connect(":memory:")
+con.execute("CREATE TABLE t (x)")
+con.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+print(shared, done, con.execute("SELECT sum(x) FROM t").fetchone()[0])
+"""
+
+
+def test_the_writer_process_turns_sqlite_s_mutexes_off():
+    """Where the sqlite3 module uses a shared libsqlite3 (Debian's python3), the writer
+    configures that library single-threaded; SQLite works the same afterwards."""
+    done = subprocess.run([sys.executable, "-S", "-c", SINGLE_THREADED, str(ROOT)],
+                          capture_output=True, text=True)
+    shared, configured, total = done.stdout.split()
+    assert (configured, total) == (shared, "499500"), done.stderr
