@@ -21,7 +21,7 @@ from crafted import (A_IP, B_IP, MAC_A, MAC_B, OUTER_A, OUTER_B, T0, call_packet
                      link, tunnel, write_pcap)
 from probe import decode
 from probe.counters import Counters
-from probe.records import Datagram, RawBatch
+from probe.records import Datagram, Frame, RawBatch
 from probe.sources import CaptureStats, read_batches
 from shared_pcaps import all_shared, shared
 
@@ -338,3 +338,121 @@ def test_counts_and_state_shared_across_batches():
     got, counters = both(batches)
     assert [d.frame for d in got] == [1]
     assert counters["dedup.duplicates"] == 2
+
+
+# -- the de-duplication mirror (keys written to SpanDedup's dicts only when Python looks) ---------
+
+def _raw_batch(records, first=1):
+    """A RawBatch of (ts, frame bytes) records."""
+    data, meta = b"", b""
+    for ts, frame in records:
+        sec, usec = divmod(round(ts * 1e6), 10**6)
+        meta += struct.pack("=IIII", sec, usec, len(data), len(frame))
+        data += frame
+    return RawBatch(1, data, meta, first)
+
+
+def _frames(records, first):
+    """The same records as Frame objects: the decoder's all-Python path."""
+    out = []
+    for i, (ts, frame) in enumerate(records):
+        sec, usec = divmod(round(ts * 1e6), 10**6)
+        out.append(Frame(sec + usec * 1e-6, first + i, 1, frame, len(frame)))
+    return out
+
+
+def test_python_path_between_batches_updates_the_time():
+    """A copy decoded by Python between two batches moves the key's time on in the dict; the
+    next batch must see that time, not the one it stored itself. Timeline (window 10 ms): A at
+    0, its copy through Python at 9 ms, A again at 15 ms: 6 ms after the copy, a duplicate."""
+    plain, tagged = _eth(INVITE), link("vlan", _copy(INVITE))
+    got, counters = both(lambda: [_raw_batch([(T0, plain)]), _frames([(T0 + 0.009, tagged)], 2),
+                                  _raw_batch([(T0 + 0.015, plain)], 3)])
+    assert [d.frame for d in got] == [1]
+    assert counters["dedup.duplicates"] == 2
+
+
+def test_keys_put_in_the_dicts_by_others_are_found():
+    """Keys in the dicts before a batch (any shape decode.py makes, or a foreign one) are
+    honoured; a tuple subclass, which could equal a key without being one, makes the batch
+    run on the dicts."""
+    payload = PAYLOAD
+    for extra in [
+        {(A_IP, B_IP, 1, 5060, 5060, payload): T0},  # the packet below, stored by Python
+        {(A_IP, B_IP, None, 5060, 5060, payload): T0, b"\x45" * 20: T0},  # IPv6-like, bytes
+        {("10.0.0.01", B_IP, 1, 5060, 5060, payload): T0, (A_IP, B_IP, 1, b"x"): T0},
+        {(A_IP, B_IP, 1, 5060, 5060, payload): T0 - 0.5},  # too old to count
+    ]:
+        pkt = _eth(IP(_with(INVITE, id=1)))
+
+        def batches():
+            return [_raw_batch([(T0 + 0.002, pkt), (T0 + 0.004, pkt)])]
+        opts = pipeline.ProbeOptions()
+        native, pure = _decoder(True, opts), _decoder(False, opts)
+        for dec in (native, pure):
+            dec.dedup._seen.update(extra)
+            dec.dedup._rotate_at = T0 + 0.010
+        got, want = _run(native, batches()), _run(pure, batches())
+        assert got == want and dict(native.c) == dict(pure.c)
+        assert native.dedup._seen == pure.dedup._seen and native.dedup._older == pure.dedup._older
+
+
+def test_a_tuple_subclass_key_falls_back_to_the_dicts():
+    class Key(tuple):
+        pass
+    pkt = _eth(IP(_with(INVITE, id=1)))
+    opts = pipeline.ProbeOptions()
+    native, pure = _decoder(True, opts), _decoder(False, opts)
+    for dec in (native, pure):
+        dec.dedup._seen[Key((A_IP, B_IP, 1, 5060, 5060, PAYLOAD))] = T0
+        dec.dedup._rotate_at = T0 + 0.010
+    batch = [_raw_batch([(T0 + 0.002, pkt), (T0 + 0.020, pkt), (T0 + 0.021, pkt)])]
+    got, want = _run(native, batch), _run(pure, batch)
+    assert got == want and [d.frame for d in got] == [2]
+    assert dict(native.c) == dict(pure.c) and native.c["dedup.duplicates"] == 2
+    assert native.dedup._seen == pure.dedup._seen and native.dedup._older == pure.dedup._older
+
+
+def test_two_decoders_taking_turns():
+    """The mirror follows one SpanDedup at a time: batches of two decoders interleaved give
+    what each gives alone."""
+    recs = [(T0 + i * 0.002, _eth(IP(_with(INVITE, id=i * i % 6)))) for i in range(40)]
+    opts = pipeline.ProbeOptions()
+    n1, n2, pure = _decoder(True, opts), _decoder(True, opts), _decoder(False, opts)
+    out1, out2 = [], []
+    for i in range(0, 40, 5):
+        out1 += n1.decode_batch(_raw_batch(recs[i:i + 5], i + 1))
+        out2 += n2.decode_batch(_raw_batch(recs[i:i + 5], i + 1))
+    want = _run(pure, [_raw_batch(recs[i:i + 5], i + 1) for i in range(0, 40, 5)])
+    assert out1 == out2 == want and 0 < len(want) < 40
+    for dec in (n1, n2):
+        dec.flush()
+        assert dict(dec.c) == dict(pure.c)
+        assert dec.dedup._seen == pure.dedup._seen and dec.dedup._older == pure.dedup._older
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_copies_batches_and_paths(seed):
+    """Few distinct packets, many copies (plain on the fast path, 802.1Q-tagged on the Python
+    path), times that jump forwards and sometimes back, cut into random batches, some of them
+    decoded frame by frame in Python: the same datagrams, counters and dicts."""
+    rng = random.Random(seed)
+    pool = [_with(INVITE, id=rng.randrange(3), src=rng.choice([A_IP, B_IP]),
+                  udp_sport=rng.choice([5060, 5061])) for _ in range(6)]
+    pool += [bytes(IP(src=A_IP, dst=B_IP, id=1) / UDP(sport=5060, dport=5060) / Raw(b"x" * n))
+             for n in (0, 1, 15, 16, 17)]
+    ts, records = T0, []
+    for _ in range(300):
+        ts += rng.choice([0.0, 0.0005, 0.002, 0.004, 0.009, 0.011, 0.03, -0.003, -0.012])
+        pkt = IP(rng.choice(pool))
+        frame = _eth(pkt) if rng.random() < 0.7 else link("vlan", _copy(pkt, rng.randrange(1, 64)))
+        records.append((max(ts, 1.0), frame))
+    cuts = sorted(rng.sample(range(1, len(records)), 25))
+    window = rng.choice([0.010, 0.010, 0.005, 0.0])
+    batches, start = [], 0
+    for end in cuts + [len(records)]:
+        part = records[start:end]
+        batches.append(_frames(part, start + 1) if rng.random() < 0.2 else _raw_batch(part, start + 1))
+        start = end
+    got, counters = both(lambda: batches, pipeline.ProbeOptions(dedup_window=window, bpf_filter=""))
+    assert (counters.get("dedup.duplicates", 0) > 10) == (window > 0)
