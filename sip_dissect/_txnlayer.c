@@ -87,9 +87,15 @@ static PyObject *pair(PyObject *a, PyObject *b)
     return p;
 }
 
-static int is_str(PyObject *o, PyObject *s)
+static int is_str(PyObject *o, PyObject *s)  /* s: one of the interned ASCII names here */
 {
-    return o == s || (PyUnicode_Check(o) && PyUnicode_Compare(o, s) == 0);
+    if (o == s)
+        return 1;
+    if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o))
+        return PyUnicode_GET_LENGTH(o) == PyUnicode_GET_LENGTH(s)
+               && memcmp(PyUnicode_1BYTE_DATA(o), PyUnicode_1BYTE_DATA(s),
+                         PyUnicode_GET_LENGTH(s)) == 0;
+    return PyUnicode_Check(o) && PyUnicode_Compare(o, s) == 0;
 }
 
 /* Transaction(key, msg, d, method) of transaction.py; steals nothing */
@@ -308,18 +314,287 @@ static int q_traverse(Queue *q, visitproc visit, void *arg)
 
 /* ---------------------------------------------------------------- TransactionLayer */
 
+/* An index over by_key (below): key items' hash, the key and its transaction (both held) */
+typedef struct {
+    uint64_t h;
+    PyObject *key;  /* NULL: empty */
+    Txn *txn;
+} Slot;
+
 typedef struct {
     PyObject_HEAD
     PyObject *c, *by_key, *forwarders;
     double invite_timeout, next_sweep;
     Py_ssize_t max_transactions;
     Queue open_invites, open_others, finished;
+    Slot *ix;                 /* linear probing, at most half full */
+    size_t ix_mask, ix_used;
+    Py_ssize_t ix_unindexed;  /* keys of by_key the index cannot hold */
 } Layer;
 
+/* ---------------------------------------------------------------- the by_key index
+ *
+ * by_key.get(key) hashes a key tuple of strings made fresh from each message (siphash) and
+ * compares it item by item through the generic protocol: over a thousand instructions a
+ * lookup, and a tuple built to do it. The index finds the same transaction from the items
+ * themselves, with a cheap hash and memcmp. It holds exactly the keys of by_key made of exact
+ * str and int (every key _key makes from a SipHead), is updated with by_key by every
+ * insertion and deletion here, and is rebuilt when by_key's size says someone else changed
+ * it. When by_key holds any other key (a str subclass could equal a str), or the key sought
+ * is one, by_key itself answers: it stays the reference. */
+
+static inline uint64_t mum(uint64_t a, uint64_t b)
+{
+#ifdef __SIZEOF_INT128__
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+#else
+    uint64_t r = a * b;
+    return r ^ (r >> 32) ^ (a >> 29);
+#endif
+}
+
+#define K0 0xa0761d6478bd642fULL
+#define K1 0xe7037ed1a0b428dbULL
+
+/* The hash of n key items when all are exact str or exact int fitting a long: 1; else 0.
+ * Equal items give equal hashes: str data is canonical (PEP 393), so equal strings have the
+ * same kind and bytes. */
+static int digest(PyObject *const *items, Py_ssize_t n, uint64_t *out)
+{
+    uint64_t h = (uint64_t)n ^ K1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = items[i];
+        if (PyUnicode_CheckExact(o) && PyUnicode_IS_READY(o)) {
+            const unsigned char *p = PyUnicode_DATA(o);
+            size_t len = (size_t)(PyUnicode_GET_LENGTH(o) * PyUnicode_KIND(o));
+            uint64_t w0 = 0, w1 = 0;
+            uint32_t a, b;
+            h = mum(h ^ (uint64_t)len, K0 ^ (uint64_t)PyUnicode_KIND(o));
+            /* 16 bytes at a time, the last 1-16 read as overlapping words (wyhash-like):
+             * the length is in the hash already */
+            for (; len > 16; p += 16, len -= 16) {
+                memcpy(&w0, p, 8);
+                memcpy(&w1, p + 8, 8);
+                h = mum(w0 ^ K0, w1 ^ h);
+            }
+            if (len >= 8) {
+                memcpy(&w0, p, 8);
+                memcpy(&w1, p + len - 8, 8);
+            } else if (len >= 4) {
+                memcpy(&a, p, 4);
+                memcpy(&b, p + len - 4, 4);
+                w0 = a, w1 = b;
+            } else if (len) {
+                w0 = (uint64_t)p[0] << 16 | (uint64_t)p[len >> 1] << 8 | p[len - 1];
+            }
+            h = mum(w0 ^ K0 ^ h, w1 ^ K1);
+        } else if (PyLong_CheckExact(o)) {
+            int overflow;
+            long v = PyLong_AsLongAndOverflow(o, &overflow);
+            if (overflow || (v == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                return 0;
+            }
+            h = mum(h ^ (uint64_t)v, K1 ^ 0x1);  /* ^ 1: an int never hashes as a str would */
+        } else {
+            return 0;
+        }
+    }
+    *out = mum(h ^ K1, h ^ K0);
+    return 1;
+}
+
+/* do these items (digest said: exact str and int) equal those of the key tuple? */
+static int same_items(PyObject *const *items, Py_ssize_t n, PyObject *key)
+{
+    if (PyTuple_GET_SIZE(key) != n)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *a = items[i], *b = PyTuple_GET_ITEM(key, i);
+        if (a == b)
+            continue;
+        if (Py_TYPE(a) != Py_TYPE(b))
+            return 0;
+        if (PyUnicode_CheckExact(a)) {
+            Py_ssize_t len = PyUnicode_GET_LENGTH(a);
+            if (PyUnicode_GET_LENGTH(b) != len || PyUnicode_KIND(a) != PyUnicode_KIND(b)
+                    || memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), len * PyUnicode_KIND(a)))
+                return 0;
+        } else if (PyLong_AsLong(a) != PyLong_AsLong(b)) {  /* both fit a long (digest) */
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* the slot of these items, or the empty slot where they would go */
+static Slot *ix_slot(Layer *self, PyObject *const *items, Py_ssize_t n, uint64_t h)
+{
+    for (size_t i = h & self->ix_mask;; i = (i + 1) & self->ix_mask) {
+        Slot *sl = &self->ix[i];
+        if (sl->key == NULL || (sl->h == h && same_items(items, n, sl->key)))
+            return sl;
+    }
+}
+
+static void ix_clear(Layer *self)
+{
+    for (size_t i = 0; self->ix != NULL && i <= self->ix_mask; i++)
+        if (self->ix[i].key != NULL) {
+            Py_CLEAR(self->ix[i].key);
+            Py_CLEAR(self->ix[i].txn);
+        }
+    PyMem_Free(self->ix);
+    self->ix = NULL;
+    self->ix_mask = self->ix_used = 0;
+    self->ix_unindexed = 0;
+}
+
+static int ix_grow(Layer *self)
+{
+    size_t size = self->ix ? 2 * (self->ix_mask + 1) : 1024;
+    Slot *ix = PyMem_Calloc(size, sizeof *ix), *old = self->ix;
+    if (ix == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t old_size = old ? self->ix_mask + 1 : 0;
+    self->ix = ix;
+    self->ix_mask = size - 1;
+    for (size_t i = 0; i < old_size; i++)
+        if (old[i].key != NULL) {
+            size_t j = old[i].h & self->ix_mask;
+            while (ix[j].key != NULL)
+                j = (j + 1) & self->ix_mask;
+            ix[j] = old[i];
+        }
+    PyMem_Free(old);
+    return 0;
+}
+
+static int is_txn(PyObject *o);
+
+/* by_key[key] = txn has just been done: the same in the index. *hp: the key's digest when
+ * known, or NULL. */
+static int ix_add(Layer *self, PyObject *key, PyObject *txn, const uint64_t *hp)
+{
+    uint64_t h = hp ? *hp : 0;
+    if (!PyTuple_CheckExact(key) || !is_txn(txn)
+            || (hp == NULL && !digest(&PyTuple_GET_ITEM(key, 0), PyTuple_GET_SIZE(key), &h))) {
+        self->ix_unindexed++;
+        return 0;
+    }
+    if (2 * (self->ix_used + 1) > (self->ix ? self->ix_mask + 1 : 0) && ix_grow(self) < 0)
+        return -1;
+    Slot *sl = ix_slot(self, &PyTuple_GET_ITEM(key, 0), PyTuple_GET_SIZE(key), h);
+    if (sl->key != NULL) {  /* replaced in by_key (not done here, but harmless) */
+        Py_SETREF(sl->txn, (Txn *)Py_NewRef(txn));
+        return 0;
+    }
+    *sl = (Slot){h, Py_NewRef(key), (Txn *)Py_NewRef(txn)};
+    self->ix_used++;
+    return 0;
+}
+
+/* del by_key[key] is about to be done: the same in the index (backward-shift deletion) */
+static void ix_remove(Layer *self, PyObject *key)
+{
+    uint64_t h;
+    if (!PyTuple_CheckExact(key)
+            || !digest(&PyTuple_GET_ITEM(key, 0), PyTuple_GET_SIZE(key), &h)) {
+        self->ix_unindexed--;
+        return;
+    }
+    if (self->ix == NULL)
+        return;
+    Slot *sl = ix_slot(self, &PyTuple_GET_ITEM(key, 0), PyTuple_GET_SIZE(key), h);
+    if (sl->key == NULL) {  /* a key the index could hold but does not: not a Transaction */
+        self->ix_unindexed--;
+        return;
+    }
+    PyObject *k = sl->key;
+    Txn *t = sl->txn;
+    size_t i = (size_t)(sl - self->ix), j = i;
+    for (;;) {  /* move later entries of the run back into the hole when their home allows */
+        j = (j + 1) & self->ix_mask;
+        if (self->ix[j].key == NULL)
+            break;
+        size_t home = self->ix[j].h & self->ix_mask;
+        if (((j - home) & self->ix_mask) >= ((j - i) & self->ix_mask)) {
+            self->ix[i] = self->ix[j];
+            i = j;
+        }
+    }
+    self->ix[i].key = NULL;
+    self->ix[i].txn = NULL;
+    self->ix_used--;
+    Py_DECREF(k);  /* by_key still holds both */
+    Py_DECREF(t);
+}
+
+/* The index agrees with by_key unless someone else changed by_key: then read it afresh. */
+static int ix_check(Layer *self)
+{
+    if ((Py_ssize_t)self->ix_used + self->ix_unindexed == PyDict_GET_SIZE(self->by_key))
+        return 0;
+    ix_clear(self);
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(self->by_key, &pos, &k, &v))
+        if (ix_add(self, k, v, NULL) < 0)
+            return -1;
+    return 0;
+}
+
+/* by_key.get(tuple(items)) as a Transaction, borrowed; NULL when absent or on error. When
+ * hp is not NULL, *hp is the items' digest if the index answered, else hp is set to NULL
+ * (for ix_add). */
+static Txn *lookup_items(Layer *self, PyObject *const *items, Py_ssize_t n, uint64_t **hp)
+{
+    uint64_t h;
+    if (self->ix_unindexed == 0 && digest(items, n, &h)) {
+        if (hp != NULL)
+            **hp = h;
+        if (self->ix == NULL)
+            return NULL;
+        Slot *sl = ix_slot(self, items, n, h);
+        return sl->key != NULL ? sl->txn : NULL;
+    }
+    PyObject *key = PyTuple_New(n);
+    if (key == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(key, i, Py_NewRef(items[i]));
+    PyObject *t = PyDict_GetItemWithError(self->by_key, key);
+    Py_DECREF(key);
+    if (hp != NULL)
+        *hp = NULL;
+    return t != NULL && is_txn(t) ? (Txn *)t : NULL;
+}
+
+static PyObject *dict_getitem, *dict_setitem;  /* dict's own __getitem__, __setitem__ */
+static PyObject *s_getitem_name, *s_setitem_name;
+
+/* self.c[name] += n. Counters is a Counter, which defines __delitem__: that alone sends every
+ * item store through a Python-level slot (a thousand instructions). When the type's
+ * __getitem__ and __setitem__ are still dict's own and the counter exists, storing through
+ * the dict API is the same operation; a missing name goes the general way (__missing__). */
 static int count(Layer *self, PyObject *name, long n)
 {
-    PyObject *old = PyObject_GetItem(self->c, name);
-    if (old == NULL)
+    PyObject *c = self->c, *old;
+    PyTypeObject *tp = Py_TYPE(c);
+    int plain = PyDict_Check(c) && _PyType_Lookup(tp, s_getitem_name) == dict_getitem
+                && _PyType_Lookup(tp, s_setitem_name) == dict_setitem;
+    if (plain) {
+        old = PyDict_GetItemWithError(c, name);
+        if (old == NULL && PyErr_Occurred())
+            return -1;
+        Py_XINCREF(old);
+    } else {
+        old = NULL;
+    }
+    if (old == NULL && (old = PyObject_GetItem(c, name)) == NULL)
         return -1;
     PyObject *inc = PyLong_FromLong(n);
     PyObject *new = inc ? PyNumber_Add(old, inc) : NULL;
@@ -327,7 +602,7 @@ static int count(Layer *self, PyObject *name, long n)
     Py_XDECREF(inc);
     if (new == NULL)
         return -1;
-    int r = PyObject_SetItem(self->c, name, new);
+    int r = plain ? PyDict_SetItem(c, name, new) : PyObject_SetItem(c, name, new);
     Py_DECREF(new);
     return r;
 }
@@ -345,6 +620,7 @@ static int layer_init(Layer *self, PyObject *args, PyObject *kw)
     q_free(&self->open_others);
     q_free(&self->finished);
     Py_XSETREF(self->c, Py_NewRef(counters));
+    ix_clear(self);
     Py_XSETREF(self->by_key, PyDict_New());
     Py_XSETREF(self->forwarders, PySet_New(NULL));
     if (self->by_key == NULL || self->forwarders == NULL)
@@ -363,12 +639,18 @@ static int layer_traverse(Layer *self, visitproc visit, void *arg)
     q_traverse(&self->open_invites, visit, arg);
     q_traverse(&self->open_others, visit, arg);
     q_traverse(&self->finished, visit, arg);
+    for (size_t i = 0; self->ix != NULL && i <= self->ix_mask; i++)
+        if (self->ix[i].key != NULL) {
+            Py_VISIT(self->ix[i].key);
+            Py_VISIT(self->ix[i].txn);
+        }
     return 0;
 }
 
 static int layer_clear(Layer *self)
 {
     Py_CLEAR(self->c);
+    ix_clear(self);
     Py_CLEAR(self->by_key);
     Py_CLEAR(self->forwarders);
     q_free(&self->open_invites);
@@ -384,17 +666,36 @@ static void layer_dealloc(Layer *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* _key(msg, method, branch, sent_by) of transaction.py; a new reference */
-static PyObject *make_key(PyObject **h, PyObject *method, PyObject *branch, PyObject *sent_by)
+/* the items of _key(msg, method, branch, sent_by) of transaction.py (borrowed) in items[7];
+ * returns how many (3 or 7), -1 on error */
+static Py_ssize_t key_items(PyObject **h, PyObject *method, PyObject *branch, PyObject *sent_by,
+                            PyObject **items)
 {
-    int cookie = PyUnicode_Check(branch)
-        ? (int)PyUnicode_Tailmatch(branch, s_cookie, 0, PY_SSIZE_T_MAX, -1) : 0;
+    int cookie;
+    if (PyUnicode_Check(branch) && PyUnicode_IS_COMPACT_ASCII(branch))  /* the usual case */
+        cookie = PyUnicode_GET_LENGTH(branch) >= 7
+                 && memcmp(PyUnicode_1BYTE_DATA(branch), "z9hG4bK", 7) == 0;
+    else
+        cookie = PyUnicode_Check(branch)
+            ? (int)PyUnicode_Tailmatch(branch, s_cookie, 0, PY_SSIZE_T_MAX, -1) : 0;
     if (cookie < 0)
-        return NULL;
-    if (cookie)
-        return PyTuple_Pack(3, branch, sent_by, method);
-    return PyTuple_Pack(7, s_rfc2543, h[H_CALL_ID], h[H_CSEQ], h[H_FROM_TAG], sent_by, branch,
-                        method);
+        return -1;
+    if (cookie) {
+        items[0] = branch, items[1] = sent_by, items[2] = method;
+        return 3;
+    }
+    items[0] = s_rfc2543, items[1] = h[H_CALL_ID], items[2] = h[H_CSEQ];
+    items[3] = h[H_FROM_TAG], items[4] = sent_by, items[5] = branch, items[6] = method;
+    return 7;
+}
+
+static PyObject *tuple_of(PyObject *const *items, Py_ssize_t n)
+{
+    PyObject *t = PyTuple_New(n);
+    if (t != NULL)
+        for (Py_ssize_t i = 0; i < n; i++)
+            PyTuple_SET_ITEM(t, i, Py_NewRef(items[i]));
+    return t;
 }
 
 /* _sent_by_port(msg): the top Via's sent-by port, the transport's default when absent */
@@ -435,6 +736,15 @@ static PyObject *sent_by_port(PyObject **h)
                            ? 5061 : 5060);
 }
 
+/* METH_FASTCALL: no argument tuple is built per message */
+static int check_nargs(const char *name, Py_ssize_t nargs)
+{
+    if (nargs == 2)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s expected 2 arguments, got %zd", name, nargs);
+    return -1;
+}
+
 static int check_message(PyObject *msg, PyObject *d)
 {
     if (!PyTuple_Check(msg) || PyTuple_GET_SIZE(msg) < H_FIELDS
@@ -455,19 +765,18 @@ static int maybe_sweep(Layer *self, PyObject *ts_obj, double *ts)
     return *ts >= self->next_sweep ? sweep(self, *ts) : 0;
 }
 
-/* the transaction in by_key, borrowed, or NULL (no error) */
+/* the transaction in by_key, borrowed, or NULL (error set or not) */
 static Txn *lookup(Layer *self, PyObject *key)
 {
-    PyObject *t = PyDict_GetItemWithError(self->by_key, key);
-    return t != NULL && is_txn(t) ? (Txn *)t : NULL;
+    return lookup_items(self, &PyTuple_GET_ITEM(key, 0), PyTuple_GET_SIZE(key), NULL);
 }
 
-static PyObject *layer_request(Layer *self, PyObject *args)
+static PyObject *layer_request(Layer *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *msg, *d;
     double ts;
-    if (!PyArg_UnpackTuple(args, "request", 2, 2, &msg, &d) || check_message(msg, d) < 0)
+    if (check_nargs("request", nargs) < 0 || check_message(args[0], args[1]) < 0)
         return NULL;
+    PyObject *msg = args[0], *d = args[1];
     PyObject **h = &PyTuple_GET_ITEM(msg, 0), **g = &PyTuple_GET_ITEM(d, 0);
     if (maybe_sweep(self, g[D_TS], &ts) < 0)
         return NULL;
@@ -478,34 +787,38 @@ static PyObject *layer_request(Layer *self, PyObject *args)
     }
     PyObject *method = h[H_METHOD];
     int ack = is_str(method, s_ack);
-    PyObject *key = make_key(h, ack ? s_invite : method, h[H_VIA_BRANCH], h[H_VIA_SENT_BY]);
-    if (key == NULL)
+    PyObject *items[7];  /* the key's; a tuple is made only for a new transaction */
+    Py_ssize_t n = key_items(h, ack ? s_invite : method, h[H_VIA_BRANCH], h[H_VIA_SENT_BY],
+                             items);
+    if (n < 0 || ix_check(self) < 0)
         return NULL;
-    Txn *txn = lookup(self, key);
+    uint64_t kh, *hp = &kh;  /* the key's digest, kept for ix_add; NULL when none */
+    Txn *txn = lookup_items(self, items, n, &hp);
     if (txn == NULL && PyErr_Occurred())
-        goto fail;
+        return NULL;
     if (ack) {
         int non2xx = 0;
         if (txn != NULL && txn->final_status != Py_None) {
             long st = PyLong_AsLong(txn->final_status);
             if (st == -1 && PyErr_Occurred())
-                goto fail;
+                return NULL;
             non2xx = st >= 300;
         }
         if (non2xx)
             Py_SETREF(txn->state, Py_NewRef(s_confirmed));  /* ACK of a failure (17.1.1.3) */
-        Py_DECREF(key);
         if (count(self, non2xx ? c_ack_non2xx : c_ack_2xx, 1) < 0)
             return NULL;
         Py_RETURN_NONE;
     }
     if (txn != NULL) {
         txn->retransmissions++;
-        Py_DECREF(key);
         if (count(self, c_req_retrans, 1) < 0)
             return NULL;
         Py_RETURN_NONE;
     }
+    PyObject *key = tuple_of(items, n);
+    if (key == NULL)
+        return NULL;
     txn = txn_new(key, msg, d, method);
     if (txn == NULL)
         goto fail;
@@ -514,7 +827,11 @@ static PyObject *layer_request(Layer *self, PyObject *args)
         PyObject *k, *v;
         if (PyDict_Next(self->by_key, &pos, &k, &v)) {
             Py_INCREF(v);
-            if (PyDict_DelItem(self->by_key, k) < 0) {
+            Py_INCREF(k);
+            ix_remove(self, k);
+            int r = PyDict_DelItem(self->by_key, k);
+            Py_DECREF(k);
+            if (r < 0) {
                 Py_DECREF(v);
                 goto fail_txn;
             }
@@ -525,22 +842,16 @@ static PyObject *layer_request(Layer *self, PyObject *args)
                 goto fail_txn;
         }
     }
-    if (PyDict_SetItem(self->by_key, key, (PyObject *)txn) < 0)
+    if (PyDict_SetItem(self->by_key, key, (PyObject *)txn) < 0
+            || ix_add(self, key, (PyObject *)txn, hp) < 0)
         goto fail_txn;
     int invite = is_str(method, s_invite);
     if (q_push(invite ? &self->open_invites : &self->open_others,
                ts + (invite ? self->invite_timeout : TIMER_F), key) < 0)
         goto fail_txn;
     if (is_str(method, s_cancel)) {
-        Py_ssize_t n = PyTuple_GET_SIZE(key);
-        PyObject *ikey = PyTuple_New(n);  /* key[:-1] + ("INVITE",) */
-        if (ikey == NULL)
-            goto fail_txn;
-        for (Py_ssize_t i = 0; i < n - 1; i++)
-            PyTuple_SET_ITEM(ikey, i, Py_NewRef(PyTuple_GET_ITEM(key, i)));
-        PyTuple_SET_ITEM(ikey, n - 1, Py_NewRef(s_invite));
-        Txn *inv = lookup(self, ikey);
-        Py_DECREF(ikey);
+        items[n - 1] = s_invite;  /* key[:-1] + ("INVITE",) */
+        Txn *inv = lookup_items(self, items, n, NULL);
         if (inv == NULL && PyErr_Occurred())
             goto fail_txn;
         if (inv != NULL) {
@@ -549,11 +860,11 @@ static PyObject *layer_request(Layer *self, PyObject *args)
         }
     }
     if (h[H_VIA2_BRANCH] != Py_None) {
-        PyObject *ukey = make_key(h, method, h[H_VIA2_BRANCH], h[H_VIA2_SENT_BY]);
-        if (ukey == NULL)
+        PyObject *uitems[7];
+        Py_ssize_t un = key_items(h, method, h[H_VIA2_BRANCH], h[H_VIA2_SENT_BY], uitems);
+        if (un < 0)
             goto fail_txn;
-        Txn *up = lookup(self, ukey);
-        Py_DECREF(ukey);
+        Txn *up = lookup_items(self, uitems, un, NULL);
         if (up == NULL && PyErr_Occurred())
             goto fail_txn;
         if (up != NULL && up != txn && up->upstream == Py_None) {
@@ -591,12 +902,12 @@ fail:
     return NULL;
 }
 
-static PyObject *layer_response(Layer *self, PyObject *args)
+static PyObject *layer_response(Layer *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *msg, *d;
     double ts;
-    if (!PyArg_UnpackTuple(args, "response", 2, 2, &msg, &d) || check_message(msg, d) < 0)
+    if (check_nargs("response", nargs) < 0 || check_message(args[0], args[1]) < 0)
         return NULL;
+    PyObject *msg = args[0], *d = args[1];
     PyObject **h = &PyTuple_GET_ITEM(msg, 0), **g = &PyTuple_GET_ITEM(d, 0);
     if (maybe_sweep(self, g[D_TS], &ts) < 0)
         return NULL;
@@ -605,11 +916,11 @@ static PyObject *layer_response(Layer *self, PyObject *args)
             return NULL;
         Py_RETURN_NONE;
     }
-    PyObject *key = make_key(h, h[H_CSEQ_METHOD], h[H_VIA_BRANCH], h[H_VIA_SENT_BY]);
-    if (key == NULL)
+    PyObject *items[7];
+    Py_ssize_t n = key_items(h, h[H_CSEQ_METHOD], h[H_VIA_BRANCH], h[H_VIA_SENT_BY], items);
+    if (n < 0 || ix_check(self) < 0)
         return NULL;
-    Txn *txn = lookup(self, key);
-    Py_DECREF(key);
+    Txn *txn = lookup_items(self, items, n, NULL);
     if (txn == NULL) {
         if (PyErr_Occurred() || count(self, c_orphan, 1) < 0)
             return NULL;  /* its request came before the capture began */
@@ -673,6 +984,8 @@ static int sweep(Layer *self, double now)
 {
     Deadline *front;
     self->next_sweep = now + SWEEP_EVERY;
+    if (ix_check(self) < 0)
+        return -1;
     while ((front = q_front(&self->finished)) != NULL && front->t < now) {
         PyObject *key = q_pop(&self->finished);
         Txn *txn = lookup(self, key);
@@ -687,6 +1000,7 @@ static int sweep(Layer *self, double now)
         }
         if (forget) {
             Py_INCREF(txn);
+            ix_remove(self, key);
             int r = PyDict_DelItem(self->by_key, key);
             unlink_txn(txn);
             Py_DECREF(txn);
@@ -711,6 +1025,7 @@ static int sweep(Layer *self, double now)
             }
             if (txn != NULL && txn->final_ts == Py_None) {
                 Py_INCREF(txn);
+                ix_remove(self, key);
                 int r = PyDict_DelItem(self->by_key, key);
                 if (r == 0)
                     r = count(self, c_timeout, 1);
@@ -749,6 +1064,7 @@ static PyObject *layer_close(Layer *self, PyObject *unused)
     while (PyDict_Next(self->by_key, &pos, &k, &v))
         if (is_txn(v))
             unlink_txn((Txn *)v);
+    ix_clear(self);
     PyDict_Clear(self->by_key);
     Py_RETURN_NONE;
 }
@@ -765,10 +1081,10 @@ static PyMemberDef layer_members[] = {
 };
 
 static PyMethodDef layer_methods[] = {
-    {"request", (PyCFunction)layer_request, METH_VARARGS,
+    {"request", (PyCFunction)(void (*)(void))layer_request, METH_FASTCALL,
      "request(msg, d) -> the new Transaction a request opens; None for a retransmission "
      "or an ACK."},
-    {"response", (PyCFunction)layer_response, METH_VARARGS,
+    {"response", (PyCFunction)(void (*)(void))layer_response, METH_FASTCALL,
      "response(msg, d) -> (transaction, 'provisional' | 'final' | 'retransmission' | "
      "'extra_2xx') or None."},
     {"sweep", (PyCFunction)layer_sweep, METH_O,
@@ -818,11 +1134,18 @@ static int intern_all(void)
         {&c_resp_retrans, "sip.response_retransmission"},
         {&c_timeout, "state.transaction_timeout"},
         {&c_open_at_end, "state.transaction_open_at_end"},
+        {&s_getitem_name, "__getitem__"}, {&s_setitem_name, "__setitem__"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].slot == NULL
                 && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
             return -1;
+    dict_getitem = _PyType_Lookup(&PyDict_Type, s_getitem_name);  /* borrowed: dict is immortal */
+    dict_setitem = _PyType_Lookup(&PyDict_Type, s_setitem_name);
+    if (dict_getitem == NULL || dict_setitem == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dict has no __getitem__ or __setitem__");
+        return -1;
+    }
     return 0;
 }
 

@@ -191,6 +191,49 @@ def test_random_sequences_step_by_step(seed):
     assert cn == cp and not native.by_key
 
 
+class Text(str):
+    """A str subclass: equal to the str of the same text, so keys holding one must be matched
+    by by_key itself (the C layer's index holds only keys of exact str and int)."""
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_by_key_changed_from_outside_and_odd_key_types(seed):
+    """by_key is a plain dict anyone can change, and SipHead fields could be str subclasses:
+    the native layer still answers as the Python one, step by step."""
+    rnd = random.Random(1000 + seed)
+    cn, cp = Counters(), Counters()
+    native = _txnlayer.TransactionLayer(cn, invite_timeout=5.0, max_transactions=20)
+    python = transaction.TransactionLayer(cp, invite_timeout=5.0, max_transactions=20)
+    sent = []
+    ts = 1000.0
+    for step in range(400):
+        ts += rnd.choice([0.0, 0.001, 0.2, 1.0, 3.0])
+        msg, d = random_message(rnd, ts, sent)
+        if rnd.random() < 0.15:
+            field = rnd.choice(["via_branch", "via_sent_by", "call_id", "method", "cseq_method"])
+            if isinstance(getattr(msg, field), str):
+                msg = msg._replace(**{field: Text(getattr(msg, field))})
+        if rnd.random() < 0.05 and python.by_key:
+            key = rnd.choice(list(python.by_key))
+            del python.by_key[key], native.by_key[key]
+        if rnd.random() < 0.01:
+            python.by_key.clear(), native.by_key.clear()
+        if msg.method is not None:
+            got, want = native.request(msg, d), python.request(msg, d)
+            got = None if got is None else view(got)
+            want = None if want is None else view(want)
+        else:
+            got, want = native.response(msg, d), python.response(msg, d)
+            got = None if got is None else (view(got[0]), got[1])
+            want = None if want is None else (view(want[0]), want[1])
+        assert got == want, (seed, step, msg, d)
+        assert cn == cp, (seed, step)
+        assert list(native.by_key) == list(python.by_key)
+    native.close()
+    python.close()
+    assert cn == cp and not native.by_key
+
+
 def test_a_transaction_can_be_linked_to_a_call_and_freed():
     """Python stores its Call on the C transaction; the layer cuts that link when it forgets
     the transaction, so nothing needs the cyclic collector."""
