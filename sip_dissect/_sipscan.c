@@ -12,6 +12,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define N_FIELDS 20
 
@@ -24,6 +27,8 @@ static PyObject *reason_empty;   /* "sip.empty" */
 #define C_HIGH 4    /* >= 0x80 */
 #define C_WS 8      /* space, TAB */
 #define C_BWS 16    /* bytes.strip() whitespace: space \t \n \r \x0b \x0c */
+#define C_PEND 32   /* ends a parameter value: ';', space, TAB */
+#define C_COMMA 64  /* ',' (ends a tag value too) */
 static unsigned char cls[256];
 static unsigned char lower[256];
 
@@ -42,6 +47,10 @@ static void init_tables(void)
             k |= C_WS;
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0x0b || c == 0x0c)
             k |= C_BWS;
+        if (c == ';' || c == ' ' || c == '\t')
+            k |= C_PEND;
+        if (c == ',')
+            k |= C_COMMA;
         cls[c] = k;
         lower[c] = (unsigned char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
     }
@@ -62,6 +71,20 @@ typedef struct {
 #define HIGHS 0x8080808080808080ULL
 static const unsigned char *value_end(const unsigned char *v, const unsigned char *e)
 {
+#ifdef __SSE2__
+    /* sixteen at a time where SSE2 is (every x86-64): a signed compare flags < 0x20 and
+     * >= 0x80 at once (TAB excepted), and the mask gives the position of the first one */
+    const __m128i space = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f),
+                  tab = _mm_set1_epi8('\t');
+    while (e - v >= 16) {
+        __m128i w = _mm_loadu_si128((const __m128i *)v);
+        __m128i low = _mm_andnot_si128(_mm_cmpeq_epi8(w, tab), _mm_cmplt_epi8(w, space));
+        int m = _mm_movemask_epi8(_mm_or_si128(low, _mm_cmpeq_epi8(w, del)));
+        if (m)
+            return v + __builtin_ctz((unsigned)m);
+        v += 16;
+    }
+#endif
     while (e - v >= 8) {
         uint64_t w, x;
         memcpy(&w, v, 8);
@@ -98,7 +121,9 @@ static PyObject *mkstr(const unsigned char *p, Py_ssize_t n, int mode)
 }
 
 /* Methods, reason phrases and transports repeat: their str objects are kept in a small
- * direct-mapped cache (equal strings, so sharing them changes no result). */
+ * direct-mapped cache (equal strings, so sharing them changes no result). They are interned:
+ * then "INVITE" is the very object of the layers' "INVITE" constants, and their comparisons
+ * (method == "INVITE", in Python or C) end at the identity test. */
 #define CACHE_SLOTS 64
 #define CACHE_MAX 16
 static struct {
@@ -125,11 +150,92 @@ static PyObject *cached_str(const unsigned char *p, Py_ssize_t n, int mode)
     PyObject *s = mkstr(p, n, 0);
     if (s == NULL)
         return NULL;
+    PyUnicode_InternInPlace(&s);
     Py_INCREF(s);
     Py_XSETREF(cache[h].s, s);
     cache[h].n = n;
     memcpy(cache[h].b, p, n);
     return s;
+}
+
+/* Some values repeat from message to message and are the keys of the layers' dicts: a call's
+ * Call-ID and tags, a host's Via sent-by. Their str objects are kept in a small direct-mapped
+ * cache: the messages of a call share one, which saves its allocation, and the dialog layer
+ * hashes it once (a str caches its hash) instead of once per message. Equal strings, so
+ * sharing them changes no result. (Caching URIs, From/To and branches as well saved less than
+ * the memory a cache big enough for them costs.) */
+#define VCACHE_SLOTS 4096  /* a power of two */
+#define VCACHE_MAX 256
+static struct {
+    uint64_t h;
+    PyObject *s;
+} vcache[VCACHE_SLOTS];
+
+static inline uint64_t mum(uint64_t a, uint64_t b)
+{
+#ifdef __SIZEOF_INT128__
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+#else
+    uint64_t r = a * b;
+    return r ^ (r >> 32) ^ (a >> 29);
+#endif
+}
+
+/* a slot hash from the length and up to 24 bytes (start, middle, end): a collision only
+ * costs a memcmp and a miss */
+static uint64_t vhash(const unsigned char *p, size_t n)
+{
+    uint64_t a = 0, b = 0, c = 0;
+    if (n >= 8) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + (n - 8) / 2, 8);
+        memcpy(&c, p + n - 8, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, p, 4);
+        memcpy(&y, p + n - 4, 4);
+        a = x, c = y;
+    } else {
+        a = (uint64_t)p[0] << 16 | (uint64_t)p[n >> 1] << 8 | p[n - 1];
+    }
+    return mum(a ^ 0xa0761d6478bd642fULL ^ n, b ^ 0xe7037ed1a0b428dbULL) ^ mum(c, 0x8ebc6af09c88c6e3ULL);
+}
+
+/* mkstr(p, n, mode) through the cache (modes 0 and 1) */
+static PyObject *value_str(const unsigned char *p, Py_ssize_t n, int mode)
+{
+    unsigned char buf[VCACHE_MAX];
+    if (n == 0 || n > VCACHE_MAX || mode > 1)
+        return mkstr(p, n, mode);
+    if (mode == 1) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            buf[i] = lower[p[i]];
+        p = buf;
+    }
+    uint64_t h = vhash(p, (size_t)n);
+    PyObject **slot = &vcache[h & (VCACHE_SLOTS - 1)].s;
+    if (*slot != NULL && vcache[h & (VCACHE_SLOTS - 1)].h == h
+            && PyUnicode_GET_LENGTH(*slot) == n && memcmp(PyUnicode_1BYTE_DATA(*slot), p, n) == 0)
+        return Py_NewRef(*slot);
+    PyObject *s = mkstr(p, n, 0);
+    if (s == NULL)
+        return NULL;
+    Py_XSETREF(*slot, Py_NewRef(s));
+    vcache[h & (VCACHE_SLOTS - 1)].h = h;
+    return s;
+}
+
+/* int(status), 100-999 kept (ints are immutable: sharing one is invisible) */
+static PyObject *statuses[1000];
+
+static PyObject *status_int(int status)
+{
+    if (status < 100)  /* small ints are shared by Python itself */
+        return PyLong_FromLong(status);
+    if (statuses[status] == NULL && (statuses[status] = PyLong_FromLong(status)) == NULL)
+        return NULL;
+    return Py_NewRef(statuses[status]);
 }
 
 /* case-insensitive ASCII compare of p[0:n] with a lower-case literal */
@@ -192,6 +298,29 @@ static int hot_name(const unsigned char *s, const unsigned char *e, const unsign
     return h;
 }
 
+/* The first byte from r on whose class has a bit of `stop` (C_PEND, C_PEND | C_COMMA), or e.
+ * Sixteen bytes at a time where SSE2 is: branches and sent-bys are tens of bytes. */
+static const unsigned char *param_end(const unsigned char *r, const unsigned char *e,
+                                      unsigned char stop)
+{
+#ifdef __SSE2__
+    const __m128i semi = _mm_set1_epi8(';'), sp = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'),
+                  comma = _mm_set1_epi8((stop & C_COMMA) ? ',' : ';');
+    while (e - r >= 16) {
+        __m128i w = _mm_loadu_si128((const __m128i *)r);
+        int m = _mm_movemask_epi8(_mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(w, semi), _mm_cmpeq_epi8(w, sp)),
+            _mm_or_si128(_mm_cmpeq_epi8(w, tab), _mm_cmpeq_epi8(w, comma))));
+        if (m)
+            return r + __builtin_ctz((unsigned)m);
+        r += 16;
+    }
+#endif
+    while (r < e && !(cls[*r] & stop))
+        r++;
+    return r;
+}
+
 /* The value of the first ;\s*NAME\s*=\s*VALUE parameter in [q, e), as the regexes of via.py
  * (branch: [^;\s]*, may be empty) and uri.py (tag: [^;,\s]+) find it; *out untouched when
  * there is none. */
@@ -210,7 +339,8 @@ static void find_param(const unsigned char *q, const unsigned char *e, const cha
         r++;
         while (r < e && IS_WS(*r)) r++;
         t = r;
-        while (r < e && *r != ';' && !(comma_ends && *r == ',') && !IS_WS(*r)) r++;
+        unsigned char stop = comma_ends ? C_PEND | C_COMMA : C_PEND;
+        r = param_end(r, e, stop);
         if (r == t && !empty_ok)
             continue;
         out->p = t;
@@ -242,7 +372,7 @@ static int parse_via(const unsigned char *p, Py_ssize_t n, via_t *v)
     q++;
     while (q < e && IS_WS(*q)) q++;
     t = q;
-    while (q < e && *q != ';' && !IS_WS(*q)) q++;
+    q = param_end(q, e, C_PEND);
     if (q == t) return 0;
     v->transport.p = t;
     v->transport.n = q - t;
@@ -250,7 +380,7 @@ static int parse_via(const unsigned char *p, Py_ssize_t n, via_t *v)
     while (q < e && IS_WS(*q)) q++;
     if (q == t) return 0;
     t = q;
-    while (q < e && *q != ';' && !IS_WS(*q)) q++;
+    q = param_end(q, e, C_PEND);
     if (q == t) return 0;
     v->sent_by.p = t;
     v->sent_by.n = q - t;
@@ -295,6 +425,13 @@ static PyObject *str_or_none(span s, int mode)
     if (!s.set)
         Py_RETURN_NONE;
     return mkstr(s.p, s.n, mode);
+}
+
+static PyObject *value_or_none(span s)
+{
+    if (!s.set)
+        Py_RETURN_NONE;
+    return value_str(s.p, s.n, 0);
 }
 
 static PyObject *cached_or_none(span s)
@@ -476,10 +613,10 @@ static PyObject *scan(PyObject *self, PyObject *arg)
     PyObject *f[N_FIELDS];
     f[0] = cached_or_none(method);
     f[1] = str_or_none(uri, 0);
-    if (status >= 0) f[2] = PyLong_FromLong(status);
+    if (status >= 0) f[2] = status_int(status);
     else { f[2] = Py_None; Py_INCREF(Py_None); }
     f[3] = cached_or_none(reason);
-    f[4] = str_or_none(callid, 0);
+    f[4] = value_or_none(callid);
     if (cseq_method.set) {
         f[5] = PyLong_FromUnsignedLongLong(cseq_num);
         f[6] = cached_str(cseq_method.p, cseq_method.n, 0);
@@ -488,20 +625,20 @@ static PyObject *scan(PyObject *self, PyObject *arg)
         f[6] = Py_None; Py_INCREF(Py_None);
     }
     f[7] = str_or_none(from, 0);
-    f[8] = from.set ? str_or_none(tag_of(from), 0) : PyUnicode_New(0, 0);
+    f[8] = from.set ? value_or_none(tag_of(from)) : PyUnicode_New(0, 0);
     f[9] = str_or_none(to, 0);
-    f[10] = to.set ? str_or_none(tag_of(to), 0) : PyUnicode_New(0, 0);
+    f[10] = to.set ? value_or_none(tag_of(to)) : PyUnicode_New(0, 0);
     f[11] = PyLong_FromSsize_t(via_count);
     if (top_ok) {
         f[12] = cached_str(top.transport.p, top.transport.n, 2);
-        f[13] = mkstr(top.sent_by.p, top.sent_by.n, 1);
+        f[13] = value_str(top.sent_by.p, top.sent_by.n, 1);
         f[14] = mkstr(top.branch.p, top.branch.n, 0);
     } else {
         f[12] = Py_None; f[13] = Py_None; f[14] = Py_None;
         Py_INCREF(Py_None); Py_INCREF(Py_None); Py_INCREF(Py_None);
     }
     if (second_ok) {
-        f[15] = mkstr(second.sent_by.p, second.sent_by.n, 1);
+        f[15] = value_str(second.sent_by.p, second.sent_by.n, 1);
         f[16] = mkstr(second.branch.p, second.branch.n, 0);
     } else {
         f[15] = Py_None; f[16] = Py_None;
@@ -558,8 +695,15 @@ static const unsigned char *clean_ascii(PyObject *s, Py_ssize_t *n)
     if (!PyUnicode_IS_ASCII(s))
         return NULL;
     const unsigned char *p = PyUnicode_1BYTE_DATA(s);
-    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
-    for (Py_ssize_t i = 0; i < len; i++)
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s), i = 0;
+    for (; len - i >= 8; i += 8) {  /* ASCII already: no control byte, eight at a time */
+        uint64_t w, x;
+        memcpy(&w, p + i, 8);
+        x = w ^ (ONES * 0x7f);
+        if ((((w - ONES * 0x20) & ~w) | ((x - ONES) & ~x)) & HIGHS)
+            break;  /* a byte < 0x20 (maybe TAB) or DEL: byte by byte */
+    }
+    for (; i < len; i++)
         if (cls[p[i]] & C_CTRL)
             return NULL;
     *n = len;

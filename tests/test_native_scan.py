@@ -391,9 +391,28 @@ def test_no_leaks_and_sane_refcounts():
     head = scan(INVITE)
     assert sys.getrefcount(head) == 2  # the name and getrefcount's argument
     alone = (bytes(bytearray(b"fresh")),)  # held by its tuple only: the baseline
-    for i in (1, 4, 7, 9, 13, 14, 18):  # fresh objects: uri, call_id, ..., body
+    for i in (1, 7, 9, 14, 18):  # fresh objects: uri, from, to, branch, body
         assert sys.getrefcount(head[i]) == sys.getrefcount(alone[0]), SipHead._fields[i]
+    for i in (4, 8, 13):  # call_id, from_tag, sent_by: also held by the scanner's value cache
+        assert sys.getrefcount(head[i]) == sys.getrefcount(alone[0]) + 1, SipHead._fields[i]
+        assert head[i] is scan(INVITE)[i]
     assert head.body is not INVITE and head.body == INVITE.split(b"\r\n\r\n", 1)[1]
+
+
+def test_the_value_cache_is_bounded():
+    """Call-IDs, tags and sent-bys are shared through a fixed-size cache: a stream of new
+    values replaces what it holds, it does not grow."""
+    def calls(start):
+        for i in range(start, start + 20_000):
+            msg = INVITE.replace(b"a84b4c76e66710", b"%d" % i).replace(b"1928301774", b"%d" % i)
+            head = _sipscan.scan(msg)
+            assert head.call_id == "%d@pc33.example.com" % i
+    calls(0)
+    gc.collect()
+    blocks = sys.getallocatedblocks()
+    calls(20_000)
+    gc.collect()
+    assert sys.getallocatedblocks() - blocks < 500
 
 
 def test_results_are_not_tracked_by_the_gc():
