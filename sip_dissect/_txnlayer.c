@@ -194,14 +194,16 @@ static PyObject *txn_winning_branch(Txn *t, PyObject *unused)
 }
 
 /* Read-only but for `call`, the one field the layers above set: the C code relies on the
- * others' types (a deleted member would be NULL) */
-#define M(name) {#name, T_OBJECT, offsetof(Txn, name), READONLY, NULL}
+ * others' types (a deleted member would be NULL). T_OBJECT_EX, as a __slots__ member of the
+ * Python twin: CPython specialises loads of these (about 3 times cheaper from the layers above,
+ * 4 % of a replay), and a deleted `call` reads as AttributeError there too. */
+#define M(name) {#name, T_OBJECT_EX, offsetof(Txn, name), READONLY, NULL}
 static PyMemberDef txn_members[] = {
     M(key), M(method), M(request), M(src), M(dst), M(transport), M(created), M(frame),
     M(state), M(callid), M(from_tag), M(to_tag), M(cseq), M(final_status), M(final_reason),
     M(final_ts), M(final_to_tag), M(extra_2xx_tags), M(upstream), M(downstream), M(cancel),
     M(invite),
-    {"call", T_OBJECT, offsetof(Txn, call), 0, "the dialog-layer Call of an initial INVITE or BYE"},
+    {"call", T_OBJECT_EX, offsetof(Txn, call), 0, "the dialog-layer Call of an initial INVITE or BYE"},
     {"retransmissions", T_PYSSIZET, offsetof(Txn, retransmissions), READONLY, NULL},
     {NULL},
 };
