@@ -17,10 +17,11 @@
 /* SipHead fields (sip_dissect/scan.py) */
 enum { H_METHOD = 0, H_STATUS = 2, H_REASON = 3, H_CALL_ID = 4, H_CSEQ = 5, H_CSEQ_METHOD = 6,
        H_FROM_TAG = 8, H_TO_TAG = 10, H_VIA_TRANSPORT = 12, H_VIA_SENT_BY = 13,
-       H_VIA_BRANCH = 14, H_VIA2_SENT_BY = 15, H_VIA2_BRANCH = 16, H_FIELDS = 20 };
+       H_VIA_BRANCH = 14, H_VIA2_SENT_BY = 15, H_VIA2_BRANCH = 16, H_CONTENT_LENGTH = 17,
+       H_BODY = 18, H_ANOMALIES = 19, H_FIELDS = 20 };
 /* Datagram fields (probe/records.py) */
 enum { D_TS = 0, D_FRAME = 1, D_SRC = 2, D_DST = 3, D_SPORT = 4, D_DPORT = 5,
-       D_TRANSPORT = 6, D_FIELDS = 8 };
+       D_TRANSPORT = 6, D_PAYLOAD = 7, D_FIELDS = 8 };
 
 #define T1 0.5
 #define TIMER_F (64 * T1)
@@ -1112,6 +1113,366 @@ static PyTypeObject LayerType = {
     .tp_methods = layer_methods,
 };
 
+/* ---------------------------------------------------------------- SignallingAdd */
+
+/* Signalling.add (signalling.py), statement for statement: per SIP message, the work of that
+ * method without its bytecode. It runs only over this module's TransactionLayer (the Python
+ * one gets the Python add), and calls the dialog layer, the accountant and the sink as the
+ * Python method does, so that policy stays in Python, once. */
+typedef struct {
+    PyObject_HEAD
+    Layer *layer;
+    PyObject *dialogs, *accountant, *proxies, *sink, *scan_first, *scan_py;
+    int early_media;
+    Py_ssize_t messages;
+    vectorcallfunc vectorcall;
+} SigAdd;
+
+static PyObject *s_next_sweep, *s_sweep, *s_initial_invite, *s_find, *s_bye, *s_provisional_m,
+    *s_final_m, *s_on_final, *s_on_early_media, *s_holds, *s_last_activity, *s_confirmed_tag,
+    *s_strip, *s_strip_chars, *s_udp, *s_bye_method, *s_zero, *c_keepalive, *c_bad_length,
+    *c_length_mismatch, *c_forked_2xx, *kw_sent_by_proxy;
+
+static int sa_traverse(SigAdd *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->layer);
+    Py_VISIT(self->dialogs);
+    Py_VISIT(self->accountant);
+    Py_VISIT(self->proxies);
+    Py_VISIT(self->sink);
+    Py_VISIT(self->scan_first);
+    Py_VISIT(self->scan_py);
+    return 0;
+}
+
+static int sa_clear(SigAdd *self)
+{
+    Py_CLEAR(self->layer);
+    Py_CLEAR(self->dialogs);
+    Py_CLEAR(self->accountant);
+    Py_CLEAR(self->proxies);
+    Py_CLEAR(self->sink);
+    Py_CLEAR(self->scan_first);
+    Py_CLEAR(self->scan_py);
+    return 0;
+}
+
+static void sa_dealloc(SigAdd *self)
+{
+    PyObject_GC_UnTrack(self);
+    sa_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* obj.name(*args): a new reference, or NULL */
+static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *const *args, size_t n)
+{
+    PyObject *argv[6] = {obj};
+    for (size_t i = 0; i < n; i++)
+        argv[i + 1] = args[i];
+    return PyObject_VectorcallMethod(name, argv, (n + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* self.proxies.holds(endpoint): 1, 0 or -1 */
+static int holds(SigAdd *self, PyObject *endpoint)
+{
+    PyObject *r = call_method(self->proxies, s_holds, &endpoint, 1);
+    if (r == NULL)
+        return -1;
+    int yes = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return yes;
+}
+
+/* for rec in records: self.sink(rec); steals `records` */
+static int sink_all(SigAdd *self, PyObject *records)
+{
+    if (records == NULL)
+        return -1;
+    PyObject *it = PyObject_GetIter(records), *rec;
+    Py_DECREF(records);
+    if (it == NULL)
+        return -1;
+    while ((rec = PyIter_Next(it)) != NULL) {
+        PyObject *r = PyObject_Vectorcall(self->sink, &rec, 1, NULL);
+        Py_DECREF(rec);
+        if (r == NULL) {
+            Py_DECREF(it);
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* the Call of an in-dialog request, whichever side sent it (dialogs.find), new reference */
+static PyObject *find_call(SigAdd *self, Txn *t)
+{
+    PyObject *args[3] = {t->callid, t->from_tag, t->to_tag};
+    return call_method(self->dialogs, s_find, args, 3);
+}
+
+static int sa_request(SigAdd *self, PyObject *msg, PyObject *d, PyObject *ts)
+{
+    PyObject *found = layer_request(self->layer, (PyObject *[]){msg, d}, 2);
+    if (found == NULL || found == Py_None) {
+        Py_XDECREF(found);
+        return found == NULL ? -1 : 0;
+    }
+    Txn *t = (Txn *)found;
+    PyObject *r = NULL, *call = NULL;
+    int rc = -1;
+    if (is_str(t->method, s_invite) && !truthy_str(t->to_tag)) {  /* txn.is_initial_invite */
+        if (t->upstream == Py_None) {
+            int proxy = holds(self, t->src);
+            if (proxy < 0)
+                goto done;
+            if (!proxy) {
+                if ((call = call_method(self->dialogs, s_initial_invite, &found, 1)) == NULL)
+                    goto done;
+                Py_XSETREF(t->call, Py_NewRef(call));
+            }
+        }
+    } else if (t->upstream == Py_None) {
+        int bye = PyObject_RichCompareBool(t->method, s_bye_method, Py_EQ);
+        if (bye < 0)
+            goto done;
+        if (bye) {
+            if ((call = find_call(self, t)) == NULL)
+                goto done;
+            if (call != Py_None) {
+                Py_XSETREF(t->call, Py_NewRef(call));
+                int proxy = holds(self, t->src);
+                if (proxy < 0)
+                    goto done;
+                PyObject *argv[4] = {self->dialogs, call, found, proxy ? Py_True : Py_False};
+                r = PyObject_VectorcallMethod(s_bye, argv, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                              kw_sent_by_proxy);
+                if (r == NULL)
+                    goto done;
+            }
+        } else {
+            int tagged = PyObject_IsTrue(t->to_tag);
+            if (tagged < 0)
+                goto done;
+            if (tagged) {
+                if ((call = find_call(self, t)) == NULL)
+                    goto done;
+                if (call != Py_None && PyObject_SetAttr(call, s_last_activity, ts) < 0)
+                    goto done;
+            }
+        }
+    }
+    rc = 0;
+done:
+    Py_XDECREF(r);
+    Py_XDECREF(call);
+    Py_DECREF(found);
+    return rc;
+}
+
+static int sa_response(SigAdd *self, PyObject *msg, PyObject *d, PyObject *ts)
+{
+    PyObject *found = layer_response(self->layer, (PyObject *[]){msg, d}, 2);
+    if (found == NULL || found == Py_None) {
+        Py_XDECREF(found);
+        return found == NULL ? -1 : 0;
+    }
+    PyObject **h = &PyTuple_GET_ITEM(msg, 0);
+    PyObject *txn = PyTuple_GET_ITEM(found, 0), *kind = PyTuple_GET_ITEM(found, 1);
+    Txn *t = (Txn *)txn;
+    PyObject *call = Py_NewRef(t->call), *r = NULL;
+    int rc = -1;
+    if (is_str(kind, s_provisional)) {
+        if (call != Py_None && is_str(t->method, s_invite)) {
+            PyObject *args[5] = {call, txn, h[H_STATUS], h[H_TO_TAG], ts};
+            if ((r = call_method(self->dialogs, s_provisional_m, args, 5)) == NULL)
+                goto done;
+            if (self->early_media) {
+                int reason = PyObject_IsTrue(h[H_REASON]);  /* msg.reason or "" */
+                if (reason < 0)
+                    goto done;
+                PyObject *eargs[5] = {txn, h[H_STATUS], reason ? h[H_REASON] : s_empty, ts,
+                                      h[H_TO_TAG]};
+                if (sink_all(self, call_method(self->accountant, s_on_early_media, eargs, 5)) < 0)
+                    goto done;
+            }
+        }
+    } else if (is_str(kind, s_final)) {
+        PyObject *tag = call != Py_None ? PyObject_GetAttr(call, s_confirmed_tag)
+                                        : Py_NewRef(s_empty);
+        if (tag == NULL)
+            goto done;
+        PyObject *args[2] = {txn, tag};
+        int sunk = sink_all(self, call_method(self->accountant, s_on_final, args, 2));
+        Py_DECREF(tag);
+        if (sunk < 0)
+            goto done;
+        if (call != Py_None && is_str(t->method, s_invite)) {
+            PyObject *fargs[2] = {call, txn};
+            if ((r = call_method(self->dialogs, s_final_m, fargs, 2)) == NULL)
+                goto done;
+        }
+    } else if (is_str(kind, s_extra_2xx)) {
+        if (count(self->layer, c_forked_2xx, 1) < 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(r);
+    Py_DECREF(call);
+    Py_DECREF(found);
+    return rc;
+}
+
+/* the malformed message's counter: its reason, or sip.keepalive when only whitespace */
+static int count_malformed(SigAdd *self, PyObject *payload, PyObject *reason)
+{
+    PyObject *rest = PyObject_CallMethodOneArg(payload, s_strip, s_strip_chars);
+    if (rest == NULL)
+        return -1;
+    int some = PyObject_IsTrue(rest);
+    Py_DECREF(rest);
+    return some < 0 ? -1 : count(self->layer, some ? reason : c_keepalive, 1);
+}
+
+/* Over UDP a wrong Content-Length is only counted (signalling.py says why) */
+static int check_length(SigAdd *self, PyObject **h, PyObject *transport)
+{
+    PyObject *length = h[H_CONTENT_LENGTH];
+    if (length == Py_None)
+        return 0;
+    int udp = PyObject_RichCompareBool(transport, s_udp, Py_EQ);
+    if (udp <= 0)
+        return udp;
+    int negative = PyObject_RichCompareBool(length, s_zero, Py_LT);
+    if (negative)
+        return negative < 0 ? -1 : count(self->layer, c_bad_length, 1);
+    Py_ssize_t n = PyObject_Size(h[H_BODY]);
+    PyObject *body_len = n < 0 ? NULL : PyLong_FromSsize_t(n);
+    if (body_len == NULL)
+        return -1;
+    int differ = PyObject_RichCompareBool(length, body_len, Py_NE);
+    Py_DECREF(body_len);
+    return differ > 0 ? count(self->layer, c_length_mismatch, 1) : differ;
+}
+
+static PyObject *sa_vectorcall(SigAdd *self, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "add() takes one Datagram");
+        return NULL;
+    }
+    PyObject *d = args[0];
+    if (!PyTuple_Check(d) || PyTuple_GET_SIZE(d) < D_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "add() takes one Datagram");
+        return NULL;
+    }
+    PyObject *payload = PyTuple_GET_ITEM(d, D_PAYLOAD), *ts = PyTuple_GET_ITEM(d, D_TS);
+    PyObject *msg = PyObject_Vectorcall(self->scan_first, &payload, 1, NULL);
+    int handed = msg == NULL ? -1 : PyObject_IsTrue(msg);  /* scan_native(p) or scan_py(p) */
+    if (handed == 0) {
+        Py_SETREF(msg, PyObject_Vectorcall(self->scan_py, &payload, 1, NULL));
+        handed = msg == NULL ? -1 : 1;
+    }
+    if (handed < 0) {
+        Py_XDECREF(msg);
+        return NULL;
+    }
+    int rc = -1;
+    if (Py_IS_TYPE(msg, &PyUnicode_Type)) {  /* malformed: the reason is a counter name */
+        rc = count_malformed(self, payload, msg);
+        goto done;
+    }
+    if (!PyTuple_Check(msg) || PyTuple_GET_SIZE(msg) < H_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "the scanner did not return a SipHead");
+        goto done;
+    }
+    self->messages++;
+    PyObject **h = &PyTuple_GET_ITEM(msg, 0);
+    PyObject *next = PyObject_GetAttr(self->dialogs, s_next_sweep), *r;
+    int due = next == NULL ? -1 : PyObject_RichCompareBool(ts, next, Py_GE);
+    Py_XDECREF(next);
+    if (due < 0 || (due && (r = call_method(self->dialogs, s_sweep, &ts, 1)) == NULL))
+        goto done;
+    if (due)
+        Py_DECREF(r);
+    int anomalies = PyObject_IsTrue(h[H_ANOMALIES]);
+    if (anomalies < 0)
+        goto done;
+    if (anomalies) {
+        PyObject *it = PyObject_GetIter(h[H_ANOMALIES]), *a;
+        if (it == NULL)
+            goto done;
+        while ((a = PyIter_Next(it)) != NULL) {
+            int c = count(self->layer, a, 1);
+            Py_DECREF(a);
+            if (c < 0)
+                break;
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred())
+            goto done;
+    }
+    if (check_length(self, h, PyTuple_GET_ITEM(d, D_TRANSPORT)) < 0)
+        goto done;
+    rc = h[H_METHOD] != Py_None ? sa_request(self, msg, d, ts) : sa_response(self, msg, d, ts);
+done:
+    Py_DECREF(msg);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *sa_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"layer", "dialogs", "accountant", "proxies", "sink", "scan_first",
+                            "scan_py", "early_media", NULL};
+    PyObject *layer, *dialogs, *accountant, *proxies, *sink, *scan_first, *scan_py;
+    int early_media;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOOOOOp:SignallingAdd", names, &LayerType,
+                                     &layer, &dialogs, &accountant, &proxies, &sink,
+                                     &scan_first, &scan_py, &early_media))
+        return NULL;
+    SigAdd *self = (SigAdd *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->layer = (Layer *)Py_NewRef(layer);
+    self->dialogs = Py_NewRef(dialogs);
+    self->accountant = Py_NewRef(accountant);
+    self->proxies = Py_NewRef(proxies);
+    self->sink = Py_NewRef(sink);
+    self->scan_first = Py_NewRef(scan_first);
+    self->scan_py = Py_NewRef(scan_py);
+    self->early_media = early_media;
+    self->vectorcall = (vectorcallfunc)sa_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyMemberDef sa_members[] = {
+    {"messages", T_PYSSIZET, offsetof(SigAdd, messages), READONLY, "SIP messages added"},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(SigAdd, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyTypeObject SigAddType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sip_dissect._txnlayer.SignallingAdd",
+    .tp_doc = "SignallingAdd(layer, dialogs, accountant, proxies, sink, scan_first, scan_py, "
+              "early_media): Signalling.add's twin, called with one Datagram.",
+    .tp_basicsize = sizeof(SigAdd),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = sa_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(SigAdd, vectorcall),
+    .tp_dealloc = (destructor)sa_dealloc,
+    .tp_traverse = (traverseproc)sa_traverse,
+    .tp_clear = (inquiry)sa_clear,
+    .tp_members = sa_members,
+};
+
 /* ---------------------------------------------------------------- module */
 
 static struct PyModuleDef module = {
@@ -1137,11 +1498,28 @@ static int intern_all(void)
         {&c_timeout, "state.transaction_timeout"},
         {&c_open_at_end, "state.transaction_open_at_end"},
         {&s_getitem_name, "__getitem__"}, {&s_setitem_name, "__setitem__"},
+        {&s_next_sweep, "next_sweep"}, {&s_sweep, "sweep"},
+        {&s_initial_invite, "initial_invite"}, {&s_find, "find"}, {&s_bye, "bye"},
+        {&s_provisional_m, "provisional"}, {&s_final_m, "final"}, {&s_on_final, "on_final"},
+        {&s_on_early_media, "on_early_media"}, {&s_holds, "holds"},
+        {&s_last_activity, "last_activity"}, {&s_confirmed_tag, "confirmed_tag"},
+        {&s_strip, "strip"}, {&s_udp, "udp"}, {&s_bye_method, "BYE"},
+        {&c_keepalive, "sip.keepalive"}, {&c_bad_length, "sip.bad_content_length"},
+        {&c_length_mismatch, "sip.content_length_mismatch"},
+        {&c_forked_2xx, "sip.forked_2xx"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].slot == NULL
                 && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
             return -1;
+    if (s_strip_chars == NULL
+            && (s_strip_chars = PyBytes_FromStringAndSize(" \t\r\n\0", 5)) == NULL)
+        return -1;
+    if (s_zero == NULL && (s_zero = PyLong_FromLong(0)) == NULL)
+        return -1;
+    if (kw_sent_by_proxy == NULL
+            && (kw_sent_by_proxy = Py_BuildValue("(s)", "sent_by_proxy")) == NULL)
+        return -1;
     dict_getitem = _PyType_Lookup(&PyDict_Type, s_getitem_name);  /* borrowed: dict is immortal */
     dict_setitem = _PyType_Lookup(&PyDict_Type, s_setitem_name);
     if (dict_getitem == NULL || dict_setitem == NULL) {
@@ -1153,13 +1531,15 @@ static int intern_all(void)
 
 PyMODINIT_FUNC PyInit__txnlayer(void)
 {
-    if (intern_all() < 0 || PyType_Ready(&TxnType) < 0 || PyType_Ready(&LayerType) < 0)
+    if (intern_all() < 0 || PyType_Ready(&TxnType) < 0 || PyType_Ready(&LayerType) < 0
+            || PyType_Ready(&SigAddType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Transaction", (PyObject *)&TxnType) < 0
-            || PyModule_AddObjectRef(m, "TransactionLayer", (PyObject *)&LayerType) < 0) {
+            || PyModule_AddObjectRef(m, "TransactionLayer", (PyObject *)&LayerType) < 0
+            || PyModule_AddObjectRef(m, "SignallingAdd", (PyObject *)&SigAddType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

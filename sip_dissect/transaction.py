@@ -242,4 +242,6 @@ class TransactionLayer:
 _native = load("sip_dissect._txnlayer")  # None when not built, or SIPPROBE_PURE=1
 NATIVE = _native is not None
 Layer = _native.TransactionLayer if NATIVE else TransactionLayer  # what Signalling runs
+NativeLayer = _native.TransactionLayer if NATIVE else None
+NativeAdd = _native.SignallingAdd if NATIVE else None  # Signalling.add's twin, over NativeLayer
 TRANSACTION_TYPES = (Transaction, _native.Transaction) if NATIVE else (Transaction,)

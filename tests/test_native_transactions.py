@@ -76,6 +76,7 @@ def test_native_layer_in_use():
     assert transaction.Layer is _txnlayer.TransactionLayer
     sig = signalling.Signalling(Counters(), lambda rec: None)
     assert type(sig.transactions) is _txnlayer.TransactionLayer
+    assert type(sig.add) is _txnlayer.SignallingAdd  # Signalling.add's twin, on the instance
     assert "transactions" in pipeline.engine()
 
 
@@ -318,3 +319,105 @@ def test_no_leaks_over_many_calls():
     gc.collect()
     assert sys.getallocatedblocks() - blocks < 500
     assert [(sys.getrefcount(m), sys.getrefcount(d)) for m, d in sample] == refs
+
+
+# -- Signalling.add's twin on odd messages -----------------------------------------------------
+
+INVITE_TEXT = ("INVITE sip:bob@b.example SIP/2.0\r\n"
+               "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{n}\r\n"
+               "From: <sip:alice@a.example>;tag=f{n}\r\nTo: <sip:bob@b.example>\r\n"
+               "Call-ID: odd-{n}\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: {length}\r\n"
+               "\r\n{body}")
+ODD = [
+    b"", b"\r\n\r\n", b" \t\x00", b"garbage that is no SIP", b"INVITE sip:x SIP/2.0\r\n",
+    INVITE_TEXT.format(n=1, extra="", length=4, body="v=0\r").encode(),  # length right
+    INVITE_TEXT.format(n=2, extra="", length=9, body="v=0").encode(),  # mismatch
+    INVITE_TEXT.format(n=3, extra="", length="x1", body="").encode(),  # bad length
+    INVITE_TEXT.format(n=4, extra="Via: \r\n", length=0, body="").encode(),
+    INVITE_TEXT.format(n=5, extra="Max-Forwards: 70\r\n  folded\r\n", length=0,
+                       body="").encode(),  # handed to scan_py
+    "INVITE sip:b\u00f6b@b SIP/2.0\r\nCall-ID: u\r\n\r\n".encode(),
+    b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n"
+    b"From: <sip:alice@a.example>;tag=f1\r\nTo: <sip:bob@b.example>;tag=t1\r\n"
+    b"Call-ID: odd-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+]
+
+
+def odd_run(layer, transport: str) -> tuple:
+    counters, records = Counters(), []
+    saved = signalling.Layer
+    signalling.Layer = layer
+    try:
+        sig = signalling.Signalling(counters, records.append)
+    finally:
+        signalling.Layer = saved
+    for i, payload in enumerate(ODD * 2):  # twice: retransmissions too
+        sig.add(Datagram(1.0 + i, i + 1, "10.0.0.1", "10.0.0.2", 5060, 5060, transport,
+                         payload))
+    return type(sig.add).__name__, sig.messages, dict(counters), records
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_the_c_add_counts_odd_messages_as_the_python_one(transport):
+    kind, *native = odd_run(_txnlayer.TransactionLayer, transport)
+    python_kind, *python = odd_run(transaction.TransactionLayer, transport)
+    assert (kind, python_kind) == ("SignallingAdd", "method")
+    assert native == python
+    messages, counters, records = native
+    assert messages > 0 and counters["sip.keepalive"] == 6 and records
+    assert ("sip.content_length_mismatch" in counters) == (transport == "udp")
+
+
+def test_the_c_add_refuses_bad_arguments_and_passes_errors_on():
+    sig = signalling.Signalling(Counters(), lambda rec: None)
+    for args in ((), (1,), ((1, 2),), (None, None)):
+        with pytest.raises(TypeError):
+            sig.add(*args)
+    with pytest.raises(TypeError):
+        _txnlayer.SignallingAdd(object(), None, None, None, None, None, None, False)
+
+    def broken_sink(rec):
+        raise OSError("disk full")
+
+    sig = signalling.Signalling(Counters(), broken_sink)
+    sig.add(Datagram(1.0, 1, "10.0.0.1", "10.0.0.2", 5060, 5060, "udp", ODD[5]))  # INVITE
+    with pytest.raises(OSError, match="disk full"):  # its 200: an acc row for the sink
+        sig.add(Datagram(1.1, 2, "10.0.0.2", "10.0.0.1", 5060, 5060, "udp", ODD[-1]))
+
+
+def test_the_c_add_leaks_nothing():
+    """Lab calls added again and again through the C add (rows, CDRs, sweeps, time-outs):
+    the allocated blocks come back to where they were, and the datagrams' refcounts too."""
+    datagrams = []
+    saved = signalling.Signalling.__init__
+
+    def keeps_the_datagrams(self, *args, **kw):  # the pipeline's own decoding, no signalling
+        saved(self, *args, **kw)
+        self.add = datagrams.append
+    signalling.Signalling.__init__ = keeps_the_datagrams
+    try:
+        for path in LABS:
+            pipeline.account_files([path], lambda rec: None)
+    finally:
+        signalling.Signalling.__init__ = saved
+    assert len(datagrams) > 100
+    sample = datagrams[:30]
+
+    def run(offset: float) -> None:
+        records = []
+        sig = signalling.Signalling(Counters(), records.append, dialog_timeout=30.0,
+                                    on_call_end=lambda call: records.append(call))
+        assert type(sig.add) is _txnlayer.SignallingAdd
+        for d in datagrams:
+            sig.add(d._replace(ts=d.ts + offset))
+        sig.close()
+
+    run(0.0)
+    gc.collect()
+    refs = [sys.getrefcount(d) for d in sample]
+    blocks = sys.getallocatedblocks()
+    for i in range(1, 40):
+        run(i * 1000.0)
+    gc.collect()
+    assert sys.getallocatedblocks() - blocks < 500
+    assert [sys.getrefcount(d) for d in sample] == refs

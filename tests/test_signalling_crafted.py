@@ -530,18 +530,24 @@ def test_a_bug_on_one_message_is_counted_unless_strict(tmp_path, monkeypatch):
     propagates, never swallowed as a signalling bug."""
     import pipeline
     from probe.decode import DecodeBug
-    from sip_dissect.signalling import Signalling
+    from sip_dissect import signalling
 
     path = write_sip_capture(tmp_path / "two.pcap", proxied_call() + proxied_call(
         60.0, call_id="c2@example.com", n="2"))
-    original = Signalling.add
+    original = signalling.Signalling
 
-    def breaks_on_first_bye(self, d):
-        if d.payload.startswith(b"BYE ") and CALL_ID.encode() in d.payload:
-            raise RuntimeError("simulated bug")
-        return original(self, d)
+    class BreaksOnFirstBye(original):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            add = self.add  # the method, or its C twin
 
-    monkeypatch.setattr(Signalling, "add", breaks_on_first_bye)
+            def breaking(d):
+                if d.payload.startswith(b"BYE ") and CALL_ID.encode() in d.payload:
+                    raise RuntimeError("simulated bug")
+                return add(d)
+            self.add = breaking
+
+    monkeypatch.setattr(signalling, "Signalling", BreaksOnFirstBye)
     records = []
     summary = pipeline.account_files([str(path)], records.append,
                                      pipeline.ProbeOptions(strict=False))
@@ -551,7 +557,7 @@ def test_a_bug_on_one_message_is_counted_unless_strict(tmp_path, monkeypatch):
     assert summary["counters"]["state.orphan_response"] == 2  # their 200s
     with pytest.raises(DecodeBug, match="frame 11: RuntimeError"):
         pipeline.account_files([str(path)], records.append, pipeline.ProbeOptions(strict=True))
-    monkeypatch.setattr(Signalling, "add", original)
+    monkeypatch.setattr(signalling, "Signalling", original)
 
     def full_disk(rec):
         raise OSError("disk full")
