@@ -337,9 +337,9 @@ ODD = [
     INVITE_TEXT.format(n=5, extra="Max-Forwards: 70\r\n  folded\r\n", length=0,
                        body="").encode(),  # handed to scan_py
     "INVITE sip:b\u00f6b@b SIP/2.0\r\nCall-ID: u\r\n\r\n".encode(),
-    b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n"
-    b"From: <sip:alice@a.example>;tag=f1\r\nTo: <sip:bob@b.example>;tag=t1\r\n"
-    b"Call-ID: odd-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+    (b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n"
+     b"From: <sip:alice@a.example>;tag=f1\r\nTo: <sip:bob@b.example>;tag=t1\r\n"
+     b"Call-ID: odd-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"),
 ]
 
 
