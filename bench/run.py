@@ -472,11 +472,14 @@ def main(argv=None) -> int:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+        # which build: a distribution's python3 (Debian's is built with PGO and LTO) replays
+        # about 10 % faster than one compiled without --enable-optimizations (pyenv's default)
+        "interpreter": os.path.realpath(sys.executable),
         "tcpdump": tool_version([tcpdump, "--version"]),
         "tshark": tool_version([tshark, "--version"]).split(" / ")[0] if tshark else None,
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
     }
-    print(f"machine: {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']}; {machine['tcpdump']}; {machine['tshark']}")
+    print(f"machine: {machine['cpus']} CPUs, {machine['platform']}, Python {machine['python']} ({machine['interpreter']}); {machine['tcpdump']}; {machine['tshark']}")
 
     warm([p for p, _ in files.values()])
     machine["loadavg_start"] = loadavg()
