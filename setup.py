@@ -2,11 +2,14 @@
 pure-Python twins are used and `sipprobe replay` says so). Metadata lives in pyproject.toml."""
 from setuptools import Extension, setup
 
+# native/: a header the three share
+NATIVE = {"include_dirs": ["native"], "depends": ["native/mum.h"]}
+
 setup(ext_modules=[
     Extension("probe._fastdecode", ["probe/_fastdecode.c"], optional=True,
-              extra_compile_args=["-O2"]),
+              extra_compile_args=["-O2"], **NATIVE),
     Extension("sip_dissect._sipscan", ["sip_dissect/_sipscan.c"], optional=True,
-              extra_compile_args=["-O2"]),
+              extra_compile_args=["-O2"], **NATIVE),
     Extension("sip_dissect._txnlayer", ["sip_dissect/_txnlayer.c"], optional=True,
-              extra_compile_args=["-O2"]),
+              extra_compile_args=["-O2"], **NATIVE),
 ])

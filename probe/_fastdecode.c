@@ -11,6 +11,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mum.h"  /* native/: the byte-hash mixer */
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <string.h>
@@ -188,17 +189,6 @@ mirror_drop(void)
     M.attrs_stale = 0;
 }
 
-static inline uint64_t
-mum(uint64_t a, uint64_t b)
-{
-#ifdef __SIZEOF_INT128__
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-#else
-    uint64_t r = a * b;
-    return r ^ (r >> 32) ^ (a >> 29);
-#endif
-}
 
 /* Not a strong hash, a fast one: the length, the first and the last 64 bytes (copies differ
  * from other packets near the start: Via branch, Call-ID, RTP sequence number); equal keys

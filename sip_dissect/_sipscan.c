@@ -10,6 +10,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mum.h"  /* native/: the byte-hash mixer */
 #include <stdint.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -171,16 +172,6 @@ static struct {
     PyObject *s;
 } vcache[VCACHE_SLOTS];
 
-static inline uint64_t mum(uint64_t a, uint64_t b)
-{
-#ifdef __SIZEOF_INT128__
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-#else
-    uint64_t r = a * b;
-    return r ^ (r >> 32) ^ (a >> 29);
-#endif
-}
 
 /* a slot hash from the length and up to 24 bytes (start, middle, end): a collision only
  * costs a memcmp and a miss */

@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mum.h"  /* native/: the byte-hash mixer */
 #include <structmember.h>
 
 /* SipHead fields (sip_dissect/scan.py) */
@@ -346,16 +347,6 @@ typedef struct {
  * it. When by_key holds any other key (a str subclass could equal a str), or the key sought
  * is one, by_key itself answers: it stays the reference. */
 
-static inline uint64_t mum(uint64_t a, uint64_t b)
-{
-#ifdef __SIZEOF_INT128__
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-#else
-    uint64_t r = a * b;
-    return r ^ (r >> 32) ^ (a >> 29);
-#endif
-}
 
 #define K0 0xa0761d6478bd642fULL
 #define K1 0xe7037ed1a0b428dbULL
