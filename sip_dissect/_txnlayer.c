@@ -1114,7 +1114,7 @@ typedef struct {
     PyObject_HEAD
     Layer *layer;
     PyObject *dialogs, *accountant, *proxies, *sink, *scan_first, *scan_py;
-    int early_media;
+    int early_media;  /* the fields above: N_SA_OBJECTS object pointers from layer on */
     Py_ssize_t messages;
     vectorcallfunc vectorcall;
 } SigAdd;
@@ -1124,27 +1124,20 @@ static PyObject *s_next_sweep, *s_sweep, *s_initial_invite, *s_find, *s_bye, *s_
     *s_strip, *s_strip_chars, *s_udp, *s_bye_method, *s_zero, *c_keepalive, *c_bad_length,
     *c_length_mismatch, *c_forked_2xx, *kw_sent_by_proxy;
 
+#define N_SA_OBJECTS 7
+#define SA_FIELDS(a) ((PyObject **)&(a)->layer)
+
 static int sa_traverse(SigAdd *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->layer);
-    Py_VISIT(self->dialogs);
-    Py_VISIT(self->accountant);
-    Py_VISIT(self->proxies);
-    Py_VISIT(self->sink);
-    Py_VISIT(self->scan_first);
-    Py_VISIT(self->scan_py);
+    for (int i = 0; i < N_SA_OBJECTS; i++)
+        Py_VISIT(SA_FIELDS(self)[i]);
     return 0;
 }
 
 static int sa_clear(SigAdd *self)
 {
-    Py_CLEAR(self->layer);
-    Py_CLEAR(self->dialogs);
-    Py_CLEAR(self->accountant);
-    Py_CLEAR(self->proxies);
-    Py_CLEAR(self->sink);
-    Py_CLEAR(self->scan_first);
-    Py_CLEAR(self->scan_py);
+    for (int i = 0; i < N_SA_OBJECTS; i++)
+        Py_CLEAR(SA_FIELDS(self)[i]);
     return 0;
 }
 
