@@ -325,9 +325,7 @@ def _account_batches(batches, add, sip_ports: frozenset, opts: ProbeOptions,
     """account()'s loop: each datagram to the signalling layers (`add`) or counted."""
     for batch in batches:
         for d in batch:
-            # is_sip(d, sip_ports), inline: a call per datagram is 2 % of a replay
-            if d.transport == "tcp" or d.sport in sip_ports or d.dport in sip_ports \
-                    or d.payload[:4] in SIP_PREFIXES:
+            if is_sip(d, sip_ports):  # the stats collector's test too: one classification
                 try:
                     add(d)
                 except Exception as exc:
