@@ -100,9 +100,6 @@ scan_native = scan_c if NATIVE else _hand_over
 
 
 def scan(payload: bytes) -> SipHead | str:
-    """SipHead of one complete message, or the `sip.*` reason it is malformed."""
-    if scan_c is not None:
-        head = scan_c(payload)
-        if head is not None:
-            return head
-    return scan_py(payload)
+    """SipHead of one complete message, or the `sip.*` reason it is malformed (Signalling.add
+    and its C twin do the same inline)."""
+    return scan_native(payload) or scan_py(payload)  # a SipHead or a reason: always true
