@@ -155,9 +155,15 @@ static int truthy_str(PyObject *o)
     return o != Py_None && PyObject_IsTrue(o) == 1;
 }
 
+/* An INVITE outside any dialog: no To tag (section 12.1) */
+static int is_initial_invite(Txn *t)
+{
+    return is_str(t->method, s_invite) && !truthy_str(t->to_tag);
+}
+
 static PyObject *txn_is_initial_invite(Txn *t, void *closure)
 {
-    return PyBool_FromLong(is_str(t->method, s_invite) && !truthy_str(t->to_tag));
+    return PyBool_FromLong(is_initial_invite(t));
 }
 
 /* the relayed branch whose final reply this transaction passed upstream */
@@ -1207,7 +1213,7 @@ static int sa_request(SigAdd *self, PyObject *msg, PyObject *d, PyObject *ts)
     Txn *t = (Txn *)found;
     PyObject *r = NULL, *call = NULL;
     int rc = -1;
-    if (is_str(t->method, s_invite) && !truthy_str(t->to_tag)) {  /* txn.is_initial_invite */
+    if (is_initial_invite(t)) {
         if (t->upstream == Py_None) {
             int proxy = holds(self, t->src);
             if (proxy < 0)
