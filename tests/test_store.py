@@ -530,8 +530,9 @@ def test_records_of_other_classes_mix_with_acc_records(db):
     assert [r["row_key"] for r in select(db, "missed_calls")] == [row_key(shuffled)]
 
 
-CRASH = """
-import dataclasses, os, sys
+# the start of the scripts a test runs as a probe process to kill: a store's module and a record
+CHILD_PRELUDE = """
+import os, sys
 from sip_dissect.records import AccRecord
 from store.writer import open_store
 
@@ -539,6 +540,8 @@ rec = AccRecord(table="acc", method="INVITE", from_tag="f", to_tag="t", callid="
                 sip_reason="OK", time=1795431445.5, src_user="alice", src_domain="lab",
                 src_ip="127.0.0.1", dst_ouser="uas", dst_user="uas", dst_domain="127.0.0.1",
                 cseq=1)
+"""
+CRASH = CHILD_PRELUDE + """
 store = open_store(sys.argv[1], batch_rows=10, batch_seconds=3600)
 for i in range(32):
     store.add(rec._replace(callid=f"crash-{i}", time=rec.time + i))

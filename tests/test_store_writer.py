@@ -14,8 +14,8 @@ import pytest
 
 from store import StoreError, worker, writer
 from store.writer import cdr_key, open_store, row_key, time_text
-from tests.test_store import (BUSY, CDR, CDR_OPEN, INVITE, NO_CDRS, ROOT, eventually, gone,
-                              select, utc_plus_2)  # noqa: F401  (a fixture)
+from tests.test_store import (BUSY, CDR, CDR_OPEN, CHILD_PRELUDE, INVITE, NO_CDRS, ROOT,
+                              eventually, gone, select, utc_plus_2)  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
@@ -225,15 +225,7 @@ def test_a_record_that_cannot_become_a_row_is_left_out_and_said(db):
     assert len(select(db, "acc")) == 1
 
 
-SIGKILLED = """
-import dataclasses, sys
-from sip_dissect.records import AccRecord
-from store.writer import open_store
-
-rec = AccRecord(table="acc", method="INVITE", from_tag="f", to_tag="t", callid="", sip_code="200",
-                sip_reason="OK", time=1795431445.5, src_user="alice", src_domain="lab",
-                src_ip="127.0.0.1", dst_ouser="uas", dst_user="uas", dst_domain="127.0.0.1",
-                cseq=1)
+SIGKILLED = CHILD_PRELUDE + """
 store = open_store(sys.argv[1], batch_rows=300, batch_seconds=0.05)
 i = 0
 while True:  # until SIGKILL
