@@ -701,18 +701,15 @@ static const unsigned char *clean_ascii(PyObject *s, Py_ssize_t *n)
     return p;
 }
 
-/* name_addr_uri(value) -> str | None */
-static PyObject *name_addr_uri(PyObject *self, PyObject *value)
+/* The URI span of a name-addr/addr-spec value p[0:n] (clean ASCII): inside <> when present,
+ * else up to the first ';'; stripped. 0: a display name without <> (malformed), no URI. */
+static int name_addr_span(const unsigned char *p, Py_ssize_t n, span *uri)
 {
-    Py_ssize_t n;
-    if (value == Py_None)
-        return PyUnicode_New(0, 0);
-    const unsigned char *p = clean_ascii(value, &n), *a, *b, *e;
-    if (p == NULL)
-        Py_RETURN_NONE;
-    e = p + n;
+    const unsigned char *a, *b, *e = p + n;
+    uri->p = p;
+    uri->n = 0;
     if (n == 0)
-        return PyUnicode_New(0, 0);
+        return 1;
     const unsigned char *lt = memchr(p, '<', n);
     if (lt != NULL) {
         a = lt + 1;
@@ -720,7 +717,7 @@ static PyObject *name_addr_uri(PyObject *self, PyObject *value)
         if (b == NULL)
             b = e;
     } else if (p[0] == '"') {
-        return PyUnicode_New(0, 0);  /* a display name without <>: malformed */
+        return 0;
     } else {
         a = p;
         b = memchr(p, ';', n);
@@ -729,7 +726,91 @@ static PyObject *name_addr_uri(PyObject *self, PyObject *value)
     }
     while (a < b && IS_WS(*a)) a++;  /* .strip(): only ' ' and TAB can be there */
     while (b > a && IS_WS(b[-1])) b--;
-    return mkstr(a, b - a, 0);
+    uri->p = a;
+    uri->n = b - a;
+    return 1;
+}
+
+/* name_addr_uri(value) -> str | None */
+static PyObject *name_addr_uri(PyObject *self, PyObject *value)
+{
+    Py_ssize_t n;
+    span uri;
+    if (value == Py_None)
+        return PyUnicode_New(0, 0);
+    const unsigned char *p = clean_ascii(value, &n);
+    if (p == NULL)
+        Py_RETURN_NONE;
+    if (!name_addr_span(p, n, &uri))
+        return PyUnicode_New(0, 0);
+    return mkstr(uri.p, uri.n, 0);
+}
+
+/* User, host and port (-1: none) of the sip:, sips: or tel: URI p[0:n] (clean ASCII; n == 0:
+ * all empty). 0: another scheme, which uri.py's _uri_parts_py decides. */
+static int uri_span_parts(const unsigned char *p, Py_ssize_t n, span *user, span *host,
+                          long *port_num)
+{
+    const unsigned char *q, *e, *c;
+    int tel = 0;
+    if (n == 0)
+        q = p;
+    else if (n >= 4 && ieq(p, "sip:", 4))
+        q = p + 4;
+    else if (n >= 5 && ieq(p, "sips:", 5))
+        q = p + 5;
+    else if (n >= 4 && ieq(p, "tel:", 4)) {
+        q = p + 4;
+        tel = 1;
+    } else
+        return 0;
+    /* .partition(";")[0].partition("?")[0] */
+    for (e = q; e < p + n && *e != ';' && *e != '?'; e++)
+        ;
+    span port = {q, 0, 1};
+    *user = *host = port;
+    if (tel) {
+        user->n = e - q;
+    } else {
+        const unsigned char *hp = q, *at = memrchr(q, '@', e - q);
+        if (at != NULL) {
+            c = memchr(q, ':', at - q);  /* drop a password */
+            user->n = (c != NULL ? c : at) - q;
+            hp = at + 1;
+        }
+        host->p = hp;
+        if (hp < e && *hp == '[') {
+            c = memchr(hp, ']', e - hp);
+            if (c != NULL) {
+                host->n = c + 1 - hp;
+                if (c + 1 < e && c[1] == ':') {
+                    port.p = c + 2;
+                    port.n = e - port.p;
+                }
+            } else {
+                host->n = e - hp;
+            }
+        } else {
+            c = memchr(hp, ':', e - hp);
+            host->n = (c != NULL ? c : e) - hp;
+            if (c != NULL) {
+                port.p = c + 1;
+                port.n = e - port.p;
+            }
+        }
+    }
+    *port_num = -1;
+    if (port.n >= 1 && port.n <= 5) {
+        long v = 0;
+        for (Py_ssize_t i = 0; i < port.n; i++) {
+            unsigned char d = port.p[i];
+            if (d < '0' || d > '9')
+                return 1;
+            v = v * 10 + (d - '0');
+        }
+        *port_num = v;
+    }
+    return 1;
 }
 
 /* uri_parts(uri) -> UriParts | None */
@@ -740,64 +821,11 @@ static PyObject *uri_parts(PyObject *self, PyObject *uri)
         return NULL;
     }
     Py_ssize_t n;
-    const unsigned char *p = clean_ascii(uri, &n), *q, *e, *c;
-    if (p == NULL)
+    span user, host;
+    long port_num;
+    const unsigned char *p = clean_ascii(uri, &n);
+    if (p == NULL || !uri_span_parts(p, n, &user, &host, &port_num))
         Py_RETURN_NONE;
-    int tel = 0;
-    if (n == 0)  /* no URI (name_addr_uri gives "" for a missing From): all parts empty */
-        q = p;
-    else if (n >= 4 && ieq(p, "sip:", 4))
-        q = p + 4;
-    else if (n >= 5 && ieq(p, "sips:", 5))
-        q = p + 5;
-    else if (n >= 4 && ieq(p, "tel:", 4)) {
-        q = p + 4;
-        tel = 1;
-    } else
-        Py_RETURN_NONE;
-    /* .partition(";")[0].partition("?")[0] */
-    for (e = q; e < p + n && *e != ';' && *e != '?'; e++)
-        ;
-    span user = {q, 0, 1}, host = {q, 0, 1}, port = {q, 0, 1};
-    if (tel) {
-        user.n = e - q;
-    } else {
-        const unsigned char *hp = q, *at = memrchr(q, '@', e - q);
-        if (at != NULL) {
-            c = memchr(q, ':', at - q);  /* drop a password */
-            user.n = (c != NULL ? c : at) - q;
-            hp = at + 1;
-        }
-        host.p = hp;
-        if (hp < e && *hp == '[') {
-            c = memchr(hp, ']', e - hp);
-            if (c != NULL) {
-                host.n = c + 1 - hp;
-                if (c + 1 < e && c[1] == ':') {
-                    port.p = c + 2;
-                    port.n = e - port.p;
-                }
-            } else {
-                host.n = e - hp;
-            }
-        } else {
-            c = memchr(hp, ':', e - hp);
-            host.n = (c != NULL ? c : e) - hp;
-            if (c != NULL) {
-                port.p = c + 1;
-                port.n = e - port.p;
-            }
-        }
-    }
-    long port_num = -1;
-    if (port.n >= 1 && port.n <= 5) {
-        port_num = 0;
-        for (Py_ssize_t i = 0; i < port.n; i++) {
-            unsigned char d = port.p[i];
-            if (d < '0' || d > '9') { port_num = -1; break; }
-            port_num = port_num * 10 + (d - '0');
-        }
-    }
     PyObject *f[3];
     f[0] = mkstr(user.p, user.n, 0);
     f[1] = mkstr(host.p, host.n, 0);
@@ -820,6 +848,54 @@ fail:
     for (i = 0; i < 3; i++)
         Py_XDECREF(f[i]);
     return NULL;
+}
+
+/* User and host of a From/To value (None: as ""), or 0 when Python must decide */
+static int header_user_host(PyObject *value, span *user, span *host)
+{
+    Py_ssize_t n = 0;
+    const unsigned char *p = (const unsigned char *)"";
+    span uri;
+    long port;
+    if (value != Py_None && (p = clean_ascii(value, &n)) == NULL)
+        return 0;
+    if (!name_addr_span(p, n, &uri))
+        uri.n = 0;  /* no URI: all parts empty */
+    return uri_span_parts(uri.p, uri.n, user, host, &port);
+}
+
+/* request_uris(from_value, to_value, ruri) -> ($fU, $fd, $tU, $rU, $rd) | None: uri.py's
+ * request_uris without the five intermediate objects; None when any part is not for C */
+static PyObject *request_uris(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "request_uris() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    span fu, fd, tu, td, ru, rd;
+    Py_ssize_t n = 0;
+    long port;
+    const unsigned char *p = (const unsigned char *)"";
+    if (!header_user_host(args[0], &fu, &fd) || !header_user_host(args[1], &tu, &td))
+        Py_RETURN_NONE;
+    if (args[2] != Py_None && (p = clean_ascii(args[2], &n)) == NULL)
+        Py_RETURN_NONE;
+    if (!uri_span_parts(p, n, &ru, &rd, &port))
+        Py_RETURN_NONE;
+    span parts[5] = {fu, fd, tu, ru, rd};
+    PyObject *res = PyTuple_New(5);
+    if (res == NULL)
+        return NULL;
+    for (int i = 0; i < 5; i++) {
+        PyObject *s = mkstr(parts[i].p, parts[i].n, 0);
+        if (s == NULL) {
+            Py_DECREF(res);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(res, i, s);
+    }
+    PyObject_GC_UnTrack(res);  /* five str: never in a cycle */
+    return res;
 }
 
 /* Keep cls_obj in *slot when it is a NamedTuple class (a tuple subclass) of n fields. */
@@ -863,6 +939,9 @@ static PyMethodDef methods[] = {
     {"init_uri", init_uri, METH_O, "init_uri(UriParts): the NamedTuple class uri_parts() returns."},
     {"uri_parts", uri_parts, METH_O,
      "uri_parts(uri) -> UriParts, or None when uri.py's _uri_parts_py must decide."},
+    {"request_uris", (PyCFunction)(void (*)(void))request_uris, METH_FASTCALL,
+     "request_uris(from_value, to_value, ruri) -> ($fU, $fd, $tU, $rU, $rd), or None when "
+     "uri.py's request_uris must decide."},
     {"name_addr_uri", name_addr_uri, METH_O,
      "name_addr_uri(value) -> str, or None when uri.py's _name_addr_uri_py must decide."},
     {NULL, NULL, 0, NULL},

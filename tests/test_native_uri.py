@@ -1,5 +1,6 @@
-"""The native URI twins (_sipscan.uri_parts, _sipscan.name_addr_uri) against sip_dissect/uri.py's
-pure-Python references, _uri_parts_py and _name_addr_uri_py.
+"""The native URI twins (_sipscan.uri_parts, _sipscan.name_addr_uri, _sipscan.request_uris)
+against sip_dissect/uri.py's pure-Python references, _uri_parts_py, _name_addr_uri_py and
+_request_uris_py.
 
 The C functions may hand a value back (None) but must never disagree: on seeded random values
 strung together from the pieces the Python code looks at (schemes in every case, '@', ':',
@@ -21,7 +22,7 @@ import pytest
 from sip_dissect import accounting, dialog
 from sip_dissect import uri as uri_mod
 from sip_dissect.scan import SipHead, scan
-from sip_dissect.uri import UriParts, _name_addr_uri_py, _uri_parts_py
+from sip_dissect.uri import UriParts, _name_addr_uri_py, _request_uris_py, _uri_parts_py
 from test_native_scan import LAB_CAPTURES, LAB_DIR, sip_payloads
 from shared_pcaps import all_shared, shared
 
@@ -51,6 +52,17 @@ def same_parts(uri) -> bool:
     return True
 
 
+def same_request(from_value, to_value, ruri) -> bool:
+    """_sipscan.request_uris is None or equals _request_uris_py, as same_parts."""
+    got = _sipscan.request_uris(from_value, to_value, ruri)
+    if got is None:
+        return False
+    want = _request_uris_py(from_value, to_value, ruri)
+    assert type(got) is tuple and got == want, (from_value, to_value, ruri, got, want)
+    assert all(type(v) is str for v in got), got
+    return True
+
+
 def same_addr(value) -> bool:
     got = _sipscan.name_addr_uri(value)
     if got is None:
@@ -72,6 +84,7 @@ def test_uri_py_uses_the_native_functions_when_built(monkeypatch):
     assert uri_mod.NATIVE, "sip_dissect._sipscan imports but uri.py does not use it"
     assert uri_mod._uri_parts_c is _sipscan.uri_parts
     assert uri_mod._name_addr_uri_c is _sipscan.name_addr_uri
+    assert uri_mod._request_uris_first is _sipscan.request_uris
     # the layers that parse per call go through request_uris(), which tries them first
     assert uri_mod._uri_parts_first is _sipscan.uri_parts
     assert uri_mod._name_addr_uri_first is _sipscan.name_addr_uri
@@ -83,6 +96,7 @@ def test_uri_py_uses_the_native_functions_when_built(monkeypatch):
 
     monkeypatch.setattr(uri_mod, "_uri_parts_py", must_not_run)
     monkeypatch.setattr(uri_mod, "_name_addr_uri_py", must_not_run)
+    monkeypatch.setattr(uri_mod, "_request_uris_py", must_not_run)
     assert uri_mod.uri_parts(TYPICAL_URI) == ("user123", "10.2.3.4", 5060)
     assert type(uri_mod.uri_parts(TYPICAL_URI)) is UriParts
     assert uri_mod.name_addr_uri(TYPICAL_FROM) == "sip:alice@example.com"
@@ -98,9 +112,14 @@ def test_request_uris_falls_back_where_c_hands_back():
     src = _uri_parts_py(_name_addr_uri_py(from_value))
     dst = _uri_parts_py(_name_addr_uri_py(to_value))
     req = _uri_parts_py(ruri)
+    assert _sipscan.request_uris(from_value, to_value, ruri) is None
     assert uri_mod.request_uris(from_value, to_value, ruri) == (
         src.user, src.host, dst.user, req.user, req.host)
     assert uri_mod.request_uris(None, None, None) == ("", "", "", "", "")
+    # one part the C function hands back is enough for Python to decide all five
+    assert _sipscan.request_uris(TYPICAL_FROM, TYPICAL_FROM, "http://x") is None
+    assert uri_mod.request_uris(TYPICAL_FROM, '"Bob"', "http://x") == (
+        "alice", "example.com", "", "", "")
 
 
 def test_handed_back_values_fall_back():
@@ -202,7 +221,9 @@ def random_addr(rnd: random.Random) -> str:
 # 190k cases. Measured with seed 20240614: uri_parts handles 83 % of the random URIs and 95 %
 # of the URIs the random name-addrs give, name_addr_uri 90 % of the random name-addrs (the rest
 # has a dirty piece or an odd scheme, or no scheme at all). The bars leave room.
-FUZZ_MIN = {"uri": 0.75, "chained": 0.85, "addr": 0.80}
+# request_uris handles 12 % of random (From, To, request-URI) triples: all three must be clean
+# (the captures below are the coverage that matters).
+FUZZ_MIN = {"uri": 0.75, "chained": 0.85, "addr": 0.80, "request": 0.08}
 
 
 def test_fuzz_agrees():
@@ -215,6 +236,8 @@ def test_fuzz_agrees():
         value = random_addr(rnd)
         counts["addr"] += 1
         handled["addr"] += same_addr(value)
+        counts["request"] += 1
+        handled["request"] += same_request(value, random_addr(rnd), random_uri(rnd))
         chained = _name_addr_uri_py(value)
         if chained.startswith(("sip", "SIP", "tel", "TEL")):
             counts["chained"] += 1
@@ -257,7 +280,7 @@ def test_captures_agree():
     assert all_shared(), "no public captures: tests expect ../shared/pcaps beside the repo"
     heads = capture_heads()
     assert len(heads) > 1000
-    addrs = uris = handled_addrs = handled_uris = 0
+    addrs = uris = handled_addrs = handled_uris = requests = handled_requests = 0
     for head in heads:
         for value in (head.from_value, head.to_value):
             addrs += 1
@@ -266,12 +289,16 @@ def test_captures_agree():
             handled_uris += same_parts(_name_addr_uri_py(value))
             assert uri_mod.uri_parts(uri_mod.name_addr_uri(value)) == \
                 _uri_parts_py(_name_addr_uri_py(value))
+        if head.method is not None:
+            requests += 1
+            handled_requests += same_request(head.from_value, head.to_value, head.uri)
         if head.uri is not None:
             uris += 1
             handled_uris += same_parts(head.uri)
             assert uri_mod.uri_parts(head.uri) == _uri_parts_py(head.uri)
     assert handled_addrs >= CAPTURE_HANDLED_MIN * addrs, (handled_addrs, addrs)
     assert handled_uris >= CAPTURE_HANDLED_MIN * uris, (handled_uris, uris)
+    assert handled_requests >= CAPTURE_HANDLED_MIN * requests, (handled_requests, requests)
 
 
 # -- robustness ------------------------------------------------------------------------------
@@ -280,6 +307,15 @@ def test_results_are_not_tracked_by_the_gc():
     parts = _sipscan.uri_parts(TYPICAL_URI)
     assert not gc.is_tracked(parts)
     assert not gc.is_tracked(_sipscan.uri_parts("tel:+1"))
+    assert not gc.is_tracked(_sipscan.request_uris(TYPICAL_FROM, TYPICAL_FROM, TYPICAL_URI))
+
+
+def test_request_uris_checks_its_arguments():
+    with pytest.raises(TypeError):
+        _sipscan.request_uris(TYPICAL_FROM, TYPICAL_FROM)
+    with pytest.raises(TypeError):
+        _sipscan.request_uris(TYPICAL_FROM, TYPICAL_FROM, TYPICAL_URI, None)
+    assert _sipscan.request_uris(b"<sip:a@b>", None, None) is None  # not str: Python decides
 
 
 def test_init_uri_rejects_anything_but_the_namedtuple():
@@ -298,6 +334,7 @@ def test_no_leaks_and_sane_refcounts():
     for v in values:
         _sipscan.uri_parts(v)
         _sipscan.name_addr_uri(v)
+        _sipscan.request_uris(v, TYPICAL_FROM, v)
     gc.collect()
     refs = [sys.getrefcount(v) for v in values[:6]]  # None and "" are shared: other code moves
     none_refs = sys.getrefcount(None)                 # their counts
@@ -307,6 +344,7 @@ def test_no_leaks_and_sane_refcounts():
         for v in values:
             _sipscan.uri_parts(v)
             _sipscan.name_addr_uri(v)
+            _sipscan.request_uris(v, TYPICAL_FROM, v)
     gc.collect()
     assert sys.getallocatedblocks() - blocks < 500
     assert [sys.getrefcount(v) for v in values[:6]] == refs
