@@ -391,7 +391,11 @@ def _cdr_writer(store, proxies, cdr_options: dict | None):
     def on_call_end(call):
         rec = cdr_from_call(call, proxies, **options)
         if rec is not None:
-            store.add_cdr(rec)
+            try:
+                store.add_cdr(rec)
+            except Exception as exc:
+                exc.from_sink = True  # the store's, as in account(): not a signalling bug
+                raise
     return on_call_end
 
 

@@ -566,6 +566,24 @@ def test_a_bug_on_one_message_is_counted_unless_strict(tmp_path, monkeypatch):
         pipeline.account_files([str(path)], full_disk, pipeline.ProbeOptions(strict=False))
 
 
+def test_a_cdr_store_error_propagates_too(tmp_path):
+    """The CDR half of the store gets the same treatment as the acc half: its error ends the
+    replay, even without strict mode, instead of being counted as a signalling bug."""
+    import pipeline
+    from sip_dissect.accounting import ProxySet
+    from store import StoreError
+
+    class CdrsFail:
+        def add_cdr(self, rec):
+            raise StoreError("disk full")
+
+    path = write_sip_capture(tmp_path / "one.pcap", proxied_call())
+    on_end = pipeline._cdr_writer(CdrsFail(), ProxySet(), None)
+    with pytest.raises(StoreError, match="disk full"):
+        pipeline.account_files([str(path)], lambda rec: None,
+                               pipeline.ProbeOptions(strict=False), on_call_end=on_end)
+
+
 def test_tcp_content_length_too_long_for_int(tmp_path):
     """A Content-Length of 5000 digits on a TCP stream (int() refuses more than 4300): the
     stream's bytes are dropped and counted, the call on the other connections accounted."""
