@@ -13,7 +13,7 @@ from typing import Iterator
 from probe import bpf
 from probe.bpf import SIP_PREFIXES
 from probe.counters import Counters
-from probe.decode import DecodeBug, Decoder
+from probe.decode import DecodeBug, Decoder, _fastdecode
 from probe.records import Datagram, Frame
 from probe.sources import CaptureStats, FilterSet, read_batches, read_live
 from rtcp_mos.rtcp import PACKET_TYPES, looks_like_rtcp, packet_spans
@@ -320,20 +320,39 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     return summary
 
 
+def account_batch_py(datagrams: list[Datagram], add, sip_ports: frozenset, on_error,
+                     counters: Counters) -> None:
+    """Each datagram to the signalling layers (`add`) or counted; an Exception from `add`
+    goes to `on_error(exc, d)`, which raises or not. The reference of the C twin
+    (_fastdecode.account_batch, with C twins of is_sip and looks_like_rtcp): any change here
+    goes there too (tests compare the two)."""
+    for d in datagrams:
+        if is_sip(d, sip_ports):  # the stats collector's test too: one classification
+            try:
+                add(d)
+            except Exception as exc:
+                on_error(exc, d)
+        elif looks_like_rtcp(d.payload):
+            counters["rtcp.datagrams"] += 1  # quality reports arrive with the RTCP issue
+        else:
+            counters["classify.not_sip_or_rtcp"] += 1
+
+
+# the C twin when built: the bytecode of the loop above was 1.3 k of the 27.6 k instructions
+# per SIP message of a replay
+account_batch_native = _fastdecode.account_batch if _fastdecode is not None else None
+
+
 def _account_batches(batches, add, sip_ports: frozenset, opts: ProbeOptions,
                      counters: Counters, capture: CaptureStats, progress, tick) -> None:
-    """account()'s loop: each datagram to the signalling layers (`add`) or counted."""
+    """account()'s loop: each batch through account_batch, in C when built."""
+    account_batch = account_batch_native or account_batch_py
+
+    def on_error(exc: Exception, d: Datagram) -> None:
+        _signalling_error(exc, d, opts, counters)
+
     for batch in batches:
-        for d in batch:
-            if is_sip(d, sip_ports):  # the stats collector's test too: one classification
-                try:
-                    add(d)
-                except Exception as exc:
-                    _signalling_error(exc, d, opts, counters)
-            elif looks_like_rtcp(d.payload):
-                counters["rtcp.datagrams"] += 1  # quality reports arrive with the RTCP issue
-            else:
-                counters["classify.not_sip_or_rtcp"] += 1
+        account_batch(batch, add, sip_ports, on_error, counters)
         if progress is not None:
             progress(capture.frames)
         if tick is not None:
