@@ -2,7 +2,7 @@
 pure-Python twins are used and `sipprobe replay` says so). Metadata lives in pyproject.toml."""
 from setuptools import Extension, setup
 
-# native/: a header the three share
+# native/: a header three of them share
 NATIVE = {"include_dirs": ["native"], "depends": ["native/mum.h"]}
 
 setup(ext_modules=[
@@ -11,5 +11,7 @@ setup(ext_modules=[
     Extension("sip_dissect._sipscan", ["sip_dissect/_sipscan.c"], optional=True,
               extra_compile_args=["-O2"], **NATIVE),
     Extension("sip_dissect._txnlayer", ["sip_dissect/_txnlayer.c"], optional=True,
+              extra_compile_args=["-O2"], **NATIVE),
+    Extension("sip_dissect._dialogs", ["sip_dissect/_dialogs.c"], optional=True,
               extra_compile_args=["-O2"], **NATIVE),
 ])

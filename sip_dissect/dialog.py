@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from probe.counters import Counters
+from probe.native import load
 
 from .transaction import Transaction
 from .uri import request_uris
@@ -142,3 +143,16 @@ class DialogLayer:
         """End of input: calls still going are reported open (a later run may see their end)."""
         for call in list(self.calls.values()):
             self._end(call, None, "open", "")
+
+
+def _native():
+    """The C twin's DialogLayer (sip_dissect/_dialogs.c), or None: not built, or
+    SIPPROBE_PURE=1. The signalling layer runs it with the C transaction layer and C add."""
+    _dialogs = load("sip_dissect._dialogs")
+    if _dialogs is None:
+        return None
+    _dialogs.init(request_uris)
+    return _dialogs.DialogLayer
+
+
+NativeDialogLayer = _native()

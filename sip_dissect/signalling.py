@@ -7,7 +7,7 @@ from probe.counters import Counters
 from probe.records import Datagram
 
 from .accounting import AccOptions, Accountant, ProxySet
-from .dialog import Call, DialogLayer
+from .dialog import Call, DialogLayer, NativeDialogLayer
 from .records import AccRecord
 from .scan import (ANOMALIES, BODY, CONTENT_LENGTH, METHOD, REASON, STATUS, TO_TAG, scan_native,
                    scan_py)
@@ -27,12 +27,15 @@ class Signalling:
         self.proxies = proxies if proxies is not None else ProxySet()
         self.transactions = Layer(counters, invite_timeout=invite_timeout)  # C twin when built
         self.proxies.learned = self.transactions.forwarders
-        self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, on_end=on_call_end)
+        native = NativeAdd is not None and type(self.transactions) is NativeLayer
+        # the C dialog layer goes with the C add: then each mechanism runs in C, once
+        dialogs = NativeDialogLayer if native and NativeDialogLayer is not None else DialogLayer
+        self.dialogs = dialogs(counters, dialog_timeout=dialog_timeout, on_end=on_call_end)
         self.accountant = Accountant(acc_options, self.proxies)
         self.early_media = acc_options.early_media
         self._messages = 0
         self._native_add = None
-        if NativeAdd is not None and type(self.transactions) is NativeLayer:
+        if native:
             # add() below in C, over the C transaction layer: per message, the work of this
             # method without its bytecode (a tenth of a replay); the layers it calls are these
             self.add = self._native_add = NativeAdd(

@@ -15,6 +15,10 @@ LAB = sorted((Path(__file__).resolve().parents[1] / "pcaps").glob("lab-*/capture
 
 
 LAYERS = {"python": transaction.TransactionLayer, "native": transaction.Layer}
+try:
+    from sip_dissect._dialogs import Call as NativeCall  # with the native layer (signalling.py)
+except ImportError:
+    NativeCall = Call
 
 
 @pytest.mark.parametrize("layer", sorted(LAYERS) if transaction.NATIVE else ["python"])
@@ -27,7 +31,7 @@ def test_no_transaction_or_call_left_in_a_cycle(capture, layer, monkeypatch):
     try:
         summary = account_files([str(capture)], lambda rec: None, proxies=[("127.0.0.1", 5060)])
         gc.collect()
-        cyclic = [o for o in gc.garbage if isinstance(o, (*TRANSACTION_TYPES, Call))]
+        cyclic = [o for o in gc.garbage if isinstance(o, (*TRANSACTION_TYPES, Call, NativeCall))]
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
