@@ -55,12 +55,12 @@ def engine() -> str:
     """Which per-message engine runs: the native accelerators or their pure-Python twins."""
     from probe import decode
     from probe.native import PURE
-    from sip_dissect import scan, transaction
+    from sip_dissect import dialog, scan, transaction
 
     built = {"decode": decode._fastdecode is not None, "SIP scan": scan.NATIVE,
-             "transactions": transaction.NATIVE}
+             "transactions": transaction.NATIVE, "dialogs": dialog.NativeDialogLayer is not None}
     if all(built.values()):
-        return "native (C decode, SIP scan and transactions)"
+        return "native (C decode, SIP scan, transactions and dialogs)"
     if PURE:
         return "pure Python (SIPPROBE_PURE=1)"
     missing = ", ".join(name for name, on in built.items() if not on)
