@@ -21,6 +21,8 @@
 
 static PyObject *sip_head_type;  /* the SipHead NamedTuple class (init) */
 static PyObject *reason_empty;   /* "sip.empty" */
+static PyObject *empty_tuple;    /* () */
+static PyObject *small_ints[256];  /* 0-255, Python's own: a load, not a call, per int */
 
 /* character classes */
 #define C_TOKEN 1   /* RFC 3261 token (message.py _TOKEN) */
@@ -30,6 +32,7 @@ static PyObject *reason_empty;   /* "sip.empty" */
 #define C_BWS 16    /* bytes.strip() whitespace: space \t \n \r \x0b \x0c */
 #define C_PEND 32   /* ends a parameter value: ';', space, TAB */
 #define C_COMMA 64  /* ',' (ends a tag value too) */
+#define C_HOT1 128  /* starts a hot header name: v i l f t c, either case */
 static unsigned char cls[256];
 static unsigned char lower[256];
 
@@ -52,6 +55,8 @@ static void init_tables(void)
             k |= C_PEND;
         if (c == ',')
             k |= C_COMMA;
+        if (c && strchr("vilftcVILFTC", c))
+            k |= C_HOT1;
         cls[c] = k;
         lower[c] = (unsigned char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
     }
@@ -70,17 +75,22 @@ typedef struct {
  * printable ASCII; bytes objects end with a NUL, which stops the byte loop at e. */
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
+#ifdef __SSE2__
+/* sixteen at a time where SSE2 is (every x86-64): a signed compare flags < 0x20 and >= 0x80
+ * at once (TAB excepted); the mask of those and DEL */
+static inline __m128i unclean16(__m128i w)
+{
+    __m128i low = _mm_andnot_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('\t')),
+                                   _mm_cmplt_epi8(w, _mm_set1_epi8(0x20)));
+    return _mm_or_si128(low, _mm_cmpeq_epi8(w, _mm_set1_epi8(0x7f)));
+}
+#endif
+
 static const unsigned char *value_end(const unsigned char *v, const unsigned char *e)
 {
 #ifdef __SSE2__
-    /* sixteen at a time where SSE2 is (every x86-64): a signed compare flags < 0x20 and
-     * >= 0x80 at once (TAB excepted), and the mask gives the position of the first one */
-    const __m128i space = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f),
-                  tab = _mm_set1_epi8('\t');
     while (e - v >= 16) {
-        __m128i w = _mm_loadu_si128((const __m128i *)v);
-        __m128i low = _mm_andnot_si128(_mm_cmpeq_epi8(w, tab), _mm_cmplt_epi8(w, space));
-        int m = _mm_movemask_epi8(_mm_or_si128(low, _mm_cmpeq_epi8(w, del)));
+        int m = _mm_movemask_epi8(unclean16(_mm_loadu_si128((const __m128i *)v)));
         if (m)
             return v + __builtin_ctz((unsigned)m);
         v += 16;
@@ -96,6 +106,24 @@ static const unsigned char *value_end(const unsigned char *v, const unsigned cha
         v += 8;
     }
     while (!(cls[*v] & (C_CTRL | C_HIGH)))
+        v++;
+    return v;
+}
+
+/* The end of a request-URI: the first space, control character but TAB, or byte >= 0x80 */
+static const unsigned char *uri_end(const unsigned char *v, const unsigned char *e)
+{
+#ifdef __SSE2__
+    while (e - v >= 16) {
+        __m128i w = _mm_loadu_si128((const __m128i *)v);
+        int m = _mm_movemask_epi8(_mm_or_si128(unclean16(w),
+                                               _mm_cmpeq_epi8(w, _mm_set1_epi8(' '))));
+        if (m)
+            return v + __builtin_ctz((unsigned)m);
+        v += 16;
+    }
+#endif
+    while (v < e && *v != ' ' && !(cls[*v] & (C_CTRL | C_HIGH)))
         v++;
     return v;
 }
@@ -159,19 +187,23 @@ static PyObject *cached_str(const unsigned char *p, Py_ssize_t n, int mode)
     return s;
 }
 
-/* Some values repeat from message to message and are the keys of the layers' dicts: a call's
- * Call-ID and tags, a host's Via sent-by. Their str objects are kept in a small direct-mapped
- * cache: the messages of a call share one, which saves its allocation, and the dialog layer
- * hashes it once (a str caches its hash) instead of once per message. Equal strings, so
- * sharing them changes no result. (Caching URIs, From/To and branches as well saved less than
- * the memory a cache big enough for them costs.) */
+/* Some values repeat from message to message: a call's Call-ID and tags, a host's Via
+ * sent-by (the keys of the layers' dicts), the From and To values of a call, the branch of a
+ * transaction. Their str objects are kept in small direct-mapped caches: the messages of a
+ * call share one, which saves its allocation and freeing, and the dialog layer hashes a key
+ * once (a str caches its hash) instead of once per message. Equal strings, so sharing them
+ * changes no result. The keys have a cache of their own, so that the longer-lived of them
+ * (a call's Call-ID until its BYE) are not pushed out by the rest. (Request-URIs are not
+ * cached: a call's requests rarely repeat theirs.) */
 #define VCACHE_SLOTS 4096  /* a power of two */
 #define VCACHE_MAX 256
-static struct {
+typedef struct {
     uint64_t h;
     PyObject *s;
-} vcache[VCACHE_SLOTS];
-
+    PyObject *tag;  /* texts: the tag of a From or To value, NULL for a branch */
+} vslot;
+static vslot keys[VCACHE_SLOTS];   /* Call-IDs, tags, sent-bys */
+static vslot texts[VCACHE_SLOTS];  /* From and To values with their tags, branches */
 
 /* a slot hash from the length and up to 24 bytes (start, middle, end): a collision only
  * costs a memcmp and a miss */
@@ -193,27 +225,56 @@ static uint64_t vhash(const unsigned char *p, size_t n)
     return mum(a ^ 0xa0761d6478bd642fULL ^ n, b ^ 0xe7037ed1a0b428dbULL) ^ mum(c, 0x8ebc6af09c88c6e3ULL);
 }
 
-/* mkstr(p, n, mode) through the cache (modes 0 and 1) */
-static PyObject *value_str(const unsigned char *p, Py_ssize_t n, int mode)
+/* does p[0:n] (ASCII) hold an upper-case letter? Eight bytes at a time: for b < 0x80,
+ * b + 0x3f has its high bit set from 'A' on, b + 0x25 from '[' on */
+static int has_upper(const unsigned char *p, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if ((w + ONES * 0x3f) & ~(w + ONES * 0x25) & HIGHS)
+            return 1;
+    }
+    for (; i < n; i++)
+        if (p[i] >= 'A' && p[i] <= 'Z')
+            return 1;
+    return 0;
+}
+
+/* the slot of p[0:n] in cache when it holds that string, else NULL; *h: the hash */
+static vslot *cache_hit(vslot *cache, const unsigned char *p, Py_ssize_t n, uint64_t *h)
+{
+    *h = vhash(p, (size_t)n);
+    vslot *slot = &cache[*h & (VCACHE_SLOTS - 1)];
+    if (slot->s != NULL && slot->h == *h && PyUnicode_GET_LENGTH(slot->s) == n
+            && memcmp(PyUnicode_1BYTE_DATA(slot->s), p, n) == 0)
+        return slot;
+    return NULL;
+}
+
+/* mkstr(p, n, mode) through a cache (modes 0 and 1) */
+static PyObject *value_str(vslot *cache, const unsigned char *p, Py_ssize_t n, int mode)
 {
     unsigned char buf[VCACHE_MAX];
     if (n == 0 || n > VCACHE_MAX || mode > 1)
         return mkstr(p, n, mode);
-    if (mode == 1) {
+    if (mode == 1 && has_upper(p, n)) {  /* host names and addresses are mostly lower case */
         for (Py_ssize_t i = 0; i < n; i++)
             buf[i] = lower[p[i]];
         p = buf;
     }
-    uint64_t h = vhash(p, (size_t)n);
-    PyObject **slot = &vcache[h & (VCACHE_SLOTS - 1)].s;
-    if (*slot != NULL && vcache[h & (VCACHE_SLOTS - 1)].h == h
-            && PyUnicode_GET_LENGTH(*slot) == n && memcmp(PyUnicode_1BYTE_DATA(*slot), p, n) == 0)
-        return Py_NewRef(*slot);
+    uint64_t h;
+    vslot *slot = cache_hit(cache, p, n, &h);
+    if (slot != NULL)
+        return Py_NewRef(slot->s);
     PyObject *s = mkstr(p, n, 0);
     if (s == NULL)
         return NULL;
-    Py_XSETREF(*slot, Py_NewRef(s));
-    vcache[h & (VCACHE_SLOTS - 1)].h = h;
+    slot = &cache[h & (VCACHE_SLOTS - 1)];
+    Py_XSETREF(slot->s, Py_NewRef(s));
+    Py_CLEAR(slot->tag);
+    slot->h = h;
     return s;
 }
 
@@ -223,10 +284,34 @@ static PyObject *statuses[1000];
 static PyObject *status_int(int status)
 {
     if (status < 100)  /* small ints are shared by Python itself */
-        return PyLong_FromLong(status);
+        return Py_NewRef(small_ints[status]);
     if (statuses[status] == NULL && (statuses[status] = PyLong_FromLong(status)) == NULL)
         return NULL;
     return Py_NewRef(statuses[status]);
+}
+
+/* CSeq numbers and Content-Lengths repeat across a transaction's messages (a call's CSeq is
+ * often above Python's small ints, an SDP body's length always): their int objects are kept
+ * in a small direct-mapped cache by value */
+#define ICACHE_SLOTS 1024  /* a power of two */
+static struct {
+    unsigned long long v;
+    PyObject *o;
+} icache[ICACHE_SLOTS];
+
+static PyObject *cached_int(unsigned long long v)
+{
+    if (v < 256)  /* small ints are shared by Python itself */
+        return Py_NewRef(small_ints[v]);
+    unsigned i = (unsigned)(v ^ (v >> 10)) & (ICACHE_SLOTS - 1);
+    if (icache[i].o != NULL && icache[i].v == v)
+        return Py_NewRef(icache[i].o);
+    PyObject *o = PyLong_FromUnsignedLongLong(v);
+    if (o == NULL)
+        return NULL;
+    Py_XSETREF(icache[i].o, Py_NewRef(o));
+    icache[i].v = v;
+    return o;
 }
 
 /* case-insensitive ASCII compare of p[0:n] with a lower-case literal */
@@ -240,43 +325,109 @@ static int ieq(const unsigned char *p, const char *lit, Py_ssize_t n)
 
 enum { H_NONE, H_VIA, H_CALLID, H_CSEQ, H_FROM, H_TO, H_CLEN };
 
+/* An ASCII literal of up to 8 bytes to compare a word with, letters in either case: a letter
+ * b matches 'x' when (b | 0x20) == 'x'; other bytes must be equal (CR | 0x20 is '-'). */
+typedef struct {
+    uint64_t want, fold, keep;
+} word_t;
+
+static word_t W_TO, W_VIA, W_FROM, W_CSEQ, W_CALL_ID, W_CONTENT_, W_T_LENGTH, W_SIP_2_0_;
+
+/* a parameter name, and the word of its usual spelling, "name=" */
+typedef struct {
+    const char *name;
+    Py_ssize_t len;
+    word_t eq;
+} param_t;
+
+static param_t P_TAG = {"tag", 3}, P_BRANCH = {"branch", 6};
+
+static void make_word(word_t *w, const char *lit)
+{
+    size_t n = strlen(lit);
+    w->want = w->fold = w->keep = 0;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        unsigned char c = (unsigned char)lit[i];
+        w->want |= (uint64_t)c << (8 * i);
+        if (c >= 'a' && c <= 'z')
+            w->fold |= (uint64_t)0x20 << (8 * i);
+        w->keep |= (uint64_t)0xff << (8 * i);
+    }
+}
+
+static int word_is(const unsigned char *p, const word_t *w)  /* 8 readable bytes at p */
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return ((x | w->fold) & w->keep) == w->want;
+}
+
+static void init_words(void)
+{
+    make_word(&W_TO, "to");
+    make_word(&W_VIA, "via");
+    make_word(&W_FROM, "from");
+    make_word(&W_CSEQ, "cseq");
+    make_word(&W_CALL_ID, "call-id");
+    make_word(&W_CONTENT_, "content-");
+    make_word(&W_T_LENGTH, "t-length");  /* bytes 6-13 of content-length */
+    make_word(&W_SIP_2_0_, "sip/2.0/");
+    make_word(&P_TAG.eq, "tag=");
+    make_word(&P_BRANCH.eq, "branch=");
+}
+
+/* the index of the first ':', space or TAB in the 16 bytes at n, 16 when none */
+static int name_len(const unsigned char *n)
+{
+#ifdef __SSE2__
+    __m128i w = _mm_loadu_si128((const __m128i *)n);
+    int m = _mm_movemask_epi8(_mm_or_si128(
+        _mm_cmpeq_epi8(w, _mm_set1_epi8(':')),
+        _mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8(' ')), _mm_cmpeq_epi8(w, _mm_set1_epi8('\t')))));
+    return m ? __builtin_ctz((unsigned)m) : 16;
+#else
+    int i = 0;
+    while (i < 16 && n[i] != ':' && !IS_WS(n[i]))
+        i++;
+    return i;
+#endif
+}
+
 /* Which hot header (full or compact name) starts at s, e: end of data. The name must be
- * followed by [ \t:] (the regex's "[ \t]*:" after it). */
+ * followed by [ \t:] (the regex's "[ \t]*:" after it): so its length is that of the text
+ * before the first of those, and the longest, content-length, has 14. */
 static int hot_name(const unsigned char *s, const unsigned char *e, const unsigned char **after)
 {
-    Py_ssize_t avail = e - s;
-    int h = H_NONE;
-    Py_ssize_t len = 0;
-    if (avail < 2)
+    unsigned char pad[16];
+    const unsigned char *n = s;
+    if (!(cls[*s] & C_HOT1))  /* Max-Forwards, Allow, User-Agent... */
         return H_NONE;
-    unsigned char c1 = s[1];
-    int one = (c1 == ':' || IS_WS(c1));
-    switch (lower[s[0]]) {
-    case 'v':
-        if (one) { h = H_VIA; len = 1; }
-        else if (avail >= 4 && ieq(s + 1, "ia", 2)) { h = H_VIA; len = 3; }
+    if (e - s < 16) {  /* the end of the data is near: the bytes there, NULs after */
+        memset(pad, 0, sizeof(pad));
+        memcpy(pad, s, e - s);
+        n = pad;
+    }
+    int len = name_len(n), h = H_NONE;
+    switch (len) {
+    case 1:
+        switch (lower[n[0]]) {
+        case 'v': h = H_VIA; break;
+        case 'i': h = H_CALLID; break;
+        case 'l': h = H_CLEN; break;
+        case 'f': h = H_FROM; break;
+        case 't': h = H_TO; break;
+        }
         break;
-    case 'i':
-        if (one) { h = H_CALLID; len = 1; }
+    case 2: if (word_is(n, &W_TO)) h = H_TO; break;
+    case 3: if (word_is(n, &W_VIA)) h = H_VIA; break;
+    case 4:
+        if (word_is(n, &W_FROM)) h = H_FROM;
+        else if (word_is(n, &W_CSEQ)) h = H_CSEQ;
         break;
-    case 'l':
-        if (one) { h = H_CLEN; len = 1; }
+    case 7: if (word_is(n, &W_CALL_ID)) h = H_CALLID; break;
+    case 14:
+        if (word_is(n, &W_CONTENT_) && word_is(n + 6, &W_T_LENGTH)) h = H_CLEN;
         break;
-    case 'f':
-        if (one) { h = H_FROM; len = 1; }
-        else if (avail >= 5 && ieq(s + 1, "rom", 3)) { h = H_FROM; len = 4; }
-        break;
-    case 't':
-        if (one) { h = H_TO; len = 1; }
-        else if (avail >= 3 && lower[s[1]] == 'o') { h = H_TO; len = 2; }
-        break;
-    case 'c':
-        if (avail >= 5 && ieq(s + 1, "seq", 3)) { h = H_CSEQ; len = 4; }
-        else if (avail >= 8 && ieq(s + 1, "all-id", 6)) { h = H_CALLID; len = 7; }
-        else if (avail >= 15 && ieq(s + 1, "ontent-length", 13)) { h = H_CLEN; len = 14; }
-        break;
-    default:
-        return H_NONE;
     }
     if (h == H_NONE)
         return H_NONE;
@@ -290,21 +441,26 @@ static int hot_name(const unsigned char *s, const unsigned char *e, const unsign
 }
 
 /* The first byte from r on whose class has a bit of `stop` (C_PEND, C_PEND | C_COMMA), or e.
- * Sixteen bytes at a time where SSE2 is: branches and sent-bys are tens of bytes. */
+ * Sixteen bytes at a time where SSE2 is (branches and sent-bys are tens of bytes), reading
+ * on past e up to lim, the end of the data, rather than finishing the value byte by byte. */
 static const unsigned char *param_end(const unsigned char *r, const unsigned char *e,
-                                      unsigned char stop)
+                                      const unsigned char *lim, unsigned char stop)
 {
 #ifdef __SSE2__
     const __m128i semi = _mm_set1_epi8(';'), sp = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'),
                   comma = _mm_set1_epi8((stop & C_COMMA) ? ',' : ';');
-    while (e - r >= 16) {
+    while (lim - r >= 16) {
         __m128i w = _mm_loadu_si128((const __m128i *)r);
         int m = _mm_movemask_epi8(_mm_or_si128(
             _mm_or_si128(_mm_cmpeq_epi8(w, semi), _mm_cmpeq_epi8(w, sp)),
             _mm_or_si128(_mm_cmpeq_epi8(w, tab), _mm_cmpeq_epi8(w, comma))));
-        if (m)
-            return r + __builtin_ctz((unsigned)m);
+        if (m) {
+            r += __builtin_ctz((unsigned)m);
+            return r < e ? r : e;
+        }
         r += 16;
+        if (r >= e)
+            return e;
     }
 #endif
     while (r < e && !(cls[*r] & stop))
@@ -315,23 +471,28 @@ static const unsigned char *param_end(const unsigned char *r, const unsigned cha
 /* The value of the first ;\s*NAME\s*=\s*VALUE parameter in [q, e), as the regexes of via.py
  * (branch: [^;\s]*, may be empty) and uri.py (tag: [^;,\s]+) find it; *out untouched when
  * there is none. */
-static void find_param(const unsigned char *q, const unsigned char *e, const char *name,
-                       Py_ssize_t len, int comma_ends, int empty_ok, span *out)
+static void find_param(const unsigned char *q, const unsigned char *e, const unsigned char *lim,
+                       const param_t *name, int comma_ends, int empty_ok, span *out)
 {
-    for (; q < e && (q = memchr(q, ';', e - q)) != NULL; q++) {
+    Py_ssize_t len = name->len;
+    for (; q < e && (*q == ';' || (q = memchr(q, ';', e - q)) != NULL); q++) {
         const unsigned char *r = q + 1, *t;
-        while (r < e && IS_WS(*r)) r++;
-        if (e - r < len || !ieq(r, name, len))
-            continue;
-        r += len;
-        while (r < e && IS_WS(*r)) r++;
-        if (r >= e || *r != '=')
-            continue;
-        r++;
+        if (e - r > len && lim - r >= 8 && word_is(r, &name->eq)) {
+            r += len + 1;  /* ;name= as usually written */
+        } else {
+            while (r < e && IS_WS(*r)) r++;
+            if (e - r < len || !ieq(r, name->name, len))
+                continue;
+            r += len;
+            while (r < e && IS_WS(*r)) r++;
+            if (r >= e || *r != '=')
+                continue;
+            r++;
+        }
         while (r < e && IS_WS(*r)) r++;
         t = r;
         unsigned char stop = comma_ends ? C_PEND | C_COMMA : C_PEND;
-        r = param_end(r, e, stop);
+        r = param_end(r, e, lim, stop);
         if (r == t && !empty_ok)
             continue;
         out->p = t;
@@ -345,25 +506,29 @@ typedef struct {
     span transport, sent_by, branch;
 } via_t;
 
-static int parse_via(const unsigned char *p, Py_ssize_t n, via_t *v)
+static int parse_via(const unsigned char *p, Py_ssize_t n, const unsigned char *lim, via_t *v)
 {
     const unsigned char *q = p, *e = p + n, *t;
-    if (n < 3 || !ieq(q, "sip", 3))
-        return 0;
-    q += 3;
-    while (q < e && IS_WS(*q)) q++;
-    if (q >= e || *q != '/') return 0;
-    q++;
+    if (n > 8 && lim - p >= 8 && word_is(p, &W_SIP_2_0_)) {
+        q += 8;  /* SIP/2.0/ as usually written */
+    } else {
+        if (n < 3 || !ieq(q, "sip", 3))
+            return 0;
+        q += 3;
+        while (q < e && IS_WS(*q)) q++;
+        if (q >= e || *q != '/') return 0;
+        q++;
+        while (q < e && IS_WS(*q)) q++;
+        t = q;
+        while (q < e && *q != '/' && !IS_WS(*q)) q++;
+        if (q == t) return 0;
+        while (q < e && IS_WS(*q)) q++;
+        if (q >= e || *q != '/') return 0;
+        q++;
+    }
     while (q < e && IS_WS(*q)) q++;
     t = q;
-    while (q < e && *q != '/' && !IS_WS(*q)) q++;
-    if (q == t) return 0;
-    while (q < e && IS_WS(*q)) q++;
-    if (q >= e || *q != '/') return 0;
-    q++;
-    while (q < e && IS_WS(*q)) q++;
-    t = q;
-    q = param_end(q, e, C_PEND);
+    q = param_end(q, e, lim, C_PEND);
     if (q == t) return 0;
     v->transport.p = t;
     v->transport.n = q - t;
@@ -371,7 +536,7 @@ static int parse_via(const unsigned char *p, Py_ssize_t n, via_t *v)
     while (q < e && IS_WS(*q)) q++;
     if (q == t) return 0;
     t = q;
-    q = param_end(q, e, C_PEND);
+    q = param_end(q, e, lim, C_PEND);
     if (q == t) return 0;
     v->sent_by.p = t;
     v->sent_by.n = q - t;
@@ -383,20 +548,49 @@ static int parse_via(const unsigned char *p, Py_ssize_t n, via_t *v)
     if (*q != ';')
         return 0;
     /* ;\s*branch\s*=\s*([^;\s]*), first match in the params */
-    find_param(q, e, "branch", 6, 0, 1, &v->branch);
+    find_param(q, e, lim, &P_BRANCH, 0, 1, &v->branch);
     return 1;
 }
 
 /* tag_of: params after the last '>' (or the whole value), ;\s*tag\s*=\s*([^;,\s]+) */
-static span tag_of(span value)
+static span tag_of(span value, const unsigned char *lim)
 {
     span out = {value.p, 0, 1};
     const unsigned char *q = value.p, *e = value.p + value.n;
     const unsigned char *g = memrchr(value.p, '>', value.n);
     if (g != NULL)
         q = g + 1;
-    find_param(q, e, "tag", 3, 1, 0, &out);
+    find_param(q, e, lim, &P_TAG, 1, 0, &out);
     return out;
+}
+
+/* A From or To header: its value (None when absent) in *value, its tag ("" when none) in *tag.
+ * The tag is the value's: a value found in the texts cache comes with it. NULLs when an
+ * allocation failed. */
+static void name_addr(span v, const unsigned char *lim, PyObject **value, PyObject **tag)
+{
+    uint64_t h = 0;
+    vslot *slot = NULL;
+    if (!v.set) {
+        *value = Py_NewRef(Py_None);
+        *tag = PyUnicode_New(0, 0);
+        return;
+    }
+    int cached = v.n > 0 && v.n <= VCACHE_MAX;
+    if (cached && (slot = cache_hit(texts, v.p, v.n, &h)) != NULL && slot->tag != NULL) {
+        *value = Py_NewRef(slot->s);
+        *tag = Py_NewRef(slot->tag);
+        return;
+    }
+    span t = tag_of(v, lim);
+    *value = mkstr(v.p, v.n, 0);
+    *tag = value_str(keys, t.p, t.n, 0);
+    if (cached && *value != NULL && *tag != NULL) {
+        slot = &texts[h & (VCACHE_SLOTS - 1)];
+        Py_XSETREF(slot->s, Py_NewRef(*value));
+        Py_XSETREF(slot->tag, Py_NewRef(*tag));
+        slot->h = h;
+    }
 }
 
 /* does via.py _NEXT_VIA (a comma, then optional space, SIP, optional space, a slash) match
@@ -418,11 +612,11 @@ static PyObject *str_or_none(span s, int mode)
     return mkstr(s.p, s.n, mode);
 }
 
-static PyObject *value_or_none(span s)
+static PyObject *value_or_none(vslot *cache, span s)
 {
     if (!s.set)
         Py_RETURN_NONE;
-    return value_str(s.p, s.n, 0);
+    return value_str(cache, s.p, s.n, 0);
 }
 
 static PyObject *cached_or_none(span s)
@@ -430,6 +624,49 @@ static PyObject *cached_or_none(span s)
     if (!s.set)
         Py_RETURN_NONE;
     return cached_str(s.p, s.n, 0);
+}
+
+/* The last SipHead returned. When it comes back to the next scan() with no reference but this
+ * one, nothing can see it any more: it is refilled and returned again instead of being freed
+ * and another allocated (as zip() reuses its result tuple). Per message that is most of a
+ * record's allocation and deallocation; the values in it are new as ever. */
+static PyObject *last_head;
+
+/* A SipHead of the N_FIELDS new references in f (stolen), or NULL when one of them is NULL
+ * (a failed allocation, whose error is set). */
+static PyObject *new_head(PyObject **f)
+{
+    PyTypeObject *tp = (PyTypeObject *)sip_head_type;
+    PyObject *res = last_head;
+    int i, missing = 0;
+    if (res != NULL && Py_REFCNT(res) == 1 && Py_TYPE(res) == tp) {
+        Py_INCREF(res);
+    } else {
+        /* not tracked (see below), and its items are all set next: no zeroing */
+        res = (PyObject *)PyObject_GC_NewVar(PyTupleObject, tp, N_FIELDS);
+        if (res == NULL) {
+            for (i = 0; i < N_FIELDS; i++)
+                Py_XDECREF(f[i]);
+            return NULL;
+        }
+        memset(&PyTuple_GET_ITEM(res, 0), 0, N_FIELDS * sizeof(PyObject *));
+        Py_XSETREF(last_head, Py_NewRef(res));
+    }
+    PyObject **items = &PyTuple_GET_ITEM(res, 0);
+    for (i = 0; i < N_FIELDS; i++) {
+        PyObject *old = items[i];
+        items[i] = f[i];
+        missing |= f[i] == NULL;
+        Py_XDECREF(old);  /* str, int, bytes, None, (): no code runs */
+    }
+    if (missing) {  /* a record with holes: the error is returned, the record dropped */
+        Py_DECREF(res);
+        Py_CLEAR(last_head);
+        return NULL;
+    }
+    /* str, int, bytes, None and the shared empty tuple: no reference cycle can go through a
+     * SipHead, and the collector need not walk the many a replay keeps alive */
+    return res;
 }
 
 static PyObject *scan(PyObject *self, PyObject *arg)
@@ -482,8 +719,7 @@ static PyObject *scan(PyObject *self, PyObject *arg)
         method.n = q - data;
         method.set = 1;
         t = ++q;
-        while (q < e && *q != ' ' && !(cls[*q] & (C_CTRL | C_HIGH)))
-            q++;
+        q = uri_end(q, e);
         if (q == t || e - q < 9 || memcmp(q, " SIP/2.0", 8) != 0
                 || (q[8] != '\r' && q[8] != '\n'))
             Py_RETURN_NONE;
@@ -497,13 +733,15 @@ static PyObject *scan(PyObject *self, PyObject *arg)
     span callid = {0}, cseq = {0}, from = {0}, to = {0}, clen = {0};
     span via1 = {0}, via2 = {0};
     Py_ssize_t via_count = 0;
-    const unsigned char *head_end = NULL;
+    const unsigned char *head_end = NULL, *next_nl = NULL;
     q = line_end;
     for (;;) {
-        const unsigned char *nl = memchr(q, '\n', e - q);
+        /* (bytes objects end with a NUL: nl[1] can be read) */
+        const unsigned char *nl = next_nl != NULL ? next_nl : memchr(q, '\n', e - q);
+        next_nl = NULL;
         if (nl == NULL)
             Py_RETURN_NONE;  /* no CRLF CRLF: bare LF or no blank line */
-        if (nl > data && nl[-1] == '\r' && e - nl >= 3 && nl[1] == '\r' && nl[2] == '\n') {
+        if (nl[1] == '\r' && e - nl >= 3 && nl[2] == '\n' && nl > data && nl[-1] == '\r') {
             head_end = nl - 1;
             break;
         }
@@ -535,6 +773,8 @@ static PyObject *scan(PyObject *self, PyObject *arg)
         if (v < e && *v != '\r' && *v != '\n')
             Py_RETURN_NONE;
         q = v;
+        if (v < e)  /* the line's end is here: no search for it */
+            next_nl = *v == '\n' ? v : v[1] == '\n' ? v + 1 : NULL;
         while (v > t && IS_WS(v[-1])) v--;
         span value = {t, v - t, 1};
         if (slot != NULL) {
@@ -563,27 +803,21 @@ static PyObject *scan(PyObject *self, PyObject *arg)
         }
     }
 
-    /* CSeq: value.split() into exactly two, an ASCII number of at most 10 digits <= 2**32-1 */
+    /* CSeq: value.split() into exactly two, an ASCII number of at most 10 digits <= 2**32-1
+     * (the value is stripped: it starts and ends with neither space nor TAB) */
     span cseq_method = {0};
     unsigned long long cseq_num = 0;
     if (cseq.set && cseq.n) {
         const unsigned char *c = cseq.p, *ce = cseq.p + cseq.n;
-        t = c;
-        while (c < ce && !IS_WS(*c)) c++;
-        const unsigned char *n_end = c;
+        while (c < ce && *c >= '0' && *c <= '9')
+            cseq_num = cseq_num * 10 + (*c++ - '0');
+        int ok = c > cseq.p && c - cseq.p <= 10 && c < ce && IS_WS(*c);
         while (c < ce && IS_WS(*c)) c++;
         const unsigned char *m = c;
         while (c < ce && !IS_WS(*c)) c++;
-        const unsigned char *m_end = c;
-        while (c < ce && IS_WS(*c)) c++;
-        int ok = m < m_end && c == ce && n_end - t <= 10;
-        for (const unsigned char *d = t; ok && d < n_end; d++) {
-            if (*d < '0' || *d > '9') ok = 0;
-            else cseq_num = cseq_num * 10 + (*d - '0');
-        }
-        if (ok && cseq_num <= 0xFFFFFFFFULL) {
+        if (ok && c == ce && cseq_num <= 0xFFFFFFFFULL) {
             cseq_method.p = m;
-            cseq_method.n = m_end - m;
+            cseq_method.n = c - m;
             cseq_method.set = 1;
         }
     }
@@ -597,8 +831,8 @@ static PyObject *scan(PyObject *self, PyObject *arg)
         }
     }
     via_t top, second;
-    int top_ok = via_count >= 1 && parse_via(via1.p, via1.n, &top);
-    int second_ok = via_count >= 2 && parse_via(via2.p, via2.n, &second);
+    int top_ok = via_count >= 1 && parse_via(via1.p, via1.n, e, &top);
+    int second_ok = via_count >= 2 && parse_via(via2.p, via2.n, e, &second);
 
     /* the SipHead */
     PyObject *f[N_FIELDS];
@@ -607,59 +841,40 @@ static PyObject *scan(PyObject *self, PyObject *arg)
     if (status >= 0) f[2] = status_int(status);
     else { f[2] = Py_None; Py_INCREF(Py_None); }
     f[3] = cached_or_none(reason);
-    f[4] = value_or_none(callid);
+    f[4] = value_or_none(keys, callid);
     if (cseq_method.set) {
-        f[5] = PyLong_FromUnsignedLongLong(cseq_num);
+        f[5] = cached_int(cseq_num);
         f[6] = cached_str(cseq_method.p, cseq_method.n, 0);
     } else {
         f[5] = Py_None; Py_INCREF(Py_None);
         f[6] = Py_None; Py_INCREF(Py_None);
     }
-    f[7] = str_or_none(from, 0);
-    f[8] = from.set ? value_or_none(tag_of(from)) : PyUnicode_New(0, 0);
-    f[9] = str_or_none(to, 0);
-    f[10] = to.set ? value_or_none(tag_of(to)) : PyUnicode_New(0, 0);
-    f[11] = PyLong_FromSsize_t(via_count);
+    name_addr(from, e, &f[7], &f[8]);
+    name_addr(to, e, &f[9], &f[10]);
+    f[11] = via_count < 256 ? Py_NewRef(small_ints[via_count]) : PyLong_FromSsize_t(via_count);
     if (top_ok) {
         f[12] = cached_str(top.transport.p, top.transport.n, 2);
-        f[13] = value_str(top.sent_by.p, top.sent_by.n, 1);
-        f[14] = mkstr(top.branch.p, top.branch.n, 0);
+        f[13] = value_str(keys, top.sent_by.p, top.sent_by.n, 1);
+        f[14] = value_str(texts, top.branch.p, top.branch.n, 0);
     } else {
         f[12] = Py_None; f[13] = Py_None; f[14] = Py_None;
         Py_INCREF(Py_None); Py_INCREF(Py_None); Py_INCREF(Py_None);
     }
     if (second_ok) {
-        f[15] = value_str(second.sent_by.p, second.sent_by.n, 1);
-        f[16] = mkstr(second.branch.p, second.branch.n, 0);
+        f[15] = value_str(keys, second.sent_by.p, second.sent_by.n, 1);
+        f[16] = value_str(texts, second.branch.p, second.branch.n, 0);
     } else {
         f[15] = Py_None; f[16] = Py_None;
         Py_INCREF(Py_None); Py_INCREF(Py_None);
     }
-    if (clen.set) f[17] = PyLong_FromLongLong(content_length);
+    if (clen.set) f[17] = content_length >= 0 ? cached_int((unsigned long long)content_length)
+                                             : PyLong_FromLong(-1);
     else { f[17] = Py_None; Py_INCREF(Py_None); }
     head_end += 4;
     f[18] = PyBytes_FromStringAndSize((const char *)head_end, e - head_end);
-    f[19] = PyTuple_New(0);  /* the shared empty tuple: untracked (and never a cycle) */
+    f[19] = Py_NewRef(empty_tuple);  /* untracked (and never a cycle) */
 
-    PyTypeObject *tp = (PyTypeObject *)sip_head_type;
-    PyObject *res = NULL;
-    int i;
-    for (i = 0; i < N_FIELDS; i++)
-        if (f[i] == NULL)
-            goto fail;
-    res = tp->tp_alloc(tp, N_FIELDS);
-    if (res == NULL)
-        goto fail;
-    for (i = 0; i < N_FIELDS; i++)
-        PyTuple_SET_ITEM(res, i, f[i]);
-    /* str, int, bytes, None and the shared empty tuple (f[19]): no reference cycle can go
-     * through a SipHead, and the collector need not walk the many a replay keeps alive */
-    PyObject_GC_UnTrack(res);
-    return res;
-fail:
-    for (i = 0; i < N_FIELDS; i++)
-        Py_XDECREF(f[i]);
-    return NULL;
+    return new_head(f);
 }
 
 /* -- URIs: the common case of sip_dissect/uri.py's _name_addr_uri_py and _uri_parts_py --
@@ -956,10 +1171,16 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__sipscan(void)
 {
     init_tables();
+    init_words();
     if (reason_empty == NULL) {
         reason_empty = PyUnicode_InternFromString("sip.empty");
         if (reason_empty == NULL)
             return NULL;
     }
+    if (empty_tuple == NULL && (empty_tuple = PyTuple_New(0)) == NULL)
+        return NULL;
+    for (int i = 0; i < 256; i++)
+        if (small_ints[i] == NULL && (small_ints[i] = PyLong_FromLong(i)) == NULL)
+            return NULL;
     return PyModule_Create(&module);
 }
