@@ -104,6 +104,10 @@ static PyObject *call_new(PyTypeObject *type, PyObject *args, PyObject *kw)
  * same object (dialog.py's Call.invite_uris) */
 static PyObject *call_invite_uris(Call *self, PyObject *unused)
 {
+    if (request_uris == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_dialogs.init(request_uris) was not called");
+        return NULL;
+    }
     PyObject *req = PyObject_GetAttr(self->invite, a_request);
     if (req == NULL)
         return NULL;

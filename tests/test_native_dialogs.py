@@ -21,11 +21,14 @@ import pytest
 from probe.counters import Counters
 from sip_dissect import dialog, signalling
 from sip_dissect.dialog import DialogLayer
+from sip_dissect.uri import request_uris
 
 try:
     from sip_dissect import _dialogs
 except ImportError:  # not built: no compiler, or build_ext not run
     _dialogs = None
+else:
+    _dialogs.init(request_uris)  # dialog.py does it too, unless SIPPROBE_PURE=1
 
 pytestmark = pytest.mark.skipif(
     _dialogs is None, reason="sip_dissect._dialogs is not built "
@@ -173,6 +176,7 @@ def test_bad_arguments_raise_not_crash():
         _dialogs.DialogLayer(Counters(), max_calls=0)
     with pytest.raises(TypeError):
         _dialogs.init(None)
+    assert call.invite_uris()  # init() refused: the function it had stays
     layer.calls[("x", "y")] = "not a call"
     with pytest.raises(TypeError):
         layer.initial_invite(txn("x", "y", 9.0))
