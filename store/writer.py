@@ -34,10 +34,10 @@ import time
 from typing import TYPE_CHECKING
 
 from store import StoreError
-from store.schema import TABLES, database_error, ensure_schema, open_connection
-from store.worker import (ACC_FIELDS, CDR_FIELDS, IGNORED_SIGNALS, cdr_key_text, key_text,
-                          readable, recv, send, send_bytes)
-from store.worker import time_text as time_text  # noqa: PLC0414  (public here)
+from store.rows import ACC_FIELDS, CDR_FIELDS, cdr_key_text, key_text
+from store.rows import time_text as time_text  # noqa: PLC0414  (public here)
+from store.schema import PAGE_SIZE, TABLES, database_error, ensure_schema, open_connection
+from store.worker import IGNORED_SIGNALS, readable, recv, send, send_bytes
 
 if TYPE_CHECKING:
     from sip_dissect.cdr import CdrRecord
@@ -80,6 +80,7 @@ def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
     try:
         db.isolation_level = None  # transactions are ensure_schema's own
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL; a file with tables: no-op
             db.execute("PRAGMA journal_mode=wal")
         db.execute("PRAGMA synchronous=NORMAL")
         ensure_schema(db, path, local_time=local_time)
