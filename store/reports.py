@@ -14,8 +14,8 @@ from store import FilterError, StoreError
 from store.schema import (CDR_COLUMN_NAMES, CDR_TABLE, KAMAILIO_NAMES, check_columns, connect,
                           database_error)
 
-REPORT_COLUMNS = KAMAILIO_NAMES + ("time_epoch", "cseq")  # row_key is internal
-CDR_REPORT_COLUMNS = CDR_COLUMN_NAMES[:-1]  # every acc_cdrs column but row_key
+REPORT_COLUMNS = KAMAILIO_NAMES + ("time_epoch", "cseq")
+CDR_REPORT_COLUMNS = CDR_COLUMN_NAMES
 END_REASONS = ("completed", "cancelled", "rejected", "expired", "open")
 _CODE = re.compile(r"[1-6](\d\d|xx)", re.I)
 

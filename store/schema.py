@@ -13,8 +13,10 @@ import time
 from store import StoreError
 
 # a change to the columns bumps it and adds a migration to ensure_schema
-# 1: acc, missed_calls. 2: acc_cdrs (created in a version 1 file when a writer opens it)
-SCHEMA_VERSION = 2
+# 1: acc, missed_calls. 2: acc_cdrs (created in a version 1 file when a writer opens it).
+# 3: no row_key column (a hash of the row's identity); a unique index over the identity's own
+# columns instead (migrate_row_keys)
+SCHEMA_VERSION = 3
 # of a new file (SQLite's default is 4096): a row's four B-tree inserts split pages less often
 # (2 % fewer writer instructions, 6 % fewer bytes written); a file keeps the size it has
 PAGE_SIZE = 16384
@@ -46,15 +48,19 @@ KAMAILIO_COLUMNS = (
 EXTRA_COLUMNS = (
     ("time_epoch", float, "packet time of the final reply, epoch seconds with microseconds"),
     ("cseq", int, "CSeq number of the request"),
-    ("row_key", str, "hash of table, callid, method, cseq, tags, sip_code: reruns add nothing"),
 )
 KAMAILIO_NAMES = tuple(name for name, _, _ in KAMAILIO_COLUMNS)
 COLUMN_NAMES = KAMAILIO_NAMES + tuple(name for name, _, _ in EXTRA_COLUMNS)
-# callid: Kamailio's acc_callid_idx and the report filter; time_epoch: report filters and their
-# ORDER BY. No index on `time`: nothing sipprobe runs reads it (time_epoch orders the same), and
-# it cost 15% of the writer's CPU; files written before keep theirs (an index is no part of the
-# columns check_columns() compares, so both kinds of file are schema version 2).
-INDEXED = ("callid", "time_epoch")
+# What makes a row the same row (INSERT OR IGNORE: a rerun adds nothing): the transaction and
+# its final reply, not the time. A unique index over those columns, callid first, so that it is
+# also Kamailio's acc_callid_idx and serves the report filter. Until schema 3 a SHA-1 of them
+# was stored in a row_key column with its own unique index: the hash and the fourth B-tree were
+# a quarter of the writer process's instructions.
+IDENTITY = ("callid", "method", "cseq", "from_tag", "to_tag", "sip_code")
+# time_epoch: report filters and their ORDER BY. No index on `time`: nothing sipprobe runs reads
+# it (time_epoch orders the same), and it cost 15% of the writer's CPU; files written before
+# keep theirs (an index is no part of the columns check_columns() compares).
+INDEXED = ("time_epoch",)
 
 # acc_cdrs (lab/schema.sql): one row per call, as Kamailio's acc module writes with cdr_enable
 CDR_KAMAILIO_COLUMNS = (
@@ -84,13 +90,14 @@ CDR_EXTRA_COLUMNS = (
     ("pdd", float, "post-dial delay: ring_time - created, NULL if no ringing"),
     ("ended_by", str, "caller, callee, proxy or ''"),
     ("end_reason", str, "completed, cancelled, rejected, expired or open"),
-    ("row_key", str, "hash of callid and from_tag: one row per call, completed in place"),
 )
 CDR_NULLABLE = {"to_tag", "sip_code", "sip_reason", "ring_time", "answer_time", "setuptime",
                 "pdd"}
 CDR_KAMAILIO_NAMES = tuple(name for name, _, _ in CDR_KAMAILIO_COLUMNS)
 CDR_COLUMN_NAMES = CDR_KAMAILIO_NAMES + tuple(name for name, _, _ in CDR_EXTRA_COLUMNS)
-CDR_INDEXED = ("callid", "start_epoch")  # no start_time index either, as for `time`
+CDR_IDENTITY = ("callid", "from_tag")  # one row per call, completed in place
+CDR_INDEXED = ("start_epoch",)  # no start_time index either, as for `time`
+OLD_KEY = "row_key"  # the column schema 3 dropped (see IDENTITY)
 
 
 def table_columns(table: str) -> tuple[str, ...]:
@@ -198,6 +205,7 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
         for table in ALL_TABLES:
             if table in names:
                 check_columns(db, path, table)
+                migrate_row_keys(db, path, table)
             else:  # acc_cdrs missing from a version 1 file: this is its migration
                 for statement in create_statements(table):
                     db.execute(statement)
@@ -221,11 +229,30 @@ def read_meta(db) -> dict[str, str]:
 
 
 def check_columns(db, path: str, table: str) -> None:
-    """`db`: an sqlite3 connection or an sqlite_utils.Database."""
+    """`db`: an sqlite3 connection or an sqlite_utils.Database. A table of a version 1 or 2
+    file, which a writer has not migrated yet (its row_key last), passes: reports read it."""
     have = tuple(r[1] for r in db.execute(f'PRAGMA table_info("{table}")').fetchall())
-    if have != table_columns(table):
+    if have not in (table_columns(table), table_columns(table) + (OLD_KEY,)):
         raise StoreError(f"{path}: table {table} has columns ({', '.join(have)}) that sipprobe "
                          "did not write: give sipprobe a file of its own with --db")
+
+
+def migrate_row_keys(db, path: str, table: str) -> None:
+    """Schema 2 to 3: the unique index over the row's identity replaces the row_key column and
+    its index (and the callid index, which the new one's first column serves). The rows stay;
+    the identity is what the key hashed, so the new index accepts every row the old one did and
+    a rerun still adds nothing."""
+    have = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")').fetchall()]
+    if OLD_KEY not in have:
+        return
+    if sqlite3.sqlite_version_info < (3, 35, 0):
+        raise StoreError(f"{path} was written by an older sipprobe; updating it needs SQLite 3.35 "
+                         f"or newer (this Python has {sqlite3.sqlite_version}): give a new --db "
+                         "file, or upgrade SQLite")
+    db.execute(f'DROP INDEX IF EXISTS "{table}_{OLD_KEY}_idx"')
+    db.execute(f'DROP INDEX IF EXISTS "{table}_callid_idx"')
+    db.execute(f'ALTER TABLE "{table}" DROP COLUMN "{OLD_KEY}"')
+    db.execute(create_statements(table)[-1])  # the identity's unique index
 
 
 def _check_meta(meta: dict, path: str, clock: str) -> None:
@@ -251,9 +278,11 @@ def create_statements(table: str) -> list[str]:
     """CREATE TABLE and CREATE INDEX statements of one of ALL_TABLES, in creation order."""
     if table == CDR_TABLE:
         columns, indexed = CDR_KAMAILIO_COLUMNS + CDR_EXTRA_COLUMNS, CDR_INDEXED
+        identity = CDR_IDENTITY
         defaults = set()
     else:
         columns, indexed = KAMAILIO_COLUMNS + EXTRA_COLUMNS, INDEXED
+        identity = IDENTITY
         # Kamailio's text columns default to '' (time has no default there either)
         defaults = {name for name, kind, _ in KAMAILIO_COLUMNS if kind is str and name != "time"}
     lines = []
@@ -269,5 +298,6 @@ def create_statements(table: str) -> list[str]:
     statements = [f'CREATE TABLE "{table}" (\n' + ",\n".join(lines) + "\n);"]
     for column in indexed:
         statements.append(f'CREATE INDEX "{table}_{column}_idx"\n    ON "{table}" ("{column}");')
-    statements.append(f'CREATE UNIQUE INDEX "{table}_row_key_idx"\n    ON "{table}" ("row_key");')
-    return statements
+    statements.append(f'CREATE UNIQUE INDEX "{table}_identity_idx"\n    ON "{table}" ('
+                      + ", ".join(f'"{c}"' for c in identity) + ");")
+    return statements  # the identity's index last: migrate_row_keys() takes it from here

@@ -1,7 +1,7 @@
 """The writer process behind store.writer.AccStore: it turns records into rows and commits them.
 
 The probe's process parses SIP; SQLite's work (a few microseconds of CPU per index per row) and
-the row keys run here, on another core. The parent sends chunks of records as pickled tuples
+the time texts run here, on another core. The parent sends chunks of records as pickled tuples
 over a pipe, numbered in order, and commit requests; this process inserts each chunk into the
 open transaction as it arrives and commits on request, answering every request with what the
 commit inserted, or with the error that rolled the transaction back. After an error it ignores
@@ -34,7 +34,8 @@ from itertools import chain
 from operator import itemgetter
 
 from store.rows import ACC_PARAMS, CDR_PARAMS, TimeTexts, acc_rows, cdr_rows
-from store.schema import CDR_COLUMN_NAMES, CDR_TABLE, TABLES, database_error
+from store.schema import (CDR_COLUMN_NAMES, CDR_IDENTITY, CDR_TABLE, TABLES,
+                          database_error)
 
 try:
     from _pickle import dumps as _dumps
@@ -49,7 +50,7 @@ PRAGMAS = (
     # Debian's SQLite zeroes the space of every cell it moves (SECURE_DELETE), and page splits
     # of the random-key indexes move many; rows are never deleted here
     "PRAGMA secure_delete=OFF",
-    "PRAGMA cache_size=-32768",  # 32 MiB: the random row_key index stays in memory longer
+    "PRAGMA cache_size=-32768",  # 32 MiB: the identity index (random order) stays in memory
 )
 WAL_CHECKPOINT_BYTES = 16 << 20  # fewer checkpoints (each fsyncs twice) than SQLite's 1000 pages
 
@@ -109,11 +110,11 @@ def readable(fd: int, timeout: float | None) -> bool:
 # call) for many rows; 55.6 k instructions per row at 1 row a statement, 52.2 k at 32, no
 # fewer at 100.
 GROUP_ROWS = 32
-_CDR_SET = CDR_COLUMN_NAMES[1:-1]  # every column but id and row_key
+_CDR_SET = CDR_COLUMN_NAMES[1:]  # every column but id
 
 
 def insert_sql(table: str, rows: int) -> str:
-    """INSERT of `rows` rows of `table`: a row already there (the same row_key) is ignored, and
+    """INSERT of `rows` rows of `table`: a row already there (the same identity) is ignored, and
     so is a row breaking another constraint (a NULL), as before."""
     params = CDR_PARAMS if table == CDR_TABLE else ACC_PARAMS
     return (f"INSERT OR IGNORE INTO [{table}] ({', '.join(params)}) VALUES "
@@ -125,7 +126,8 @@ INSERT = {t: (insert_sql(t, 1), insert_sql(t, GROUP_ROWS)) for t in TABLES + (CD
 # A call stored "open" is completed in place by a finished record; anything else changes
 # nothing. One CDR a statement: an upsert of many rows may abort halfway, and SQLite keeps a
 # statement journal for it, in a temporary file (three times the bytes written).
-COMPLETE_CDR = (insert_sql(CDR_TABLE, 1) + " ON CONFLICT(row_key) DO UPDATE SET "
+COMPLETE_CDR = (insert_sql(CDR_TABLE, 1)
+                + f" ON CONFLICT({', '.join(CDR_IDENTITY)}) DO UPDATE SET "
                 + ", ".join(f"{c} = excluded.{c}" for c in _CDR_SET)
                 + f" WHERE [{CDR_TABLE}].end_reason = 'open' AND excluded.end_reason != 'open'")
 _TABLE = itemgetter(0)

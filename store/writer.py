@@ -4,7 +4,7 @@ A batch is one transaction: `batch_rows` rows or `batch_seconds` of wall time, w
 first, and whatever is buffered at flush(), close() or the end of a `with` block. The database is
 in WAL mode with synchronous=NORMAL: a killed process loses at most the rows it had not
 committed (or handed to its writer process) yet, never a committed row (a power cut may also
-undo the last commits, never corrupt). Rows are keyed on their content (row_key, INSERT OR
+undo the last commits, never corrupt). Rows are keyed on their content (a unique index, INSERT OR
 IGNORE), so replaying a capture again adds nothing. A CDR is keyed on its call (Call-ID and
 caller's tag): a row stored with end_reason "open" is completed in place (same id) by a later
 record of the call's end, while a finished row is never changed, least of all back to "open" by
@@ -34,7 +34,7 @@ import time
 from typing import TYPE_CHECKING
 
 from store import StoreError
-from store.rows import ACC_FIELDS, CDR_FIELDS, cdr_key_text, key_text
+from store.rows import ACC_FIELDS, CDR_FIELDS
 from store.rows import time_text as time_text  # noqa: PLC0414  (public here)
 from store.schema import PAGE_SIZE, TABLES, database_error, ensure_schema, open_connection
 from store.worker import IGNORED_SIGNALS, readable, recv, send, send_bytes
@@ -101,20 +101,6 @@ def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
         store._remove_scratch()
         raise
     return store
-
-
-def row_key(rec: AccRecord) -> str:
-    """What makes a row the same row: the transaction and its final reply, not the time.
-    The sha1 of json.dumps([table, callid, method, cseq, from_tag, to_tag, sip_code])."""
-    return key_text(rec.table, rec.callid, rec.method, rec.cseq, rec.from_tag, rec.to_tag,
-                    rec.sip_code)
-
-
-def cdr_key(rec: CdrRecord) -> str:
-    """What makes a CDR the same row: the call (its Call-ID and the caller's tag), so that a
-    later record of the call's end finds the row its open record wrote.
-    The sha1 of json.dumps([callid, from_tag])."""
-    return cdr_key_text(rec.callid, rec.from_tag)
 
 
 def _pickle(message) -> bytes:

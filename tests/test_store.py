@@ -1,6 +1,7 @@
 """store/: schema, batched idempotent writes, crash safety, errors that teach, report queries."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -17,7 +18,7 @@ from sip_dissect.cdr import CdrRecord
 from sip_dissect.records import AccRecord
 from store import FilterError, StoreError, worker, writer
 from store.reports import acc_rows, cdr_rows, missed_rows, parse_time
-from store.writer import cdr_key, open_store, row_key, time_text
+from store.writer import open_store, time_text
 
 ROOT = Path(__file__).resolve().parents[1]
 KAMAILIO_ACC = ("id", "method", "from_tag", "to_tag", "callid", "sip_code", "sip_reason", "time",
@@ -78,7 +79,7 @@ KAMAILIO_CDR = ("id", "start_time", "end_time", "duration", "callid", "from_tag"
                 "src_user", "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain",
                 "sip_code", "sip_reason")
 CDR_EXTRAS = ["start_epoch", "end_epoch", "created", "ring_time", "answer_time", "setuptime",
-              "pdd", "ended_by", "end_reason", "row_key"]
+              "pdd", "ended_by", "end_reason"]
 NO_CDRS = {"acc_cdrs": 0, "cdrs_completed": 0}
 
 
@@ -129,13 +130,17 @@ def test_columns_are_kamailios_in_its_order_then_the_extras(db, table):
     con = sqlite3.connect(db)
     ours = columns(con, table)
     assert theirs == list(KAMAILIO_ACC)
-    assert [name for name, _, _ in ours] == theirs + ["time_epoch", "cseq", "row_key"]
+    assert [name for name, _, _ in ours] == theirs + ["time_epoch", "cseq"]
     assert ours[7] == ("time", "TEXT", 1)
-    assert ours[14:] == [("time_epoch", "REAL", 1), ("cseq", "INTEGER", 1), ("row_key", "TEXT", 1)]
+    assert ours[14:] == [("time_epoch", "REAL", 1), ("cseq", "INTEGER", 1)]
     indexes = {r[1]: r[2] for r in con.execute(f"PRAGMA index_list({table})")}
-    # no index on `time`: reports filter and sort on time_epoch
-    assert indexes == {f"{table}_callid_idx": 0, f"{table}_time_epoch_idx": 0,
-                       f"{table}_row_key_idx": 1}
+    # no index on `time`: reports filter and sort on time_epoch; callid leads the identity
+    assert indexes == {f"{table}_time_epoch_idx": 0, f"{table}_identity_idx": 1}
+    assert [r[2] for r in con.execute(f"PRAGMA index_info({table}_identity_idx)")] == [
+        "callid", "method", "cseq", "from_tag", "to_tag", "sip_code"]
+    plan = " ".join(r[3] for r in con.execute(
+        f"EXPLAIN QUERY PLAN SELECT * FROM {table} WHERE callid = 'x'"))
+    assert f"USING INDEX {table}_identity_idx (callid=?)" in plan
 
 
 def test_wal_mode_and_meta_table(db):
@@ -145,7 +150,7 @@ def test_wal_mode_and_meta_table(db):
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(con.execute("SELECT key, value FROM sipprobe_meta"))
     assert meta.pop("created")[:2] == "20" and len(meta) == 2
-    assert meta == {"schema_version": "2", "time_column": "utc"}
+    assert meta == {"schema_version": "3", "time_column": "utc"}
 
 
 def test_acc_cdrs_columns_are_kamailios_in_its_order_then_the_extras(db):
@@ -163,11 +168,11 @@ def test_acc_cdrs_columns_are_kamailios_in_its_order_then_the_extras(db):
     assert nullable == {"id", "to_tag", "sip_code", "sip_reason", "ring_time", "answer_time",
                         "setuptime", "pdd"}
     assert {kind for _, kind, _ in ours[15:22]} == {"REAL"}
-    assert ours[22:] == [("ended_by", "TEXT", 1), ("end_reason", "TEXT", 1),
-                         ("row_key", "TEXT", 1)]
+    assert ours[22:] == [("ended_by", "TEXT", 1), ("end_reason", "TEXT", 1)]
     indexes = {r[1]: r[2] for r in con.execute("PRAGMA index_list(acc_cdrs)")}
-    assert indexes == {"acc_cdrs_callid_idx": 0, "acc_cdrs_start_epoch_idx": 0,
-                       "acc_cdrs_row_key_idx": 1}
+    assert indexes == {"acc_cdrs_start_epoch_idx": 0, "acc_cdrs_identity_idx": 1}
+    assert [r[2] for r in con.execute("PRAGMA index_info(acc_cdrs_identity_idx)")] == [
+        "callid", "from_tag"]
 
 
 def sqlite_utils_schema(path: str) -> None:
@@ -191,9 +196,10 @@ def sqlite_utils_schema(path: str) -> None:
                                       if kind is str and name != "time"})
         for column in schema.CDR_INDEXED if cdrs else schema.INDEXED:
             db[table].create_index([column], index_name=f"{table}_{column}_idx")
-        db[table].create_index(["row_key"], index_name=f"{table}_row_key_idx", unique=True)
+        identity = schema.CDR_IDENTITY if cdrs else schema.IDENTITY
+        db[table].create_index(list(identity), index_name=f"{table}_identity_idx", unique=True)
     db[schema.META_TABLE].insert_all(
-        [{"key": "schema_version", "value": "2"}, {"key": "created", "value": "x"},
+        [{"key": "schema_version", "value": "3"}, {"key": "created", "value": "x"},
          {"key": "time_column", "value": "utc"}], pk="key", not_null={"value"})
     db.conn.commit()
     db.close()
@@ -214,7 +220,7 @@ def test_the_schema_is_what_sqlite_utils_created(db, tmp_path):
                        con.execute("PRAGMA journal_mode").fetchone()))
         con.close()
     assert shapes[0] == shapes[1]
-    assert len(shapes[0][0]) == 14  # 3 tables with 3 indexes each, the meta table and its key
+    assert len(shapes[0][0]) == 11  # 3 tables with 2 indexes each, the meta table and its key
 
 
 def test_a_version_1_database_gains_acc_cdrs_and_keeps_its_rows(db):
@@ -234,9 +240,72 @@ def test_a_version_1_database_gains_acc_cdrs_and_keeps_its_rows(db):
     assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 1, "acc_cdrs": 1,
                               "cdrs_completed": 0}
     meta = dict(sqlite3.connect(db).execute("SELECT key, value FROM sipprobe_meta"))
-    assert meta["schema_version"] == "2"
+    assert meta["schema_version"] == "3"
     assert [r["callid"] for r in cdr_rows(db)] == [CDR.callid]
     assert len(select(db, "acc")) == 1
+
+
+def version_2_file(path: str, records, cdrs) -> None:
+    """A file as sipprobe wrote it with schema 2: the same tables plus a row_key column (the
+    SHA-1 of the row's identity) with its own unique index, and a callid index."""
+    import hashlib
+
+    import sqlite_utils
+
+    from store import schema
+
+    def key(parts) -> str:
+        return hashlib.sha1(json.dumps(parts).encode()).hexdigest()
+
+    sqlite_utils_schema(path)
+    db = sqlite_utils.Database(sqlite3.connect(path), execute_plugins=False)
+    for table in schema.ALL_TABLES:
+        for index in [r[1] for r in db.execute(f"PRAGMA index_list({table})")]:
+            db.execute(f"DROP INDEX {index}")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN row_key TEXT NOT NULL DEFAULT ''")
+        for column in ("callid", "start_epoch" if table == schema.CDR_TABLE else "time_epoch"):
+            db[table].create_index([column], index_name=f"{table}_{column}_idx")
+    for rec in records:
+        row = {f: v for f, v in rec._asdict().items() if f not in ("table", "time")}
+        row.update(time=time_text(rec.time), time_epoch=rec.time, row_key=key(
+            [rec.table, rec.callid, rec.method, rec.cseq, rec.from_tag, rec.to_tag, rec.sip_code]))
+        db[rec.table].insert(row)
+    for rec in cdrs:
+        row = rec._asdict()
+        row.update(start_time=time_text(rec.start_time), end_time=time_text(rec.end_time),
+                   start_epoch=rec.start_time, end_epoch=rec.end_time,
+                   row_key=key([rec.callid, rec.from_tag]))
+        db[schema.CDR_TABLE].insert(row)
+    for table in schema.ALL_TABLES:
+        db[table].create_index(["row_key"], index_name=f"{table}_row_key_idx", unique=True)
+    db.execute("UPDATE sipprobe_meta SET value = '2' WHERE key = 'schema_version'")
+    db.conn.commit()
+    db.close()
+
+
+def test_a_version_2_file_is_migrated_and_a_rerun_still_adds_nothing(db, tmp_path):
+    version_2_file(db, [INVITE, BYE, BUSY], [CDR_OPEN])
+    assert [r["callid"] for r in acc_rows(db)] == [INVITE.callid, BYE.callid]  # read as it is
+    assert cdr_rows(db)[0]["end_reason"] == "open"
+    with open_store(db) as store:  # the same capture again, now with the BYE's CDR
+        for rec in (INVITE, BYE, BUSY):
+            store.add(rec)
+        store.add_cdr(CDR)
+        store.add(CALLEE_BYE)
+    assert store.counts() == {"acc": 1, "missed_calls": 0, "duplicates": 3, "acc_cdrs": 0,
+                              "cdrs_completed": 1}
+    fresh = str(tmp_path / "fresh.db")
+    with open_store(fresh) as store:
+        for rec in (INVITE, BYE, BUSY, CALLEE_BYE):
+            store.add(rec)
+        store.add_cdr(CDR)
+    con, new = sqlite3.connect(db), sqlite3.connect(fresh)
+    for table in ("acc", "missed_calls", "acc_cdrs"):
+        assert columns(con, table) == columns(new, table)
+        assert sorted(r[1] for r in con.execute(f"PRAGMA index_list({table})")) == \
+            sorted(r[1] for r in new.execute(f"PRAGMA index_list({table})"))
+        assert select(db, table) == select(fresh, table)  # ids and every value
+    assert dict(con.execute("SELECT key, value FROM sipprobe_meta"))["schema_version"] == "3"
 
 
 # --- rows ---------------------------------------------------------------------------------
@@ -252,9 +321,9 @@ def test_rows_read_back_column_by_column(db):
               "dst_ouser": "uas", "dst_user": "uas", "dst_domain": "127.0.0.1"}
     assert select(db, "acc") == [
         {"id": 1, "method": "INVITE", **common, "time": "2026-11-23 10:57:25",
-         "time_epoch": 1795431445.123456, "cseq": 1, "row_key": row_key(INVITE)},
+         "time_epoch": 1795431445.123456, "cseq": 1},
         {"id": 2, "method": "BYE", **common, "time": "2026-11-23 10:57:27",
-         "time_epoch": 1795431447.999999, "cseq": 2, "row_key": row_key(BYE)},
+         "time_epoch": 1795431447.999999, "cseq": 2},
     ]
     assert select(db, "missed_calls") == [
         {"id": 1, "method": "INVITE", "from_tag": "12048SIPpTag001",
@@ -262,10 +331,10 @@ def test_rows_read_back_column_by_column(db):
          "sip_reason": "Busy Here", "time": "2026-11-23 10:57:33", "src_user": "alice",
          "src_domain": "sipprobe.lab", "src_ip": "127.0.0.1", "dst_ouser": "busy",
          "dst_user": "busy", "dst_domain": "127.0.0.1", "time_epoch": 1795431453.5,
-         "cseq": 1, "row_key": row_key(BUSY)},
+         "cseq": 1},
     ]
     # the column order of the dicts above is the table's
-    assert list(select(db, "acc")[0]) == list(KAMAILIO_ACC) + ["time_epoch", "cseq", "row_key"]
+    assert list(select(db, "acc")[0]) == list(KAMAILIO_ACC) + ["time_epoch", "cseq"]
 
 
 @pytest.mark.parametrize("epoch", [1795431445.0, 1795431445.000001, 1795431445.5,
@@ -312,13 +381,17 @@ def test_replaying_the_same_records_adds_nothing(db):
     assert len(select(db, "missed_calls")) == 1
 
 
-def test_the_key_covers_each_part_of_the_row_identity():
-    keys = {row_key(INVITE)}
-    for change in ({"table": "missed_calls"}, {"callid": "x"}, {"method": "BYE"}, {"cseq": 2},
-                   {"from_tag": "x"}, {"to_tag": "x"}, {"sip_code": "202"}):
-        keys.add(row_key(INVITE._replace(**change)))
-    assert len(keys) == 8
-    assert row_key(INVITE._replace(time=0.0, sip_reason="Fine")) == row_key(INVITE)
+def test_each_part_of_the_row_identity_makes_another_row(db):
+    """callid, method, cseq, tags and sip_code (and the table) are the row; its time, reason
+    and URIs are not: the same transaction seen again is the same row."""
+    changes = ({"table": "missed_calls"}, {"callid": "x"}, {"method": "BYE"}, {"cseq": 2},
+               {"from_tag": "x"}, {"to_tag": "x"}, {"sip_code": "202"})
+    with open_store(db) as store:
+        store.add(INVITE)
+        for change in changes:
+            store.add(INVITE._replace(**change))
+        store.add(INVITE._replace(time=0.0, sip_reason="Fine", src_user="x", dst_domain="y"))
+    assert store.counts() == {"acc": 7, "missed_calls": 1, "duplicates": 1, **NO_CDRS}
 
 
 # --- CDRs ---------------------------------------------------------------------------------
@@ -339,7 +412,7 @@ def test_a_cdr_reads_back_column_by_column(db):
         "start_epoch": 1795431445.123456, "end_epoch": 1795431447.134456,
         "created": 1795431445.123456, "ring_time": 1795431445.125,
         "answer_time": 1795431445.130456, "setuptime": 0.007, "pdd": 0.001544,
-        "ended_by": "caller", "end_reason": "completed", "row_key": cdr_key(CDR)}
+        "ended_by": "caller", "end_reason": "completed"}
     assert list(rows[0]) == list(KAMAILIO_CDR) + CDR_EXTRAS
     assert (rows[1]["to_tag"], rows[1]["sip_code"], rows[1]["sip_reason"]) == (None, None, None)
     assert (rows[1]["ring_time"], rows[1]["pdd"], rows[1]["duration"]) == (None, None, 0.0)
@@ -359,10 +432,16 @@ def test_duration_is_stored_to_the_millisecond(db):
     assert select(db, "acc_cdrs")[0]["duration"] == 2.011
 
 
-def test_the_cdr_key_is_the_call(db):
-    assert cdr_key(CDR) == cdr_key(CDR_OPEN) == cdr_key(CDR._replace(to_tag="x"))
-    assert len({cdr_key(CDR), cdr_key(CDR._replace(callid="x")),
-                cdr_key(CDR._replace(from_tag="x"))}) == 3
+def test_a_cdr_row_is_the_call(db):
+    """Call-ID and the caller's tag are the row: another callee tag is the same call."""
+    with open_store(db) as store:
+        for rec in (CDR, CDR._replace(to_tag="x"), CDR._replace(callid="x"),
+                    CDR._replace(from_tag="x")):
+            store.add_cdr(rec)
+    assert store.counts()["acc_cdrs"] == 3
+    assert [(r["callid"], r["from_tag"], r["to_tag"]) for r in select(db, "acc_cdrs")] == [
+        (CDR.callid, CDR.from_tag, CDR.to_tag), ("x", CDR.from_tag, CDR.to_tag),
+        (CDR.callid, "x", CDR.to_tag)]
 
 
 def test_an_open_cdr_is_completed_in_place_by_a_later_run(db):
@@ -381,7 +460,7 @@ def test_an_open_cdr_is_completed_in_place_by_a_later_run(db):
     rows = select(db, "acc_cdrs")
     assert [r["id"] for r in rows] == [1, 2]
     after = rows[1]
-    assert after["id"] == before["id"] and after["row_key"] == before["row_key"]
+    assert after["id"] == before["id"]
     assert (after["end_time"], after["end_epoch"], after["duration"]) == \
         ("2026-11-23 10:57:27", CDR.end_time, 2.011)
     assert (after["ended_by"], after["end_reason"]) == ("caller", "completed")
@@ -527,7 +606,8 @@ def test_records_of_other_classes_mix_with_acc_records(db):
         store.add(CALLEE_BYE)
     assert [(r["callid"], r["method"], r["cseq"], r["time_epoch"]) for r in select(db, "acc")] == \
         [(r.callid, r.method, r.cseq, r.time) for r in (INVITE, other, CALLEE_BYE)]
-    assert [r["row_key"] for r in select(db, "missed_calls")] == [row_key(shuffled)]
+    assert [(r["callid"], r["method"], r["cseq"], r["to_tag"]) for r in select(db, "missed_calls")] \
+        == [(shuffled.callid, shuffled.method, shuffled.cseq, shuffled.to_tag)]
 
 
 # the start of the scripts a test runs as a probe process to kill: a store's module and a record
@@ -624,7 +704,7 @@ def test_a_database_from_a_newer_sipprobe(db):
     with con:
         con.execute("UPDATE sipprobe_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 2\)"):
+    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 3\)"):
         open_store(db)
 
 
@@ -806,11 +886,11 @@ def cdrs(db) -> str:
     return db
 
 
-def test_cdr_report_is_in_start_order_with_every_column_but_the_key(cdrs):
+def test_cdr_report_is_in_start_order_with_every_column(cdrs):
     rows = cdr_rows(cdrs)
     assert [(r["id"], r["callid"]) for r in rows] == [
         (2, "1-11993@127.0.0.1"), (3, "1-12048@127.0.0.1"), (1, "1-12081@127.0.0.1")]
-    assert list(rows[0]) == list(KAMAILIO_CDR) + CDR_EXTRAS[:-1]
+    assert list(rows[0]) == list(KAMAILIO_CDR) + CDR_EXTRAS
 
 
 @pytest.mark.parametrize("kwargs, expected", [

@@ -1,5 +1,5 @@
-"""store/rows.py and the writer's statements of many rows: the same rows and keys as one record
-at a time, whatever a chunk holds."""
+"""store/rows.py and the writer's statements of many rows: the same rows as one record at a time,
+whatever a chunk holds."""
 from __future__ import annotations
 
 import sqlite3
@@ -9,7 +9,7 @@ import pytest
 from store import rows, schema, worker
 from store.writer import open_store
 from tests.test_store import BUSY, CDR, CDR_OPEN, INVITE, PROXY_404_CDR, select
-from tests.test_store_writer import ODD_TEXT, Tag, reference_key
+from tests.test_store_writer import ODD_TEXT
 
 
 @pytest.fixture
@@ -17,52 +17,8 @@ def db(tmp_path) -> str:
     return str(tmp_path / "sipprobe.db")
 
 
-def acc_reference(rec) -> str:
-    return reference_key([rec.table, rec.callid, rec.method, rec.cseq, rec.from_tag, rec.to_tag,
-                          rec.sip_code])
-
-
 def plain_chunk(n: int) -> list:
     return [INVITE._replace(callid=f"{i}-rows@127.0.0.1", cseq=i) for i in range(n)]
-
-
-# --- keys, a chunk at a time --------------------------------------------------------------
-
-def test_keys_of_a_plain_chunk_are_those_of_json_dumps():
-    chunk = plain_chunk(40) + [BUSY]
-    assert rows.acc_keys([tuple(r) for r in chunk]) == [acc_reference(r) for r in chunk]
-    cdrs = [CDR._replace(callid=f"{i}-rows") for i in range(40)]
-    assert rows.cdr_keys([tuple(r) for r in cdrs]) == [reference_key([r.callid, r.from_tag])
-                                                       for r in cdrs]
-
-
-@pytest.mark.parametrize("text", ODD_TEXT)
-@pytest.mark.parametrize("field", ["table", "callid", "method", "from_tag", "to_tag", "sip_code"])
-def test_one_odd_text_in_a_chunk_keeps_every_key_exact(field, text):
-    chunk = plain_chunk(20)
-    chunk.insert(7, chunk[7]._replace(**{field: text}))
-    assert rows.acc_keys([tuple(r) for r in chunk]) == [acc_reference(r) for r in chunk]
-    if field in ("callid", "from_tag"):
-        cdrs = [CDR._replace(callid=f"{i}-rows") for i in range(20)]
-        cdrs.insert(3, cdrs[3]._replace(**{field: text}))
-        assert rows.cdr_keys([tuple(r) for r in cdrs]) == [
-            reference_key([r.callid, r.from_tag]) for r in cdrs]
-
-
-@pytest.mark.parametrize("change", [
-    {"cseq": True}, {"cseq": 2.0}, {"cseq": "7"}, {"cseq": None}, {"to_tag": None},
-    {"sip_code": 200}, {"callid": 1.5}, {"cseq": 2**70}, {"cseq": -1}, {"from_tag": Tag("sub")},
-])
-def test_a_field_that_is_not_str_and_int_in_a_chunk_keeps_every_key_exact(change):
-    chunk = plain_chunk(10)
-    chunk.append(chunk[0]._replace(**change))
-    assert rows.acc_keys([tuple(r) for r in chunk]) == [acc_reference(r) for r in chunk]
-
-
-def test_cdr_key_of_a_missing_tag_in_a_chunk():
-    cdrs = [CDR, CDR._replace(callid="other", from_tag=None)]
-    assert rows.cdr_keys([tuple(r) for r in cdrs]) == [
-        reference_key([CDR.callid, CDR.from_tag]), reference_key(["other", None])]
 
 
 # --- rows: the parameters of the writer's statements -----------------------------------------
@@ -77,8 +33,7 @@ def test_an_acc_row_holds_each_column_s_value():
     (row,) = rows.acc_rows([tuple(INVITE)], times)
     assert dict(zip(rows.ACC_PARAMS, row)) == {
         **{f: getattr(INVITE, f) for f in rows.ACC_FIELDS if f not in ("table", "time")},
-        "time_epoch": INVITE.time, "time": "2026-11-23 10:57:25",
-        "row_key": acc_reference(INVITE)}
+        "time_epoch": INVITE.time, "time": "2026-11-23 10:57:25"}
 
 
 def test_a_cdr_row_holds_each_column_s_value():
@@ -88,7 +43,7 @@ def test_a_cdr_row_holds_each_column_s_value():
         **{f: getattr(rec, f) for f in rows.CDR_FIELDS[3:]},
         "start_epoch": rec.start_time, "end_epoch": rec.end_time,
         "start_time": "2026-11-23 10:57:25", "end_time": "2026-11-23 10:57:27",
-        "duration": 2.011, "row_key": reference_key([rec.callid, rec.from_tag])}
+        "duration": 2.011}
 
 
 @pytest.mark.parametrize("build, record", [(rows.acc_rows, tuple(INVITE)[:-1]),
@@ -131,9 +86,8 @@ def test_chunks_of_many_statements_insert_in_order_and_skip_duplicates(db):
                               "duplicates": len(acc) - n, "acc_cdrs": 0, "cdrs_completed": 0}
     stored = select(db, "acc")
     assert [r["id"] for r in stored] == list(range(1, n + 1))
-    assert [(r["callid"], r["cseq"], r["time_epoch"], r["time"], r["row_key"]) for r in stored] \
-        == [(r.callid, r.cseq, r.time, "2026-11-23 10:57:25", acc_reference(r))
-            for r in unique_acc]
+    assert [(r["callid"], r["cseq"], r["time_epoch"], r["time"]) for r in stored] \
+        == [(r.callid, r.cseq, r.time, "2026-11-23 10:57:25") for r in unique_acc]
     assert [r["callid"] for r in select(db, "missed_calls")] == [
         r.callid for r in records if r.table == "missed_calls"]
     with open_store(db) as again:
@@ -142,19 +96,20 @@ def test_chunks_of_many_statements_insert_in_order_and_skip_duplicates(db):
     assert again.counts()["duplicates"] == len(records)
 
 
-def test_odd_records_among_many_keep_their_exact_keys(db):
+def test_odd_records_among_many_are_rows_of_their_own_once(db):
     odd = [INVITE._replace(callid=text, cseq=i) for i, text in enumerate(ODD_TEXT)]
     odd.append(INVITE._replace(callid="int-code", sip_code=200))
     records = plain_chunk(2 * worker.GROUP_ROWS) + odd
-    with open_store(db) as store:
-        for rec in records:
-            store.add(rec)
-        store.add_cdr(PROXY_404_CDR)
-        store.add_cdr(CDR._replace(callid='quo"te'))
-    assert [r["row_key"] for r in select(db, "acc")] == [acc_reference(r) for r in records]
-    assert [r["row_key"] for r in select(db, "acc_cdrs")] == [
-        reference_key([PROXY_404_CDR.callid, PROXY_404_CDR.from_tag]),
-        reference_key(['quo"te', CDR.from_tag])]
+    for _ in range(2):
+        with open_store(db) as store:
+            for rec in records + records[:5]:
+                store.add(rec)
+            store.add_cdr(PROXY_404_CDR)
+            store.add_cdr(CDR._replace(callid='quo"te'))
+    assert [(r["callid"], r["cseq"], r["sip_code"]) for r in select(db, "acc")] == [
+        (r.callid, r.cseq, str(r.sip_code)) for r in records]
+    assert [r["callid"] for r in select(db, "acc_cdrs")] == [PROXY_404_CDR.callid, 'quo"te']
+    assert store.counts()["duplicates"] == len(records) + 5
 
 
 # --- the file -----------------------------------------------------------------------------
@@ -174,7 +129,7 @@ def test_a_new_file_has_the_larger_pages_and_an_old_one_keeps_its_own(db, tmp_pa
         store.add(INVITE)
     con = sqlite3.connect(old)
     assert con.execute("PRAGMA page_size").fetchone() == (4096,)
-    assert con.execute("SELECT row_key FROM acc").fetchall() == [(acc_reference(INVITE),)]
+    assert con.execute("SELECT callid FROM acc").fetchall() == [(INVITE.callid,)]
 
 
 def test_many_cdrs_a_statement_complete_open_calls_and_keep_finished_ones(db):
