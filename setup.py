@@ -2,8 +2,8 @@
 pure-Python twins are used and `sipprobe replay` says so). Metadata lives in pyproject.toml."""
 from setuptools import Extension, setup
 
-# native/: a header three of them share
-NATIVE = {"include_dirs": ["native"], "depends": ["native/mum.h"]}
+# native/: headers they share (the byte-hash mixer, the counter increment)
+NATIVE = {"include_dirs": ["native"], "depends": ["native/mum.h", "native/counters.h"]}
 
 setup(ext_modules=[
     Extension("probe._fastdecode", ["probe/_fastdecode.c"], optional=True,

@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "counters.h"  /* native/: counters[key] += n */
 #include "mum.h"  /* native/: the byte-hash mixer */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -712,15 +713,7 @@ add_count(PyObject *counters, PyObject *key, Py_ssize_t *n)
 {
     if (*n == 0)
         return 0;
-    PyObject *old = PyObject_GetItem(counters, key);  /* Counters: 0 when missing */
-    if (old == NULL)
-        return -1;
-    PyObject *add = PyLong_FromSsize_t(*n);
-    PyObject *sum = add ? PyNumber_Add(old, add) : NULL;
-    Py_DECREF(old);
-    Py_XDECREF(add);
-    int rc = sum ? PyObject_SetItem(counters, key, sum) : -1;
-    Py_XDECREF(sum);
+    int rc = counters_add(counters, key, *n);
     *n = 0;
     return rc;
 }

@@ -12,6 +12,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include "counters.h"  /* native/: counters[key] += n */
 
 static PyObject *s_init, *s_early, *s_confirmed, *s_terminated, *s_empty, *s_expired, *s_open,
     *s_cancelled, *s_rejected, *s_completed, *s_proxy, *s_caller, *s_callee;
@@ -274,12 +275,7 @@ static PyObject *layer_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 /* self.c[name] += 1 */
 static int count(Layer *self, PyObject *name)
 {
-    PyObject *old = PyObject_GetItem(self->c, name);  /* Counters: 0 when missing */
-    PyObject *new = old ? PyNumber_Add(old, i_one) : NULL;
-    Py_XDECREF(old);
-    int rc = new ? PyObject_SetItem(self->c, name, new) : -1;
-    Py_XDECREF(new);
-    return rc;
+    return counters_add(self->c, name, 1);
 }
 
 /* d.pop(key, None) as *out (a new reference, or NULL when absent): 1 found, 0 absent, -1 */
