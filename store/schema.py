@@ -204,8 +204,8 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
             _check_meta(meta, path, clock)
         for table in ALL_TABLES:
             if table in names:
-                check_columns(db, path, table)
-                migrate_row_keys(db, path, table)
+                if check_columns(db, path, table)[-1] == OLD_KEY:
+                    migrate_row_keys(db, path, table)
             else:  # acc_cdrs missing from a version 1 file: this is its migration
                 for statement in create_statements(table):
                     db.execute(statement)
@@ -228,13 +228,15 @@ def read_meta(db) -> dict[str, str]:
     return dict(db.execute(f"SELECT key, value FROM [{META_TABLE}]").fetchall())
 
 
-def check_columns(db, path: str, table: str) -> None:
-    """`db`: an sqlite3 connection or an sqlite_utils.Database. A table of a version 1 or 2
-    file, which a writer has not migrated yet (its row_key last), passes: reports read it."""
+def check_columns(db, path: str, table: str) -> tuple[str, ...]:
+    """The table's columns. `db`: an sqlite3 connection or an sqlite_utils.Database. A table of
+    a version 1 or 2 file, which a writer has not migrated yet (its row_key last), passes:
+    reports read it."""
     have = tuple(r[1] for r in db.execute(f'PRAGMA table_info("{table}")').fetchall())
     if have not in (table_columns(table), table_columns(table) + (OLD_KEY,)):
         raise StoreError(f"{path}: table {table} has columns ({', '.join(have)}) that sipprobe "
                          "did not write: give sipprobe a file of its own with --db")
+    return have
 
 
 def migrate_row_keys(db, path: str, table: str) -> None:
@@ -242,9 +244,6 @@ def migrate_row_keys(db, path: str, table: str) -> None:
     its index (and the callid index, which the new one's first column serves). The rows stay;
     the identity is what the key hashed, so the new index accepts every row the old one did and
     a rerun still adds nothing."""
-    have = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")').fetchall()]
-    if OLD_KEY not in have:
-        return
     if sqlite3.sqlite_version_info < (3, 35, 0):
         raise StoreError(f"{path} was written by an older sipprobe; updating it needs SQLite 3.35 "
                          f"or newer (this Python has {sqlite3.sqlite_version}): give a new --db "
