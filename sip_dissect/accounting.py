@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .dialog import CHALLENGES
 from .records import CODE_TEXT, AccRecord, new_record
 from .transaction import Transaction
 from .uri import request_uris, uri_parts
-
-CHALLENGES = (401, 407)
 
 
 @dataclass(frozen=True)
@@ -118,13 +117,9 @@ class Accountant:
 
     def _row(self, table: str, txn: Transaction, status: int, reason: str, ts: float,
              swap: bool = False, to_tag: str | None = None) -> AccRecord:
-        call = txn.call
-        if call is not None and call.invite is txn:  # the call's INVITE: parsed once, CDR too
-            _, src_user, src_domain, dst_ouser, dst_user, dst_domain = call.invite_uris()
-        else:
-            req = txn.request
-            src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(
-                req.from_value, req.to_value, req.uri)
+        req = txn.request
+        src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(
+            req.from_value, req.to_value, req.uri)
         if txn.downstream:  # relayed: $rU/$rd as the proxy forwarded the request
             ruri = uri_parts(txn.winning_branch().request.uri or "")
             dst_user, dst_domain = ruri.user, ruri.host

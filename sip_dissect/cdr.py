@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from .dialog import CHALLENGES, Call
 from .records import CODE_TEXT, new_record
+from .uri import request_uris
 
 
 class CdrRecord(NamedTuple):
@@ -77,7 +78,9 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         return None  # Kamailio writes no CDR for a dialog that has not ended
     start = invite.created
     # the request-URI as dialled (before the proxy rewrote it)
-    _, src_user, src_domain, dst_ouser, dst_user, dst_domain = call.invite_uris()
+    req = invite.request
+    src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(
+        req.from_value, req.to_value, req.uri)
     failed = code is not None and code >= 300
     if failed:
         end = start

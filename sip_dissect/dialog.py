@@ -14,7 +14,6 @@ from probe.counters import Counters
 from probe.native import load
 
 from .transaction import Transaction
-from .uri import request_uris
 
 # States (section 12 and RFC 4235's names)
 INIT, EARLY, CONFIRMED, TERMINATED = "INIT", "EARLY", "CONFIRMED", "TERMINATED"
@@ -26,7 +25,7 @@ class Call:
 
     __slots__ = ("callid", "caller_tag", "created", "state", "callee_tags", "confirmed_tag",
                  "ring_time", "answer_time", "end_time", "final_code", "final_reason",
-                 "ended_by", "end_reason", "last_activity", "invite", "challenges", "uris")
+                 "ended_by", "end_reason", "last_activity", "invite", "challenges", "media")
 
     def __init__(self, invite: Transaction):
         self.callid = invite.callid
@@ -45,17 +44,7 @@ class Call:
         self.last_activity = created
         self.invite = invite
         self.challenges = 0
-        self.uris: tuple | None = None  # the INVITE's URI parts: invite_uris()
-
-    def invite_uris(self) -> tuple:
-        """(request, $fU, $fd, $tU, $rU, $rd) of the INVITE, request-URI as received: parsed
-        once for both its acc row and the CDR (again only after a re-sent INVITE replaced the
-        request) and kept on the call, so freed with it."""
-        req = self.invite.request
-        uris = self.uris
-        if uris is None or uris[0] is not req:
-            uris = self.uris = (req, *request_uris(req.from_value, req.to_value, req.uri))
-        return uris
+        self.media = None  # the media layer's description of each leg (rtcp_mos.media)
 
 
 class DialogLayer:
@@ -151,6 +140,7 @@ def _native():
     _dialogs = load("sip_dissect._dialogs")
     if _dialogs is None:
         return None
+    from .uri import request_uris
     _dialogs.init(request_uris)
     return _dialogs.DialogLayer
 
