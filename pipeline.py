@@ -13,7 +13,7 @@ from typing import Iterator
 from probe import bpf
 from probe.bpf import SIP_PREFIXES
 from probe.counters import Counters
-from probe.decode import DecodeBug, Decoder, _fastdecode
+from probe.decode import DecodeBug, Decoder
 from probe.records import Datagram, Frame
 from probe.sources import CaptureStats, FilterSet, read_batches, read_live
 from rtcp_mos.rtcp import PACKET_TYPES, looks_like_rtcp, packet_spans
@@ -44,6 +44,9 @@ class ProbeOptions:
         return FilterSet(build, builtin=self.bpf_filter is None)
 
 
+SIP, RTCP, OTHER = 1, 2, 0  # what classify() tells
+
+
 def is_sip(d: Datagram, sip_ports: frozenset) -> bool:
     """SIP by transport port, or by its first bytes on any other UDP port (TCP streams reach
     here only once they opened like SIP)."""
@@ -51,16 +54,26 @@ def is_sip(d: Datagram, sip_ports: frozenset) -> bool:
         or d.payload[:4] in SIP_PREFIXES
 
 
+def classify(d: Datagram, sip_ports: frozenset) -> int:
+    """The one place that tells SIP from RTCP from the rest, for `stats` and `replay` alike:
+    SIP first (by port or start line), then RTCP by its header (RFC 5761 section 4 keeps RTP
+    payload types 72-79 free, so a second byte of 200-207 is RTCP even on a muxed port)."""
+    if is_sip(d, sip_ports):
+        return SIP
+    if looks_like_rtcp(d.payload):
+        return RTCP
+    return OTHER
+
+
 def engine() -> str:
     """Which per-message engine runs: the native accelerators or their pure-Python twins."""
     from probe import decode
     from probe.native import PURE
-    from sip_dissect import dialog, scan, transaction
+    from sip_dissect import scan
 
-    built = {"decode": decode._fastdecode is not None, "SIP scan": scan.NATIVE,
-             "transactions": transaction.NATIVE, "dialogs": dialog.NativeDialogLayer is not None}
+    built = {"decode": decode._fastdecode is not None, "SIP scan": scan.NATIVE}
     if all(built.values()):
-        return "native (C decode, SIP scan, transactions and dialogs)"
+        return "native (C decode and SIP scan)"
     if PURE:
         return "pure Python (SIPPROBE_PURE=1)"
     missing = ", ".join(name for name, on in built.items() if not on)
@@ -115,7 +128,8 @@ class StatsCollector:
         if d.vlan or d.tunnel:
             self._encapsulated(d)
         payload = d.payload
-        if is_sip(d, self.sip_ports):
+        kind = classify(d, self.sip_ports)
+        if kind == SIP:
             m = match_start_line(payload)
             if m is None:
                 self._not_sip(payload)
@@ -141,7 +155,7 @@ class StatsCollector:
             if last is not None and ts - last <= RETRANSMIT_HORIZON:
                 self.retransmissions += 1
             recent[key] = ts
-        elif looks_like_rtcp(payload):
+        elif kind == RTCP:
             self._rtcp(d)
         else:
             self.counters["classify.not_sip_or_rtcp"] += 1
@@ -265,12 +279,16 @@ def account_live(interface: str, sink, opts: ProbeOptions | None = None, *, stop
 def account(source, sink, opts: ProbeOptions | None = None, *,
             acc_options=None, proxies: list[tuple[str, int | None]] = (),
             dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
-            proxy_set=None, tick=None) -> dict:
-    """Frames from `source(filters, capture)` through the signalling layers. `proxy_set`
-    (a ProxySet built from `proxies`) lets the caller see the proxies learned on the way, as
-    CDRs need; `tick()` runs after every batch (a live source also yields empty batches when
-    idle), for commits that must not wait for traffic."""
-    from sip_dissect.accounting import AccOptions, ProxySet
+            proxy_set=None, tick=None, subscribers=()) -> dict:
+    """Frames from `source(filters, capture)` through the signalling and media layers: `sink`
+    receives every AccRecord, `subscribers` (sip_dissect.events.Subscriber) the call events,
+    `on_call_end` each ended Call. `proxy_set` (a ProxySet built from `proxies`) lets the
+    caller see the proxies learned on the way, as CDRs need; `tick()` runs after every batch
+    (a live source also yields empty batches when idle), for commits that must not wait for
+    traffic."""
+    from rtcp_mos.media import MediaLayer
+    from sip_dissect.accounting import AccOptions, ProxySet, acc_writer
+    from sip_dissect.events import Publisher
     from sip_dissect.signalling import Signalling
 
     opts = opts or ProbeOptions()
@@ -285,16 +303,19 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
             exc.from_sink = True  # the caller's (a store error): not swallowed below
             raise
 
-    sig = Signalling(counters, count_and_sink, acc_options=acc_options or AccOptions(),
-                     proxies=proxy_set if proxy_set is not None else ProxySet(list(proxies)),
-                     dialog_timeout=dialog_timeout,
-                     on_call_end=on_call_end)
+    proxy_set = proxy_set if proxy_set is not None else ProxySet(list(proxies))
+    media = MediaLayer(counters)
+    events = Publisher([acc_writer(acc_options or AccOptions(), proxy_set, count_and_sink),
+                        *subscribers, media])
+    if on_call_end is not None:
+        events.add_handler("call_ended", on_call_end)
+    sig = Signalling(counters, events, proxies=proxy_set, dialog_timeout=dialog_timeout)
     sip_ports = frozenset(opts.sip_ports)
     frames = source(opts.filters(), capture)
     try:
         with gc_spaced():
-            _account_batches(datagram_batches(frames, opts, counters), sig.add, sip_ports, opts,
-                             counters, capture, progress, tick)
+            _account_batches(datagram_batches(frames, opts, counters), sig.add, media.rtcp,
+                             sip_ports, opts, counters, capture, progress, tick)
     except KeyboardInterrupt:
         pass  # a live run stopped by Ctrl-C: what was seen is still accounted below
     finally:
@@ -320,39 +341,31 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     return summary
 
 
-def account_batch_py(datagrams: list[Datagram], add, sip_ports: frozenset, on_error,
-                     counters: Counters) -> None:
-    """Each datagram to the signalling layers (`add`) or counted; an Exception from `add`
-    goes to `on_error(exc, d)`, which raises or not. The reference of the C twin
-    (_fastdecode.account_batch, with C twins of is_sip and looks_like_rtcp): any change here
-    goes there too (tests compare the two)."""
+def account_batch(datagrams: list[Datagram], add, rtcp, sip_ports: frozenset, on_error,
+                  counters: Counters) -> None:
+    """Each datagram to the signalling layers (`add`), the media layer (`rtcp`) or counted;
+    an Exception from `add` goes to `on_error(exc, d)`, which raises or not."""
     for d in datagrams:
-        if is_sip(d, sip_ports):  # the stats collector's test too: one classification
+        kind = classify(d, sip_ports)
+        if kind == SIP:
             try:
                 add(d)
             except Exception as exc:
                 on_error(exc, d)
-        elif looks_like_rtcp(d.payload):
-            counters["rtcp.datagrams"] += 1  # quality reports arrive with the RTCP issue
+        elif kind == RTCP:
+            rtcp(d)
         else:
             counters["classify.not_sip_or_rtcp"] += 1
 
 
-# the C twin when built: the bytecode of the loop above was 1.3 k of the 27.6 k instructions
-# per SIP message of a replay
-account_batch_native = _fastdecode.account_batch if _fastdecode is not None else None
-
-
-def _account_batches(batches, add, sip_ports: frozenset, opts: ProbeOptions,
+def _account_batches(batches, add, rtcp, sip_ports: frozenset, opts: ProbeOptions,
                      counters: Counters, capture: CaptureStats, progress, tick) -> None:
-    """account()'s loop: each batch through account_batch, in C when built."""
-    account_batch = account_batch_native or account_batch_py
-
+    """account()'s loop: each batch through account_batch."""
     def on_error(exc: Exception, d: Datagram) -> None:
         _signalling_error(exc, d, opts, counters)
 
     for batch in batches:
-        account_batch(batch, add, sip_ports, on_error, counters)
+        account_batch(batch, add, rtcp, sip_ports, on_error, counters)
         if progress is not None:
             progress(capture.frames)
         if tick is not None:
@@ -397,25 +410,21 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
     with open_store(db_path, local_time=local_time) as store:
         summary = account_live(interface, store.add, opts, stop=stop, promisc=promisc,
                                buffer_mb=buffer_mb, tick=store.flush_if_due, proxy_set=known,
-                               on_call_end=_cdr_writer(store, known, cdr_options), **accounting)
+                               subscribers=[_cdr_writer(store, known, cdr_options)], **accounting)
     return _with_store_counts(summary, db_path, store)
 
 
 def _cdr_writer(store, proxies, cdr_options: dict | None):
-    """The dialog layer's on-end hook: each finished call's CDR into the store."""
-    from sip_dissect.cdr import cdr_from_call
+    """The CDR subscriber: each ended call's CDR into the store."""
+    from sip_dissect.cdr import CdrWriter
 
-    options = cdr_options or {}
-
-    def on_call_end(call):
-        rec = cdr_from_call(call, proxies, **options)
-        if rec is not None:
-            try:
-                store.add_cdr(rec)
-            except Exception as exc:
-                exc.from_sink = True  # the store's, as in account(): not a signalling bug
-                raise
-    return on_call_end
+    def add_cdr(rec):
+        try:
+            store.add_cdr(rec)
+        except Exception as exc:
+            exc.from_sink = True  # the store's, as in account(): not a signalling bug
+            raise
+    return CdrWriter(add_cdr, proxies, **(cdr_options or {}))
 
 
 def _with_store_counts(summary: dict, db_path: str, store) -> dict:
@@ -441,7 +450,7 @@ def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = Non
     known = ProxySet(list(proxies))
     with open_store(db_path, local_time=local_time) as store:
         summary = account_files(paths, store.add, opts, proxy_set=known,
-                                on_call_end=_cdr_writer(store, known, cdr_options), **accounting)
+                                subscribers=[_cdr_writer(store, known, cdr_options)], **accounting)
     return _with_store_counts(summary, db_path, store)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .dialog import CHALLENGES
+from .events import Subscriber
 from .records import CODE_TEXT, AccRecord, new_record
 from .transaction import Transaction
 from .uri import request_uris, uri_parts
@@ -132,3 +133,31 @@ class Accountant:
         return new_record(AccRecord, (
             table, txn.method, from_tag, to_tag, txn.callid, code, reason, ts,
             src_user, src_domain, txn.src[0], dst_ouser, dst_user, dst_domain, txn.cseq))
+
+
+class AccWriter(Subscriber):
+    """The acc and missed_calls rows of the transactions the signalling layer finishes, into
+    `sink` (the store, or a list)."""
+
+    def __init__(self, accountant: Accountant, sink):
+        self.accountant = accountant
+        self.sink = sink
+
+    def transaction_final(self, txn, call) -> None:
+        for rec in self.accountant.on_final(txn, call.confirmed_tag if call is not None else ""):
+            self.sink(rec)
+
+
+class EarlyMediaAccWriter(AccWriter):
+    """AccWriter with acc's early_media: a 183 relayed upstream is a row too. Apart, so that
+    without the option no 1xx reaches accounting."""
+
+    def provisional(self, txn, call, status: int, reason: str, ts: float, to_tag: str) -> None:
+        for rec in self.accountant.on_early_media(txn, status, reason, ts, to_tag):
+            self.sink(rec)
+
+
+def acc_writer(options: AccOptions, proxies: ProxySet, sink) -> AccWriter:
+    """The acc subscriber for these options."""
+    cls = EarlyMediaAccWriter if options.early_media else AccWriter
+    return cls(Accountant(options, proxies), sink)

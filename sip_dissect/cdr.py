@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .dialog import CHALLENGES, Call
+from .events import Subscriber
 from .records import CODE_TEXT, new_record
 from .uri import request_uris
 
@@ -67,7 +68,7 @@ def _proxy_answered(invite, proxies) -> bool:
 
 def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
                   start_on_confirmed: bool = False) -> CdrRecord | None:
-    """The CDR of a finished call (DialogLayer's on_end), or None when Kamailio would write
+    """The CDR of a finished call (the call_ended event), or None when Kamailio would write
     none. `proxies`: the proxy addresses (a ProxySet or a set of (ip, port)), to recognise
     replies the proxy generated itself."""
     invite = call.invite
@@ -111,3 +112,17 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         None if answer is None else answer - created,  # setuptime
         None if ring is None else ring - created,  # pdd
         call.ended_by, call.end_reason))
+
+
+class CdrWriter(Subscriber):
+    """Each ended call's CDR into `sink`; `options` as cdr_from_call's."""
+
+    def __init__(self, sink, proxies=None, **options):
+        self.sink = sink
+        self.proxies = proxies
+        self.options = options
+
+    def call_ended(self, call: Call) -> None:
+        rec = cdr_from_call(call, self.proxies, **self.options)
+        if rec is not None:
+            self.sink(rec)

@@ -8,11 +8,10 @@ Dialogs that never see a BYE expire after `dialog_timeout` seconds of packet tim
 """
 from __future__ import annotations
 
-from typing import Callable
-
 from probe.counters import Counters
 from probe.native import load
 
+from .events import Publisher
 from .transaction import Transaction
 
 # States (section 12 and RFC 4235's names)
@@ -48,14 +47,15 @@ class Call:
 
 
 class DialogLayer:
-    """Calls keyed by (Call-ID, caller's From tag); `on_end` receives each finished call."""
+    """Calls keyed by (Call-ID, caller's From tag); publishes call_started, call_answered and
+    call_ended (sip_dissect.events)."""
 
     def __init__(self, counters: Counters, *, dialog_timeout: float = 7200.0,
-                 max_calls: int = 200_000, on_end: Callable[[Call], None] | None = None):
+                 max_calls: int = 200_000, events: Publisher | None = None):
         self.c = counters
         self.dialog_timeout = dialog_timeout
         self.max_calls = max_calls
-        self.on_end = on_end
+        self.events = events if events is not None else Publisher()
         self.calls: dict[tuple[str, str], Call] = {}  # oldest first: evicted first
         self.next_sweep = 0.0  # packet time of the next look for expired calls
         self.totals = {"calls": 0, "answered": 0, "failed": 0, "challenged": 0}
@@ -71,6 +71,8 @@ class DialogLayer:
                 self._end(old, old.last_activity, "expired", "")
             call = self.calls[key] = Call(txn)
             self.totals["calls"] += 1
+            for handler in self.events.call_started:
+                handler(call)
         else:  # re-sent after a challenge: the same call, from the new INVITE
             call.invite = txn
             call.last_activity = txn.created
@@ -98,6 +100,8 @@ class DialogLayer:
                 call.state, call.answer_time, call.confirmed_tag = CONFIRMED, ts, txn.final_to_tag
                 call.final_code, call.final_reason = status, txn.final_reason
                 self.totals["answered"] += 1
+                for handler in self.events.call_answered:
+                    handler(call)
         elif status in CHALLENGES and txn.cancel is None:
             call.challenges += 1  # the caller will try again with credentials
             self.totals["challenged"] += 1
@@ -117,8 +121,8 @@ class DialogLayer:
         call.state = TERMINATED  # apart: four at once would build a tuple
         call.end_time, call.end_reason, call.ended_by = ts, reason, by
         self.calls.pop((call.callid, call.caller_tag), None)
-        if self.on_end is not None:
-            self.on_end(call)
+        for handler in self.events.call_ended:
+            handler(call)
 
     def sweep(self, now: float) -> None:
         """Expire calls idle for dialog_timeout; the caller runs it on packet time, whatever

@@ -1,56 +1,38 @@
-"""SIP messages in, accounting records out: parse, transactions, dialogs, acc policy."""
-from __future__ import annotations
+"""SIP messages in, events out: parse, transactions (RFC 3261 s17), dialogs (s12).
 
-from typing import Callable
+Accounting and media subscribe to the events (sip_dissect.events); this module decides
+nothing about rows.
+"""
+from __future__ import annotations
 
 from probe.counters import Counters
 from probe.records import Datagram
 
-from .accounting import AccOptions, Accountant, ProxySet
-from .dialog import Call, DialogLayer, NativeDialogLayer
-from .records import AccRecord
+from .accounting import ProxySet
+from .dialog import DialogLayer
+from .events import Publisher, SdpSeen
 from .scan import (ANOMALIES, BODY, CONTENT_LENGTH, METHOD, REASON, STATUS, TO_TAG, scan_native,
                    scan_py)
-from .transaction import Layer, NativeAdd, NativeLayer
+from .transaction import TransactionLayer
 
 
 class Signalling:
-    """Feeds SIP datagrams through the layers; `sink` receives each AccRecord, `on_call_end`
-    each finished Call."""
+    """Feeds SIP datagrams through the transaction and dialog layers and publishes what
+    happens to `events`' subscribers (acc rows, CDRs, media)."""
 
-    def __init__(self, counters: Counters, sink: Callable[[AccRecord], None], *,
-                 acc_options: AccOptions = AccOptions(), proxies: ProxySet | None = None,
-                 dialog_timeout: float = 7200.0, invite_timeout: float = 300.0,
-                 on_call_end: Callable[[Call], None] | None = None):
+    def __init__(self, counters: Counters, events: Publisher, *,
+                 proxies: ProxySet | None = None, dialog_timeout: float = 7200.0,
+                 invite_timeout: float = 300.0):
         self.c = counters
-        self.sink = sink
+        self.events = events
         self.proxies = proxies if proxies is not None else ProxySet()
-        self.transactions = Layer(counters, invite_timeout=invite_timeout)  # C twin when built
+        self.transactions = TransactionLayer(counters, invite_timeout=invite_timeout)
         self.proxies.learned = self.transactions.forwarders
-        native = NativeAdd is not None and type(self.transactions) is NativeLayer
-        # the C dialog layer goes with the C add: then each mechanism runs in C, once
-        dialogs = NativeDialogLayer if native and NativeDialogLayer is not None else DialogLayer
-        self.dialogs = dialogs(counters, dialog_timeout=dialog_timeout, on_end=on_call_end)
-        self.accountant = Accountant(acc_options, self.proxies)
-        self.early_media = acc_options.early_media
-        self._messages = 0
-        self._native_add = None
-        if native:
-            # add() below in C, over the C transaction layer: per message, the work of this
-            # method without its bytecode (a tenth of a replay); the layers it calls are these
-            self.add = self._native_add = NativeAdd(
-                self.transactions, self.dialogs, self.accountant, self.proxies, sink,
-                scan_native, scan_py, self.early_media)
-
-    @property
-    def messages(self) -> int:
-        """SIP messages added (malformed ones are counted apart, by reason)."""
-        return self._native_add.messages if self._native_add is not None else self._messages
+        self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, events=events)
+        self.messages = 0  # SIP messages added (malformed ones are counted apart, by reason)
 
     def add(self, d: Datagram) -> None:
-        # The reference of the C twin (_txnlayer.SignallingAdd), which replaces it on the
-        # instance when built: any change here goes there too (tests compare the two). One
-        # flat method: it runs for every SIP message.
+        # One flat method: it runs for every SIP message.
         payload = d.payload
         msg = scan_native(payload) or scan_py(payload)  # None: the C scanner handed over
         if msg.__class__ is str:  # malformed: the reason is a counter name
@@ -59,7 +41,7 @@ class Signalling:
             else:
                 self.c["sip.keepalive"] += 1
             return
-        self._messages += 1
+        self.messages += 1
         ts = d.ts
         dialogs = self.dialogs
         if ts >= dialogs.next_sweep:
@@ -75,9 +57,12 @@ class Signalling:
                 self.c["sip.bad_content_length"] += 1
             elif content_length != len(msg[BODY]):
                 self.c["sip.content_length_mismatch"] += 1
+        events = self.events
         if msg[METHOD] is not None:
             txn = self.transactions.request(msg, d)
             if txn is None:
+                if events.sdp_seen and msg[METHOD] == "ACK" and msg[BODY][:2] == b"v=":
+                    self._ack_sdp(msg, d)  # the answer to a 2xx's offer (s13.2.1)
                 return
             if txn.is_initial_invite:
                 if txn.upstream is None and not self.proxies.holds(txn.src):
@@ -97,28 +82,56 @@ class Signalling:
                     call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
                     if call is not None:
                         call.last_activity = ts
+            if events.sdp_seen and msg[BODY][:2] == b"v=":
+                self._sdp(txn, msg, d, None)
             return
         found = self.transactions.response(msg, d)
         if found is None:
             return
         txn, kind = found
         call = txn.call
+        if events.sdp_seen and kind != "retransmission" and msg[BODY][:2] == b"v=":
+            self._sdp(txn, msg, d, msg[STATUS])
         if kind == "provisional":
             if call is not None and txn.method == "INVITE":
                 status, to_tag = msg[STATUS], msg[TO_TAG]
                 dialogs.provisional(call, txn, status, to_tag, ts)
-                if self.early_media:
-                    for rec in self.accountant.on_early_media(txn, status, msg[REASON] or "", ts,
-                                                              to_tag):
-                        self.sink(rec)
+                for handler in events.provisional:
+                    handler(txn, call, status, msg[REASON] or "", ts, to_tag)
         elif kind == "final":
-            for rec in self.accountant.on_final(txn, call.confirmed_tag if call is not None
-                                                else ""):
-                self.sink(rec)
+            for handler in events.transaction_final:
+                handler(txn, call)
             if call is not None and txn.method == "INVITE":
                 dialogs.final(call, txn)
         elif kind == "extra_2xx":
             self.c["sip.forked_2xx"] += 1
+
+    def _sdp(self, txn, msg, d: Datagram, status) -> None:
+        """Publish a session description of a call: on the initial INVITE's transaction, its
+        relayed copies (leg B) or an in-dialog request (re-INVITE, UPDATE, PRACK)."""
+        root = txn
+        while root.upstream is not None:
+            root = root.upstream
+        call = root.call
+        if call is None:
+            call = self.dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
+            if call is None:
+                return
+        by_requester = txn.from_tag == call.caller_tag
+        seen = SdpSeen(d.ts, d.frame, "A" if root is txn else "B",
+                       by_requester if status is None else not by_requester,
+                       txn.method, status, (d.src, d.sport), (d.dst, d.dport), msg)
+        for handler in self.events.sdp_seen:
+            handler(call, seen)
+
+    def _ack_sdp(self, msg, d: Datagram) -> None:
+        call = self.dialogs.find(msg.call_id, msg.from_tag, msg.to_tag)
+        if call is not None:
+            seen = SdpSeen(d.ts, d.frame, "B" if msg.via2_branch is not None else "A",
+                           msg.from_tag == call.caller_tag, "ACK", None, (d.src, d.sport),
+                           (d.dst, d.dport), msg)
+            for handler in self.events.sdp_seen:
+                handler(call, seen)
 
     def close(self) -> None:
         self.transactions.close()

@@ -3,6 +3,7 @@ from types import SimpleNamespace
 
 from probe.counters import Counters
 from sip_dissect.dialog import DialogLayer
+from sip_dissect.events import Publisher
 
 
 def _invite(n: int):
@@ -11,7 +12,9 @@ def _invite(n: int):
 
 def test_oldest_call_evicted_and_reported_expired():
     ended, counters = [], Counters()
-    layer = DialogLayer(counters, max_calls=2, on_end=ended.append)
+    events = Publisher()
+    events.add_handler("call_ended", ended.append)
+    layer = DialogLayer(counters, max_calls=2, events=events)
     for n in range(3):
         layer.initial_invite(_invite(n))
     assert [c.callid for c in ended] == ["c0"]
