@@ -1,12 +1,12 @@
 """The media layer: each call's session descriptions per leg, and the RTCP datagrams.
 
 It subscribes to the signalling layer's events (sip_dissect.events): every SDP seen on a call
-goes to `call.media`, a `CallMedia` with one `LegMedia` per leg ("A": the caller's side of the
-proxy, "B": the callee's side, as rtpengine labels them), which keeps the offer and answer in
-force (RFC 3264 section 4: one offer outstanding at a time; the next SDP from the other side
-answers it; a re-INVITE or UPDATE starts a new exchange). Bodies are parsed on first use:
-most calls never need their SDP parsed, and parsing every one would cost the replay more than
-the signalling does.
+is appended to `call.media`, a `CallMedia`. Asked for a leg ("A": the caller's side of the
+proxy, "B": the callee's side, as rtpengine labels them), it works out that leg's offer and
+answer in force (`LegMedia`: RFC 3264 section 4, one offer outstanding at a time; the next SDP
+from the other side answers it; a re-INVITE or UPDATE starts a new exchange) and parses the
+bodies. Keeping is a list append; working out and parsing wait for first use, since most
+calls never need them and doing it per message cost the replay a seventh of its time.
 
 RTCP datagrams arrive here from the pipeline's classification (`rtcp()`), not through SIP.
 """
@@ -63,12 +63,22 @@ def _parsed(seen: SdpSeen | None) -> Sdp | None:
 
 
 class CallMedia:
-    """A call's media description: a LegMedia per leg, created as SDP appears on it."""
+    """A call's SDP messages in the order seen; legs worked out on demand."""
 
-    __slots__ = ("legs",)
+    __slots__ = ("seen",)
 
-    def __init__(self):
-        self.legs: dict[str, LegMedia] = {}
+    def __init__(self, first: SdpSeen):
+        self.seen = [first]
+
+    @property
+    def legs(self) -> dict[str, LegMedia]:
+        legs: dict[str, LegMedia] = {}
+        for sdp in self.seen:
+            leg = legs.get(sdp.leg)
+            if leg is None:
+                leg = legs[sdp.leg] = LegMedia()
+            leg.seen(sdp)
+        return legs
 
     def leg(self, name: str) -> LegMedia | None:
         return self.legs.get(name)
@@ -83,11 +93,9 @@ class MediaLayer(Subscriber):
     def sdp_seen(self, call, seen: SdpSeen) -> None:
         media = call.media
         if media is None:
-            media = call.media = CallMedia()
-        leg = media.legs.get(seen.leg)
-        if leg is None:
-            leg = media.legs[seen.leg] = LegMedia()
-        leg.seen(seen)
+            call.media = CallMedia(seen)
+        else:
+            media.seen.append(seen)
 
     def rtcp(self, d: Datagram) -> None:
         """An RTCP datagram (RFC 3550 section 6): its compound walked, problems counted."""

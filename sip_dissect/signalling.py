@@ -11,6 +11,7 @@ from probe.records import Datagram
 from .accounting import ProxySet
 from .dialog import DialogLayer
 from .events import Publisher, SdpSeen
+from .records import new_record
 from .scan import (ANOMALIES, BODY, CONTENT_LENGTH, METHOD, REASON, STATUS, TO_TAG, scan_native,
                    scan_py)
 from .transaction import TransactionLayer
@@ -118,18 +119,19 @@ class Signalling:
             if call is None:
                 return
         by_requester = txn.from_tag == call.caller_tag
-        seen = SdpSeen(d.ts, d.frame, "A" if root is txn else "B",
-                       by_requester if status is None else not by_requester,
-                       txn.method, status, (d.src, d.sport), (d.dst, d.dport), msg)
+        seen = new_record(SdpSeen, (d.ts, d.frame, "A" if root is txn else "B",
+                                    by_requester if status is None else not by_requester,
+                                    txn.method, status, (d.src, d.sport), (d.dst, d.dport), msg))
         for handler in self.events.sdp_seen:
             handler(call, seen)
 
     def _ack_sdp(self, msg, d: Datagram) -> None:
         call = self.dialogs.find(msg.call_id, msg.from_tag, msg.to_tag)
         if call is not None:
-            seen = SdpSeen(d.ts, d.frame, "B" if msg.via2_branch is not None else "A",
-                           msg.from_tag == call.caller_tag, "ACK", None, (d.src, d.sport),
-                           (d.dst, d.dport), msg)
+            seen = new_record(SdpSeen, (d.ts, d.frame,
+                                        "B" if msg.via2_branch is not None else "A",
+                                        msg.from_tag == call.caller_tag, "ACK", None,
+                                        (d.src, d.sport), (d.dst, d.dport), msg))
             for handler in self.events.sdp_seen:
                 handler(call, seen)
 
