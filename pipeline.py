@@ -13,7 +13,7 @@ from typing import Iterator
 from probe import bpf
 from probe.bpf import SIP_PREFIXES
 from probe.counters import Counters
-from probe.decode import DecodeBug, Decoder, _fastdecode
+from probe.decode import DecodeBug, Decoder
 from probe.records import Datagram, Frame
 from probe.sources import CaptureStats, FilterSet, read_batches, read_live
 from rtcp_mos.rtcp import PACKET_TYPES, looks_like_rtcp, packet_spans
@@ -52,19 +52,23 @@ def is_sip(d: Datagram, sip_ports: frozenset) -> bool:
 
 
 def engine() -> str:
-    """Which per-message engine runs: the native accelerators or their pure-Python twins."""
-    from probe import decode
-    from probe.native import PURE
-    from sip_dissect import dialog, scan, transaction
+    """Which per-message engine runs: the C decoder and SIP scanner, and the signalling layers
+    compiled by Cython (probe/native.py COMPILED), or their pure-Python run."""
+    import sys
 
-    built = {"decode": decode._fastdecode is not None, "SIP scan": scan.NATIVE,
-             "transactions": transaction.NATIVE, "dialogs": dialog.NativeDialogLayer is not None}
+    from probe import decode
+    from probe.native import COMPILED, PURE, is_compiled
+    from sip_dissect import scan
+
+    built = {"decode": decode._fastdecode is not None, "SIP scan": scan.NATIVE}
+    for name in COMPILED:  # imported by now: signalling and this module
+        built[name] = name in sys.modules and is_compiled(sys.modules[name])
     if all(built.values()):
-        return "native (C decode, SIP scan, transactions and dialogs)"
+        return "native (C decode and SIP scan; Cython-compiled " + ", ".join(COMPILED) + ")"
     if PURE:
         return "pure Python (SIPPROBE_PURE=1)"
     missing = ", ".join(name for name, on in built.items() if not on)
-    return (f"pure Python for {missing}: C accelerator not built; reinstall with gcc and the "
+    return (f"pure Python for {missing}: not compiled; reinstall with gcc and the "
             "Python headers present for about 4x the speed")
 
 
@@ -323,9 +327,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
 def account_batch_py(datagrams: list[Datagram], add, sip_ports: frozenset, on_error,
                      counters: Counters) -> None:
     """Each datagram to the signalling layers (`add`) or counted; an Exception from `add`
-    goes to `on_error(exc, d)`, which raises or not. The reference of the C twin
-    (_fastdecode.account_batch, with C twins of is_sip and looks_like_rtcp): any change here
-    goes there too (tests compare the two)."""
+    goes to `on_error(exc, d)`, which raises or not. Compiled with this module by Cython."""
     for d in datagrams:
         if is_sip(d, sip_ports):  # the stats collector's test too: one classification
             try:
@@ -338,15 +340,10 @@ def account_batch_py(datagrams: list[Datagram], add, sip_ports: frozenset, on_er
             counters["classify.not_sip_or_rtcp"] += 1
 
 
-# the C twin when built: the bytecode of the loop above was 1.3 k of the 27.6 k instructions
-# per SIP message of a replay
-account_batch_native = _fastdecode.account_batch if _fastdecode is not None else None
-
-
 def _account_batches(batches, add, sip_ports: frozenset, opts: ProbeOptions,
                      counters: Counters, capture: CaptureStats, progress, tick) -> None:
-    """account()'s loop: each batch through account_batch, in C when built."""
-    account_batch = account_batch_native or account_batch_py
+    """account()'s loop: each batch through account_batch_py."""
+    account_batch = account_batch_py
 
     def on_error(exc: Exception, d: Datagram) -> None:
         _signalling_error(exc, d, opts, counters)

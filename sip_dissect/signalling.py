@@ -7,11 +7,11 @@ from probe.counters import Counters
 from probe.records import Datagram
 
 from .accounting import AccOptions, Accountant, ProxySet
-from .dialog import Call, DialogLayer, NativeDialogLayer
+from .dialog import Call, DialogLayer
 from .records import AccRecord
 from .scan import (ANOMALIES, BODY, CONTENT_LENGTH, METHOD, REASON, STATUS, TO_TAG, scan_native,
                    scan_py)
-from .transaction import Layer, NativeAdd, NativeLayer
+from .transaction import TransactionLayer
 
 
 class Signalling:
@@ -25,32 +25,15 @@ class Signalling:
         self.c = counters
         self.sink = sink
         self.proxies = proxies if proxies is not None else ProxySet()
-        self.transactions = Layer(counters, invite_timeout=invite_timeout)  # C twin when built
+        self.transactions = TransactionLayer(counters, invite_timeout=invite_timeout)
         self.proxies.learned = self.transactions.forwarders
-        native = NativeAdd is not None and type(self.transactions) is NativeLayer
-        # the C dialog layer goes with the C add: then each mechanism runs in C, once
-        dialogs = NativeDialogLayer if native and NativeDialogLayer is not None else DialogLayer
-        self.dialogs = dialogs(counters, dialog_timeout=dialog_timeout, on_end=on_call_end)
+        self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, on_end=on_call_end)
         self.accountant = Accountant(acc_options, self.proxies)
         self.early_media = acc_options.early_media
-        self._messages = 0
-        self._native_add = None
-        if native:
-            # add() below in C, over the C transaction layer: per message, the work of this
-            # method without its bytecode (a tenth of a replay); the layers it calls are these
-            self.add = self._native_add = NativeAdd(
-                self.transactions, self.dialogs, self.accountant, self.proxies, sink,
-                scan_native, scan_py, self.early_media)
-
-    @property
-    def messages(self) -> int:
-        """SIP messages added (malformed ones are counted apart, by reason)."""
-        return self._native_add.messages if self._native_add is not None else self._messages
+        self.messages = 0  # SIP messages added (malformed ones are counted apart, by reason)
 
     def add(self, d: Datagram) -> None:
-        # The reference of the C twin (_txnlayer.SignallingAdd), which replaces it on the
-        # instance when built: any change here goes there too (tests compare the two). One
-        # flat method: it runs for every SIP message.
+        # One flat method: it runs for every SIP message.
         payload = d.payload
         msg = scan_native(payload) or scan_py(payload)  # None: the C scanner handed over
         if msg.__class__ is str:  # malformed: the reason is a counter name
@@ -59,7 +42,7 @@ class Signalling:
             else:
                 self.c["sip.keepalive"] += 1
             return
-        self._messages += 1
+        self.messages += 1
         ts = d.ts
         dialogs = self.dialogs
         if ts >= dialogs.next_sweep:
