@@ -2,15 +2,15 @@
 through pipeline.account_files in strict mode: forks, request-URI rewriting, retransmissions,
 RFC 2543 peers, redirects, unanswered and timed-out INVITEs, proxy-originated BYEs, dialog
 expiry, malformed messages, and the same call over IPv6 and TCP. Each asserts the exact rows,
-summary and counters, so a change in behaviour shows here. Every test runs on both transaction
-layers: the native one (when built) and its reference, transaction.py."""
+summary and counters, so a change in behaviour shows here. tests/run.sh runs them compiled and
+again interpreted (SIPPROBE_PURE=1)."""
 from __future__ import annotations
 
 import pytest
 
 from crafted import (A_RTP, B_RTP, T0, Party, account, relay, sdp, sip_message, sip_request,
                      sip_response, via, write_sip_capture)
-from sip_dissect import signalling, transaction
+from sip_dissect import signalling
 from sip_dissect.accounting import AccOptions
 from sip_dissect.records import AccRecord
 
@@ -19,17 +19,6 @@ A6, P6, B6 = Party("2001:db8::10"), Party("2001:db8::1"), Party("2001:db8:1::20"
 ALICE = '"Alice" <sip:alice@example.com>;tag=a1'
 BOB = "<sip:bob@example.com>"
 CALL_ID = "c1@example.com"
-LAYERS = {"python": transaction.TransactionLayer}
-if transaction.NATIVE:
-    LAYERS["native"] = transaction.Layer
-
-
-@pytest.fixture(autouse=True, params=sorted(LAYERS))
-def transaction_layer(request, monkeypatch):
-    monkeypatch.setattr(signalling, "Layer", LAYERS[request.param])
-    return request.param
-
-
 def host(party: Party) -> str:
     return f"[{party.ip}]" if ":" in party.ip else party.ip
 
@@ -539,7 +528,7 @@ def test_a_bug_on_one_message_is_counted_unless_strict(tmp_path, monkeypatch):
     class BreaksOnFirstBye(original):
         def __init__(self, *args, **kw):
             super().__init__(*args, **kw)
-            add = self.add  # the method, or its C twin
+            add = self.add
 
             def breaking(d):
                 if d.payload.startswith(b"BYE ") and CALL_ID.encode() in d.payload:
