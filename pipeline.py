@@ -64,7 +64,7 @@ def engine() -> str:
     for name in COMPILED:  # imported by now: signalling and this module
         built[name] = name in sys.modules and is_compiled(sys.modules[name])
     if all(built.values()):
-        return "native (C decode and SIP scan; Cython-compiled " + ", ".join(COMPILED) + ")"
+        return "native (C decode and SIP scan; signalling compiled by Cython)"
     if PURE:
         return "pure Python (SIPPROBE_PURE=1)"
     missing = ", ".join(name for name, on in built.items() if not on)

@@ -28,6 +28,28 @@ TIMER_F = 64 * T1  # a non-INVITE transaction is over by then (RFC 3261 section 
 LINGER = 64 * T1  # keep a completed transaction this long to recognise retransmissions
 SWEEP_EVERY = 0.25
 
+# SipHead and Datagram fields by position (C constants once compiled): a tuple item costs a
+# fraction of a NamedTuple field name's lookup, and these are read for every message
+_CALL_ID: cython.Py_ssize_t = SipHead._fields.index("call_id")
+_CSEQ: cython.Py_ssize_t = SipHead._fields.index("cseq")
+_CSEQ_METHOD: cython.Py_ssize_t = SipHead._fields.index("cseq_method")
+_FROM_TAG: cython.Py_ssize_t = SipHead._fields.index("from_tag")
+_TO_TAG: cython.Py_ssize_t = SipHead._fields.index("to_tag")
+_METHOD: cython.Py_ssize_t = SipHead._fields.index("method")
+_STATUS: cython.Py_ssize_t = SipHead._fields.index("status")
+_REASON: cython.Py_ssize_t = SipHead._fields.index("reason")
+_VIA_SENT_BY: cython.Py_ssize_t = SipHead._fields.index("via_sent_by")
+_VIA_BRANCH: cython.Py_ssize_t = SipHead._fields.index("via_branch")
+_VIA2_SENT_BY: cython.Py_ssize_t = SipHead._fields.index("via2_sent_by")
+_VIA2_BRANCH: cython.Py_ssize_t = SipHead._fields.index("via2_branch")
+_TS: cython.Py_ssize_t = Datagram._fields.index("ts")
+_FRAME: cython.Py_ssize_t = Datagram._fields.index("frame")
+_SRC: cython.Py_ssize_t = Datagram._fields.index("src")
+_DST: cython.Py_ssize_t = Datagram._fields.index("dst")
+_SPORT: cython.Py_ssize_t = Datagram._fields.index("sport")
+_DPORT: cython.Py_ssize_t = Datagram._fields.index("dport")
+_TRANSPORT: cython.Py_ssize_t = Datagram._fields.index("transport")
+
 # Passive names for the states both ends of the wire go through (section 17, figures 5-8)
 CALLING, TRYING, PROCEEDING, COMPLETED, CONFIRMED, TERMINATED = (
     "CALLING", "TRYING", "PROCEEDING", "COMPLETED", "CONFIRMED", "TERMINATED")
@@ -69,16 +91,16 @@ class Transaction:
         self.key = key
         self.method = method
         self.request = msg
-        self.src = (d.src, d.sport)
-        self.dst = (d.dst, d.dport)
-        self.transport = d.transport
-        self.created = d.ts
-        self.frame = d.frame
+        self.src = (d[_SRC], d[_SPORT])
+        self.dst = (d[_DST], d[_DPORT])
+        self.transport = d[_TRANSPORT]
+        self.created = d[_TS]
+        self.frame = d[_FRAME]
         self.state = CALLING if method == "INVITE" else TRYING
-        self.callid = msg.call_id
-        self.from_tag = msg.from_tag
-        self.to_tag = msg.to_tag
-        self.cseq = msg.cseq
+        self.callid = msg[_CALL_ID]
+        self.from_tag = msg[_FROM_TAG]
+        self.to_tag = msg[_TO_TAG]
+        self.cseq = msg[_CSEQ]
         self.final_status = None
         self.final_reason = ""
         self.final_ts = None
@@ -113,7 +135,7 @@ class Transaction:
 
 @cython.cfunc
 @cython.inline
-def _key(msg: SipHead, method, branch, sent_by) -> tuple:
+def _key(msg: SipHead, method, branch: str, sent_by) -> tuple:
     """The key of the transaction a Via (its branch and sent-by) names for `msg`: the top Via
     for the message's own transaction, the second for the one a proxy relayed it from."""
     if branch.startswith(MAGIC_COOKIE):
@@ -122,7 +144,7 @@ def _key(msg: SipHead, method, branch, sent_by) -> tuple:
     # The Via by sent-by and branch, not its whole text: a proxy adds ;received=/;rport= to it
     # in the copy it relays and in the responses it returns. Method last, as above, so that
     # key[:-1] + ("INVITE",) finds the INVITE a CANCEL aims at.
-    return ("rfc2543", msg.call_id, msg.cseq, msg.from_tag, sent_by, branch, method)
+    return ("rfc2543", msg[_CALL_ID], msg[_CSEQ], msg[_FROM_TAG], sent_by, branch, method)
 
 
 def _sent_by_port(msg: SipHead) -> int:
@@ -179,13 +201,15 @@ class TransactionLayer:
         txn: Transaction
         invite: Transaction
         up: Transaction
-        if d.ts >= self.next_sweep:
-            self.sweep(d.ts)
-        if msg.via_branch is None or msg.cseq is None or not msg.call_id:
+        ts = d[_TS]
+        if ts >= self.next_sweep:
+            self.sweep(ts)
+        branch = msg[_VIA_BRANCH]
+        if branch is None or msg[_CSEQ] is None or not msg[_CALL_ID]:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        method = msg.method
-        key = _key(msg, "INVITE" if method == "ACK" else method, msg.via_branch, msg.via_sent_by)
+        method = msg[_METHOD]
+        key = _key(msg, "INVITE" if method == "ACK" else method, branch, msg[_VIA_SENT_BY])
         by_key = self.by_key
         txn = by_key.get(key)
         if method == "ACK":
@@ -205,38 +229,41 @@ class TransactionLayer:
             self.c["state.transaction_evicted"] += 1
         by_key[key] = txn
         if method == "INVITE":
-            self._open_invites.append((d.ts + self.invite_timeout, key))
+            self._open_invites.append((ts + self.invite_timeout, key))
         else:
-            self._open_others.append((d.ts + TIMER_F, key))
+            self._open_others.append((ts + TIMER_F, key))
         if method == "CANCEL":
             invite = by_key.get(key[:-1] + ("INVITE",))
             if invite is not None:
                 invite.cancel, txn.invite = txn, invite
-        if msg.via2_branch is not None:
-            up = by_key.get(_key(msg, method, msg.via2_branch, msg.via2_sent_by))
+        branch2 = msg[_VIA2_BRANCH]
+        if branch2 is not None:
+            up = by_key.get(_key(msg, method, branch2, msg[_VIA2_SENT_BY]))
             if up is not None and up is not txn and up.upstream is None:
                 txn.upstream = up
                 up.downstream += (txn,)
-                self.forwarders.add((d.src, d.sport))
+                self.forwarders.add((d[_SRC], d[_SPORT]))
                 # over TCP/TLS a relay leaves from an ephemeral port: learn also the port the
                 # proxy's own Via names (where it listens and answers from), or replies it
                 # generates itself (a 404 after a failed lookup) would be accounted
-                self.forwarders.add((d.src, _sent_by_port(msg)))
+                self.forwarders.add((d[_SRC], _sent_by_port(msg)))
         return txn
 
     def response(self, msg: SipHead, d: Datagram) -> tuple[Transaction, str] | None:
         """(transaction, what it was): "provisional", "final", "retransmission" or "extra_2xx"."""
         txn: Transaction
-        if d.ts >= self.next_sweep:
-            self.sweep(d.ts)
-        if msg.via_branch is None or msg.cseq is None:
+        ts = d[_TS]
+        if ts >= self.next_sweep:
+            self.sweep(ts)
+        branch = msg[_VIA_BRANCH]
+        if branch is None or msg[_CSEQ] is None:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        txn = self.by_key.get(_key(msg, msg.cseq_method, msg.via_branch, msg.via_sent_by))
+        txn = self.by_key.get(_key(msg, msg[_CSEQ_METHOD], branch, msg[_VIA_SENT_BY]))
         if txn is None:
             self.c["state.orphan_response"] += 1  # its request came before the capture began
             return None
-        status, to_tag = msg.status, msg.to_tag
+        status, to_tag = msg[_STATUS], msg[_TO_TAG]
         if status < 200:
             if txn.final_status is not None:
                 self.c["state.late_provisional"] += 1
@@ -244,10 +271,10 @@ class TransactionLayer:
             txn.state = PROCEEDING
             return txn, "provisional"
         if txn.final_status is None:
-            txn.final_status, txn.final_reason = status, msg.reason or ""
-            txn.final_ts, txn.final_to_tag = d.ts, to_tag
+            txn.final_status, txn.final_reason = status, msg[_REASON] or ""
+            txn.final_ts, txn.final_to_tag = ts, to_tag
             txn.state = TERMINATED if txn.method == "INVITE" and status < 300 else COMPLETED
-            self._finished.append((d.ts + LINGER, txn.key))
+            self._finished.append((ts + LINGER, txn.key))
             return txn, "final"
         if txn.method == "INVITE" and 200 <= status < 300 and txn.final_status < 300 \
                 and to_tag != txn.final_to_tag and to_tag not in txn.extra_2xx_tags:

@@ -203,6 +203,7 @@ def test_replay_says_which_engine_ran(tmp_path):
         except ImportError:
             return
         if all(is_compiled(importlib.import_module(name)) for name in COMPILED):
-            assert "engine: native (C decode and SIP scan; Cython-compiled" in result.output
+            assert "engine: native (C decode and SIP scan; signalling compiled by Cython)" \
+                in result.output
     else:
         assert "engine: pure Python (SIPPROBE_PURE=1)" in result.output

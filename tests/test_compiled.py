@@ -93,8 +93,9 @@ def test_what_was_built_is_in_use(name):
 def test_pure_loads_every_compiled_module_from_source(tmp_path):
     """`import pipeline` first (it imports probe, which installs the hook, as its first line):
     still the .py, everywhere."""
-    code = ("import pipeline, sys; from probe.native import COMPILED; "
-            "print([sys.modules[m].__file__ for m in COMPILED]); print(pipeline.engine())")
+    code = ("import pipeline, importlib; from probe.native import COMPILED; "
+            "print([importlib.import_module(m).__file__ for m in COMPILED]); "
+            "print(pipeline.engine())")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, env={**os.environ, "SIPPROBE_PURE": "1",
                                             "PYTHONPATH": str(ROOT)})
