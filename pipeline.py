@@ -66,18 +66,23 @@ def classify(d: Datagram, sip_ports: frozenset) -> int:
 
 
 def engine() -> str:
-    """Which per-message engine runs: the native accelerators or their pure-Python twins."""
+    """Which per-message engine runs: the C decoder and SIP scanner, and the signalling layers
+    compiled by Cython (probe/native.py COMPILED), or their pure-Python run."""
+    import sys
+
     from probe import decode
-    from probe.native import PURE
+    from probe.native import COMPILED, PURE, is_compiled
     from sip_dissect import scan
 
     built = {"decode": decode._fastdecode is not None, "SIP scan": scan.NATIVE}
+    for name in COMPILED:  # imported by now: signalling and this module
+        built[name] = name in sys.modules and is_compiled(sys.modules[name])
     if all(built.values()):
-        return "native (C decode and SIP scan)"
+        return "native (C decode and SIP scan; signalling compiled by Cython)"
     if PURE:
         return "pure Python (SIPPROBE_PURE=1)"
     missing = ", ".join(name for name, on in built.items() if not on)
-    return (f"pure Python for {missing}: C accelerator not built; reinstall with gcc and the "
+    return (f"pure Python for {missing}: not compiled; reinstall with gcc and the "
             "Python headers present for about 4x the speed")
 
 

@@ -8,9 +8,6 @@
  * with the Python path, so both see one window: the fast path works on a C mirror of it and
  * writes it back before any frame goes to Python and when it returns (see "mirror" below).
  * Addresses go through decoder._names.
- *
- * account_batch(datagrams, add, sip_ports, on_error, counters): pipeline's replay loop over
- * those datagrams, twin of pipeline.account_batch_py (see "The replay loop" below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,7 +23,7 @@
 #define NAMES_MAX 65536
 
 static PyObject *Datagram, *Frame, *StructError, *empty_tuple;
-enum { D_PORTS = 4, D_TRANSPORT = 6, D_PAYLOAD = 7, D_SIZE = 10 };  /* Datagram's fields */
+enum { D_SIZE = 10 };  /* Datagram's fields */
 static PyObject *s_udp, *s_duplicates, *s_names, *s_dedup, *s_c, *s_guarded, *s_window,
     *s_seen, *s_older, *s_rotate_at;
 
@@ -882,269 +879,14 @@ done:
     return out;
 }
 
-/* ---- The replay loop: pipeline.account_batch_py, is_sip and looks_like_rtcp ---------------
- *
- * account_batch(datagrams, add, sip_ports, on_error, counters) is the twin of
- * pipeline.account_batch_py: per datagram, the same classification (is_sip, then
- * looks_like_rtcp), the same call of add, and after an Exception from add the same call of
- * on_error(exc, d), which decides (counted, or raised). Its counters are written once per batch,
- * and before any error leaves. The tests compare the two on every capture. */
-
-static PyObject *s_tcp, *s_rtcp_datagrams, *s_not_sip_or_rtcp;
-
-/* probe.bpf.SIP_PREFIXES, read at import: its one definition */
-#define PREFIXES_MAX 64
-static struct {
-    unsigned char text[4];
-    Py_ssize_t len;
-} prefixes[PREFIXES_MAX];
-static int nprefixes;
-
-/* The port set last seen as a bitmap: a frozenset never changes, so it is built once. Sets of
- * anything but ints in 0..65535 are asked with `in`, as Python does. */
-static struct {
-    PyObject *owner;  /* held: no other set can take its address */
-    int exact;
-    uint8_t bits[65536 / 8];
-} sip_ports_map;
-
-static int
-ports_load(PyObject *sip_ports)
-{
-    if (sip_ports == sip_ports_map.owner)
-        return 0;
-    Py_XSETREF(sip_ports_map.owner, Py_NewRef(sip_ports));
-    memset(sip_ports_map.bits, 0, sizeof sip_ports_map.bits);
-    sip_ports_map.exact = PyFrozenSet_CheckExact(sip_ports);
-    PyObject *it = sip_ports_map.exact ? PyObject_GetIter(sip_ports) : NULL, *port;
-    if (sip_ports_map.exact && it == NULL)
-        return -1;
-    while (it != NULL && (port = PyIter_Next(it)) != NULL) {
-        long v = u16_of(port);
-        Py_DECREF(port);  /* the frozenset holds it */
-        if (v < 0)
-            sip_ports_map.exact = 0;  /* 5060.0, True: equal to an int without being one */
-        else
-            sip_ports_map.bits[v >> 3] |= (uint8_t)(1 << (v & 7));
-    }
-    Py_XDECREF(it);
-    return PyErr_Occurred() ? -1 : 0;
-}
-
-/* `port in sip_ports`: 1, 0 or -1 */
-static int
-sip_port(PyObject *port, PyObject *sip_ports)
-{
-    long v;
-    if (sip_ports_map.exact && (v = u16_of(port)) >= 0)
-        return sip_ports_map.bits[v >> 3] >> (v & 7) & 1;
-    return PySequence_Contains(sip_ports, port);
-}
-
-/* `payload[:4] in SIP_PREFIXES` */
-static int
-sip_prefix(const unsigned char *p, Py_ssize_t n)
-{
-    if (n > 4)
-        n = 4;
-    for (int i = 0; i < nprefixes; i++)
-        if (prefixes[i].len == n && memcmp(prefixes[i].text, p, (size_t)n) == 0)
-            return 1;
-    return 0;
-}
-
-static PyObject *
-datagram_payload(PyObject *d)
-{
-    if (Py_TYPE(d) != (PyTypeObject *)Datagram || PyTuple_GET_SIZE(d) != D_SIZE
-        || !PyBytes_CheckExact(PyTuple_GET_ITEM(d, D_PAYLOAD))) {
-        PyErr_SetString(PyExc_TypeError, "not a Datagram with a bytes payload");
-        return NULL;
-    }
-    return PyTuple_GET_ITEM(d, D_PAYLOAD);
-}
-
-static int
-is_tcp(PyObject *transport)
-{
-    if (transport == s_udp)
-        return 0;
-    return transport == s_tcp
-           || (PyUnicode_Check(transport) && PyUnicode_Compare(transport, s_tcp) == 0);
-}
-
-/* pipeline.is_sip, after ports_load(sip_ports): 1, 0 or -1 */
-static int
-sip_datagram(PyObject *d, PyObject *sip_ports)
-{
-    PyObject *payload = datagram_payload(d);
-    if (payload == NULL)
-        return -1;
-    PyObject **f = &PyTuple_GET_ITEM(d, 0);
-    if (is_tcp(f[D_TRANSPORT]))
-        return 1;
-    for (int i = D_PORTS; i < D_PORTS + 2; i++) {
-        int yes = sip_port(f[i], sip_ports);
-        if (yes != 0)
-            return yes;
-    }
-    return sip_prefix((const unsigned char *)PyBytes_AS_STRING(payload),
-                      PyBytes_GET_SIZE(payload));
-}
-
-/* rtcp_mos.rtcp.looks_like_rtcp */
-static int
-rtcp_payload(PyObject *payload)
-{
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(payload);
-    return PyBytes_GET_SIZE(payload) >= 8 && (p[0] & 0xC0) == 0x80 && p[1] >= 200 && p[1] <= 207;
-}
-
-static PyObject *
-is_sip(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "is_sip() takes 2 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    if (ports_load(args[1]) < 0)
-        return NULL;
-    int yes = sip_datagram(args[0], args[1]);
-    return yes < 0 ? NULL : PyBool_FromLong(yes);
-}
-
-static PyObject *
-looks_like_rtcp(PyObject *self, PyObject *payload)
-{
-    if (!PyBytes_CheckExact(payload)) {
-        PyErr_SetString(PyExc_TypeError, "payload must be bytes");
-        return NULL;
-    }
-    return PyBool_FromLong(rtcp_payload(payload));
-}
-
-/* `except Exception as exc: on_error(exc, d)` around add(d), whose error is set: 0 handled,
- * -1 to propagate (not an Exception, or on_error raised) */
-static int
-signalling_error(PyObject *on_error, PyObject *d)
-{
-    if (!PyErr_ExceptionMatches(PyExc_Exception))
-        return -1;
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (tb != NULL)
-        PyException_SetTraceback(exc, tb);
-    /* handled, as in an except block: what on_error raises gets it as __context__ */
-    PyObject *outer = PyErr_GetHandledException();
-    PyErr_SetHandledException(exc);
-    PyObject *r = PyObject_Vectorcall(on_error, (PyObject *[]){exc, d}, 2, NULL);
-    PyErr_SetHandledException(outer);
-    Py_XDECREF(outer);
-    Py_DECREF(type);
-    Py_DECREF(exc);
-    Py_XDECREF(tb);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
-/* one datagram of the loop: 0, or -1 with an error to leave by */
-static int
-account_one(PyObject *d, PyObject *add, PyObject *sip_ports, PyObject *on_error,
-            Py_ssize_t *rtcp, Py_ssize_t *other)
-{
-    int sip = sip_datagram(d, sip_ports);
-    if (sip < 0)
-        return -1;
-    if (!sip) {
-        ++*(rtcp_payload(PyTuple_GET_ITEM(d, D_PAYLOAD)) ? rtcp : other);
-        return 0;
-    }
-    PyObject *r = PyObject_Vectorcall(add, &d, 1, NULL);
-    if (r == NULL)
-        return signalling_error(on_error, d);
-    Py_DECREF(r);
-    return 0;
-}
-
-static PyObject *
-account_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "account_batch() takes 5 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    PyObject *add = args[1], *sip_ports = args[2], *on_error = args[3], *counters = args[4];
-    PyObject *batch = PySequence_Fast(args[0], "account_batch takes a list of Datagram");
-    if (batch == NULL || ports_load(sip_ports) < 0) {
-        Py_XDECREF(batch);
-        return NULL;
-    }
-    Py_ssize_t rtcp = 0, other = 0;
-    int rc = 0;
-    /* the length again each time: add may run any Python code */
-    for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(batch); i++) {
-        PyObject *d = Py_NewRef(PySequence_Fast_GET_ITEM(batch, i));
-        rc = account_one(d, add, sip_ports, on_error, &rtcp, &other);
-        Py_DECREF(d);
-    }
-    Py_DECREF(batch);
-    /* as the Python loop, datagrams before an error stay counted */
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (add_count(counters, s_rtcp_datagrams, &rtcp) < 0
-        || add_count(counters, s_not_sip_or_rtcp, &other) < 0) {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        return NULL;
-    }
-    PyErr_Restore(type, value, tb);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-/* SIP_PREFIXES of probe.bpf into the table above */
-static int
-prefixes_load(void)
-{
-    PyObject *bpf = PyImport_ImportModule("probe.bpf");
-    PyObject *seq = bpf ? PyObject_GetAttrString(bpf, "SIP_PREFIXES") : NULL;
-    PyObject *fast = seq ? PySequence_Fast(seq, "SIP_PREFIXES") : NULL;
-    int rc = fast ? 0 : -1;
-    for (Py_ssize_t i = 0; fast && i < PySequence_Fast_GET_SIZE(fast); i++) {
-        PyObject *p = PySequence_Fast_GET_ITEM(fast, i);
-        if (!PyBytes_CheckExact(p) || PyBytes_GET_SIZE(p) > 4 || nprefixes == PREFIXES_MAX) {
-            PyErr_SetString(PyExc_TypeError, "probe.bpf.SIP_PREFIXES: up to 64 bytes of <= 4");
-            rc = -1;
-            break;
-        }
-        prefixes[nprefixes].len = PyBytes_GET_SIZE(p);
-        memcpy(prefixes[nprefixes++].text, PyBytes_AS_STRING(p), (size_t)PyBytes_GET_SIZE(p));
-    }
-    Py_XDECREF(bpf);
-    Py_XDECREF(seq);
-    Py_XDECREF(fast);
-    return rc;
-}
-
 static PyMethodDef methods[] = {
     {"decode_batch", decode_batch, METH_VARARGS,
      "decode_batch(decoder, linktype, data, meta, first) -> list of Datagram"},
-    {"account_batch", (PyCFunction)(void (*)(void))account_batch, METH_FASTCALL,
-     "account_batch(datagrams, add, sip_ports, on_error, counters): pipeline.account_batch_py"},
-    {"is_sip", (PyCFunction)(void (*)(void))is_sip, METH_FASTCALL,
-     "is_sip(datagram, sip_ports) -> bool: pipeline.is_sip"},
-    {"looks_like_rtcp", looks_like_rtcp, METH_O,
-     "looks_like_rtcp(payload) -> bool: rtcp_mos.rtcp.looks_like_rtcp"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "probe._fastdecode",
-                                    "Native fast paths of probe.decode and of pipeline's replay loop.", -1, methods};
+                                    "Native fast path of probe.decode.", -1, methods};
 
 PyMODINIT_FUNC
 PyInit__fastdecode(void)
@@ -1173,14 +915,10 @@ PyInit__fastdecode(void)
         {&s_udp, "udp"}, {&s_duplicates, "dedup.duplicates"}, {&s_names, "_names"},
         {&s_dedup, "dedup"}, {&s_c, "c"}, {&s_guarded, "_guarded"}, {&s_window, "window"},
         {&s_seen, "_seen"}, {&s_older, "_older"}, {&s_rotate_at, "_rotate_at"},
-        {&s_tcp, "tcp"}, {&s_rtcp_datagrams, "rtcp.datagrams"},
-        {&s_not_sip_or_rtcp, "classify.not_sip_or_rtcp"},
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         if ((*strings[i].slot = PyUnicode_InternFromString(strings[i].text)) == NULL)
             goto fail;
-    if (prefixes_load() < 0)
-        goto fail;
     Py_DECREF(records);
     Py_DECREF(structmod);
     return PyModule_Create(&module);

@@ -1,11 +1,31 @@
-"""The optional C accelerators: setup.py builds them when a compiler is there; each has a
-pure-Python twin that is used when it is not built, or when SIPPROBE_PURE=1 (tests, bisecting)."""
+"""What runs natively, and the switch back to Python for all of it (SIPPROBE_PURE=1: tests,
+bisecting, a fault to tell apart from a compiler's).
+
+Two kinds, both optional at install (setup.py), so that an install without a compiler works:
+- C extensions for byte parsing (`probe._fastdecode`, `sip_dissect._sipscan`), each with a
+  pure-Python twin its module picks through `load`;
+- the modules of COMPILED, compiled by Cython from their own .py source (pure-Python mode,
+  native/pxdgen.py): the same file runs interpreted when the .so is absent, or under PURE,
+  where the import hook below loads the .py in place of the .so.
+"""
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
+import sys
 
 PURE = os.environ.get("SIPPROBE_PURE") == "1"  # read once, at import, as the modules choose
+
+# Compiled by Cython at install (setup.py reads this list); dependencies first
+COMPILED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.signalling",
+            "pipeline")
+# those whose annotations Cython reads as types (their classes are extension types); in the
+# others annotations are documentation only, as when interpreted (`proxies: list = ()`)
+TYPED = ("sip_dissect.transaction", "sip_dissect.dialog")
+C_EXTENSIONS = ("probe._fastdecode", "sip_dissect._sipscan")
 
 
 def load(name: str):
@@ -16,3 +36,47 @@ def load(name: str):
         return importlib.import_module(name)
     except ImportError:
         return None
+
+
+def is_compiled(module) -> bool:
+    """Whether a module object came from an extension (.so) rather than its .py."""
+    origin = getattr(getattr(module, "__spec__", None), "origin", None) or ""
+    return origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+class _SourceFirst(importlib.abc.MetaPathFinder):
+    """Finds the modules of COMPILED as their .py source, ahead of the path finder (which
+    prefers an extension module to a source file of the same name)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in COMPILED:
+            return None
+        leaf = name.rpartition(".")[2] + ".py"
+        for entry in (path if path is not None else sys.path):
+            candidate = os.path.join(entry or ".", leaf)
+            if os.path.isfile(candidate):
+                return importlib.util.spec_from_file_location(name, candidate)
+        return None
+
+
+def _install_pure_hook() -> None:
+    if any(isinstance(f, _SourceFirst) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _SourceFirst())
+    # A compiled module being imported right now got here first (`import pipeline` imports
+    # probe, and so this, as its first line): put its source twin in sys.modules, which is
+    # what the import system hands back once the .so's module code ends
+    # (importlib._bootstrap._load_unlocked re-reads sys.modules).
+    for name in COMPILED:
+        module = sys.modules.get(name)
+        if module is not None and is_compiled(module):
+            spec = _SourceFirst().find_spec(name, None if "." not in name else
+                                            sys.modules[name.rpartition(".")[0]].__path__)
+            if spec is not None:
+                twin = importlib.util.module_from_spec(spec)
+                sys.modules[name] = twin
+                spec.loader.exec_module(twin)
+
+
+if PURE:
+    _install_pure_hook()

@@ -5,11 +5,14 @@ with a To tag (several when the request forks), one confirmed by the 2xx, termin
 by the INVITE failing. A 401/407 challenge does not end it: the caller re-sends the INVITE
 with the same Call-ID and From tag and a higher CSeq, and that is the same call (section 22.2).
 Dialogs that never see a BYE expire after `dialog_timeout` seconds of packet time.
+
+Compiled by Cython at install, as transaction.py (whose header says how).
 """
 from __future__ import annotations
 
+import cython
+
 from probe.counters import Counters
-from probe.native import load
 
 from .events import Publisher
 from .transaction import Transaction
@@ -22,6 +25,23 @@ CHALLENGES = (401, 407)
 class Call:
     """One call as the proxy's upstream side saw it."""
 
+    callid: object
+    caller_tag: object
+    created: object  # packet times: floats, None until they happen
+    state: str
+    callee_tags: list  # early dialogs (forks)
+    confirmed_tag: object
+    ring_time: object
+    answer_time: object
+    end_time: object
+    final_code: object  # int | None
+    final_reason: object
+    ended_by: str  # caller, callee or proxy
+    end_reason: str  # completed, cancelled, rejected, expired, open
+    last_activity: object
+    invite: Transaction
+    challenges: cython.int
+    media: object  # the media layer's description of each leg (rtcp_mos.media)
     __slots__ = ("callid", "caller_tag", "created", "state", "callee_tags", "confirmed_tag",
                  "ring_time", "answer_time", "end_time", "final_code", "final_reason",
                  "ended_by", "end_reason", "last_activity", "invite", "challenges", "media")
@@ -31,24 +51,33 @@ class Call:
         self.caller_tag = invite.from_tag
         self.created = created = invite.created
         self.state = INIT
-        self.callee_tags: list[str] = []  # early dialogs (forks)
+        self.callee_tags = []
         self.confirmed_tag = ""
-        self.ring_time: float | None = None
-        self.answer_time: float | None = None
-        self.end_time: float | None = None
-        self.final_code: int | None = None
+        self.ring_time = None
+        self.answer_time = None
+        self.end_time = None
+        self.final_code = None
         self.final_reason = ""
-        self.ended_by = ""  # caller, callee or proxy
-        self.end_reason = ""  # completed, cancelled, rejected, expired, open
+        self.ended_by = ""
+        self.end_reason = ""
         self.last_activity = created
         self.invite = invite
         self.challenges = 0
-        self.media = None  # the media layer's description of each leg (rtcp_mos.media)
+        self.media = None
 
 
 class DialogLayer:
     """Calls keyed by (Call-ID, caller's From tag); publishes call_started, call_answered and
     call_ended (sip_dissect.events)."""
+
+    c: object  # the Counters
+    dialog_timeout: cython.double
+    max_calls: cython.Py_ssize_t
+    events: object  # the Publisher (sip_dissect.events)
+    calls: dict  # (Call-ID, caller's tag) -> Call, oldest first: evicted first
+    next_sweep: cython.double  # packet time of the next look for expired calls
+    totals: dict
+    __slots__ = ("c", "dialog_timeout", "max_calls", "events", "calls", "next_sweep", "totals")
 
     def __init__(self, counters: Counters, *, dialog_timeout: float = 7200.0,
                  max_calls: int = 200_000, events: Publisher | None = None):
@@ -56,12 +85,14 @@ class DialogLayer:
         self.dialog_timeout = dialog_timeout
         self.max_calls = max_calls
         self.events = events if events is not None else Publisher()
-        self.calls: dict[tuple[str, str], Call] = {}  # oldest first: evicted first
-        self.next_sweep = 0.0  # packet time of the next look for expired calls
+        self.calls = {}
+        self.next_sweep = 0.0
         self.totals = {"calls": 0, "answered": 0, "failed": 0, "challenged": 0}
 
     def initial_invite(self, txn: Transaction) -> Call:
         """An accounted initial INVITE: a new call, or the same call re-sent after a challenge."""
+        call: Call
+        old: Call
         key = (txn.callid, txn.from_tag)
         call = self.calls.get(key)
         if call is None or call.state == TERMINATED:
@@ -82,7 +113,7 @@ class DialogLayer:
         """The call an in-dialog request belongs to, whichever side sent it."""
         return self.calls.get((callid, tag_a)) or self.calls.get((callid, tag_b))
 
-    def provisional(self, call: Call, txn: Transaction, status: int, to_tag: str, ts: float) -> None:
+    def provisional(self, call: Call, txn: Transaction, status, to_tag, ts) -> None:
         """Section 12.1: a 1xx with a To tag creates an early dialog."""
         call.last_activity = ts
         if status in (180, 183) and call.ring_time is None:
@@ -93,6 +124,7 @@ class DialogLayer:
             call.state = EARLY
 
     def final(self, call: Call, txn: Transaction) -> None:
+        """The INVITE's final reply: answered, challenged (the call goes on), or failed."""
         status, ts = txn.final_status, txn.final_ts
         call.last_activity = ts
         if status < 300:
@@ -110,23 +142,24 @@ class DialogLayer:
             self.totals["failed"] += 1
             self._end(call, ts, "cancelled" if txn.cancel is not None else "rejected", "")
 
-    def bye(self, call: Call, txn: Transaction, sent_by_proxy: bool) -> None:
+    def bye(self, call: Call, txn: Transaction, sent_by_proxy) -> None:
         """Section 15: a BYE ends the dialog, whichever side sends it."""
         if call.state == TERMINATED:
             return
         by = "proxy" if sent_by_proxy else ("caller" if txn.from_tag == call.caller_tag else "callee")
         self._end(call, txn.created, "completed", by)
 
-    def _end(self, call: Call, ts: float, reason: str, by: str) -> None:
+    def _end(self, call: Call, ts, reason, by) -> None:
         call.state = TERMINATED  # apart: four at once would build a tuple
         call.end_time, call.end_reason, call.ended_by = ts, reason, by
         self.calls.pop((call.callid, call.caller_tag), None)
         for handler in self.events.call_ended:
             handler(call)
 
-    def sweep(self, now: float) -> None:
+    def sweep(self, now: cython.double) -> None:
         """Expire calls idle for dialog_timeout; the caller runs it on packet time, whatever
         the message, once `now` reaches next_sweep (every minute: the timeout is long)."""
+        call: Call
         self.next_sweep = now + 60.0
         for call in [c for c in self.calls.values() if now - c.last_activity > self.dialog_timeout]:
             self.c["state.dialog_expired"] += 1
@@ -134,19 +167,6 @@ class DialogLayer:
 
     def close(self) -> None:
         """End of input: calls still going are reported open (a later run may see their end)."""
+        call: Call
         for call in list(self.calls.values()):
             self._end(call, None, "open", "")
-
-
-def _native():
-    """The C twin's DialogLayer (sip_dissect/_dialogs.c), or None: not built, or
-    SIPPROBE_PURE=1. The signalling layer runs it with the C transaction layer and C add."""
-    _dialogs = load("sip_dissect._dialogs")
-    if _dialogs is None:
-        return None
-    from .uri import request_uris
-    _dialogs.init(request_uris)
-    return _dialogs.DialogLayer
-
-
-NativeDialogLayer = _native()

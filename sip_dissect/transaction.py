@@ -7,15 +7,17 @@ proxy's Via on top of the original one, so its second Via names the upstream tra
 was relayed from: that link is how one call seen on both legs of a mirror is accounted once.
 All timers run on packet time.
 
-The classes here are the reference; `_txnlayer` (C, built at install when a compiler is
-there) is their twin, statement for statement, and `Layer` is the one the signalling uses.
+Compiled by Cython at install (probe/native.py COMPILED): the class-level annotations are
+the fields of the extension types, declared nowhere else (native/pxdgen.py derives the .pxd);
+interpreted, the same file runs with `import cython` resolving to Cython's shadow module.
 """
 from __future__ import annotations
 
 from collections import deque
 
+import cython
+
 from probe.counters import Counters
-from probe.native import load
 from probe.records import Datagram
 
 from .scan import SipHead
@@ -26,6 +28,28 @@ TIMER_F = 64 * T1  # a non-INVITE transaction is over by then (RFC 3261 section 
 LINGER = 64 * T1  # keep a completed transaction this long to recognise retransmissions
 SWEEP_EVERY = 0.25
 
+# SipHead and Datagram fields by position (C constants once compiled): a tuple item costs a
+# fraction of a NamedTuple field name's lookup, and these are read for every message
+_CALL_ID: cython.Py_ssize_t = SipHead._fields.index("call_id")
+_CSEQ: cython.Py_ssize_t = SipHead._fields.index("cseq")
+_CSEQ_METHOD: cython.Py_ssize_t = SipHead._fields.index("cseq_method")
+_FROM_TAG: cython.Py_ssize_t = SipHead._fields.index("from_tag")
+_TO_TAG: cython.Py_ssize_t = SipHead._fields.index("to_tag")
+_METHOD: cython.Py_ssize_t = SipHead._fields.index("method")
+_STATUS: cython.Py_ssize_t = SipHead._fields.index("status")
+_REASON: cython.Py_ssize_t = SipHead._fields.index("reason")
+_VIA_SENT_BY: cython.Py_ssize_t = SipHead._fields.index("via_sent_by")
+_VIA_BRANCH: cython.Py_ssize_t = SipHead._fields.index("via_branch")
+_VIA2_SENT_BY: cython.Py_ssize_t = SipHead._fields.index("via2_sent_by")
+_VIA2_BRANCH: cython.Py_ssize_t = SipHead._fields.index("via2_branch")
+_TS: cython.Py_ssize_t = Datagram._fields.index("ts")
+_FRAME: cython.Py_ssize_t = Datagram._fields.index("frame")
+_SRC: cython.Py_ssize_t = Datagram._fields.index("src")
+_DST: cython.Py_ssize_t = Datagram._fields.index("dst")
+_SPORT: cython.Py_ssize_t = Datagram._fields.index("sport")
+_DPORT: cython.Py_ssize_t = Datagram._fields.index("dport")
+_TRANSPORT: cython.Py_ssize_t = Datagram._fields.index("transport")
+
 # Passive names for the states both ends of the wire go through (section 17, figures 5-8)
 CALLING, TRYING, PROCEEDING, COMPLETED, CONFIRMED, TERMINATED = (
     "CALLING", "TRYING", "PROCEEDING", "COMPLETED", "CONFIRMED", "TERMINATED")
@@ -34,6 +58,30 @@ CALLING, TRYING, PROCEEDING, COMPLETED, CONFIRMED, TERMINATED = (
 class Transaction:
     """One request and the responses to it, on one hop."""
 
+    key: tuple
+    method: str
+    request: object  # the SipHead
+    src: tuple  # (ip, port)
+    dst: tuple
+    transport: str
+    created: object  # packet time (a float)
+    frame: object
+    state: str
+    callid: object
+    from_tag: object
+    to_tag: object
+    cseq: object
+    final_status: object  # int | None
+    final_reason: object
+    final_ts: object  # float | None
+    final_to_tag: object
+    extra_2xx_tags: tuple  # forked 2xx after the first (13.2.2.4)
+    upstream: Transaction | None  # the transaction a proxy relayed this from
+    downstream: tuple  # what a proxy relayed this to (forks)
+    cancel: Transaction | None  # INVITE: the CANCEL aimed at it
+    invite: Transaction | None  # CANCEL: the INVITE it cancels
+    retransmissions: cython.int
+    call: object  # the dialog-layer Call this initial INVITE or BYE belongs to
     __slots__ = ("key", "method", "request", "src", "dst", "transport", "created", "frame",
                  "state", "callid", "from_tag", "to_tag", "cseq", "final_status", "final_reason",
                  "final_ts", "final_to_tag", "extra_2xx_tags", "upstream", "downstream",
@@ -43,28 +91,28 @@ class Transaction:
         self.key = key
         self.method = method
         self.request = msg
-        self.src = (d.src, d.sport)
-        self.dst = (d.dst, d.dport)
-        self.transport = d.transport
-        self.created = d.ts
-        self.frame = d.frame
+        self.src = (d[_SRC], d[_SPORT])
+        self.dst = (d[_DST], d[_DPORT])
+        self.transport = d[_TRANSPORT]
+        self.created = d[_TS]
+        self.frame = d[_FRAME]
         self.state = CALLING if method == "INVITE" else TRYING
-        self.callid = msg.call_id
-        self.from_tag = msg.from_tag
-        self.to_tag = msg.to_tag
-        self.cseq = msg.cseq
-        self.final_status: int | None = None
+        self.callid = msg[_CALL_ID]
+        self.from_tag = msg[_FROM_TAG]
+        self.to_tag = msg[_TO_TAG]
+        self.cseq = msg[_CSEQ]
+        self.final_status = None
         self.final_reason = ""
-        self.final_ts: float | None = None
+        self.final_ts = None
         self.final_to_tag = ""
         # tuples, usually the shared empty one: most transactions never fork or relay
-        self.extra_2xx_tags: tuple[str, ...] = ()  # forked 2xx after the first (13.2.2.4)
-        self.upstream: Transaction | None = None  # the transaction a proxy relayed this from
-        self.downstream: tuple[Transaction, ...] = ()  # what a proxy relayed this to (forks)
-        self.cancel: Transaction | None = None  # INVITE: the CANCEL aimed at it
-        self.invite: Transaction | None = None  # CANCEL: the INVITE it cancels
+        self.extra_2xx_tags = ()
+        self.upstream = None
+        self.downstream = ()
+        self.cancel = None
+        self.invite = None
         self.retransmissions = 0
-        self.call = None  # the dialog-layer Call this initial INVITE or BYE belongs to
+        self.call = None
 
     @property
     def is_initial_invite(self) -> bool:
@@ -75,6 +123,7 @@ class Transaction:
         """The relayed branch whose final reply this transaction passed upstream."""
         if not self.downstream:
             return None
+        t: Transaction
         done = [t for t in self.downstream if t.final_status is not None]
         for t in done:
             if t.final_status == self.final_status and t.final_to_tag == self.final_to_tag:
@@ -84,7 +133,9 @@ class Transaction:
         return self.downstream[-1]
 
 
-def _key(msg: SipHead, method: str, branch: str, sent_by: str) -> tuple:
+@cython.cfunc
+@cython.inline
+def _key(msg: SipHead, method, branch: str, sent_by) -> tuple:
     """The key of the transaction a Via (its branch and sent-by) names for `msg`: the top Via
     for the message's own transaction, the second for the one a proxy relayed it from."""
     if branch.startswith(MAGIC_COOKIE):
@@ -93,7 +144,7 @@ def _key(msg: SipHead, method: str, branch: str, sent_by: str) -> tuple:
     # The Via by sent-by and branch, not its whole text: a proxy adds ;received=/;rport= to it
     # in the copy it relays and in the responses it returns. Method last, as above, so that
     # key[:-1] + ("INVITE",) finds the INVITE a CANCEL aims at.
-    return ("rfc2543", msg.call_id, msg.cseq, msg.from_tag, sent_by, branch, method)
+    return ("rfc2543", msg[_CALL_ID], msg[_CSEQ], msg[_FROM_TAG], sent_by, branch, method)
 
 
 def _sent_by_port(msg: SipHead) -> int:
@@ -106,7 +157,9 @@ def _sent_by_port(msg: SipHead) -> int:
     return 5061 if msg.via_transport in ("TLS", "WSS") else 5060
 
 
-def _unlink(txn: Transaction) -> None:
+@cython.cfunc
+@cython.inline
+def _unlink(txn: Transaction) -> cython.void:
     """Cut the links that point back at a forgotten transaction's neighbours (its call, the
     transaction it was relayed from, the INVITE a CANCEL aimed at). No message reaches it any
     more, and without these cycles reference counting frees each call when it ends instead of
@@ -118,28 +171,45 @@ def _unlink(txn: Transaction) -> None:
 class TransactionLayer:
     """Matches messages into transactions and times out those left without a final reply."""
 
+    c: object  # the Counters
+    invite_timeout: cython.double
+    max_transactions: cython.Py_ssize_t
+    by_key: dict  # key -> Transaction
+    forwarders: set  # (ip, port) seen relaying a request
+    _open_invites: object  # deques of (deadline, key)
+    _open_others: object
+    _finished: object
+    next_sweep: cython.double
+    __slots__ = ("c", "invite_timeout", "max_transactions", "by_key", "forwarders",
+                 "_open_invites", "_open_others", "_finished", "next_sweep")
+
     def __init__(self, counters: Counters, *, invite_timeout: float = 300.0,
                  max_transactions: int = 200_000):
         self.c = counters
         self.invite_timeout = invite_timeout
         self.max_transactions = max_transactions
-        self.by_key: dict[tuple, Transaction] = {}
-        self.forwarders: set[tuple[str, int]] = set()  # (ip, port) seen relaying a request
+        self.by_key = {}
+        self.forwarders = set()
         # deadlines in arrival order, one queue per timeout so each stays sorted by time
-        self._open_invites: deque[tuple[float, tuple]] = deque()
-        self._open_others: deque[tuple[float, tuple]] = deque()
-        self._finished: deque[tuple[float, tuple]] = deque()
+        self._open_invites = deque()
+        self._open_others = deque()
+        self._finished = deque()
         self.next_sweep = 0.0
 
     def request(self, msg: SipHead, d: Datagram) -> Transaction | None:
         """The new transaction a request opens; None for a retransmission or an ACK."""
-        if d.ts >= self.next_sweep:
-            self.sweep(d.ts)
-        if msg.via_branch is None or msg.cseq is None or not msg.call_id:
+        txn: Transaction
+        invite: Transaction
+        up: Transaction
+        ts = d[_TS]
+        if ts >= self.next_sweep:
+            self.sweep(ts)
+        branch = msg[_VIA_BRANCH]
+        if branch is None or msg[_CSEQ] is None or not msg[_CALL_ID]:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        method = msg.method
-        key = _key(msg, "INVITE" if method == "ACK" else method, msg.via_branch, msg.via_sent_by)
+        method = msg[_METHOD]
+        key = _key(msg, "INVITE" if method == "ACK" else method, branch, msg[_VIA_SENT_BY])
         by_key = self.by_key
         txn = by_key.get(key)
         if method == "ACK":
@@ -159,37 +229,41 @@ class TransactionLayer:
             self.c["state.transaction_evicted"] += 1
         by_key[key] = txn
         if method == "INVITE":
-            self._open_invites.append((d.ts + self.invite_timeout, key))
+            self._open_invites.append((ts + self.invite_timeout, key))
         else:
-            self._open_others.append((d.ts + TIMER_F, key))
+            self._open_others.append((ts + TIMER_F, key))
         if method == "CANCEL":
             invite = by_key.get(key[:-1] + ("INVITE",))
             if invite is not None:
                 invite.cancel, txn.invite = txn, invite
-        if msg.via2_branch is not None:
-            up = by_key.get(_key(msg, method, msg.via2_branch, msg.via2_sent_by))
+        branch2 = msg[_VIA2_BRANCH]
+        if branch2 is not None:
+            up = by_key.get(_key(msg, method, branch2, msg[_VIA2_SENT_BY]))
             if up is not None and up is not txn and up.upstream is None:
                 txn.upstream = up
                 up.downstream += (txn,)
-                self.forwarders.add((d.src, d.sport))
+                self.forwarders.add((d[_SRC], d[_SPORT]))
                 # over TCP/TLS a relay leaves from an ephemeral port: learn also the port the
                 # proxy's own Via names (where it listens and answers from), or replies it
                 # generates itself (a 404 after a failed lookup) would be accounted
-                self.forwarders.add((d.src, _sent_by_port(msg)))
+                self.forwarders.add((d[_SRC], _sent_by_port(msg)))
         return txn
 
     def response(self, msg: SipHead, d: Datagram) -> tuple[Transaction, str] | None:
         """(transaction, what it was): "provisional", "final", "retransmission" or "extra_2xx"."""
-        if d.ts >= self.next_sweep:
-            self.sweep(d.ts)
-        if msg.via_branch is None or msg.cseq is None:
+        txn: Transaction
+        ts = d[_TS]
+        if ts >= self.next_sweep:
+            self.sweep(ts)
+        branch = msg[_VIA_BRANCH]
+        if branch is None or msg[_CSEQ] is None:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        txn = self.by_key.get(_key(msg, msg.cseq_method, msg.via_branch, msg.via_sent_by))
+        txn = self.by_key.get(_key(msg, msg[_CSEQ_METHOD], branch, msg[_VIA_SENT_BY]))
         if txn is None:
             self.c["state.orphan_response"] += 1  # its request came before the capture began
             return None
-        status, to_tag = msg.status, msg.to_tag
+        status, to_tag = msg[_STATUS], msg[_TO_TAG]
         if status < 200:
             if txn.final_status is not None:
                 self.c["state.late_provisional"] += 1
@@ -197,10 +271,10 @@ class TransactionLayer:
             txn.state = PROCEEDING
             return txn, "provisional"
         if txn.final_status is None:
-            txn.final_status, txn.final_reason = status, msg.reason or ""
-            txn.final_ts, txn.final_to_tag = d.ts, to_tag
+            txn.final_status, txn.final_reason = status, msg[_REASON] or ""
+            txn.final_ts, txn.final_to_tag = ts, to_tag
             txn.state = TERMINATED if txn.method == "INVITE" and status < 300 else COMPLETED
-            self._finished.append((d.ts + LINGER, txn.key))
+            self._finished.append((ts + LINGER, txn.key))
             return txn, "final"
         if txn.method == "INVITE" and 200 <= status < 300 and txn.final_status < 300 \
                 and to_tag != txn.final_to_tag and to_tag not in txn.extra_2xx_tags:
@@ -209,9 +283,10 @@ class TransactionLayer:
         self.c["sip.response_retransmission"] += 1
         return txn, "retransmission"
 
-    def sweep(self, now: float) -> None:
+    def sweep(self, now: cython.double) -> None:
         """Forget finished transactions after LINGER; time out those with no final reply.
         Run at most every SWEEP_EVERY seconds of packet time: the timers are seconds long."""
+        txn: Transaction
         self.next_sweep = now + SWEEP_EVERY
         by_key = self.by_key
         finished = self._finished
@@ -232,16 +307,10 @@ class TransactionLayer:
 
     def close(self) -> None:
         """End of input: transactions still waiting for a final reply are counted."""
-        self.c["state.transaction_open_at_end"] += sum(
-            1 for t in self.by_key.values() if t.final_ts is None)
+        txn: Transaction
+        open_at_end = 0
         for txn in self.by_key.values():
+            open_at_end += txn.final_ts is None
             _unlink(txn)
+        self.c["state.transaction_open_at_end"] += open_at_end
         self.by_key.clear()
-
-
-_native = load("sip_dissect._txnlayer")  # None when not built, or SIPPROBE_PURE=1
-NATIVE = _native is not None
-Layer = _native.TransactionLayer if NATIVE else TransactionLayer  # what Signalling runs
-NativeLayer = _native.TransactionLayer if NATIVE else None
-NativeAdd = _native.SignallingAdd if NATIVE else None  # Signalling.add's twin, over NativeLayer
-TRANSACTION_TYPES = (Transaction, _native.Transaction) if NATIVE else (Transaction,)

@@ -1,6 +1,7 @@
 """The `sipprobe` command: help, output formats, errors that teach, live capture on loopback."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -196,8 +197,13 @@ def test_replay_says_which_engine_ran(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"engine: {pipeline.engine()}" in result.output
     if os.environ.get("SIPPROBE_PURE") != "1":
+        from probe.native import COMPILED, is_compiled
         try:
-            import probe._fastdecode, sip_dissect._sipscan, sip_dissect._txnlayer  # noqa: F401
+            import probe._fastdecode, sip_dissect._sipscan  # noqa: F401
         except ImportError:
             return
-        assert "engine: native" in result.output
+        if all(is_compiled(importlib.import_module(name)) for name in COMPILED):
+            assert "engine: native (C decode and SIP scan; signalling compiled by Cython)" \
+                in result.output
+    else:
+        assert "engine: pure Python (SIPPROBE_PURE=1)" in result.output

@@ -2,13 +2,15 @@
 through pipeline.account_files in strict mode: forks, request-URI rewriting, retransmissions,
 RFC 2543 peers, redirects, unanswered and timed-out INVITEs, proxy-originated BYEs, dialog
 expiry, malformed messages, and the same call over IPv6 and TCP. Each asserts the exact rows,
-summary and counters, so a change in behaviour shows here."""
+summary and counters, so a change in behaviour shows here. tests/run.sh runs them compiled and
+again interpreted (SIPPROBE_PURE=1)."""
 from __future__ import annotations
 
 import pytest
 
 from crafted import (A_RTP, B_RTP, T0, Party, account, relay, sdp, sip_message, sip_request,
                      sip_response, via, write_sip_capture)
+from sip_dissect import signalling
 from sip_dissect.accounting import AccOptions
 from sip_dissect.records import AccRecord
 

@@ -1,6 +1,7 @@
 """The signalling state frees itself by reference counting: no transaction or call is left for
 the cyclic garbage collector, whose walks over it cost a long replay seconds (and a live
-probe memory between its passes)."""
+probe memory between its passes). Compiled (Cython's extension types support the collector too)
+and, in tests/run.sh's second pass, interpreted."""
 import gc
 from pathlib import Path
 

@@ -1,0 +1,105 @@
+"""The Cython-compiled modules (probe/native.py COMPILED) against the same .py interpreted:
+every row, CDR and summary counter of every bundled and public capture, the interpreted run in
+a subprocess with SIPPROBE_PURE=1. And what was built is what runs: a module compiled beside
+its .py must be imported compiled, unless SIPPROBE_PURE=1, which must give the .py."""
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pipeline
+from probe import native
+from shared_pcaps import SHARED_PCAPS
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTURES = sorted(ROOT.glob("pcaps/*/capture.pcap*")) + sorted(
+    p for p in SHARED_PCAPS.glob("*") if p.suffix in (".pcap", ".pcapng"))
+
+REPLAY = r"""
+import json, sys
+import pipeline
+from probe.native import COMPILED
+s = pipeline.replay_files([sys.argv[1]], sys.argv[2])
+print(json.dumps({"files": [sys.modules[m].__file__ for m in COMPILED], "summary": s}))
+"""
+
+
+def built(name: str) -> bool:
+    """Whether an extension module for `name` sits beside its .py."""
+    spec = importlib.util.find_spec(name.rpartition(".")[0] or name)  # package, or itself
+    base = Path(spec.origin).parent
+    leaf = name.rpartition(".")[2]
+    return any((base / (leaf + s)).exists() for s in importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def rows(db: Path) -> dict:
+    con = sqlite3.connect(db)
+    try:
+        out = {}
+        for table in ("acc", "missed_calls", "acc_cdrs"):
+            cur = con.execute(f'SELECT * FROM "{table}" ORDER BY id')
+            names = [d[0] for d in cur.description]
+            out[table] = [dict(zip(names, row)) for row in cur.fetchall()]
+        return out
+    finally:
+        con.close()
+
+
+def comparable(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in ("engine", "db")}
+
+
+@pytest.mark.skipif(native.PURE, reason="compares the compiled run with SIPPROBE_PURE=1")
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.parent.name if
+                         p.name.startswith("capture.") else p.name)
+def test_compiled_equals_interpreted(capture, tmp_path):
+    compiled = pipeline.replay_files([str(capture)], str(tmp_path / "c.db"))
+    env = {**os.environ, "SIPPROBE_PURE": "1", "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", REPLAY, str(capture), str(tmp_path / "p.db")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    pure = json.loads(res.stdout.strip().splitlines()[-1])
+    assert all(f.endswith(".py") for f in pure["files"]), pure["files"]
+    assert comparable(compiled) == comparable(pure["summary"])
+    assert rows(tmp_path / "c.db") == rows(tmp_path / "p.db")
+
+
+@pytest.mark.parametrize("name", native.COMPILED + native.C_EXTENSIONS)
+def test_what_was_built_is_in_use(name):
+    module = importlib.import_module(name) if name in native.COMPILED else None
+    if name in native.C_EXTENSIONS:
+        loaded = native.load(name)
+        if native.PURE:
+            assert loaded is None
+        elif built(name):
+            assert loaded is not None and native.is_compiled(loaded)
+        return
+    if native.PURE:
+        assert module.__file__.endswith(".py"), module.__file__
+        assert not native.is_compiled(module)
+    elif built(name):
+        assert native.is_compiled(module), f"{name} is built but {module.__file__} runs"
+
+
+def test_pure_loads_every_compiled_module_from_source(tmp_path):
+    """`import pipeline` first (it imports probe, which installs the hook, as its first line):
+    still the .py, everywhere."""
+    code = ("import pipeline, importlib; from probe.native import COMPILED; "
+            "print([importlib.import_module(m).__file__ for m in COMPILED]); "
+            "print(pipeline.engine())")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "SIPPROBE_PURE": "1",
+                                            "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    files, engine = res.stdout.strip().splitlines()
+    assert all(f.endswith(".py'") or f.endswith('.py"') for f in files.strip("[]").split(", "))
+    assert engine == "pure Python (SIPPROBE_PURE=1)"
