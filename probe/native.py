@@ -24,7 +24,7 @@ COMPILED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.signal
             "pipeline")
 # those whose annotations Cython reads as types (their classes are extension types); in the
 # others annotations are documentation only, as when interpreted (`proxies: list = ()`)
-TYPED = ("sip_dissect.transaction", "sip_dissect.dialog")
+TYPED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.signalling")
 C_EXTENSIONS = ("probe._fastdecode", "sip_dissect._sipscan")
 
 

@@ -5,21 +5,36 @@ nothing about rows.
 """
 from __future__ import annotations
 
+import cython
+
 from probe.counters import Counters
 from probe.records import Datagram
 
 from .accounting import ProxySet
-from .dialog import DialogLayer
+from .dialog import Call, DialogLayer
 from .events import Publisher, SdpSeen
 from .records import new_record
 from .scan import (ANOMALIES, BODY, CONTENT_LENGTH, METHOD, REASON, STATUS, TO_TAG, scan_native,
                    scan_py)
-from .transaction import TransactionLayer
+from .transaction import Transaction, TransactionLayer
 
 
 class Signalling:
     """Feeds SIP datagrams through the transaction and dialog layers and publishes what
-    happens to `events`' subscribers (acc rows, CDRs, media)."""
+    happens to `events`' subscribers (acc rows, CDRs, media). The handlers are read from
+    `events` once, here: subscribe before building it."""
+
+    c: object  # the Counters
+    events: object  # the Publisher
+    proxies: object  # the ProxySet
+    transactions: TransactionLayer
+    dialogs: DialogLayer
+    messages: cython.Py_ssize_t  # SIP messages added (malformed ones are counted apart)
+    on_sdp: tuple  # events' handlers, read per message
+    on_final: tuple
+    on_provisional: tuple
+    __slots__ = ("c", "events", "proxies", "transactions", "dialogs", "messages", "on_sdp",
+                 "on_final", "on_provisional")
 
     def __init__(self, counters: Counters, events: Publisher, *,
                  proxies: ProxySet | None = None, dialog_timeout: float = 7200.0,
@@ -30,10 +45,16 @@ class Signalling:
         self.transactions = TransactionLayer(counters, invite_timeout=invite_timeout)
         self.proxies.learned = self.transactions.forwarders
         self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, events=events)
-        self.messages = 0  # SIP messages added (malformed ones are counted apart, by reason)
+        self.messages = 0
+        self.on_sdp = events.sdp_seen
+        self.on_final = events.transaction_final
+        self.on_provisional = events.provisional
 
     def add(self, d: Datagram) -> None:
         # One flat method: it runs for every SIP message.
+        txn: Transaction
+        call: Call
+        dialogs: DialogLayer
         payload = d.payload
         msg = scan_native(payload) or scan_py(payload)  # None: the C scanner handed over
         if msg.__class__ is str:  # malformed: the reason is a counter name
@@ -58,59 +79,62 @@ class Signalling:
                 self.c["sip.bad_content_length"] += 1
             elif content_length != len(msg[BODY]):
                 self.c["sip.content_length_mismatch"] += 1
-        events = self.events
         if msg[METHOD] is not None:
-            txn = self.transactions.request(msg, d)
-            if txn is None:
-                if events.sdp_seen and msg[METHOD] == "ACK" and msg[BODY][:2] == b"v=":
+            found_txn = self.transactions.request(msg, d)
+            if found_txn is None:
+                if self.on_sdp and msg[METHOD] == "ACK" and msg[BODY][:2] == b"v=":
                     self._ack_sdp(msg, d)  # the answer to a 2xx's offer (s13.2.1)
                 return
-            if txn.is_initial_invite:
+            txn = found_txn
+            if txn.method == "INVITE" and not txn.to_tag:  # initial (s12.1)
                 if txn.upstream is None and not self.proxies.holds(txn.src):
                     # the proxy received it from a client: not a relayed copy, not its own
                     txn.call = dialogs.initial_invite(txn)
             elif txn.upstream is None:
                 if txn.method == "BYE":
-                    call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
-                    if call is not None:
+                    found_call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
+                    if found_call is not None:
+                        call = found_call
                         txn.call = call
-                        dialogs.bye(call, txn, sent_by_proxy=self.proxies.holds(txn.src))
+                        dialogs.bye(call, txn, self.proxies.holds(txn.src))
                 elif txn.to_tag:
                     # any other in-dialog request (re-INVITE, UPDATE, INFO) shows the dialog
                     # alive: without this a call refreshed by session timers expired after
                     # dialog_timeout (Kamailio's dialog timer is reset by in-dialog requests,
                     # timeout_noreset=0)
-                    call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
-                    if call is not None:
+                    found_call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
+                    if found_call is not None:
+                        call = found_call
                         call.last_activity = ts
-            if events.sdp_seen and msg[BODY][:2] == b"v=":
+            if self.on_sdp and msg[BODY][:2] == b"v=":
                 self._sdp(txn, msg, d, None)
             return
         found = self.transactions.response(msg, d)
         if found is None:
             return
         txn, kind = found
-        call = txn.call
-        if events.sdp_seen and kind != "retransmission" and msg[BODY][:2] == b"v=":
+        if self.on_sdp and kind != "retransmission" and msg[BODY][:2] == b"v=":
             self._sdp(txn, msg, d, msg[STATUS])
+        found_call = txn.call
         if kind == "provisional":
-            if call is not None and txn.method == "INVITE":
+            if found_call is not None and txn.method == "INVITE":
+                call = found_call
                 status, to_tag = msg[STATUS], msg[TO_TAG]
                 dialogs.provisional(call, txn, status, to_tag, ts)
-                for handler in events.provisional:
+                for handler in self.on_provisional:
                     handler(txn, call, status, msg[REASON] or "", ts, to_tag)
         elif kind == "final":
-            for handler in events.transaction_final:
-                handler(txn, call)
-            if call is not None and txn.method == "INVITE":
-                dialogs.final(call, txn)
+            for handler in self.on_final:
+                handler(txn, found_call)
+            if found_call is not None and txn.method == "INVITE":
+                dialogs.final(found_call, txn)
         elif kind == "extra_2xx":
             self.c["sip.forked_2xx"] += 1
 
-    def _sdp(self, txn, msg, d: Datagram, status) -> None:
+    def _sdp(self, txn: Transaction, msg, d: Datagram, status) -> None:
         """Publish a session description of a call: on the initial INVITE's transaction, its
         relayed copies (leg B) or an in-dialog request (re-INVITE, UPDATE, PRACK)."""
-        root = txn
+        root: Transaction = txn
         while root.upstream is not None:
             root = root.upstream
         call = root.call
@@ -122,7 +146,7 @@ class Signalling:
         seen = new_record(SdpSeen, (d.ts, d.frame, "A" if root is txn else "B",
                                     by_requester if status is None else not by_requester,
                                     txn.method, status, (d.src, d.sport), (d.dst, d.dport), msg))
-        for handler in self.events.sdp_seen:
+        for handler in self.on_sdp:
             handler(call, seen)
 
     def _ack_sdp(self, msg, d: Datagram) -> None:
@@ -132,7 +156,7 @@ class Signalling:
                                         "B" if msg.via2_branch is not None else "A",
                                         msg.from_tag == call.caller_tag, "ACK", None,
                                         (d.src, d.sport), (d.dst, d.dport), msg))
-            for handler in self.events.sdp_seen:
+            for handler in self.on_sdp:
                 handler(call, seen)
 
     def close(self) -> None:
