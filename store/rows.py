@@ -20,61 +20,46 @@ from operator import add, itemgetter
 
 from store.tables import ACC, CDR, COPY, MILLISECONDS, TIME_TEXT
 
-# how each derived fill (store/tables.py) turns the values of its field in a chunk into the
-# column's: f(values, times) -> iterable
-DERIVATIONS = {
-    TIME_TEXT: lambda values, times: times.seconds(values),
-    MILLISECONDS: lambda values, times: map(round, values, repeat(3)),
-}
+
+def _milliseconds(times, values):
+    """MILLISECONDS: seconds rounded to 3 decimals."""
+    return map(round, values, repeat(3))
 
 
 class RowBuilder:
     """The rows of one table layout: `params` names the columns of a row tuple, in order (the
-    INSERT's), and `build(records, times)` makes the rows of a chunk of records."""
+    INSERT's), and `build(records, times)` makes the rows of a chunk of records. Raises
+    (TypeError, ValueError, ...) if one of them cannot become a row."""
 
     def __init__(self, table):
         self.table = table
-        self.fields = table.field_names
-        index = {name: i for i, name in enumerate(self.fields)}
+        self.fields = fields = table.field_names
+        index = {name: i for i, name in enumerate(fields)}
         filled = [c for c in table.columns if c.source is not None]
         copied = sorted((c for c in filled if c.fill == COPY), key=lambda c: index[c.source])
         derived = [c for c in filled if c.fill != COPY]
         self.params = tuple(c.name for c in copied) + tuple(c.name for c in derived)
         kept = [index[c.source] for c in copied]
         if kept and kept == list(range(kept[0], kept[-1] + 1)):  # one slice: the fastest
-            self._kept = itemgetter(slice(kept[0], kept[-1] + 1))
+            keep = itemgetter(slice(kept[0], kept[-1] + 1))
         else:  # a tuple of each (none: an empty one)
-            self._kept = itemgetter(*kept) if len(kept) > 1 else itemgetter(slice(0, 0))
-        self._derived = tuple((itemgetter(index[c.source]), DERIVATIONS[c.fill])
-                              for c in derived)
-        self._width = {len(self.fields)}
-        self.build = self._build if self._derived else self._build_copied
+            keep = itemgetter(*kept) if len(kept) > 1 else itemgetter(slice(0, 0))
+        # how each derived fill (store/tables.py) turns a chunk's values of its field into the
+        # column's: f(times, values) -> iterable
+        derivations = {TIME_TEXT: TimeTexts.seconds, MILLISECONDS: _milliseconds}
+        derive = tuple((itemgetter(index[c.source]), derivations[c.fill]) for c in derived)
+        width = {len(fields)}
+        record = table.record
 
-    def _check(self, records) -> None:
-        if set(map(len, records)) - self._width:
-            raise ValueError(f"a {self.table.record} has not the {len(self.fields)} fields "
-                             f"{self.fields}")
+        def build(records: list, times: TimeTexts) -> list[tuple]:
+            if set(map(len, records)) - width:
+                raise ValueError(f"a {record} has not the {len(fields)} fields {fields}")
+            if not derive:
+                return list(map(keep, records))
+            return list(map(add, map(keep, records),
+                            zip(*[fn(times, map(get, records)) for get, fn in derive])))
 
-    def _build(self, records: list, times: TimeTexts) -> list[tuple]:
-        """Parameters in `params` order. Raises (TypeError, ValueError, ...) if one of the
-        records cannot become a row."""
-        self._check(records)
-        derived = [derive(map(get, records), times) for get, derive in self._derived]
-        return list(map(add, map(self._kept, records), zip(*derived)))
-
-    def _build_copied(self, records: list, times: TimeTexts) -> list[tuple]:
-        self._check(records)
-        return list(map(self._kept, records))
-
-
-ACC_ROWS = RowBuilder(ACC)
-CDR_ROWS = RowBuilder(CDR)
-# record fields as the parent sends them (operator.attrgetter order), and the columns of
-# acc_rows() / cdr_rows() tuples, in order
-ACC_FIELDS, ACC_PARAMS = ACC_ROWS.fields, ACC_ROWS.params
-CDR_FIELDS, CDR_PARAMS = CDR_ROWS.fields, CDR_ROWS.params
-acc_rows = ACC_ROWS.build  # records of one of ACC.names
-cdr_rows = CDR_ROWS.build
+        self.build = build
 
 
 def time_text(epoch: float, local_time: bool = False) -> str:
@@ -100,3 +85,13 @@ class TimeTexts(dict):
     def seconds(self, epochs) -> map:
         """The time text of each epoch."""
         return map(self.__getitem__, map(math.floor, epochs))
+
+
+ACC_ROWS = RowBuilder(ACC)
+CDR_ROWS = RowBuilder(CDR)
+# record fields as the parent sends them (operator.attrgetter order), and the columns of
+# acc_rows() / cdr_rows() tuples, in order
+ACC_FIELDS, ACC_PARAMS = ACC_ROWS.fields, ACC_ROWS.params
+CDR_FIELDS, CDR_PARAMS = CDR_ROWS.fields, CDR_ROWS.params
+acc_rows = ACC_ROWS.build  # records of one of ACC.names
+cdr_rows = CDR_ROWS.build
