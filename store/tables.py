@@ -128,21 +128,24 @@ class Table:
         self._check()
 
     def _check(self) -> None:
+        """ValueError if the declaration contradicts itself (cheap: it runs at every start)."""
         where = f"table {self.name}"
-        for kind, names in (("column", self.column_names), ("record field", self.field_names)):
-            doubles = sorted({n for n in names if names.count(n) > 1})
-            if doubles:
+        columns, fields = set(self.column_names), set(self.field_names)
+        for kind, names, unique in (("column", self.column_names, columns),
+                                    ("record field", self.field_names, fields)):
+            if len(unique) < len(names):
+                doubles = sorted({n for n in names if names.count(n) > 1})
                 raise ValueError(f"{where}: {kind} declared twice: {', '.join(doubles)}")
-        for column in self.columns:
-            if column.source is not None and column.source not in self.field_names:
-                raise ValueError(f"{where}: column {column.name} is filled from "
-                                 f"{column.source!r}, which no column or route declares")
-        if self.route is not None and self.route.name in self.column_names:
-            raise ValueError(f"{where}: the route field {self.route.name} is no column")
+        sources = {c.source for c in self.columns} - {None}
+        if not sources <= fields:
+            column = [c for c in self.columns if c.source not in fields | {None}][0]
+            raise ValueError(f"{where}: column {column.name} is filled from "
+                             f"{column.source!r}, which no column or route declares")
+        clock = (self.clock,) if self.clock else ()
         for what, names in (("identity", self.identity), ("indexed", self.indexed),
-                            ("summary", self.summary), ("clock", (self.clock,) * bool(self.clock))):
-            unknown = [n for n in names if n not in self.column_names]
-            if unknown:
+                            ("summary", self.summary), ("clock", clock)):
+            if not columns.issuperset(names):
+                unknown = [n for n in names if n not in columns]
                 raise ValueError(f"{where}: {what} names no column: {', '.join(unknown)}")
 
     def column(self, name: str) -> Column:
