@@ -18,46 +18,14 @@ sipprobe's own; setuptime follows OpenSIPS (answer - created), pdd is first ring
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from store.tables import UNENDED
 
 from .dialog import CHALLENGES, Call
 from .events import Subscriber
-from .records import CODE_TEXT, new_record
+# CdrRecord is declared with the acc_cdrs table (store/tables.py) and built in records.py;
+# imported here, it is still sip_dissect.cdr.CdrRecord
+from .records import CODE_TEXT, CdrRecord, new_record
 from .uri import request_uris
-
-
-class CdrRecord(NamedTuple):
-    """A row of Kamailio's `acc_cdrs` (lab/schema.sql column names) plus sipprobe's extras.
-
-    Times are epoch seconds with microseconds; Kamailio stores start/end truncated to the
-    second and duration with milliseconds."""
-
-    start_time: float  # arrival of the initial INVITE
-    end_time: float  # arrival of the BYE; = start_time for a failed call
-    duration: float  # end_time - start_time, rounded to the millisecond
-    callid: str
-    from_tag: str  # the caller's
-    to_tag: str | None  # the confirmed callee's, or the failure's; None: proxy's own reply
-    src_user: str  # From URI user
-    src_domain: str  # From URI host
-    src_ip: str  # source IP of the INVITE as the proxy received it
-    dst_ouser: str  # To URI user
-    dst_user: str  # request-URI user as dialled (before the proxy rewrote it)
-    dst_domain: str  # request-URI host as dialled (before the proxy rewrote it)
-    sip_code: str | None  # three digits (TEXT, as Kamailio stores it); None: no relayed reply
-    sip_reason: str | None
-    # sipprobe's extras
-    created: float  # = start_time
-    ring_time: float | None  # first 180/183
-    answer_time: float | None  # the 2xx
-    setuptime: float | None  # answer_time - created (OpenSIPS)
-    pdd: float | None  # post-dial delay: ring_time - created
-    ended_by: str  # caller, callee, proxy or ""
-    end_reason: str  # completed, cancelled, rejected, expired, open
-
-    KAMAILIO_COLUMNS = ("start_time", "end_time", "duration", "callid", "from_tag", "to_tag",
-                        "src_user", "src_domain", "src_ip", "dst_ouser", "dst_user",
-                        "dst_domain", "sip_code", "sip_reason")
 
 
 def _proxy_answered(invite, proxies) -> bool:
@@ -75,7 +43,7 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
     code = call.final_code
     if code is None and invite.final_status in CHALLENGES:
         return None  # challenged, never re-sent with credentials: no dialog in the proxy
-    if kamailio_exact and call.end_reason in ("open", "expired"):
+    if kamailio_exact and call.end_reason in UNENDED:
         return None  # Kamailio writes no CDR for a dialog that has not ended
     start = invite.created
     # the request-URI as dialled (before the proxy rewrote it)

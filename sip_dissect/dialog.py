@@ -13,6 +13,7 @@ from __future__ import annotations
 import cython
 
 from probe.counters import Counters
+from store.tables import CANCELLED, COMPLETED, EXPIRED, OPEN, REJECTED
 
 from .events import Publisher
 from .transaction import Transaction
@@ -99,7 +100,7 @@ class DialogLayer:
             if len(self.calls) >= self.max_calls:
                 old = self.calls.pop(next(iter(self.calls)))
                 self.c["state.dialog_evicted"] += 1
-                self._end(old, old.last_activity, "expired", "")
+                self._end(old, old.last_activity, EXPIRED, "")
             call = self.calls[key] = Call(txn)
             self.totals["calls"] += 1
             for handler in self.events.call_started:
@@ -140,14 +141,14 @@ class DialogLayer:
         elif call.state != CONFIRMED:
             call.final_code, call.final_reason = status, txn.final_reason
             self.totals["failed"] += 1
-            self._end(call, ts, "cancelled" if txn.cancel is not None else "rejected", "")
+            self._end(call, ts, CANCELLED if txn.cancel is not None else REJECTED, "")
 
     def bye(self, call: Call, txn: Transaction, sent_by_proxy) -> None:
         """Section 15: a BYE ends the dialog, whichever side sends it."""
         if call.state == TERMINATED:
             return
         by = "proxy" if sent_by_proxy else ("caller" if txn.from_tag == call.caller_tag else "callee")
-        self._end(call, txn.created, "completed", by)
+        self._end(call, txn.created, COMPLETED, by)
 
     def _end(self, call: Call, ts, reason, by) -> None:
         call.state = TERMINATED  # apart: four at once would build a tuple
@@ -163,10 +164,10 @@ class DialogLayer:
         self.next_sweep = now + 60.0
         for call in [c for c in self.calls.values() if now - c.last_activity > self.dialog_timeout]:
             self.c["state.dialog_expired"] += 1
-            self._end(call, call.last_activity, "expired", "")
+            self._end(call, call.last_activity, EXPIRED, "")
 
     def close(self) -> None:
         """End of input: calls still going are reported open (a later run may see their end)."""
         call: Call
         for call in list(self.calls.values()):
-            self._end(call, None, "open", "")
+            self._end(call, None, OPEN, "")

@@ -1,7 +1,8 @@
 """SQLite storage of acc, missed_calls and acc_cdrs rows.
 
-schema.py declares the tables, writer.py commits AccRecords and CdrRecords in batches, reports.py
-queries them. sqlite_utils is imported only when a report opens a database (a replay creates and
+tables.py declares the tables' columns (and the records that fill them), schema.py creates and
+checks the tables, writer.py commits AccRecords and CdrRecords in batches, reports.py queries
+them. sqlite_utils is imported only when a report opens a database (a replay creates and
 checks the schema with plain sqlite3): importing this package costs nothing at CLI start-up.
 """
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Queries behind `sipprobe report`: rows of acc, missed_calls and acc_cdrs as lists of dicts.
 
 Every report takes the same filters and returns its columns in table order (REPORT_COLUMNS,
-CDR_REPORT_COLUMNS), sorted by packet time (time_epoch; start_epoch for CDRs), then id.
+CDR_REPORT_COLUMNS), sorted by packet time (the table's clock column: time_epoch; start_epoch for
+CDRs), then id. Columns, clocks and end reasons come from store/tables.py.
 """
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import sqlite3
 from datetime import datetime, timezone
 
 from store import FilterError, StoreError
-from store.schema import (CDR_COLUMN_NAMES, CDR_TABLE, KAMAILIO_NAMES, check_columns, connect,
-                          database_error)
+from store.schema import CDR_TABLE, check_columns, connect, database_error
+from store.tables import ACC, BY_NAME, CDR, END_REASONS
 
-REPORT_COLUMNS = KAMAILIO_NAMES + ("time_epoch", "cseq")
-CDR_REPORT_COLUMNS = CDR_COLUMN_NAMES
-END_REASONS = ("completed", "cancelled", "rejected", "expired", "open")
+REPORT_COLUMNS = ACC.report_columns
+CDR_REPORT_COLUMNS = CDR.report_columns
 _CODE = re.compile(r"[1-6](\d\d|xx)", re.I)
 
 
@@ -40,7 +40,7 @@ def cdr_rows(db_path: str, *, since=None, until=None, callid: str | None = None,
              user: str | None = None, code: str | None = None, end_reason: str | None = None,
              limit: int | None = None) -> list[dict]:
     """Rows of `acc_cdrs` (one per call), in start order. since / until compare start_epoch;
-    end_reason: completed, cancelled, rejected, expired or open. See rows() for the others."""
+    end_reason: one of tables.END_REASONS. See rows() for the others."""
     if end_reason is not None and end_reason not in END_REASONS:
         raise FilterError(f"bad end reason {end_reason!r}: give "
                           f"{', '.join(END_REASONS[:-1])} or {END_REASONS[-1]}")
@@ -57,7 +57,8 @@ def rows(table: str, db_path: str, *, since=None, until=None, callid=None, user=
     code: a SIP code (486) or a class (4xx). end_reason (acc_cdrs): exact. limit: the first n.
     """
     cdrs = table == CDR_TABLE
-    clock = "start_epoch" if cdrs else "time_epoch"
+    layout = BY_NAME[table]
+    clock = layout.clock
     where, params = [], []
     if since is not None:
         where.append(f"{clock} >= ?")
@@ -82,7 +83,7 @@ def rows(table: str, db_path: str, *, since=None, until=None, callid=None, user=
     if end_reason is not None:
         where.append("end_reason = ?")
         params.append(end_reason)
-    columns = CDR_REPORT_COLUMNS if cdrs else REPORT_COLUMNS
+    columns = layout.report_columns
     sql = f"SELECT {', '.join(columns)} FROM [{table}]"
     if where:
         sql += " WHERE " + " AND ".join(where)

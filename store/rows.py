@@ -1,9 +1,15 @@
 """Records to rows, for the writer process: time texts and the statements' parameters.
 
-A chunk of records (tuples in ACC_FIELDS / CDR_FIELDS order) becomes its rows through map() and
-zip() over the whole chunk, with no Python statement per row: the per-row bytecode was a large
-part of the writer process's instructions. What makes two rows the same row is the table's
-unique index over the record's own columns (store/schema.py), so nothing is computed for it.
+A chunk of records (tuples in a table's record field order, store/tables.py) becomes its rows
+through map() and zip() over the whole chunk, with no Python statement per row: the per-row
+bytecode was a large part of the writer process's instructions. What makes two rows the same
+row is the table's unique index over the record's own columns (store/schema.py), so nothing is
+computed for it.
+
+Each table's builder is derived from its declaration once, at import: the columns copied from
+the record as they are come first, in record field order, taken by one itemgetter (a slice when
+the fields are contiguous); then the derived columns (time texts, rounded durations), in table
+order.
 """
 from __future__ import annotations
 
@@ -12,41 +18,48 @@ import time
 from itertools import repeat
 from operator import add, itemgetter
 
-# AccRecord / CdrRecord fields as the parent sends them (operator.attrgetter order)
-ACC_FIELDS = ("table", "method", "from_tag", "to_tag", "callid", "sip_code", "sip_reason", "time",
-              "src_user", "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain", "cseq")
-CDR_FIELDS = ("start_time", "end_time", "duration", "callid", "from_tag", "to_tag", "src_user",
-              "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain", "sip_code",
-              "sip_reason", "created", "ring_time", "answer_time", "setuptime", "pdd", "ended_by",
-              "end_reason")
-# the columns of acc_rows() / cdr_rows() tuples, in order: a record's fields as they came
-# (acc: but the table; acc_cdrs: but the unrounded duration), then what the writer adds
-ACC_PARAMS = tuple("time_epoch" if f == "time" else f for f in ACC_FIELDS[1:]) + ("time",)
-CDR_PARAMS = (("start_epoch", "end_epoch") + CDR_FIELDS[3:]
-              + ("start_time", "end_time", "duration"))
-
-_ACC_TAIL = itemgetter(slice(1, None))
-_CDR_KEPT = itemgetter(0, 1, *range(3, len(CDR_FIELDS)))
-_ACC_TIME = itemgetter(ACC_FIELDS.index("time"))
-_START, _END, _DURATION = itemgetter(0), itemgetter(1), itemgetter(2)
+from store.tables import ACC, CDR, COPY, MILLISECONDS, TIME_TEXT
 
 
-def acc_rows(acc: list, times: TimeTexts) -> list[tuple]:
-    """Parameters in ACC_PARAMS order of records of one table. Raises (TypeError, ValueError,
-    ...) if one of them cannot become a row."""
-    if set(map(len, acc)) - {len(ACC_FIELDS)}:
-        raise ValueError(f"an acc record has not the {len(ACC_FIELDS)} fields {ACC_FIELDS}")
-    seconds = times.seconds(map(_ACC_TIME, acc))
-    return list(map(add, map(_ACC_TAIL, acc), zip(seconds)))
+def _milliseconds(times, values):
+    """MILLISECONDS: seconds rounded to 3 decimals."""
+    return map(round, values, repeat(3))
 
 
-def cdr_rows(cdrs: list, times: TimeTexts) -> list[tuple]:
-    """Parameters in CDR_PARAMS order. Raises as acc_rows()."""
-    if set(map(len, cdrs)) - {len(CDR_FIELDS)}:
-        raise ValueError(f"a CDR record has not the {len(CDR_FIELDS)} fields {CDR_FIELDS}")
-    return list(map(add, map(_CDR_KEPT, cdrs), zip(times.seconds(map(_START, cdrs)),
-                                                   times.seconds(map(_END, cdrs)),
-                                                   map(round, map(_DURATION, cdrs), repeat(3)))))
+class RowBuilder:
+    """The rows of one table layout: `params` names the columns of a row tuple, in order (the
+    INSERT's), and `build(records, times)` makes the rows of a chunk of records. Raises
+    (TypeError, ValueError, ...) if one of them cannot become a row."""
+
+    def __init__(self, table):
+        self.table = table
+        self.fields = fields = table.field_names
+        index = {name: i for i, name in enumerate(fields)}
+        filled = [c for c in table.columns if c.source is not None]
+        copied = sorted((c for c in filled if c.fill == COPY), key=lambda c: index[c.source])
+        derived = [c for c in filled if c.fill != COPY]
+        self.params = tuple(c.name for c in copied) + tuple(c.name for c in derived)
+        kept = [index[c.source] for c in copied]
+        if kept and kept == list(range(kept[0], kept[-1] + 1)):  # one slice: the fastest
+            keep = itemgetter(slice(kept[0], kept[-1] + 1))
+        else:  # a tuple of each (none: an empty one)
+            keep = itemgetter(*kept) if len(kept) > 1 else itemgetter(slice(0, 0))
+        # how each derived fill (store/tables.py) turns a chunk's values of its field into the
+        # column's: f(times, values) -> iterable
+        derivations = {TIME_TEXT: TimeTexts.seconds, MILLISECONDS: _milliseconds}
+        derive = tuple((itemgetter(index[c.source]), derivations[c.fill]) for c in derived)
+        width = {len(fields)}
+        record = table.record
+
+        def build(records: list, times: TimeTexts) -> list[tuple]:
+            if set(map(len, records)) - width:
+                raise ValueError(f"a {record} has not the {len(fields)} fields {fields}")
+            if not derive:
+                return list(map(keep, records))
+            return list(map(add, map(keep, records),
+                            zip(*[fn(times, map(get, records)) for get, fn in derive])))
+
+        self.build = build
 
 
 def time_text(epoch: float, local_time: bool = False) -> str:
@@ -72,3 +85,13 @@ class TimeTexts(dict):
     def seconds(self, epochs) -> map:
         """The time text of each epoch."""
         return map(self.__getitem__, map(math.floor, epochs))
+
+
+ACC_ROWS = RowBuilder(ACC)
+CDR_ROWS = RowBuilder(CDR)
+# record fields as the parent sends them (operator.attrgetter order), and the columns of
+# acc_rows() / cdr_rows() tuples, in order
+ACC_FIELDS, ACC_PARAMS = ACC_ROWS.fields, ACC_ROWS.params
+CDR_FIELDS, CDR_PARAMS = CDR_ROWS.fields, CDR_ROWS.params
+acc_rows = ACC_ROWS.build  # records of one of ACC.names
+cdr_rows = CDR_ROWS.build

@@ -1,8 +1,10 @@
-"""The acc, missed_calls and acc_cdrs tables: Kamailio's columns in Kamailio's order, then
-sipprobe's.
+"""The acc, missed_calls and acc_cdrs tables in SQLite: their DDL, creation, checks and
+migrations.
 
-Kamailio's own DDL is lab/schema.sql (acc module 5.6). A column, an AccRecord field and
-Kamailio's column are the same word, so queries written for the proxy's database run here.
+The columns are declared in store/tables.py (Kamailio's in Kamailio's order, then sipprobe's);
+everything here is derived from that declaration. Kamailio's own DDL is lab/schema.sql (acc
+module 5.6). A column, an AccRecord field and Kamailio's column are the same word, so queries
+written for the proxy's database run here.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sqlite3
 import time
 
 from store import StoreError
+from store.tables import ACC, BY_NAME, CDR
 
 # a change to the columns bumps it and adds a migration to ensure_schema
 # 1: acc, missed_calls. 2: acc_cdrs (created in a version 1 file when a writer opens it).
@@ -20,89 +23,19 @@ SCHEMA_VERSION = 3
 # of a new file (SQLite's default is 4096): a row's four B-tree inserts split pages less often
 # (2 % fewer writer instructions, 6 % fewer bytes written); a file keeps the size it has
 PAGE_SIZE = 16384
-TABLES = ("acc", "missed_calls")  # the tables of AccRecords
-CDR_TABLE = "acc_cdrs"
-ALL_TABLES = TABLES + (CDR_TABLE,)
+# the tables and their columns: store/tables.py declares them, everything here derives
+TABLES = ACC.names  # the tables of AccRecords: acc, missed_calls
+CDR_TABLE = CDR.name
+ALL_TABLES = tuple(BY_NAME)
 META_TABLE = "sipprobe_meta"
-
-# (column, type, meaning): Kamailio's acc / missed_calls columns, in its order
-KAMAILIO_COLUMNS = (
-    ("id", int, "row number, INTEGER PRIMARY KEY as in Kamailio"),
-    ("method", str, "request method: INVITE, BYE, ..."),
-    ("from_tag", str, "From tag of the request"),
-    ("to_tag", str, "To tag of the final reply (INVITE) or of the request (in-dialog)"),
-    ("callid", str, "Call-ID"),
-    ("sip_code", str, "final reply code, three digits as text"),
-    ("sip_reason", str, "reason phrase of the final reply"),
-    # TEXT, not Kamailio's TIMESTAMP: db_sqlite stores a Julian-day REAL there, while this is
-    # the text its MySQL and Postgres backends show
-    ("time", str, "'YYYY-MM-DD HH:MM:SS' of floor(time_epoch), UTC unless opened local_time"),
-    ("src_user", str, "$fU: From URI user"),
-    ("src_domain", str, "$fd: From URI host"),
-    ("src_ip", str, "$si: source IP of the request as the proxy received it"),
-    ("dst_ouser", str, "$tU: To URI user"),
-    ("dst_user", str, "$rU: request-URI user as forwarded"),
-    ("dst_domain", str, "$rd: request-URI host as forwarded"),
-)
-# appended after Kamailio's columns so that those keep their positions
-EXTRA_COLUMNS = (
-    ("time_epoch", float, "packet time of the final reply, epoch seconds with microseconds"),
-    ("cseq", int, "CSeq number of the request"),
-)
-KAMAILIO_NAMES = tuple(name for name, _, _ in KAMAILIO_COLUMNS)
-COLUMN_NAMES = KAMAILIO_NAMES + tuple(name for name, _, _ in EXTRA_COLUMNS)
-# What makes a row the same row (INSERT OR IGNORE: a rerun adds nothing): the transaction and
-# its final reply, not the time. A unique index over those columns, callid first, so that it is
-# also Kamailio's acc_callid_idx and serves the report filter. Until schema 3 a SHA-1 of them
-# was stored in a row_key column with its own unique index: the hash and the fourth B-tree were
-# a quarter of the writer process's instructions.
-IDENTITY = ("callid", "method", "cseq", "from_tag", "to_tag", "sip_code")
-# time_epoch: report filters and their ORDER BY. No index on `time`: nothing sipprobe runs reads
-# it (time_epoch orders the same), and it cost 15% of the writer's CPU; files written before
-# keep theirs (an index is no part of the columns check_columns() compares).
-INDEXED = ("time_epoch",)
-
-# acc_cdrs (lab/schema.sql): one row per call, as Kamailio's acc module writes with cdr_enable
-CDR_KAMAILIO_COLUMNS = (
-    ("id", int, "row number, INTEGER PRIMARY KEY as in Kamailio"),
-    ("start_time", str, "'YYYY-MM-DD HH:MM:SS' of floor(start_epoch), UTC unless local_time"),
-    ("end_time", str, "'YYYY-MM-DD HH:MM:SS' of floor(end_epoch), UTC unless local_time"),
-    ("duration", float, "end - start in seconds, rounded to the millisecond, ringing included"),
-    ("callid", str, "Call-ID"),
-    ("from_tag", str, "the caller's From tag"),
-    ("to_tag", str, "the confirmed callee's or the failure's To tag; NULL: the proxy's own reply"),
-    ("src_user", str, "From URI user"),
-    ("src_domain", str, "From URI host"),
-    ("src_ip", str, "source IP of the INVITE as the proxy received it"),
-    ("dst_ouser", str, "To URI user"),
-    ("dst_user", str, "request-URI user as dialled"),
-    ("dst_domain", str, "request-URI host as dialled"),
-    ("sip_code", str, "final reply code, three digits; NULL: no relayed reply"),
-    ("sip_reason", str, "reason phrase of the final reply; NULL: no relayed reply"),
-)
-CDR_EXTRA_COLUMNS = (
-    ("start_epoch", float, "arrival of the initial INVITE, epoch seconds with microseconds"),
-    ("end_epoch", float, "arrival of the BYE (= start_epoch for a failed call)"),
-    ("created", float, "dialog creation, = start_epoch"),
-    ("ring_time", float, "first 180/183, NULL if none"),
-    ("answer_time", float, "the 2xx, NULL if none"),
-    ("setuptime", float, "answer_time - created (OpenSIPS), NULL if unanswered"),
-    ("pdd", float, "post-dial delay: ring_time - created, NULL if no ringing"),
-    ("ended_by", str, "caller, callee, proxy or ''"),
-    ("end_reason", str, "completed, cancelled, rejected, expired or open"),
-)
-CDR_NULLABLE = {"to_tag", "sip_code", "sip_reason", "ring_time", "answer_time", "setuptime",
-                "pdd"}
-CDR_KAMAILIO_NAMES = tuple(name for name, _, _ in CDR_KAMAILIO_COLUMNS)
-CDR_COLUMN_NAMES = CDR_KAMAILIO_NAMES + tuple(name for name, _, _ in CDR_EXTRA_COLUMNS)
-CDR_IDENTITY = ("callid", "from_tag")  # one row per call, completed in place
-CDR_INDEXED = ("start_epoch",)  # no start_time index either, as for `time`
-OLD_KEY = "row_key"  # the column schema 3 dropped (see IDENTITY)
+COLUMN_NAMES = ACC.column_names
+CDR_COLUMN_NAMES = CDR.column_names
+OLD_KEY = "row_key"  # the column schema 3 dropped (see tables.ACC.identity)
 
 
 def table_columns(table: str) -> tuple[str, ...]:
     """The column names sipprobe writes in `table`, in order."""
-    return CDR_COLUMN_NAMES if table == CDR_TABLE else COLUMN_NAMES
+    return BY_NAME[table].column_names
 
 
 def connect(path: str, *, create: bool):
@@ -268,35 +201,39 @@ def _check_meta(meta: dict, path: str, clock: str) -> None:
 
 # The DDL text is what sqlite_utils' create() and create_index() wrote for these tables, so that
 # files keep the same sqlite_master (tests/test_store.py compares the two).
-_SQL_TYPES = {int: "INTEGER", str: "TEXT", float: "REAL"}
 META_DDL = (f'CREATE TABLE "{META_TABLE}" (\n   "key" TEXT PRIMARY KEY,\n'
             '   "value" TEXT NOT NULL\n);')
 
 
 def create_statements(table: str) -> list[str]:
     """CREATE TABLE and CREATE INDEX statements of one of ALL_TABLES, in creation order."""
-    if table == CDR_TABLE:
-        columns, indexed = CDR_KAMAILIO_COLUMNS + CDR_EXTRA_COLUMNS, CDR_INDEXED
-        identity = CDR_IDENTITY
-        defaults = set()
-    else:
-        columns, indexed = KAMAILIO_COLUMNS + EXTRA_COLUMNS, INDEXED
-        identity = IDENTITY
-        # Kamailio's text columns default to '' (time has no default there either)
-        defaults = {name for name, kind, _ in KAMAILIO_COLUMNS if kind is str and name != "time"}
+    return table_statements(BY_NAME[table], table)
+
+
+def table_statements(layout, table: str) -> list[str]:
+    """The statements of `table`, a table of the tables.Table `layout`."""
     lines = []
-    for name, kind, _ in columns:
-        line = f'   "{name}" {_SQL_TYPES[kind]}'
-        if name == "id":
+    for column in layout.columns:
+        line = f'   "{column.name}" {column.sql_type}'
+        if column.primary_key:
             line += " PRIMARY KEY"
-        elif table != CDR_TABLE or name not in CDR_NULLABLE:
+        elif not column.nullable:
             line += " NOT NULL"
-        if name in defaults:
-            line += " DEFAULT ''"
+        if column.default is not None:
+            line += f" DEFAULT {sql_literal(column.default)}"
         lines.append(line)
     statements = [f'CREATE TABLE "{table}" (\n' + ",\n".join(lines) + "\n);"]
-    for column in indexed:
+    for column in layout.indexed:
         statements.append(f'CREATE INDEX "{table}_{column}_idx"\n    ON "{table}" ("{column}");')
     statements.append(f'CREATE UNIQUE INDEX "{table}_identity_idx"\n    ON "{table}" ('
-                      + ", ".join(f'"{c}"' for c in identity) + ");")
+                      + ", ".join(f'"{c}"' for c in layout.identity) + ");")
     return statements  # the identity's index last: migrate_row_keys() takes it from here
+
+
+def sql_literal(value) -> str:
+    """A column default as SQL text (as sqlite_utils writes it)."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    raise ValueError(f"no SQL literal for the default {value!r}")

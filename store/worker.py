@@ -13,7 +13,7 @@ reaches end of file, or when the parent is gone: then it commits what it receive
 so that a killed probe loses only the rows it had not handed over yet.
 
 Wire format (store.writer builds it): a 4-byte big-endian length, then a pickle of
-  ("rows", seq, acc, cdrs)  acc: tuples in store.rows.ACC_FIELDS order, cdrs: CDR_FIELDS order
+  ("rows", seq, acc, cdrs)  tuples in record field order (store/tables.py: ACC, CDR)
   ("commit", commit_id, seq)  commit every chunk up to seq
   ("reset",)  leave the failed state: the parent sends the rolled back chunks again
   ("close",)  commit, close the database (its checkpoint), answer ("closed",), exit
@@ -33,9 +33,9 @@ import sys
 from itertools import chain
 from operator import itemgetter
 
-from store.rows import ACC_PARAMS, CDR_PARAMS, TimeTexts, acc_rows, cdr_rows
-from store.schema import (CDR_COLUMN_NAMES, CDR_IDENTITY, CDR_TABLE, TABLES,
-                          database_error)
+from store.rows import ACC_ROWS, CDR_ROWS, TimeTexts, acc_rows, cdr_rows
+from store.schema import CDR_TABLE, TABLES, database_error, sql_literal
+from store.tables import CDR, OPEN
 
 try:
     from _pickle import dumps as _dumps
@@ -110,13 +110,14 @@ def readable(fd: int, timeout: float | None) -> bool:
 # call) for many rows; 55.6 k instructions per row at 1 row a statement, 52.2 k at 32, no
 # fewer at 100.
 GROUP_ROWS = 32
-_CDR_SET = CDR_COLUMN_NAMES[1:]  # every column but id
+_CDR_SET = tuple(c.name for c in CDR.columns if c.source is not None)  # all but id
+_PARAMS = {CDR_TABLE: CDR_ROWS.params, **{t: ACC_ROWS.params for t in TABLES}}
 
 
 def insert_sql(table: str, rows: int) -> str:
     """INSERT of `rows` rows of `table`: a row already there (the same identity) is ignored, and
     so is a row breaking another constraint (a NULL), as before."""
-    params = CDR_PARAMS if table == CDR_TABLE else ACC_PARAMS
+    params = _PARAMS[table]
     return (f"INSERT OR IGNORE INTO [{table}] ({', '.join(params)}) VALUES "
             + ", ".join(["(" + ", ".join("?" * len(params)) + ")"] * rows))
 
@@ -127,10 +128,11 @@ INSERT = {t: (insert_sql(t, 1), insert_sql(t, GROUP_ROWS)) for t in TABLES + (CD
 # nothing. One CDR a statement: an upsert of many rows may abort halfway, and SQLite keeps a
 # statement journal for it, in a temporary file (three times the bytes written).
 COMPLETE_CDR = (insert_sql(CDR_TABLE, 1)
-                + f" ON CONFLICT({', '.join(CDR_IDENTITY)}) DO UPDATE SET "
+                + f" ON CONFLICT({', '.join(CDR.identity)}) DO UPDATE SET "
                 + ", ".join(f"{c} = excluded.{c}" for c in _CDR_SET)
-                + f" WHERE [{CDR_TABLE}].end_reason = 'open' AND excluded.end_reason != 'open'")
-_TABLE = itemgetter(0)
+                + f" WHERE [{CDR_TABLE}].end_reason = {sql_literal(OPEN)}"
+                f" AND excluded.end_reason != {sql_literal(OPEN)}")
+_TABLE = itemgetter(0)  # an AccRecord's route field (tables.ACC.route): field 0
 
 
 def by_table(acc: list) -> dict[str, list]:

@@ -40,8 +40,7 @@ from store.schema import PAGE_SIZE, TABLES, database_error, ensure_schema, open_
 from store.worker import IGNORED_SIGNALS, readable, recv, send, send_bytes
 
 if TYPE_CHECKING:
-    from sip_dissect.cdr import CdrRecord
-    from sip_dissect.records import AccRecord
+    from sip_dissect.records import AccRecord, CdrRecord
 
 _now = time.monotonic  # batch age is wall time: a replay runs far faster than packet time
 CHUNK_ROWS = 1000  # rows per message to the writer process
@@ -131,7 +130,8 @@ class AccStore:
         self._batch = 0  # rows added since the last commit request
         self._batch_started = 0.0
         self._check_at = 1  # add() calls _added() at this batch size (1: to start the clock)
-        # a NamedTuple class of exactly ACC_FIELDS / CDR_FIELDS once one was added; None: closed
+        # a NamedTuple class of exactly ACC_FIELDS / CDR_FIELDS (the record fields of
+        # store/tables.py) once one was added; None: closed
         self._acc_class: type | None = None
         self._cdr_class: type | None = None
         self._broken: str | None = None  # why _unacked must be sent again before going on

@@ -75,7 +75,7 @@ MISSED_JSON = """\
   }
 ]
 """
-# the table keeps the columns that tell calls apart (cli.TABLE_COLUMNS); rich pads cells
+# the table keeps the columns that tell calls apart (store/tables.py: ACC.summary); rich pads cells
 # with spaces, so lines are compared without their trailing blanks
 MISSED_TABLE = """\
  time                ┃ method ┃ sip_code ┃ sip_reason ┃ src_user ┃ dst_ouser ┃ dst_user   ┃ src_ip    ┃ callid
@@ -180,7 +180,7 @@ CDRS_JSON = """\
   }
 ]
 """
-# a compact subset (cli.CDR_TABLE_COLUMNS); an unset sip_code and ended_by are blank
+# a compact subset (store/tables.py: CDR.summary); an unset sip_code and ended_by are blank
 CDRS_TABLE = """\
  start_time          ┃ duration ┃ sip_code ┃ src_user ┃ dst_user ┃ ended_by ┃ end_reason ┃ callid
 ━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━

@@ -179,30 +179,32 @@ def sqlite_utils_schema(path: str) -> None:
     """The tables as sipprobe created them with sqlite_utils before writing the DDL itself."""
     import sqlite_utils
 
-    from store import schema
+    from store import schema, tables
 
     db = sqlite_utils.Database(sqlite3.connect(path), execute_plugins=False)
     db.enable_wal()
     db.execute("BEGIN IMMEDIATE")
     for table in schema.ALL_TABLES:
-        cdrs = table == schema.CDR_TABLE
-        kamailio = schema.CDR_KAMAILIO_COLUMNS if cdrs else schema.KAMAILIO_COLUMNS
-        columns = kamailio + (schema.CDR_EXTRA_COLUMNS if cdrs else schema.EXTRA_COLUMNS)
-        db[table].create(
-            {name: kind for name, kind, _ in columns}, pk="id",
-            not_null={name for name, _, _ in columns
-                      if name != "id" and not (cdrs and name in schema.CDR_NULLABLE)},
-            defaults={} if cdrs else {name: "" for name, kind, _ in kamailio
-                                      if kind is str and name != "time"})
-        for column in schema.CDR_INDEXED if cdrs else schema.INDEXED:
-            db[table].create_index([column], index_name=f"{table}_{column}_idx")
-        identity = schema.CDR_IDENTITY if cdrs else schema.IDENTITY
-        db[table].create_index(list(identity), index_name=f"{table}_identity_idx", unique=True)
+        sqlite_utils_table(db, tables.BY_NAME[table], table)
     db[schema.META_TABLE].insert_all(
         [{"key": "schema_version", "value": "3"}, {"key": "created", "value": "x"},
          {"key": "time_column", "value": "utc"}], pk="key", not_null={"value"})
     db.conn.commit()
     db.close()
+
+
+def sqlite_utils_table(db, layout, table: str) -> None:
+    """`table` of the tables.Table `layout`, created by sqlite_utils."""
+    (pk,) = [c.name for c in layout.columns if c.primary_key]
+    db[table].create({c.name: c.type for c in layout.columns}, pk=pk,
+                     not_null={c.name for c in layout.columns
+                               if not (c.primary_key or c.nullable)},
+                     defaults={c.name: c.default for c in layout.columns
+                               if c.default is not None})
+    for column in layout.indexed:
+        db[table].create_index([column], index_name=f"{table}_{column}_idx")
+    db[table].create_index(list(layout.identity), index_name=f"{table}_identity_idx",
+                           unique=True)
 
 
 def test_the_schema_is_what_sqlite_utils_created(db, tmp_path):

@@ -1,0 +1,306 @@
+"""The tables sipprobe writes, each declared once: its columns, and the record that fills them.
+
+One `Table` per layout: ACC (the `acc` and `missed_calls` tables, which share theirs) and CDR
+(`acc_cdrs`). Everything else about a table is derived from its declaration:
+
+- the record classes sip_dissect/ hands to store/ (sip_dissect/records.py: AccRecord, CdrRecord,
+  NamedTuples of `Table.record_fields`, field docs included);
+- the DDL (store/schema.py: create_statements(), check_columns());
+- the writer's rows and statements (store/rows.py: which record field fills which column, the
+  itemgetters, the INSERT parameter order; store/worker.py: INSERT and the CDR upsert);
+- the report columns (store/reports.py) and the terminal table's subset (cli.py).
+
+A `Column` is a column of the table, in table order: Kamailio's columns first (`kamailio=`, in
+Kamailio's order, so that queries written for the proxy's database run here), then sipprobe's
+(`extra=`). Its `name` is Kamailio's column name; `type` its Python type (int, str, float:
+INTEGER, TEXT, REAL); `nullable`, `default` and `primary_key` give the DDL; `values` the words it
+may hold, where they are a fixed vocabulary (END_REASONS). It is filled from a record field:
+
+- by default the column declares a record field of its own name, type (`| None` when nullable)
+  and doc, and copies it as it is (`fill=COPY`);
+- `field=Field(...)` declares a field of another type or meaning at this place, which the
+  column fills by a derivation: `fill=TIME_TEXT` ('YYYY-MM-DD HH:MM:SS' of the field's epoch
+  seconds, floored, as Kamailio's time_t) or `fill=MILLISECONDS` (seconds rounded to 3
+  decimals);
+- `field="name"` copies (or derives from) a field another column declared (time_epoch is the
+  record's `time` as it is, while `time` is its text);
+- a primary key is filled by SQLite and has no field.
+
+The record's fields are, in order: the table's `route` field, if any (acc's `table`: which of
+the layout's tables a record goes to; field 0, never stored), then the fields the columns
+declare, in column order. Code builds records positionally (records.new_record): appending a
+column appends a field; inserting one shifts the fields after it, and every builder with them.
+
+A new table (the quality tables rtcp_reports, call_quality) is one more Table here plus its
+name in LAYOUTS; a change to an existing table's columns needs a schema migration too
+(store/schema.py: SCHEMA_VERSION). This module imports nothing (the writer process and the
+replay's start-up load it).
+"""
+from __future__ import annotations
+
+# how a column is filled from its record field (store/rows.py implements each)
+COPY = "copy"  # the field's value as it is
+TIME_TEXT = "time_text"  # 'YYYY-MM-DD HH:MM:SS' of floor(epoch seconds), UTC unless local_time
+MILLISECONDS = "milliseconds"  # seconds rounded to the millisecond (round(x, 3))
+FILLS = (COPY, TIME_TEXT, MILLISECONDS)
+
+_SQL_TYPES = {int: "INTEGER", str: "TEXT", float: "REAL"}
+
+
+class Field:
+    """A record field: name, Python type (annotation: `float | None`) and meaning."""
+
+    __slots__ = ("name", "type", "doc")
+
+    def __init__(self, name: str, type, doc: str = ""):  # noqa: A002
+        self.name, self.type, self.doc = name, type, doc
+
+    def __repr__(self) -> str:
+        return f"Field({self.name!r}, {self.type!r})"
+
+
+class Column:
+    """A column of a table; see the module's docstring for how it is filled."""
+
+    __slots__ = ("name", "type", "doc", "nullable", "default", "primary_key", "values", "field",
+                 "fill")
+
+    def __init__(self, name: str, type, doc: str, *, nullable: bool = False,  # noqa: A002
+                 default=None, primary_key: bool = False, values: tuple = (),
+                 field: Field | str | None = None, fill: str = COPY):
+        if type not in _SQL_TYPES:
+            raise ValueError(f"column {name}: type {type!r} is not one of int, str, float")
+        if fill not in FILLS:
+            raise ValueError(f"column {name}: fill {fill!r} is not one of {FILLS}")
+        if fill != COPY and field is None:
+            raise ValueError(f"column {name}: a derived column ({fill}) names its field")
+        self.name, self.type, self.doc = name, type, doc
+        self.nullable, self.default, self.primary_key = nullable, default, primary_key
+        self.values = tuple(values)
+        self.fill = fill
+        if primary_key:
+            self.field = None  # SQLite numbers the rows
+        elif field is None:  # a field of its own: the column's name, type and meaning
+            self.field = Field(name, type | None if nullable else type, doc)
+        else:
+            self.field = field
+
+    @property
+    def sql_type(self) -> str:
+        return _SQL_TYPES[self.type]
+
+    @property
+    def source(self) -> str | None:
+        """The name of the record field the column is filled from (None: the primary key)."""
+        return self.field if isinstance(self.field, str) or self.field is None \
+            else self.field.name
+
+    def __repr__(self) -> str:
+        return f"Column({self.name!r}, {self.sql_type})"
+
+
+class Table:
+    """The declaration of one table layout; see the module's docstring.
+
+    names: the tables of this layout (acc and missed_calls share one). record / doc: the record
+    class's name and docstring. route: the leading record field that names the table of a record
+    (a layout of several tables). identity: the columns of the unique index that makes a row
+    the same row (INSERT OR IGNORE). indexed: the columns with an index of their own, in
+    creation order. clock: the packet-time column reports filter and sort on. summary: the
+    columns of the terminal report table, in its order (CSV and JSON carry every column)."""
+
+    def __init__(self, names, *, record: str, doc: str, kamailio: tuple, extra: tuple = (),
+                 route: Field | None = None, identity: tuple = (), indexed: tuple = (),
+                 clock: str | None = None, summary: tuple = ()):
+        self.names = (names,) if isinstance(names, str) else tuple(names)
+        self.name = self.names[0]
+        self.record, self.doc, self.route = record, doc, route
+        self.kamailio, self.extra = tuple(kamailio), tuple(extra)
+        self.columns = self.kamailio + self.extra
+        self.column_names = tuple(c.name for c in self.columns)
+        self.kamailio_names = tuple(c.name for c in self.kamailio)
+        self.identity, self.indexed = tuple(identity), tuple(indexed)
+        self.clock, self.summary = clock, tuple(summary)
+        fields = [route] if route is not None else []
+        fields += [c.field for c in self.columns if isinstance(c.field, Field)]
+        self.fields = tuple(fields)
+        self.field_names = tuple(f.name for f in fields)
+        self._check()
+
+    def _check(self) -> None:
+        """ValueError if the declaration contradicts itself (cheap: it runs at every start)."""
+        where = f"table {self.name}"
+        columns, fields = set(self.column_names), set(self.field_names)
+        for kind, names, unique in (("column", self.column_names, columns),
+                                    ("record field", self.field_names, fields)):
+            if len(unique) < len(names):
+                doubles = sorted({n for n in names if names.count(n) > 1})
+                raise ValueError(f"{where}: {kind} declared twice: {', '.join(doubles)}")
+        sources = {c.source for c in self.columns} - {None}
+        if not sources <= fields:
+            column = [c for c in self.columns if c.source not in fields | {None}][0]
+            raise ValueError(f"{where}: column {column.name} is filled from "
+                             f"{column.source!r}, which no column or route declares")
+        clock = (self.clock,) if self.clock else ()
+        for what, names in (("identity", self.identity), ("indexed", self.indexed),
+                            ("summary", self.summary), ("clock", clock)):
+            if not columns.issuperset(names):
+                unknown = [n for n in names if n not in columns]
+                raise ValueError(f"{where}: {what} names no column: {', '.join(unknown)}")
+
+    def column(self, name: str) -> Column:
+        return self.columns[self.column_names.index(name)]
+
+    @property
+    def record_fields(self) -> list[tuple[str, object]]:
+        """(name, type) of the record's fields, for typing.NamedTuple(record, ...)."""
+        return [(f.name, f.type) for f in self.fields]
+
+    @property
+    def kamailio_fields(self) -> tuple[str, ...]:
+        """The record fields Kamailio's columns are filled from, in field order."""
+        used = {c.source for c in self.kamailio}
+        return tuple(f for f in self.field_names if f in used)
+
+    @property
+    def report_columns(self) -> tuple[str, ...]:
+        """What a report returns (CSV and JSON): every column, in table order."""
+        return self.column_names
+
+    def __repr__(self) -> str:
+        return f"Table({'/'.join(self.names)}: {', '.join(self.column_names)})"
+
+
+# --- acc and missed_calls -------------------------------------------------------------------
+
+ACC = Table(
+    ("acc", "missed_calls"),
+    record="AccRecord",
+    doc="""A row of Kamailio's `acc` or `missed_calls` table (stock kamailio.cfg, WITH_ACCDB
+    extras).
+
+    Field names are Kamailio's column names; `time` is the packet time (epoch seconds with
+    microseconds) of the final reply the proxy relayed upstream. Kamailio writes that time
+    truncated to the second; store/ writes both forms.
+    """,
+    route=Field("table", str, '"acc" or "missed_calls"'),
+    kamailio=(
+        Column("id", int, "row number, INTEGER PRIMARY KEY as in Kamailio", primary_key=True),
+        Column("method", str, "request method: INVITE, BYE, ...", default=""),
+        Column("from_tag", str, "From tag of the request", default=""),
+        Column("to_tag", str, "To tag of the final reply (INVITE) or of the request (in-dialog)",
+               default=""),
+        Column("callid", str, "Call-ID", default=""),
+        Column("sip_code", str, "final reply code: three digits, as Kamailio stores it (TEXT)",
+               default=""),
+        Column("sip_reason", str, "reason phrase of the final reply", default=""),
+        # TEXT, not Kamailio's TIMESTAMP: db_sqlite stores a Julian-day REAL there, while this
+        # is the text its MySQL and Postgres backends show. No default, as in Kamailio.
+        Column("time", str, "'YYYY-MM-DD HH:MM:SS' of floor(time_epoch), UTC unless opened "
+                            "local_time", fill=TIME_TEXT,
+               field=Field("time", float, "epoch seconds of the final reply relayed upstream")),
+        Column("src_user", str, "$fU: From URI user", default=""),
+        Column("src_domain", str, "$fd: From URI host", default=""),
+        Column("src_ip", str, "$si: source IP of the request as the proxy received it",
+               default=""),
+        Column("dst_ouser", str, "$tU: To URI user", default=""),
+        Column("dst_user", str, "$rU: request-URI user after the proxy rewrote it (as forwarded)",
+               default=""),
+        Column("dst_domain", str,
+               "$rd: request-URI host after the proxy rewrote it (as forwarded)", default=""),
+    ),
+    # appended after Kamailio's columns so that those keep their positions
+    extra=(
+        Column("time_epoch", float, "packet time of the final reply, epoch seconds with "
+                                    "microseconds", field="time"),
+        Column("cseq", int, "CSeq number of the request: with callid and tags it identifies "
+                            "the row"),
+    ),
+    # What makes a row the same row (INSERT OR IGNORE: a rerun adds nothing): the transaction
+    # and its final reply, not the time. Callid first, so that the unique index is also
+    # Kamailio's acc_callid_idx and serves the report filter. Until schema 3 a SHA-1 of them was
+    # stored in a row_key column with its own unique index: the hash and the fourth B-tree were
+    # a quarter of the writer process's instructions.
+    identity=("callid", "method", "cseq", "from_tag", "to_tag", "sip_code"),
+    # time_epoch: report filters and their ORDER BY. No index on `time`: nothing sipprobe runs
+    # reads it (time_epoch orders the same), and it cost 15% of the writer's CPU; files written
+    # before keep theirs (an index is no part of the columns check_columns() compares).
+    indexed=("time_epoch",),
+    clock="time_epoch",
+    # the terminal table: the columns that tell calls apart fit in 100 characters; tags,
+    # domains and the extras are in CSV and JSON
+    summary=("time", "method", "sip_code", "sip_reason", "src_user", "dst_ouser", "dst_user",
+             "src_ip", "callid"),
+)
+
+# --- acc_cdrs (lab/schema.sql): one row per call, as Kamailio's acc module writes with
+# cdr_enable. Its times are epoch seconds with microseconds in the record; Kamailio stores
+# start/end truncated to the second and duration with milliseconds.
+
+CDR = Table(
+    "acc_cdrs",
+    record="CdrRecord",
+    doc="""A row of Kamailio's `acc_cdrs` (lab/schema.sql column names) plus sipprobe's extras.
+
+    Times are epoch seconds with microseconds; Kamailio stores start/end truncated to the
+    second and duration with milliseconds.""",
+    kamailio=(
+        Column("id", int, "row number, INTEGER PRIMARY KEY as in Kamailio", primary_key=True),
+        Column("start_time", str, "'YYYY-MM-DD HH:MM:SS' of floor(start_epoch), UTC unless "
+                                  "local_time", fill=TIME_TEXT,
+               field=Field("start_time", float, "arrival of the initial INVITE")),
+        Column("end_time", str, "'YYYY-MM-DD HH:MM:SS' of floor(end_epoch), UTC unless "
+                                "local_time", fill=TIME_TEXT,
+               field=Field("end_time", float, "arrival of the BYE; = start_time for a failed "
+                                              "call")),
+        Column("duration", float, "end - start in seconds, rounded to the millisecond, ringing "
+                                  "included", fill=MILLISECONDS,
+               field=Field("duration", float, "end_time - start_time, rounded to the "
+                                              "millisecond")),
+        Column("callid", str, "Call-ID"),
+        Column("from_tag", str, "the caller's From tag"),
+        Column("to_tag", str, "the confirmed callee's or the failure's To tag; NULL (None): the "
+                              "proxy's own reply", nullable=True),
+        Column("src_user", str, "From URI user"),
+        Column("src_domain", str, "From URI host"),
+        Column("src_ip", str, "source IP of the INVITE as the proxy received it"),
+        Column("dst_ouser", str, "To URI user"),
+        Column("dst_user", str, "request-URI user as dialled (before the proxy rewrote it)"),
+        Column("dst_domain", str, "request-URI host as dialled (before the proxy rewrote it)"),
+        Column("sip_code", str, "final reply code, three digits (TEXT, as Kamailio stores it); "
+                                "NULL (None): no relayed reply", nullable=True),
+        Column("sip_reason", str, "reason phrase of the final reply; NULL (None): no relayed "
+                                  "reply", nullable=True),
+    ),
+    extra=(
+        Column("start_epoch", float, "arrival of the initial INVITE, epoch seconds with "
+                                     "microseconds", field="start_time"),
+        Column("end_epoch", float, "arrival of the BYE (= start_epoch for a failed call)",
+               field="end_time"),
+        Column("created", float, "dialog creation, = start_epoch"),
+        Column("ring_time", float, "first 180/183, NULL if none", nullable=True),
+        Column("answer_time", float, "the 2xx, NULL if none", nullable=True),
+        Column("setuptime", float, "answer_time - created (OpenSIPS), NULL if unanswered",
+               nullable=True),
+        Column("pdd", float, "post-dial delay: ring_time - created, NULL if no ringing",
+               nullable=True),
+        Column("ended_by", str, "caller, callee, proxy or ''"),
+        # the vocabulary of a call's end: END_REASONS below, and the names for each
+        Column("end_reason", str, "how the call ended: completed, cancelled, rejected, expired "
+                                  "(no BYE within dialog_timeout) or open (no end seen yet)",
+               values=("completed", "cancelled", "rejected", "expired", "open")),
+    ),
+    identity=("callid", "from_tag"),  # one row per call, completed in place
+    indexed=("start_epoch",),  # no start_time index either, as for acc's `time`
+    clock="start_epoch",
+    summary=("start_time", "duration", "sip_code", "src_user", "dst_user", "ended_by",
+             "end_reason", "callid"),
+)
+
+LAYOUTS = (ACC, CDR)
+BY_NAME = {name: table for table in LAYOUTS for name in table.names}  # "missed_calls": ACC
+
+# A call's end_reason, spelled here only
+END_REASONS = CDR.column("end_reason").values
+COMPLETED, CANCELLED, REJECTED, EXPIRED, OPEN = END_REASONS
+UNENDED = (OPEN, EXPIRED)  # no end seen: Kamailio writes no CDR for these
