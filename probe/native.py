@@ -20,11 +20,12 @@ import sys
 PURE = os.environ.get("SIPPROBE_PURE") == "1"  # read once, at import, as the modules choose
 
 # Compiled by Cython at install (setup.py reads this list); dependencies first
-COMPILED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.signalling",
-            "pipeline")
+COMPILED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
+            "sip_dissect.cdr", "sip_dissect.signalling", "pipeline")
 # those whose annotations Cython reads as types (their classes are extension types); in the
 # others annotations are documentation only, as when interpreted (`proxies: list = ()`)
-TYPED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.signalling")
+TYPED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
+         "sip_dissect.cdr", "sip_dissect.signalling")
 C_EXTENSIONS = ("probe._fastdecode", "sip_dissect._sipscan")
 
 
