@@ -6,7 +6,8 @@ Two kinds, both optional at install (setup.py), so that an install without a com
   pure-Python twin its module picks through `load`;
 - the modules of COMPILED, compiled by Cython from their own .py source (pure-Python mode,
   native/pxdgen.py): the same file runs interpreted when the .so is absent, or under PURE,
-  where the import hook below loads the .py in place of the .so.
+  where the import hook below loads the .py in place of the .so (and otherwise the .so, which
+  an editable install would pass over for a top-level .py).
 """
 from __future__ import annotations
 
@@ -45,25 +46,52 @@ def is_compiled(module) -> bool:
     return origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
+def _source_spec(name: str, origin: str):
+    """A spec loading `name` from the .py beside `origin` (its extension module)."""
+    source = os.path.join(os.path.dirname(origin), name.rpartition(".")[2] + ".py")
+    return importlib.util.spec_from_file_location(name, source) if os.path.isfile(source) \
+        else None
+
+
+def _compiled_spec(name: str, origin: str):
+    """A spec loading `name` from an extension module beside `origin` (its .py), or None."""
+    base = os.path.join(os.path.dirname(origin), name.rpartition(".")[2])
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if os.path.isfile(base + suffix):
+            return importlib.util.spec_from_file_location(name, base + suffix)
+    return None
+
+
 class _SourceFirst(importlib.abc.MetaPathFinder):
-    """Finds the modules of COMPILED as their .py source, ahead of the path finder (which
-    prefers an extension module to a source file of the same name)."""
+    """Finds the modules of COMPILED as the other finders do (the path finder, an editable
+    install's), then picks between the .py and the extension module beside it: the .py under
+    PURE, else the extension (setuptools' editable finder prefers a top-level module's .py)."""
 
     def find_spec(self, name, path=None, target=None):
         if name not in COMPILED:
             return None
-        leaf = name.rpartition(".")[2] + ".py"
-        for entry in (path if path is not None else sys.path):
-            candidate = os.path.join(entry or ".", leaf)
-            if os.path.isfile(candidate):
-                return importlib.util.spec_from_file_location(name, candidate)
-        return None
+        for finder in sys.meta_path:
+            if finder is not self and hasattr(finder, "find_spec"):
+                spec = finder.find_spec(name, path, target)
+                if spec is not None:
+                    break
+        else:
+            return None
+        origin = spec.origin or ""
+        compiled = origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+        if PURE and compiled:
+            return _source_spec(name, origin) or spec
+        if not PURE and origin.endswith(".py"):
+            return _compiled_spec(name, origin) or spec
+        return spec
 
 
-def _install_pure_hook() -> None:
+def _install_hook() -> None:
     if any(isinstance(f, _SourceFirst) for f in sys.meta_path):
         return
     sys.meta_path.insert(0, _SourceFirst())
+    if not PURE:
+        return
     # A compiled module being imported right now got here first (`import pipeline` imports
     # probe, and so this, as its first line): put its source twin in sys.modules, which is
     # what the import system hands back once the .so's module code ends
@@ -71,13 +99,11 @@ def _install_pure_hook() -> None:
     for name in COMPILED:
         module = sys.modules.get(name)
         if module is not None and is_compiled(module):
-            spec = _SourceFirst().find_spec(name, None if "." not in name else
-                                            sys.modules[name.rpartition(".")[0]].__path__)
+            spec = _source_spec(name, module.__spec__.origin)
             if spec is not None:
                 twin = importlib.util.module_from_spec(spec)
                 sys.modules[name] = twin
                 spec.loader.exec_module(twin)
 
 
-if PURE:
-    _install_pure_hook()
+_install_hook()
