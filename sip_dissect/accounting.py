@@ -16,6 +16,7 @@ accounted as seen.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from .dialog import CHALLENGES
 from .events import Subscriber
@@ -38,7 +39,7 @@ class AccOptions:
 class ProxySet:
     """The proxy addresses: given (`--proxy IP[:PORT]`) and learned from relayed requests."""
 
-    def __init__(self, given: list[tuple[str, int | None]] = ()):
+    def __init__(self, given: Iterable[tuple[str, int | None]] = ()):
         self.given_ips = {ip for ip, port in given if port is None}
         self.given = {(ip, port) for ip, port in given if port is not None}
         self.learned = set()
