@@ -103,3 +103,17 @@ def test_pure_loads_every_compiled_module_from_source(tmp_path):
     files, engine = res.stdout.strip().splitlines()
     assert all(f.endswith(".py'") or f.endswith('.py"') for f in files.strip("[]").split(", "))
     assert engine == "pure Python (SIPPROBE_PURE=1)"
+
+
+def test_build_products_of_compiled_modules_are_ignored_by_git():
+    """Cython's .c and pxdgen's .pxd of every compiled module are build products, never
+    committed (a hand-written C file such as _sipscan.c is source and is not ignored)."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    products = [name.replace(".", "/") + ext for name in native.COMPILED for ext in (".c", ".pxd")]
+    res = subprocess.run(["git", "check-ignore", *products, "sip_dissect/_sipscan.c"],
+                         cwd=root, capture_output=True, text=True)
+    assert sorted(res.stdout.split()) == sorted(products)
