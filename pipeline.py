@@ -83,7 +83,7 @@ def engine() -> str:
         return "pure Python (SIPPROBE_PURE=1)"
     missing = ", ".join(name for name, on in built.items() if not on)
     return (f"pure Python for {missing}: not compiled; reinstall with gcc and the "
-            "Python headers present for about 4x the speed")
+            "Python headers present for about 1.5x the speed")
 
 
 def datagram_batches(batches, opts: ProbeOptions, counters: Counters) -> Iterator[list[Datagram]]:

@@ -16,7 +16,7 @@ accounted as seen.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Collection
 
 from .dialog import CHALLENGES
 from .events import Subscriber
@@ -39,7 +39,7 @@ class AccOptions:
 class ProxySet:
     """The proxy addresses: given (`--proxy IP[:PORT]`) and learned from relayed requests."""
 
-    def __init__(self, given: Iterable[tuple[str, int | None]] = ()):
+    def __init__(self, given: Collection[tuple[str, int | None]] = ()):
         self.given_ips = {ip for ip, port in given if port is None}
         self.given = {(ip, port) for ip, port in given if port is not None}
         self.learned = set()
@@ -91,7 +91,7 @@ class Accountant:
             return []
         o, status, method = self.options, txn.final_status, txn.method
         if method == "INVITE":
-            if not txn.is_initial_invite:
+            if not txn.is_initial_invite():
                 return []  # re-INVITE: stock flags account the initial INVITE only
             if status < 300:
                 return [self._row("acc", txn, status, txn.final_reason, txn.final_ts)]
@@ -112,7 +112,7 @@ class Accountant:
 
     def on_early_media(self, txn: Transaction, status: int, reason: str, ts: float,
                        to_tag: str) -> list[AccRecord]:
-        if not (self.options.early_media and status == 183 and txn.is_initial_invite
+        if not (self.options.early_media and status == 183 and txn.is_initial_invite()
                 and self.is_accounted(txn)):
             return []
         return [self._row("acc", txn, status, reason, ts, to_tag=to_tag)]

@@ -69,23 +69,29 @@ class Call:
 
 class DialogLayer:
     """Calls keyed by (Call-ID, caller's From tag); publishes call_started, call_answered and
-    call_ended (sip_dissect.events)."""
+    call_ended (sip_dissect.events) to the handlers `events` has when the layer is built."""
 
     c: object  # the Counters
     dialog_timeout: cython.double
     max_calls: cython.Py_ssize_t
-    events: object  # the Publisher (sip_dissect.events)
+    on_started: tuple  # the events' handlers (sip_dissect.events), read when built
+    on_answered: tuple
+    on_ended: tuple
     calls: dict  # (Call-ID, caller's tag) -> Call, oldest first: evicted first
     next_sweep: cython.double  # packet time of the next look for expired calls
     totals: dict
-    __slots__ = ("c", "dialog_timeout", "max_calls", "events", "calls", "next_sweep", "totals")
+    __slots__ = ("c", "dialog_timeout", "max_calls", "on_started", "on_answered", "on_ended",
+                 "calls", "next_sweep", "totals")
 
     def __init__(self, counters: Counters, *, dialog_timeout: float = 7200.0,
                  max_calls: int = 200_000, events: Publisher | None = None):
         self.c = counters
         self.dialog_timeout = dialog_timeout
         self.max_calls = max_calls
-        self.events = events if events is not None else Publisher()
+        events = events if events is not None else Publisher()
+        self.on_started = events.call_started
+        self.on_answered = events.call_answered
+        self.on_ended = events.call_ended
         self.calls = {}
         self.next_sweep = 0.0
         self.totals = {"calls": 0, "answered": 0, "failed": 0, "challenged": 0}
@@ -103,7 +109,7 @@ class DialogLayer:
                 self._end(old, old.last_activity, EXPIRED, "")
             call = self.calls[key] = Call(txn)
             self.totals["calls"] += 1
-            for handler in self.events.call_started:
+            for handler in self.on_started:
                 handler(call)
         else:  # re-sent after a challenge: the same call, from the new INVITE
             call.invite = txn
@@ -133,7 +139,7 @@ class DialogLayer:
                 call.state, call.answer_time, call.confirmed_tag = CONFIRMED, ts, txn.final_to_tag
                 call.final_code, call.final_reason = status, txn.final_reason
                 self.totals["answered"] += 1
-                for handler in self.events.call_answered:
+                for handler in self.on_answered:
                     handler(call)
         elif status in CHALLENGES and txn.cancel is None:
             call.challenges += 1  # the caller will try again with credentials
@@ -154,7 +160,7 @@ class DialogLayer:
         call.state = TERMINATED  # apart: four at once would build a tuple
         call.end_time, call.end_reason, call.ended_by = ts, reason, by
         self.calls.pop((call.callid, call.caller_tag), None)
-        for handler in self.events.call_ended:
+        for handler in self.on_ended:
             handler(call)
 
     def sweep(self, now: cython.double) -> None:

@@ -9,7 +9,8 @@ of the subscribers' handlers, which the emitting code calls in subscription orde
         handler(call)
 
 Declaring an event is one method of `Subscriber` below (the Publisher derives its tuples from
-them); the layer where it happens emits it.
+them); the layer where it happens emits it. The layers read the tuples when they are built,
+so every subscriber and handler is given before that.
 """
 from __future__ import annotations
 
@@ -64,14 +65,8 @@ class Publisher:
     the event's name (empty when nobody listens, so emitting costs a length test)."""
 
     def __init__(self, subscribers=()):
-        self.subscribers = []
+        self.subscribers = list(subscribers)
         self._extra: list[tuple[str, object]] = []  # (event, bare function)
-        for sub in subscribers:
-            self.subscribers.append(sub)
-        self._refresh()
-
-    def subscribe(self, subscriber) -> None:
-        self.subscribers.append(subscriber)
         self._refresh()
 
     def add_handler(self, event: str, handler) -> None:

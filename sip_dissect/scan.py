@@ -47,10 +47,14 @@ class SipHead(NamedTuple):
         return self.method is not None
 
 
-# positions of the fields the signalling layer reads per message (by index: cheaper)
-METHOD, STATUS, REASON, TO_TAG, CONTENT_LENGTH, BODY, ANOMALIES = (
+# positions of the fields the signalling and transaction layers read per message (by index:
+# a tuple item costs a fraction of a NamedTuple field name's lookup)
+(METHOD, STATUS, REASON, CALL_ID, CSEQ, CSEQ_METHOD, FROM_TAG, TO_TAG, VIA_SENT_BY, VIA_BRANCH,
+ VIA2_SENT_BY, VIA2_BRANCH, CONTENT_LENGTH, BODY, ANOMALIES) = (
     SipHead._fields.index(name) for name in
-    ("method", "status", "reason", "to_tag", "content_length", "body", "anomalies"))
+    ("method", "status", "reason", "call_id", "cseq", "cseq_method", "from_tag", "to_tag",
+     "via_sent_by", "via_branch", "via2_sent_by", "via2_branch", "content_length", "body",
+     "anomalies"))
 
 
 def scan_py(payload: bytes) -> SipHead | str:

@@ -25,7 +25,6 @@ class Signalling:
     `events` once, here: subscribe before building it."""
 
     c: object  # the Counters
-    events: object  # the Publisher
     proxies: object  # the ProxySet
     transactions: TransactionLayer
     dialogs: DialogLayer
@@ -33,14 +32,13 @@ class Signalling:
     on_sdp: tuple  # events' handlers, read per message
     on_final: tuple
     on_provisional: tuple
-    __slots__ = ("c", "events", "proxies", "transactions", "dialogs", "messages", "on_sdp",
-                 "on_final", "on_provisional")
+    __slots__ = ("c", "proxies", "transactions", "dialogs", "messages", "on_sdp", "on_final",
+                 "on_provisional")
 
     def __init__(self, counters: Counters, events: Publisher, *,
                  proxies: ProxySet | None = None, dialog_timeout: float = 7200.0,
                  invite_timeout: float = 300.0):
         self.c = counters
-        self.events = events
         self.proxies = proxies if proxies is not None else ProxySet()
         self.transactions = TransactionLayer(counters, invite_timeout=invite_timeout)
         self.proxies.learned = self.transactions.forwarders
@@ -80,21 +78,19 @@ class Signalling:
             elif content_length != len(msg[BODY]):
                 self.c["sip.content_length_mismatch"] += 1
         if msg[METHOD] is not None:
-            found_txn = self.transactions.request(msg, d)
-            if found_txn is None:
+            txn = self.transactions.request(msg, d)
+            if txn is None:
                 if self.on_sdp and msg[METHOD] == "ACK" and msg[BODY][:2] == b"v=":
                     self._ack_sdp(msg, d)  # the answer to a 2xx's offer (s13.2.1)
                 return
-            txn = found_txn
-            if txn.method == "INVITE" and not txn.to_tag:  # initial (s12.1)
+            if txn.is_initial_invite():
                 if txn.upstream is None and not self.proxies.holds(txn.src):
                     # the proxy received it from a client: not a relayed copy, not its own
                     txn.call = dialogs.initial_invite(txn)
             elif txn.upstream is None:
                 if txn.method == "BYE":
-                    found_call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
-                    if found_call is not None:
-                        call = found_call
+                    call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
+                    if call is not None:
                         txn.call = call
                         dialogs.bye(call, txn, self.proxies.holds(txn.src))
                 elif txn.to_tag:
@@ -102,9 +98,8 @@ class Signalling:
                     # alive: without this a call refreshed by session timers expired after
                     # dialog_timeout (Kamailio's dialog timer is reset by in-dialog requests,
                     # timeout_noreset=0)
-                    found_call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
-                    if found_call is not None:
-                        call = found_call
+                    call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
+                    if call is not None:
                         call.last_activity = ts
             if self.on_sdp and msg[BODY][:2] == b"v=":
                 self._sdp(txn, msg, d, None)
@@ -115,19 +110,18 @@ class Signalling:
         txn, kind = found
         if self.on_sdp and kind != "retransmission" and msg[BODY][:2] == b"v=":
             self._sdp(txn, msg, d, msg[STATUS])
-        found_call = txn.call
+        call = txn.call
         if kind == "provisional":
-            if found_call is not None and txn.method == "INVITE":
-                call = found_call
+            if call is not None and txn.method == "INVITE":
                 status, to_tag = msg[STATUS], msg[TO_TAG]
                 dialogs.provisional(call, txn, status, to_tag, ts)
                 for handler in self.on_provisional:
                     handler(txn, call, status, msg[REASON] or "", ts, to_tag)
         elif kind == "final":
             for handler in self.on_final:
-                handler(txn, found_call)
-            if found_call is not None and txn.method == "INVITE":
-                dialogs.final(found_call, txn)
+                handler(txn, call)
+            if call is not None and txn.method == "INVITE":
+                dialogs.final(call, txn)
         elif kind == "extra_2xx":
             self.c["sip.forked_2xx"] += 1
 

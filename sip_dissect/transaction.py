@@ -20,6 +20,7 @@ import cython
 from probe.counters import Counters
 from probe.records import Datagram
 
+from . import scan
 from .scan import SipHead
 from .via import MAGIC_COOKIE
 
@@ -28,20 +29,20 @@ TIMER_F = 64 * T1  # a non-INVITE transaction is over by then (RFC 3261 section 
 LINGER = 64 * T1  # keep a completed transaction this long to recognise retransmissions
 SWEEP_EVERY = 0.25
 
-# SipHead and Datagram fields by position (C constants once compiled): a tuple item costs a
-# fraction of a NamedTuple field name's lookup, and these are read for every message
-_CALL_ID: cython.Py_ssize_t = SipHead._fields.index("call_id")
-_CSEQ: cython.Py_ssize_t = SipHead._fields.index("cseq")
-_CSEQ_METHOD: cython.Py_ssize_t = SipHead._fields.index("cseq_method")
-_FROM_TAG: cython.Py_ssize_t = SipHead._fields.index("from_tag")
-_TO_TAG: cython.Py_ssize_t = SipHead._fields.index("to_tag")
-_METHOD: cython.Py_ssize_t = SipHead._fields.index("method")
-_STATUS: cython.Py_ssize_t = SipHead._fields.index("status")
-_REASON: cython.Py_ssize_t = SipHead._fields.index("reason")
-_VIA_SENT_BY: cython.Py_ssize_t = SipHead._fields.index("via_sent_by")
-_VIA_BRANCH: cython.Py_ssize_t = SipHead._fields.index("via_branch")
-_VIA2_SENT_BY: cython.Py_ssize_t = SipHead._fields.index("via2_sent_by")
-_VIA2_BRANCH: cython.Py_ssize_t = SipHead._fields.index("via2_branch")
+# SipHead (scan.py's positions) and Datagram fields by position, as C constants once compiled:
+# they are read for every message
+_CALL_ID: cython.Py_ssize_t = scan.CALL_ID
+_CSEQ: cython.Py_ssize_t = scan.CSEQ
+_CSEQ_METHOD: cython.Py_ssize_t = scan.CSEQ_METHOD
+_FROM_TAG: cython.Py_ssize_t = scan.FROM_TAG
+_TO_TAG: cython.Py_ssize_t = scan.TO_TAG
+_METHOD: cython.Py_ssize_t = scan.METHOD
+_STATUS: cython.Py_ssize_t = scan.STATUS
+_REASON: cython.Py_ssize_t = scan.REASON
+_VIA_SENT_BY: cython.Py_ssize_t = scan.VIA_SENT_BY
+_VIA_BRANCH: cython.Py_ssize_t = scan.VIA_BRANCH
+_VIA2_SENT_BY: cython.Py_ssize_t = scan.VIA2_SENT_BY
+_VIA2_BRANCH: cython.Py_ssize_t = scan.VIA2_BRANCH
 _TS: cython.Py_ssize_t = Datagram._fields.index("ts")
 _FRAME: cython.Py_ssize_t = Datagram._fields.index("frame")
 _SRC: cython.Py_ssize_t = Datagram._fields.index("src")
@@ -114,7 +115,6 @@ class Transaction:
         self.retransmissions = 0
         self.call = None
 
-    @property
     def is_initial_invite(self) -> bool:
         """An INVITE outside any dialog: no To tag (section 12.1)."""
         return self.method == "INVITE" and not self.to_tag
