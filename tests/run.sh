@@ -71,6 +71,7 @@ SIPPROBE_PURE=0 .venv/bin/python -m pytest -q "$@"
 pure=("$@")
 if [ ${#pure[@]} -eq 0 ]; then
   pure=(tests/test_compiled.py tests/test_signalling_crafted.py tests/test_signalling_memory.py
+        tests/test_call_events.py
         tests/test_dialog_layer.py tests/test_accounting_lab.py tests/test_cdr_lab.py
         tests/test_replay_cdrs.py tests/test_rows_fast.py tests/test_cli.py::test_replay_says_which_engine_ran)
 fi
