@@ -90,20 +90,22 @@ def _install_hook() -> None:
     if any(isinstance(f, _SourceFirst) for f in sys.meta_path):
         return
     sys.meta_path.insert(0, _SourceFirst())
-    if not PURE:
-        return
-    # A compiled module being imported right now got here first (`import pipeline` imports
-    # probe, and so this, as its first line): put its source twin in sys.modules, which is
-    # what the import system hands back once the .so's module code ends
+    # A module of COMPILED being imported right now got here first (`import pipeline` imports
+    # probe, and so this, as its first line), from the file the other finders chose: the .so
+    # under PURE, the .py when an editable install's finder preferred it (`sipprobe`'s
+    # `from cli import main` imports pipeline before probe). Put the twin this run wants in
+    # sys.modules, which is what the import system hands back once that file's code ends
     # (importlib._bootstrap._load_unlocked re-reads sys.modules).
     for name in COMPILED:
         module = sys.modules.get(name)
-        if module is not None and is_compiled(module):
-            spec = _source_spec(name, module.__spec__.origin)
-            if spec is not None:
-                twin = importlib.util.module_from_spec(spec)
-                sys.modules[name] = twin
-                spec.loader.exec_module(twin)
+        if module is None or is_compiled(module) != PURE:
+            continue
+        origin = module.__spec__.origin
+        spec = _source_spec(name, origin) if PURE else _compiled_spec(name, origin)
+        if spec is not None:
+            twin = importlib.util.module_from_spec(spec)
+            sys.modules[name] = twin
+            spec.loader.exec_module(twin)
 
 
 _install_hook()

@@ -105,6 +105,28 @@ def test_pure_loads_every_compiled_module_from_source(tmp_path):
     assert engine == "pure Python (SIPPROBE_PURE=1)"
 
 
+def test_the_console_script_runs_the_compiled_modules(tmp_path):
+    """`sipprobe` starts with `from cli import main`, whose commands import pipeline before
+    anything of probe, as an installed package (not this checkout on sys.path): the compiled
+    modules run all the same. (An editable install's finder prefers a top-level .py; it once made pipeline run
+    interpreted under `sipprobe replay` alone.)"""
+    if native.PURE or not all(built(name) for name in native.COMPILED):
+        pytest.skip("the compiled modules are not built, or SIPPROBE_PURE=1")
+    code = ("import importlib; from cli import main; from pipeline import ProbeOptions; "
+            "from probe.native import COMPILED; "
+            "print([importlib.import_module(m).__spec__.origin for m in COMPILED])")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env=env)
+    if "No module named 'cli'" in res.stderr:
+        pytest.skip("sipprobe is not installed in this interpreter")
+    assert res.returncode == 0, res.stderr
+    origins = res.stdout.strip().strip("[]").split(", ")
+    assert len(origins) == len(native.COMPILED)
+    assert all(o.strip("'\"").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+               for o in origins), origins
+
+
 def test_build_products_of_compiled_modules_are_ignored_by_git():
     """Cython's .c and pxdgen's .pxd of every compiled module are build products, never
     committed (a hand-written C file such as _sipscan.c is source and is not ignored)."""
