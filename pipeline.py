@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import cython
+
 from probe import bpf
 from probe.bpf import SIP_PREFIXES
 from probe.counters import Counters
@@ -45,13 +47,19 @@ class ProbeOptions:
 
 
 SIP, RTCP, OTHER = 1, 2, 0  # what classify() tells
+# a Datagram's fields by position: C indexes once compiled (native/pxdgen.py)
+_SPORT: cython.Py_ssize_t = Datagram._fields.index("sport")
+_DPORT: cython.Py_ssize_t = Datagram._fields.index("dport")
+_TRANSPORT: cython.Py_ssize_t = Datagram._fields.index("transport")
+_PAYLOAD: cython.Py_ssize_t = Datagram._fields.index("payload")
 
 
 def is_sip(d: Datagram, sip_ports: frozenset) -> bool:
     """SIP by transport port, or by its first bytes on any other UDP port (TCP streams reach
     here only once they opened like SIP)."""
-    return d.transport == "tcp" or d.sport in sip_ports or d.dport in sip_ports \
-        or d.payload[:4] in SIP_PREFIXES
+    t = cython.cast(tuple, d)  # indexed as a tuple: see sip_dissect/transaction.py
+    return t[_TRANSPORT] == "tcp" or t[_SPORT] in sip_ports or t[_DPORT] in sip_ports \
+        or t[_PAYLOAD][:4] in SIP_PREFIXES
 
 
 def classify(d: Datagram, sip_ports: frozenset) -> int:

@@ -18,7 +18,10 @@ here it is derived:
   object (untyped). `int`, `float` and `bool` have no .pxd spelling of what Cython makes of
   them (a checked Python int, a C double, ...): the generator stops on them, naming the line,
   rather than emit a declaration Cython rejects or that changes what None does;
-- `from .x import A` of a compiled class of a sibling compiled module -> `from pkg.x cimport A`.
+- `from .x import A` of a compiled class of a sibling compiled module -> `from pkg.x cimport A`;
+- a top-level `NAME: cython.Py_ssize_t = value` (any C type of TYPES) -> `cdef Py_ssize_t NAME`,
+  a C global: a tuple index read from it is a C index, not a module-dict lookup and a Python
+  int converted at each use.
 
 Generated files are build products (.gitignore), never edited.
 
@@ -172,6 +175,14 @@ class Generator:
                 cimports.setdefault(source, []).append(name)
         for source, names in cimports.items():
             lines.append(f"from {source} cimport {', '.join(names)}")
+        for stmt in self.trees[module].body:
+            # `NAME: cython.Py_ssize_t = ...` at top level: a C global (without the .pxd
+            # Cython keeps it a Python object, looked up in the module dict at each use)
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                ann = _annotation(stmt.annotation)
+                if isinstance(ann, ast.Attribute) and getattr(ann.value, "id", "") == "cython":
+                    t = self._type(module, ann, known, attribute=True)
+                    lines.append(f"cdef {t} {stmt.target.id}")
         for cls in self._classes(self.trees[module]):
             lines += ["", f"cdef class {cls.name}:"]
             fields, slots = [], None

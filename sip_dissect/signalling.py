@@ -14,9 +14,28 @@ from .accounting import ProxySet
 from .dialog import Call, DialogLayer
 from .events import Publisher, SdpSeen
 from .records import new_record
-from .scan import (ANOMALIES, BODY, CONTENT_LENGTH, METHOD, REASON, STATUS, TO_TAG, scan_native,
-                   scan_py)
+from . import scan
+from .scan import scan_native, scan_py
 from .transaction import Transaction, TransactionLayer
+
+# positions in a SipHead and a Datagram: C indexes once compiled (native/pxdgen.py)
+_ANOMALIES: cython.Py_ssize_t = scan.ANOMALIES
+_BODY: cython.Py_ssize_t = scan.BODY
+_CONTENT_LENGTH: cython.Py_ssize_t = scan.CONTENT_LENGTH
+_METHOD: cython.Py_ssize_t = scan.METHOD
+_REASON: cython.Py_ssize_t = scan.REASON
+_STATUS: cython.Py_ssize_t = scan.STATUS
+_TO_TAG: cython.Py_ssize_t = scan.TO_TAG
+_TS: cython.Py_ssize_t = Datagram._fields.index("ts")
+_TRANSPORT: cython.Py_ssize_t = Datagram._fields.index("transport")
+_PAYLOAD: cython.Py_ssize_t = Datagram._fields.index("payload")
+
+
+@cython.cfunc
+@cython.inline
+def _is_sdp(body: bytes) -> cython.bint:
+    """The body is a session description (RFC 4566 section 5: it starts with v=)."""
+    return len(body) > 1 and body[0] == 118 and body[1] == 61  # b"v="
 
 
 class Signalling:
@@ -53,7 +72,8 @@ class Signalling:
         txn: Transaction
         call: Call
         dialogs: DialogLayer
-        payload = d.payload
+        dt: tuple = cython.cast(tuple, d)  # indexed as a tuple: see transaction.py
+        payload: bytes = dt[_PAYLOAD]
         msg = scan_native(payload) or scan_py(payload)  # None: the C scanner handed over
         if msg.__class__ is str:  # malformed: the reason is a counter name
             if payload.strip(b" \t\r\n\x00"):
@@ -62,25 +82,27 @@ class Signalling:
                 self.c["sip.keepalive"] += 1
             return
         self.messages += 1
-        ts = d.ts
+        m: tuple = cython.cast(tuple, msg)
+        ts = dt[_TS]
         dialogs = self.dialogs
         if ts >= dialogs.next_sweep:
             dialogs.sweep(ts)
-        if msg[ANOMALIES]:  # indexes: a tuple item costs less than a NamedTuple field name
-            for a in msg[ANOMALIES]:
+        if m[_ANOMALIES]:  # indexes: a tuple item costs less than a NamedTuple field name
+            for a in m[_ANOMALIES]:
                 self.c[a] += 1
-        content_length = msg[CONTENT_LENGTH]
-        if content_length is not None and d.transport == "udp":
+        body: bytes = m[_BODY]
+        content_length = m[_CONTENT_LENGTH]
+        if content_length is not None and dt[_TRANSPORT] == "udp":
             # Over UDP the datagram bounds the message (RFC 3261 section 18.3), so a wrong
             # Content-Length is only counted; the message is still used, as proxies do.
             if content_length < 0:
                 self.c["sip.bad_content_length"] += 1
-            elif content_length != len(msg[BODY]):
+            elif content_length != len(body):
                 self.c["sip.content_length_mismatch"] += 1
-        if msg[METHOD] is not None:
+        if m[_METHOD] is not None:
             txn = self.transactions.request(msg, d)
             if txn is None:
-                if self.on_sdp and msg[METHOD] == "ACK" and msg[BODY][:2] == b"v=":
+                if self.on_sdp and m[_METHOD] == "ACK" and _is_sdp(body):
                     self._ack_sdp(msg, d)  # the answer to a 2xx's offer (s13.2.1)
                 return
             if txn.is_initial_invite():
@@ -101,22 +123,22 @@ class Signalling:
                     call = dialogs.find(txn.callid, txn.from_tag, txn.to_tag)
                     if call is not None:
                         call.last_activity = ts
-            if self.on_sdp and msg[BODY][:2] == b"v=":
+            if self.on_sdp and _is_sdp(body):
                 self._sdp(txn, msg, d, None)
             return
         found = self.transactions.response(msg, d)
         if found is None:
             return
         txn, kind = found
-        if self.on_sdp and kind != "retransmission" and msg[BODY][:2] == b"v=":
-            self._sdp(txn, msg, d, msg[STATUS])
+        if self.on_sdp and kind != "retransmission" and _is_sdp(body):
+            self._sdp(txn, msg, d, m[_STATUS])
         call = txn.call
         if kind == "provisional":
             if call is not None and txn.method == "INVITE":
-                status, to_tag = msg[STATUS], msg[TO_TAG]
+                status, to_tag = m[_STATUS], m[_TO_TAG]
                 dialogs.provisional(call, txn, status, to_tag, ts)
                 for handler in self.on_provisional:
-                    handler(txn, call, status, msg[REASON] or "", ts, to_tag)
+                    handler(txn, call, status, m[_REASON] or "", ts, to_tag)
         elif kind == "final":
             for handler in self.on_final:
                 handler(txn, call)

@@ -30,7 +30,9 @@ LINGER = 64 * T1  # keep a completed transaction this long to recognise retransm
 SWEEP_EVERY = 0.25
 
 # SipHead (scan.py's positions) and Datagram fields by position, as C constants once compiled:
-# they are read for every message
+# they are read for every message. Both are NamedTuples: indexed as such, Cython reaches each
+# item through the subclass's generic slot (a Python method call); `cython.cast(tuple, x)`
+# gives it the tuple it is, indexed with PyTuple_GET_ITEM (no-op when interpreted).
 _CALL_ID: cython.Py_ssize_t = scan.CALL_ID
 _CSEQ: cython.Py_ssize_t = scan.CSEQ
 _CSEQ_METHOD: cython.Py_ssize_t = scan.CSEQ_METHOD
@@ -92,16 +94,18 @@ class Transaction:
         self.key = key
         self.method = method
         self.request = msg
-        self.src = (d[_SRC], d[_SPORT])
-        self.dst = (d[_DST], d[_DPORT])
-        self.transport = d[_TRANSPORT]
-        self.created = d[_TS]
-        self.frame = d[_FRAME]
+        m: tuple = cython.cast(tuple, msg)
+        dt: tuple = cython.cast(tuple, d)
+        self.src = (dt[_SRC], dt[_SPORT])
+        self.dst = (dt[_DST], dt[_DPORT])
+        self.transport = dt[_TRANSPORT]
+        self.created = dt[_TS]
+        self.frame = dt[_FRAME]
         self.state = CALLING if method == "INVITE" else TRYING
-        self.callid = msg[_CALL_ID]
-        self.from_tag = msg[_FROM_TAG]
-        self.to_tag = msg[_TO_TAG]
-        self.cseq = msg[_CSEQ]
+        self.callid = m[_CALL_ID]
+        self.from_tag = m[_FROM_TAG]
+        self.to_tag = m[_TO_TAG]
+        self.cseq = m[_CSEQ]
         self.final_status = None
         self.final_reason = ""
         self.final_ts = None
@@ -135,7 +139,7 @@ class Transaction:
 
 @cython.cfunc
 @cython.inline
-def _key(msg: SipHead, method, branch: str, sent_by) -> tuple:
+def _key(msg: tuple, method, branch: str, sent_by) -> tuple:
     """The key of the transaction a Via (its branch and sent-by) names for `msg`: the top Via
     for the message's own transaction, the second for the one a proxy relayed it from."""
     if branch.startswith(MAGIC_COOKIE):
@@ -201,15 +205,17 @@ class TransactionLayer:
         txn: Transaction
         invite: Transaction
         up: Transaction
-        ts = d[_TS]
+        m: tuple = cython.cast(tuple, msg)
+        dt: tuple = cython.cast(tuple, d)
+        ts = dt[_TS]
         if ts >= self.next_sweep:
             self.sweep(ts)
-        branch = msg[_VIA_BRANCH]
-        if branch is None or msg[_CSEQ] is None or not msg[_CALL_ID]:
+        branch = m[_VIA_BRANCH]
+        if branch is None or m[_CSEQ] is None or not m[_CALL_ID]:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        method = msg[_METHOD]
-        key = _key(msg, "INVITE" if method == "ACK" else method, branch, msg[_VIA_SENT_BY])
+        method = m[_METHOD]
+        key = _key(m, "INVITE" if method == "ACK" else method, branch, m[_VIA_SENT_BY])
         by_key = self.by_key
         txn = by_key.get(key)
         if method == "ACK":
@@ -236,34 +242,36 @@ class TransactionLayer:
             invite = by_key.get(key[:-1] + ("INVITE",))
             if invite is not None:
                 invite.cancel, txn.invite = txn, invite
-        branch2 = msg[_VIA2_BRANCH]
+        branch2 = m[_VIA2_BRANCH]
         if branch2 is not None:
-            up = by_key.get(_key(msg, method, branch2, msg[_VIA2_SENT_BY]))
+            up = by_key.get(_key(m, method, branch2, m[_VIA2_SENT_BY]))
             if up is not None and up is not txn and up.upstream is None:
                 txn.upstream = up
                 up.downstream += (txn,)
-                self.forwarders.add((d[_SRC], d[_SPORT]))
+                self.forwarders.add((dt[_SRC], dt[_SPORT]))
                 # over TCP/TLS a relay leaves from an ephemeral port: learn also the port the
                 # proxy's own Via names (where it listens and answers from), or replies it
                 # generates itself (a 404 after a failed lookup) would be accounted
-                self.forwarders.add((d[_SRC], _sent_by_port(msg)))
+                self.forwarders.add((dt[_SRC], _sent_by_port(msg)))
         return txn
 
     def response(self, msg: SipHead, d: Datagram) -> tuple[Transaction, str] | None:
         """(transaction, what it was): "provisional", "final", "retransmission" or "extra_2xx"."""
         txn: Transaction
-        ts = d[_TS]
+        m: tuple = cython.cast(tuple, msg)
+        dt: tuple = cython.cast(tuple, d)
+        ts = dt[_TS]
         if ts >= self.next_sweep:
             self.sweep(ts)
-        branch = msg[_VIA_BRANCH]
-        if branch is None or msg[_CSEQ] is None:
+        branch = m[_VIA_BRANCH]
+        if branch is None or m[_CSEQ] is None:
             self.c["sip.missing_mandatory_header"] += 1
             return None
-        txn = self.by_key.get(_key(msg, msg[_CSEQ_METHOD], branch, msg[_VIA_SENT_BY]))
+        txn = self.by_key.get(_key(m, m[_CSEQ_METHOD], branch, m[_VIA_SENT_BY]))
         if txn is None:
             self.c["state.orphan_response"] += 1  # its request came before the capture began
             return None
-        status, to_tag = msg[_STATUS], msg[_TO_TAG]
+        status, to_tag = m[_STATUS], m[_TO_TAG]
         if status < 200:
             if txn.final_status is not None:
                 self.c["state.late_provisional"] += 1
@@ -271,7 +279,7 @@ class TransactionLayer:
             txn.state = PROCEEDING
             return txn, "provisional"
         if txn.final_status is None:
-            txn.final_status, txn.final_reason = status, msg[_REASON] or ""
+            txn.final_status, txn.final_reason = status, m[_REASON] or ""
             txn.final_ts, txn.final_to_tag = ts, to_tag
             txn.state = TERMINATED if txn.method == "INVITE" and status < 300 else COMPLETED
             self._finished.append((ts + LINGER, txn.key))
