@@ -206,3 +206,15 @@ def test_never_raises():
     for case in cases:
         c = parse_compound(case)
         assert set(c.anomalies) <= names, case.hex()
+
+
+def test_every_rtcp_counter_documented():
+    """Each `rtcp.*` name the parser can note is in docs/counters.md."""
+    import re
+    from pathlib import Path
+
+    import rtcp_mos.rtcp as module
+    names = set(re.findall(r'"(rtcp\.[a-z_]+)"', Path(module.__file__).read_text()))
+    assert len(names) >= 10
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "counters.md").read_text()
+    assert {n for n in names if f"`{n}`" not in doc} == set()
