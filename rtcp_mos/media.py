@@ -17,7 +17,7 @@ from probe.records import Datagram
 from sip_dissect.events import SdpSeen, Subscriber
 from sip_dissect.sdp import Sdp, parse_sdp
 
-from .rtcp import packet_spans
+from .rtcp import parse_compound
 
 
 class LegMedia:
@@ -98,8 +98,9 @@ class MediaLayer(Subscriber):
             media.seen.append(seen)
 
     def rtcp(self, d: Datagram) -> None:
-        """An RTCP datagram (RFC 3550 section 6): its compound walked, problems counted."""
-        self.c["rtcp.datagrams"] += 1
-        anomaly = packet_spans(d.payload)[1]
-        if anomaly is not None:
-            self.c[anomaly] += 1
+        """An RTCP datagram (RFC 3550 section 6): its compound parsed (rtcp.parse_compound),
+        what it noted counted (rtcp.srtcp, rtcp.reduced_size and the anomalies)."""
+        c = self.c
+        c["rtcp.datagrams"] += 1
+        for name in parse_compound(d.payload).anomalies:
+            c[name] += 1
