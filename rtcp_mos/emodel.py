@@ -18,6 +18,7 @@ TELR, WEPL, NC, NFOR, PS, PR, QDU, A = 65.0, 110.0, -70.0, -64.0, 35.0, 35.0, 1.
 # G.107 (06/2015) clause 7.5: delay sensitivity sT and minimum perceivable delay mT, defaults
 ST, MT = 1.0, 100.0
 OLR = SLR + RLR
+MAX_DELAY_MS = 1e6   # a clamp, not G.107's: beyond any call, and keeps infinity out
 
 
 class EModel(NamedTuple):
@@ -122,12 +123,14 @@ def ie_eff(ie: float, ppl: float, burst_r: float, bpl: float) -> float:
 
 
 def r_to_mos(r: float) -> float:
-    """G.107 Annex B (eq. B-4): MOS 1 for R < 0, 4.5 above 100, the cubic between."""
+    """G.107 Annex B (eq. B-4): MOS 1 for R < 0, 4.5 above 100, the cubic between; held at 1.0
+    where the cubic dips below it (0 < R < 6.5, by up to 0.005), as rtpengine's mos_from_rx
+    does, so that MOS never rises while R falls."""
     if r is None or math.isnan(r) or r < 0:
         return 1.0
     if r > 100:
         return 4.5
-    return 1 + 0.035 * r + r * (r - 60) * (100 - r) * 7e-6
+    return max(1.0, 1 + 0.035 * r + r * (r - 60) * (100 - r) * 7e-6)
 
 
 def g107(ta_ms: Optional[float] = 0.0, ppl: Optional[float] = 0.0,
@@ -136,10 +139,10 @@ def g107(ta_ms: Optional[float] = 0.0, ppl: Optional[float] = 0.0,
     """R and MOS of G.107 for a one-way (mouth-to-ear) delay `ta_ms`, packet loss `ppl` in percent,
     burst ratio `burst_r` and the codec's `ie`/`bpl` (default: G.711 with PLC, G.113 Table I.3).
 
-    Inputs are clamped, never refused: delay >= 0, loss 0-100, BurstR >= 1, Ie 0-95, Bpl >= 1
+    Inputs are clamped, never refused: delay 0-1e6 ms, loss 0-100, BurstR >= 1, Ie 0-95, Bpl >= 1
     (G.113's smallest is 4.3); None or NaN take the default. T = Ta and Tr = 2 Ta.
     """
-    ta = _number(ta_ms, 0.0, 0.0)
+    ta = _number(ta_ms, 0.0, 0.0, MAX_DELAY_MS)
     loss = _number(ppl, 0.0, 0.0, 100.0)
     burst = _number(burst_r, 1.0, 1.0)
     ie_ = _number(ie, 0.0, 0.0, 95.0)
@@ -173,7 +176,7 @@ def simplified(ta_ms: Optional[float] = 0.0, ppl: Optional[float] = 0.0,
                codec: str = "G.711") -> Simplified:
     """R = 94.2 - Id(d) - Ie(e) of Cole & Rosenbluth (2001), the E-model reduced to delay and
     loss; rtpengine's default MOS uses its delay term. `codec` is "G.711" or "G.729A"."""
-    d = _number(ta_ms, 0.0, 0.0)
+    d = _number(ta_ms, 0.0, 0.0, MAX_DELAY_MS)
     loss = _number(ppl, 0.0, 0.0, 100.0)
     g1, g2, g3 = SIMPLIFIED_FITS[codec]
     id_ = 0.024 * d + (0.11 * (d - 177.3) if d > 177.3 else 0.0)
