@@ -131,6 +131,100 @@ def filter_cmd(
     typer.echo(default_filter(tuple(sip_port) if sip_port else DEFAULT_SIP_PORTS, vlan=vlan))
 
 
+class MosModel(str, Enum):
+    g107 = "g107"
+    simplified = "simplified"
+    rtpengine = "rtpengine"
+
+
+@app.command("mos")
+def mos_cmd(
+    delay_ms: float = typer.Option(
+        0.0, "--delay-ms", metavar="MS",
+        help="One-way mouth-to-ear delay Ta in ms: network one way plus jitter buffer plus the "
+             "codec's packet and look-ahead (G.729 adds 20 + 5, G.711 20)."),
+    loss_pct: float = typer.Option(0.0, "--loss-pct", metavar="PCT",
+                                   help="Packets lost or discarded late, percent (0-100)."),
+    burst_ratio: float = typer.Option(
+        1.0, "--burst-ratio", metavar="B",
+        help="G.107 BurstR: mean length of loss bursts over that of random loss; 1 = random."),
+    codec: Optional[str] = typer.Option(
+        None, "--codec", metavar="NAME",
+        help="SDP encoding name (PCMU, PCMA, G729, G723, GSM-EFR...): its G.113 Ie and Bpl. "
+             "Codecs G.113 gives no pair for (AMR, G722, opus...) use G.711 with PLC's, and say "
+             "so. Default: PCMU."),
+    ie: Optional[float] = typer.Option(None, "--ie", metavar="X",
+                                       help="Equipment impairment Ie (with --bpl)."),
+    bpl: Optional[float] = typer.Option(None, "--bpl", metavar="Y",
+                                        help="Packet-loss robustness Bpl (with --ie)."),
+    model: MosModel = typer.Option(
+        MosModel.g107, "--model",
+        help="g107: the full E-model (G.107 06/2015, Table 3 defaults); simplified: Cole and "
+             "Rosenbluth's reduction (G.711 or G729 only); rtpengine: the MOS rtpengine puts "
+             "in its call stats, from --rtt-ms, --jitter-ms and the loss."),
+    rtt_ms: Optional[float] = typer.Option(
+        None, "--rtt-ms", metavar="MS",
+        help="rtpengine: end-to-end round trip from RTCP, ms (default 2 x --delay-ms); "
+             "rtpengine gives no MOS without one."),
+    jitter_ms: float = typer.Option(0.0, "--jitter-ms", metavar="MS",
+                                    help="rtpengine: RTCP interarrival jitter, ms."),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+):
+    """Compute R and MOS for a delay, a loss rate and a codec, with the impairments behind them
+    (docs/quality.md explains the models). Out-of-range inputs are clamped, never refused.
+
+    Example: sipprobe mos --delay-ms 150 --loss-pct 2 --codec G729 --format json
+    """
+    from rtcp_mos import emodel
+
+    if (ie is None) != (bpl is None):
+        _fail("give --ie and --bpl together (Bpl is the codec's loss robustness, G.113 Table I.3)")
+    if codec and ie is not None:
+        _fail("give --codec or --ie/--bpl, not both")
+    if model is not MosModel.g107 and ie is not None:
+        _fail("--ie/--bpl apply to --model g107 only")
+    inputs = {"delay_ms": delay_ms, "loss_pct": loss_pct}
+    if model is MosModel.rtpengine:
+        from rtcp_mos.rtpengine_mos import rtpengine_mos
+
+        rtt = 2 * delay_ms if rtt_ms is None else rtt_ms
+        rtt_us, jitter, loss = (int(max(v, 0.0)) for v in (rtt * 1000, jitter_ms, loss_pct))
+        value = rtpengine_mos(rtt_us, jitter, loss)
+        result = {"model": "rtpengine", "R": None, "MOS": value,
+                  "inputs": {"rtt_us": rtt_us, "jitter_ms": jitter, "packetloss_pct": loss},
+                  "note": "rtpengine's default formula (ssrc.c mos_calc_nb), whole ms and percent"
+                          + ("; no MOS without an RTT" if value is None else "")}
+    elif model is MosModel.simplified:
+        fit = {"PCMU": "G.711", "PCMA": "G.711", "G729": "G.729A"}.get((codec or "PCMU").upper())
+        if fit is None:
+            _fail("--model simplified knows G.711 (PCMU, PCMA) and G729 only")
+        s = emodel.simplified(delay_ms, loss_pct, fit)
+        result = {"model": "simplified", "R": s.R, "MOS": s.MOS, "inputs": inputs,
+                  "impairments": {"Id": s.Id, "Ie_eff": s.Ie_eff}, "codec": {"name": fit}}
+    else:
+        c = emodel.codec_impairment(codec or "PCMU") if ie is None else None
+        e = emodel.g107(delay_ms, loss_pct, burst_ratio, c.ie if c else ie, c.bpl if c else bpl)
+        result = {"model": "g107", "R": e.R, "MOS": e.MOS,
+                  "inputs": {"Ta": e.Ta, "Ppl": e.Ppl, "BurstR": e.BurstR, "Ie": e.Ie,
+                             "Bpl": e.Bpl},
+                  "impairments": {k: getattr(e, k) for k in
+                                  ("Ro", "Is", "Id", "Idte", "Idle", "Idd", "Ie_eff", "A")},
+                  "codec": c._asdict() if c else {"name": "given --ie/--bpl"}}
+    if fmt is Format.json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    lines = [(k, result[k]) for k in ("model", "R", "MOS")]
+    for group in ("inputs", "impairments"):
+        lines += result.get(group, {}).items()
+    codec_info = result.get("codec", {})
+    lines += [(f"codec {k}", codec_info[k]) for k in ("name", "source") if k in codec_info]
+    for key, value in lines:
+        text = "-" if value is None else f"{value:.3f}" if isinstance(value, float) else value
+        typer.echo(f"{key:<16} {text}")
+    if "note" in result:
+        typer.echo(result["note"])
+
+
 @app.command()
 def replay(
     captures: List[str] = typer.Argument(..., metavar="CAPTURE...",

@@ -19,7 +19,7 @@ from shared_pcaps import shared
 
 runner = CliRunner()
 LAB_BASIC = Path(__file__).resolve().parents[1] / "pcaps" / "lab-basic-call" / "capture.pcap"
-COMMANDS = ["stats", "filter", "replay", "sniff"]
+COMMANDS = ["stats", "filter", "replay", "sniff", "mos"]
 
 
 SIPPROBE = shutil.which("sipprobe", path=os.path.dirname(sys.executable)) or shutil.which("sipprobe")
