@@ -80,6 +80,17 @@ def wait_udp_port(port: int, timeout: float) -> None:
     raise LabError(f"nothing listening on udp 127.0.0.1:{port} after {timeout:.0f} s")
 
 
+def wait_tcp_port(port: int, timeout: float) -> None:
+    """Wait until something listens on 127.0.0.1:port (TCP), via /proc."""
+    needle = f"0100007F:{port:04X} 00000000:0000 0A"   # 0A = LISTEN
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in Path("/proc/net/tcp").read_text():
+            return
+        time.sleep(0.05)
+    raise LabError(f"nothing listening on tcp 127.0.0.1:{port} after {timeout:.0f} s")
+
+
 def wait_kamailio(proc: Proc, timeout: float = 10.0, proxy: tuple[str, int] = PROXY) -> None:
     """OPTIONS keepalive until a worker answers (before the capture starts)."""
     deadline = time.monotonic() + timeout
@@ -141,19 +152,25 @@ def ports_free(ports: list[int]) -> list[str]:
     return busy
 
 
-def reexec_in_netns(script: str, argv: list[str]) -> int | None:
-    """Run `script` again inside a new network namespace; None if impossible."""
+def netns_prefix() -> list[str] | None:
+    """The `unshare` argv that runs a command in a fresh network namespace
+    (--map-root-user when not root), or None if this machine cannot."""
     if not shutil.which("unshare") or not shutil.which("ip"):
         return None
     ns = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--net", "--map-root-user"]
     probe = subprocess.run(ns + ["true"], capture_output=True)
-    if probe.returncode != 0:
+    return ns if probe.returncode == 0 else None
+
+
+def reexec_in_netns(script: str, argv: list[str]) -> int | None:
+    """Run `script` again inside a new network namespace; None if impossible."""
+    ns = netns_prefix()
+    if ns is None:
         return None
     env = dict(os.environ, **{NETNS_ENV: "1"})
     # the namespace (and everything in it) disappears when this child exits
     return subprocess.run(ns + [sys.executable, str(Path(script).resolve()), *argv],
                           env=env).returncode
-
 
 
 def bring_lo_up() -> str | None:
