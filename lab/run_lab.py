@@ -27,23 +27,22 @@ import re
 import shlex
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from accdb import SCHEMA_SQL, TABLES, create_db, dump_tables, tshark_sip_stat
+from labkit import (NETNS_ENV, PROXY, LabError, Proc, bring_lo_up, log, ports_free,
+                    reexec_in_netns, start_tcpdump, tmp_parent, wait_kamailio, wait_udp_port)
 
 LAB_DIR = Path(__file__).resolve().parent
 REPO_DIR = LAB_DIR.parent
 SCEN_DIR = LAB_DIR / "scenarios"
 KAMAILIO_CFG = LAB_DIR / "kamailio.cfg"
-SCHEMA_SQL = LAB_DIR / "schema.sql"
 RTP_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 
-PROXY = ("127.0.0.1", 5060)
 UAC_PORT = 5080
 UAC_MEDIA_PORT = 6000
 UAS_MEDIA_PORT = 6100
@@ -52,8 +51,6 @@ SIPP_TIMEOUT_S = 15          # SIPp's own global timeout (-timeout)
 WAIT_SLACK_S = 5             # on top of SIPp's timeout before we kill it
 RUN_BUDGET_S = 170           # whole run: later scenarios are skipped past this
 LINGER_S = 0.5               # late retransmissions / ACKs before capture stops
-NETNS_ENV = "SIPPROBE_LAB_IN_NETNS"
-TABLES = ("acc", "missed_calls", "acc_cdrs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,15 +171,7 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
-class LabError(Exception):
-    """A scenario could not run or produced something unexpected."""
-
-
 # ---------------------------------------------------------------- helpers
-
-def log(msg: str) -> None:
-    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
 
 def user_ports() -> dict[str, int]:
     """User -> UAS port, read from kamailio.cfg so there is one source of truth."""
@@ -231,105 +220,6 @@ def check_tools() -> str | None:
     return None
 
 
-def tmp_parent() -> str | None:
-    # WAL and tmpfs keep db_sqlite's synchronous inserts cheap (LAB-NOTES)
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-
-
-class Proc:
-    """A child we started, always stopped by its own pid/process group."""
-
-    def __init__(self, name: str, argv: list[str], cwd: Path, stdout: Path,
-                 stderr_pipe: bool = False):
-        self.name, self.argv = name, argv
-        self._out = open(stdout, "wb")
-        self.p = subprocess.Popen(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._out,
-            stderr=subprocess.PIPE if stderr_pipe else subprocess.STDOUT,
-            start_new_session=True)   # own group: kamailio's workers go with it
-
-    def wait(self, timeout: float) -> int | None:
-        try:
-            return self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.p.pid, sig)
-            except ProcessLookupError:
-                pass
-            if self.wait(timeout) is None:
-                try:
-                    os.killpg(self.p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.p.wait(timeout=5)
-        self._out.close()
-        return self.p.returncode
-
-
-def wait_udp_port(port: int, timeout: float) -> None:
-    """Wait until something is bound to 127.0.0.1:port (UDP), via /proc."""
-    needle = f"0100007F:{port:04X}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if needle in Path("/proc/net/udp").read_text():
-            return
-        time.sleep(0.05)
-    raise LabError(f"nothing listening on udp 127.0.0.1:{port} after {timeout:.0f} s")
-
-
-def wait_kamailio(proc: Proc, timeout: float = 10.0) -> None:
-    """OPTIONS keepalive until a worker answers (before the capture starts)."""
-    deadline = time.monotonic() + timeout
-    n = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(0.2)
-        lport = s.getsockname()[1]
-        while time.monotonic() < deadline:
-            if proc.p.poll() is not None:
-                raise LabError(f"kamailio exited with status {proc.p.returncode} at startup")
-            n += 1
-            msg = (f"OPTIONS sip:{PROXY[0]}:{PROXY[1]} SIP/2.0\r\n"
-                   f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-labready-{n}\r\n"
-                   f"From: <sip:lab@127.0.0.1>;tag=labready\r\n"
-                   f"To: <sip:{PROXY[0]}>\r\nCall-ID: labready-{os.getpid()}\r\n"
-                   f"CSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-            try:
-                s.sendto(msg.encode(), PROXY)
-                if s.recv(4096).startswith(b"SIP/2.0 200"):
-                    return
-            except OSError:
-                time.sleep(0.1)
-    raise LabError(f"kamailio did not answer OPTIONS within {timeout:.0f} s")
-
-
-def start_tcpdump(pcap: Path, cwd: Path) -> tuple[Proc, list[str], threading.Thread]:
-    argv = ["tcpdump", "-i", "lo", "-s", "0", "-U", "-n", "-w", str(pcap), "udp or tcp"]
-    proc = Proc("tcpdump", argv, cwd, cwd / "tcpdump.out", stderr_pipe=True)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def reader() -> None:
-        for raw in proc.p.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            lines.append(line)
-            if "listening on" in line:
-                ready.set()
-        ready.set()
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    if not ready.wait(10) or proc.p.poll() is not None:
-        proc.stop()
-        raise LabError("tcpdump did not start: " + " | ".join(lines))
-    return proc, lines, thread
-
-
 def sipp_rc_text(rc: int | None) -> str:
     return {None: "killed after timeout", 0: "all calls succeeded",
             1: "at least one call failed", 97: "exit on internal command",
@@ -338,81 +228,6 @@ def sipp_rc_text(rc: int | None) -> str:
 
 
 # ------------------------------------------------------------ the oracle
-
-JD_UNIX_EPOCH = 2440587.5
-
-
-def convert_time(raw):
-    """db_sqlite writes a DATETIME as the REAL Julian day of (time_t - 0.5 s)
-    and reads it back with +0.5 s, so the proxy's own time_t is
-    round(86400 * (jd - 2440587.5) + 0.5)."""
-    if isinstance(raw, (int, float)):
-        literal = (raw - JD_UNIX_EPOCH) * 86400.0
-        epoch = int(round(literal + 0.5))
-        return {
-            "epoch": epoch,
-            "utc": dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "epoch_literal": round(literal, 3),
-        }
-    if isinstance(raw, str):   # a text DATETIME, should a future db_sqlite write one
-        try:
-            t = dt.datetime.fromisoformat(raw).replace(tzinfo=dt.timezone.utc)
-            return {"epoch": int(t.timestamp()), "utc": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "epoch_literal": t.timestamp()}
-        except ValueError:
-            pass
-    return {"epoch": None, "utc": None, "epoch_literal": None}
-
-
-def dump_tables(db: Path) -> dict:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        out = {}
-        for table in TABLES:
-            info = con.execute(f"PRAGMA table_info({table})").fetchall()
-            columns = [c[1] for c in info]
-            time_cols = [c[1] for c in info
-                         if any(k in (c[2] or "").upper() for k in ("TIMESTAMP", "DATETIME"))]
-            rows = []
-            for values in con.execute(f"SELECT * FROM {table} ORDER BY id"):
-                row = dict(zip(columns, values))
-                for col in time_cols:
-                    conv = convert_time(row[col])
-                    row[f"{col}_epoch"] = conv["epoch"]
-                    row[f"{col}_utc"] = conv["utc"]
-                    row[f"{col}_epoch_literal"] = conv["epoch_literal"]
-                rows.append(row)
-            out[table] = {"columns": columns, "time_columns": time_cols, "rows": rows}
-        return out
-    finally:
-        con.close()
-
-
-def create_db(db: Path) -> None:
-    con = sqlite3.connect(db)
-    try:
-        con.executescript(SCHEMA_SQL.read_text())
-        # persistent: Kamailio's connection opens the file in WAL mode too
-        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise LabError(f"could not put {db} in WAL mode (got {mode})")
-        con.commit()
-    finally:
-        con.close()
-
-
-def tshark_sip_stat(pcap: Path) -> tuple[str | None, int | None]:
-    if not shutil.which("tshark"):
-        return None, None
-    try:
-        r = subprocess.run(["tshark", "-q", "-z", "sip,stat", "-r", str(pcap)],
-                           capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        return None, None
-    text = r.stdout.strip()
-    m = re.search(r"Number of SIP messages:\s*(\d+)", text)
-    return text, int(m.group(1)) if m else None
-
 
 # ------------------------------------------------------------ one scenario
 
@@ -623,32 +438,6 @@ def write_outputs(sc: Scenario, out_root: Path, tmp: Path, tables: dict, counts:
 
 # ------------------------------------------------------------------ main
 
-def ports_free(ports: list[int]) -> list[str]:
-    busy = []
-    for port in ports:
-        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            with socket.socket(socket.AF_INET, kind) as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    busy.append(f"{'udp' if kind == socket.SOCK_DGRAM else 'tcp'}/{port}")
-    return busy
-
-
-def reexec_in_netns(argv: list[str]) -> int | None:
-    """Run this script again inside a new network namespace; None if impossible."""
-    if not shutil.which("unshare") or not shutil.which("ip"):
-        return None
-    ns = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--net", "--map-root-user"]
-    probe = subprocess.run(ns + ["true"], capture_output=True)
-    if probe.returncode != 0:
-        return None
-    env = dict(os.environ, **{NETNS_ENV: "1"})
-    # the namespace (and everything in it) disappears when this child exits
-    return subprocess.run(ns + [sys.executable, str(Path(__file__).resolve()), *argv],
-                          env=env).returncode
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -689,16 +478,15 @@ def main(argv: list[str] | None = None) -> int:
 
     in_netns = os.environ.get(NETNS_ENV) == "1"
     if not in_netns and not args.no_netns:
-        rc = reexec_in_netns(argv)   # same cwd, so a relative --out still works
+        rc = reexec_in_netns(__file__, argv)   # same cwd, so a relative --out still works
         if rc is not None:
             return rc
         log("cannot create a network namespace here; falling back to the host loopback")
 
     if in_netns:
-        r = subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"run_lab: cannot bring lo up in the namespace: {r.stderr.strip()}",
-                  file=sys.stderr)
+        err = bring_lo_up()
+        if err:
+            print(f"run_lab: cannot bring lo up in the namespace: {err}", file=sys.stderr)
             return 2
 
     ports = user_ports()

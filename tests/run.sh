@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 # System tools the oracle and lab tests drive (root is needed to install them)
 need=()
-for tool in tshark:tshark tcpdump:tcpdump kamailio:kamailio sipp:sip-tester gcc:gcc; do
+# (the media lab: rtpengine-daemon, not the rtpengine metapackage, which pulls a kernel DKMS module)
+for tool in tshark:tshark tcpdump:tcpdump kamailio:kamailio sipp:sip-tester gcc:gcc \
+    rtpengine:rtpengine-daemon baresip:baresip-core iptables:iptables; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
