@@ -54,21 +54,17 @@ _TRANSPORT: cython.Py_ssize_t = Datagram._fields.index("transport")
 _PAYLOAD: cython.Py_ssize_t = Datagram._fields.index("payload")
 
 
-def is_sip(d: Datagram, sip_ports: frozenset) -> bool:
-    """SIP by transport port, or by its first bytes on any other UDP port (TCP streams reach
-    here only once they opened like SIP)."""
-    t = cython.cast(tuple, d)  # indexed as a tuple: see sip_dissect/transaction.py
-    return t[_TRANSPORT] == "tcp" or t[_SPORT] in sip_ports or t[_DPORT] in sip_ports \
-        or t[_PAYLOAD][:4] in SIP_PREFIXES
-
-
 def classify(d: Datagram, sip_ports: frozenset) -> int:
-    """The one place that tells SIP from RTCP from the rest, for `stats` and `replay` alike:
-    SIP first (by port or start line), then RTCP by its header (RFC 5761 section 4 keeps RTP
+    """The one place that tells SIP from RTCP from the rest, for `stats` and `replay` alike.
+
+    SIP by transport port, or by its first bytes on any other UDP port (TCP streams reach here
+    only once they opened like SIP); then RTCP by its header (RFC 5761 section 4 keeps RTP
     payload types 72-79 free, so a second byte of 200-207 is RTCP even on a muxed port)."""
-    if is_sip(d, sip_ports):
+    t = cython.cast(tuple, d)  # indexed as a tuple: see sip_dissect/transaction.py
+    if t[_TRANSPORT] == "tcp" or t[_SPORT] in sip_ports or t[_DPORT] in sip_ports \
+            or t[_PAYLOAD][:4] in SIP_PREFIXES:
         return SIP
-    if looks_like_rtcp(d.payload):
+    if looks_like_rtcp(t[_PAYLOAD]):
         return RTCP
     return OTHER
 
@@ -390,13 +386,17 @@ def gc_spaced(young: int = 50_000):
     """Run the cyclic garbage collector less often. The signalling state is many small
     long-lived objects (transactions, calls), and with the default threshold (700
     allocations) the collector walks them hundreds of times a second for nothing: the layers
-    cut their own cycles (transaction._unlink), so reference counting frees finished calls."""
+    cut their own cycles (transaction._unlink), so reference counting frees finished calls.
+    What exists when the run starts (modules, classes: about 100 k objects) is frozen out of
+    the collector's walks (gc.freeze): it lives as long as the process."""
     old = gc.get_threshold()
+    gc.freeze()
     gc.set_threshold(young, *old[1:])
     try:
         yield
     finally:
         gc.set_threshold(*old)
+        gc.unfreeze()
 
 
 def _signalling_error(exc: Exception, d: Datagram, opts: ProbeOptions,

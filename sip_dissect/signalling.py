@@ -29,6 +29,11 @@ _TO_TAG: cython.Py_ssize_t = scan.TO_TAG
 _TS: cython.Py_ssize_t = Datagram._fields.index("ts")
 _TRANSPORT: cython.Py_ssize_t = Datagram._fields.index("transport")
 _PAYLOAD: cython.Py_ssize_t = Datagram._fields.index("payload")
+_FRAME: cython.Py_ssize_t = Datagram._fields.index("frame")
+_SRC: cython.Py_ssize_t = Datagram._fields.index("src")
+_DST: cython.Py_ssize_t = Datagram._fields.index("dst")
+_SPORT: cython.Py_ssize_t = Datagram._fields.index("sport")
+_DPORT: cython.Py_ssize_t = Datagram._fields.index("dport")
 
 
 @cython.cfunc
@@ -159,9 +164,11 @@ class Signalling:
             if call is None:
                 return
         by_requester = txn.from_tag == call.caller_tag
-        seen = new_record(SdpSeen, (d.ts, d.frame, "A" if root is txn else "B",
+        dt: tuple = cython.cast(tuple, d)
+        seen = new_record(SdpSeen, (dt[_TS], dt[_FRAME], "A" if root is txn else "B",
                                     by_requester if status is None else not by_requester,
-                                    txn.method, status, (d.src, d.sport), (d.dst, d.dport), msg))
+                                    txn.method, status, (dt[_SRC], dt[_SPORT]),
+                                    (dt[_DST], dt[_DPORT]), msg))
         for handler in self.on_sdp:
             handler(call, seen)
 
