@@ -186,7 +186,7 @@ class MediaLayer(Subscriber):
             callid, from_tag, side, how = call.callid, call.caller_tag, binding.side, binding.how
             codec = binding.codec
             cq = self.quality.get(id(call))
-            if cq is None:
+            if cq is None and any(r.blocks for r in reports):
                 cq = self.quality[id(call)] = CallQuality()
         xr = {(x.reporter_ssrc, vm.source_ssrc): vm for x in compound.xrs
               for vm in x.voip_metrics} if compound.xrs else None
@@ -213,7 +213,7 @@ class MediaLayer(Subscriber):
         if state is None:
             state = PairState()
             self.pairs.put(key, state)
-        loss, _ = state.loss(block)
+        loss, copy = state.loss(block, ts)
         rtt_s = None
         if block.lsr:
             rtt_s = rtt_seconds(ts, self.srs.get((block.source_ssrc, block.lsr)), block.dlsr)
@@ -229,7 +229,7 @@ class MediaLayer(Subscriber):
         if vm is not None:
             xr_r = None if vm.r_factor == XR_UNAVAILABLE else float(vm.r_factor)
             xr_lq, xr_cq = vm.mos_lq_score, vm.mos_cq_score
-        if cq is not None and cq.first_time(report.reporter_ssrc, block):
+        if cq is not None and not copy:
             if rtt_s is not None:
                 cq.last_rtt_us[side] = int(rtt_s * 1e6)
             cq.sides[side].add(ts, block.source_ssrc, m, xr_cq, self.formula)

@@ -28,6 +28,10 @@ RTT_SLACK_S = 0.005  # capture timing: a round trip down to -5 ms counts as 0
 MAX_INTERVAL_PACKETS = 1 << 20  # more expected in one interval is a restart, not traffic
 DEFAULT_CLOCK_RATE = 8000  # G.711's, with the G.711 fallback codec, for unbound reports
 DEFAULT_PTIME_MS = 20.0
+# a block equal to the last one of its pair within this time is the same report relayed on
+# another leg (a relay forwards at once; endpoints report every few seconds, rtpengine keeps
+# no two reports of an SSRC less than 1 s apart)
+COPY_WINDOW_S = 0.5
 
 
 def interval_loss(prev_seq: int, prev_lost: int, seq: int, lost: int) -> float | None:
@@ -134,20 +138,21 @@ def block_metrics(block, loss_pct: float | None, rtt_s: float | None, last_rtt_s
 class PairState:
     """What the previous report of one reporter about one source said (interval loss)."""
 
-    __slots__ = ("seq", "lost", "content", "loss_pct", "rtt_s")
+    __slots__ = ("seq", "lost", "content", "ts", "loss_pct", "rtt_s")
 
     def __init__(self):
         self.seq = -1
         self.lost = 0
         self.content: tuple | None = None
+        self.ts = 0.0
         self.loss_pct: float | None = None
         self.rtt_s = 0.0
 
-    def loss(self, block) -> tuple[float | None, bool]:
-        """(interval loss, duplicate): a block equal to the last one is the same report seen
-        again (relayed on a second leg) and gets the same figure."""
+    def loss(self, block, ts: float = 0.0) -> tuple[float | None, bool]:
+        """(interval loss, copy): a block equal to the last one within COPY_WINDOW_S is the
+        same report seen again (relayed on a second leg) and gets the same figure."""
         content = block[1:]
-        if content == self.content:
+        if content == self.content and ts - self.ts < COPY_WINDOW_S:
             return self.loss_pct, True
         pct = None
         if self.seq >= 0:
@@ -156,6 +161,6 @@ class PairState:
                 pct = fraction_pct(block.fraction_lost)  # a reset
         else:
             pct = fraction_pct(block.fraction_lost)  # the first report of the pair
-        self.seq, self.lost, self.content, self.loss_pct = \
-            block.highest_seq, block.cumulative_lost, content, pct
+        self.seq, self.lost, self.content, self.ts, self.loss_pct = \
+            block.highest_seq, block.cumulative_lost, content, ts, pct
         return pct, False

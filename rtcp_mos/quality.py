@@ -1,7 +1,7 @@
 """A call's voice quality per side: the call_quality row, aggregated from its report blocks.
 
 Each report counts once although a relay puts it on two legs (the copies are equal block for
-block: `CallQuality.first_time`). G.107 figures are plain minimum / average / maximum;
+block and come within metrics.COPY_WINDOW_S: metrics.PairState tells). G.107 figures are plain minimum / average / maximum;
 rtpengine's are aggregated as rtpengine does (rtpengine_mos.RtpengineSsrcStats per reported
 SSRC) and combined over the side's SSRCs as Kamailio's rtpengine module does with
 mos_A_label / mos_B_label (rtpengine_mos.kamailio_mos_pvs).
@@ -66,22 +66,13 @@ class SideQuality:
 
 
 class CallQuality:
-    """Both sides of one call, and what was already counted."""
+    """Both sides of one call."""
 
-    __slots__ = ("sides", "seen", "last_rtt_us")
+    __slots__ = ("sides", "last_rtt_us")
 
     def __init__(self):
         self.sides = {"A": SideQuality(), "B": SideQuality()}
-        self.seen: set[tuple] = set()
         self.last_rtt_us = {"A": 0, "B": 0}  # rtpengine adds the other leg's last round trip
-
-    def first_time(self, reporter_ssrc: int, block) -> bool:
-        """False for a block already counted (the same report on another leg)."""
-        key = (reporter_ssrc, *block)
-        if key in self.seen:
-            return False
-        self.seen.add(key)
-        return True
 
     def records(self, callid: str, from_tag: str, start: float) -> list:
         out = []
