@@ -326,6 +326,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     if on_call_end is not None:
         events.add_handler("call_ended", on_call_end)
     sig = Signalling(counters, events, proxies=proxy_set, dialog_timeout=dialog_timeout)
+    media.live_calls = sig.dialogs.calls  # indexed at the first RTCP datagram
     sip_ports = frozenset(opts.sip_ports)
     frames = source(opts.filters(), capture)
     try:
@@ -446,7 +447,7 @@ def _cdr_writer(store, proxies, cdr_options: dict | None):
 
 
 def _with_store_counts(summary: dict, db_path: str, store) -> dict:
-    counts = store.counts()
+    counts = {**store.counts(), **store.media_counts()}
     summary.update(db=db_path, acc_inserted=counts["acc"], missed_inserted=counts["missed_calls"],
                    duplicates=counts["duplicates"], cdrs_inserted=counts["acc_cdrs"],
                    cdrs_completed=counts["cdrs_completed"],

@@ -12,8 +12,12 @@ offer for the caller). A datagram binds, in this order:
    the other side;
 3. by SSRC: its reporter's SSRC was bound before (NAT on both ends).
 
-Indexing is lazy: a call with new SDP is queued (`queue`), and its bodies are parsed when the
-next RTCP datagram comes, so SIP-only traffic parses no SDP. A call stays indexed until
+Indexing is lazy: once RTCP has been seen (before, the calls going on are taken from the dialog
+layer at the first RTCP datagram), a call's first SDP queues it (the media layer appends it to
+`queued`), and its bodies are parsed when the next RTCP datagram comes, so SIP-only traffic
+parses no SDP and keeps no call alive; later
+SDPs (the answer, re-INVITEs, UPDATEs) are only appended, and indexed when a datagram binds
+to a call with SDP not indexed yet, or misses (at most once a second). A call stays indexed until
 MEDIA_GRACE seconds after its end (late RRs and the RTCP BYE follow the SIP BYE); then
 `expired()` hands it back and forgets it.
 """
@@ -25,6 +29,7 @@ from .metrics import DEFAULT_CLOCK_RATE, Codec
 
 MEDIA_GRACE = 10.0  # seconds after a call's end during which its reports still bind
 MAX_QUEUED = 100_000  # calls waiting for indexing; only grows without RTCP (then harmless)
+CHECK_EVERY = 1.0  # seconds of packet time between looks for new SDP of indexed calls
 MAX_SSRCS = 100_000  # learned SSRCs per generation (two generations kept)
 NOT_AUDIO_CODECS = frozenset(("TELEPHONE-EVENT", "CN", "RED", "COMFORT-NOISE"))
 SOURCE, DESTINATION, SSRC = "source", "destination", "ssrc"
@@ -72,31 +77,42 @@ class Binder:
     def __init__(self, counters):
         self.c = counters
         self.endpoints: dict[tuple[str, int], Stream] = {}
-        self.queued: list = []  # calls with SDP not indexed yet
+        self.queued: list = []  # calls with a first SDP not indexed yet (the layer appends)
         self.indexed: dict[int, tuple] = {}  # id(call) -> (call, its endpoint keys)
+        self._checked_at = -1.0  # packet time indexed calls were last checked for new SDP
         self._ssrcs: dict[int, tuple] = {}  # reporter SSRC -> (call, side)
         self._older_ssrcs: dict[int, tuple] = {}
 
-    def queue(self, call) -> None:
-        """A call whose SDP changed: index it before the next datagram is bound."""
+    def trim_queue(self) -> None:
+        """The queue is full (SIP without any RTCP): forget its older half."""
         queued = self.queued
-        if len(queued) >= MAX_QUEUED:
-            self.c["media.index_queue_full"] += len(queued) // 2
-            del queued[:len(queued) // 2]
-        queued.append(call)
+        self.c["media.index_queue_full"] += len(queued) // 2
+        del queued[:len(queued) // 2]
 
     def _index_queued(self) -> None:
-        queued, self.queued = self.queued, []
-        for call in queued:
+        queued = self.queued
+        calls, queued[:] = list(queued), []  # the layer holds this very list
+        for call in calls:
             media = call.media
-            if media is not None and media.queued:
-                media.queued = False
+            if media is not None and id(call) not in self.indexed:
+                self._index(call, media)
+
+    def _index_changed(self, now: float) -> None:
+        """Calls indexed before that got SDP since (an answer, a re-INVITE to hold and back):
+        index their new bodies. Run on a miss, at most once per CHECK_EVERY of packet time
+        (unbound traffic misses on every datagram)."""
+        if 0.0 <= now - self._checked_at < CHECK_EVERY:
+            return
+        self._checked_at = now
+        for call, _ in list(self.indexed.values()):
+            media = call.media
+            if media.indexed < len(media.seen):
                 self._index(call, media)
 
     def _index(self, call, media) -> None:
         endpoints = self.endpoints
         keys = list(self.indexed[id(call)][1]) if id(call) in self.indexed else []
-        for seen in media.seen[media.indexed:]:
+        for seen in media.seen[getattr(media, "indexed", 0):]:
             sdp = parse_sdp(seen.message.body)
             if sdp is None:
                 continue
@@ -107,7 +123,7 @@ class Binder:
                     key = (ep.address, ep.port)
                     endpoints[key] = Stream(call, side, seen.leg, i)
                     keys.append(key)
-        media.indexed = len(media.seen)
+        media.indexed = len(media.seen)  # CallMedia's slot, unset until now
         codecs = codec_in_force(media)
         for key in keys:
             stream = endpoints.get(key)
@@ -115,17 +131,26 @@ class Binder:
                 stream.codec = codecs.get((stream.leg, stream.index), stream.codec)
         self.indexed[id(call)] = (call, keys)
 
-    def bind(self, src: str, sport: int, dst: str, dport: int,
-             reporter_ssrc: int | None) -> Binding | None:
-        """The call and side of a datagram from (src, sport) to (dst, dport)."""
+    def bind(self, src: str, sport: int, dst: str, dport: int, reporter_ssrc: int | None,
+             now: float = 0.0) -> Binding | None:
+        """The call and side of a datagram from (src, sport) to (dst, dport) at `now`."""
         if self.queued:
             self._index_queued()
         endpoints = self.endpoints
         stream = endpoints.get((src, sport))
+        if stream is not None and stream.call.media.indexed < len(stream.call.media.seen):
+            self._checked_at = -1.0  # this call has SDP not indexed: check now
+        if stream is None or self._checked_at < 0:
+            self._index_changed(now)
+            stream = endpoints.get((src, sport))
         if stream is not None:
             found = Binding(stream.call, stream.side, stream.codec, SOURCE)
         else:
             stream = endpoints.get((dst, dport))
+            if stream is not None and stream.call.media.indexed < len(stream.call.media.seen):
+                self._checked_at = -1.0  # this call has SDP not indexed: check now
+                self._index_changed(now)
+                stream = endpoints.get((dst, dport))
             if stream is not None:
                 found = Binding(stream.call, "B" if stream.side == "A" else "A",
                                 stream.codec, DESTINATION)

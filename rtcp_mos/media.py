@@ -23,7 +23,7 @@ from probe.records import Datagram
 from sip_dissect.events import SdpSeen, Subscriber
 from sip_dissect.sdp import Sdp, parse_sdp
 
-from .binding import Binder
+from .binding import MAX_QUEUED, Binder
 from .metrics import UNKNOWN_CODEC, PairState, block_metrics, rtt_seconds
 from .quality import CallQuality
 from .records import RtcpReportRecord
@@ -81,12 +81,11 @@ def _parsed(seen: SdpSeen | None) -> Sdp | None:
 class CallMedia:
     """A call's SDP messages in the order seen; legs worked out on demand."""
 
-    __slots__ = ("seen", "queued", "indexed")
+    __slots__ = ("seen", "indexed")
 
     def __init__(self, first: SdpSeen):
         self.seen = [first]
-        self.queued = False  # waiting in the binder's queue
-        self.indexed = 0  # SDPs of `seen` the binder has indexed
+        # `indexed`: SDPs of `seen` the binder has indexed; set by the binder (unset: none)
 
     @property
     def legs(self) -> dict[str, LegMedia]:
@@ -132,20 +131,27 @@ class MediaLayer(Subscriber):
         self.sink = sink
         self.formula = rtpengine_formula
         self.binder = Binder(counters) if sink is not None else None
+        # calls whose first SDP came since the last RTCP datagram (the binder indexes them);
+        # None until the first RTCP datagram, so that SIP without RTCP keeps no call alive
+        self.queued: list | None = None
+        self.live_calls: dict | None = None  # the dialog layer's calls (pipeline.account)
         self.pairs = _Recent()  # (reporter SSRC, source SSRC) -> metrics.PairState
         self.srs = _Recent()  # (SR sender SSRC, NTP middle 32 bits) -> capture time
         self.quality: dict[int, CallQuality] = {}  # id(call) -> its aggregates
         self.next_sweep = 0.0
 
     def sdp_seen(self, call, seen: SdpSeen) -> None:
+        # on the SIP path: with RTCP seen, a list append per call; nothing more
         media = call.media
         if media is None:
-            media = call.media = CallMedia(seen)
+            call.media = CallMedia(seen)
+            queued = self.queued
+            if queued is not None:
+                if len(queued) >= MAX_QUEUED:
+                    self.binder.trim_queue()
+                queued.append(call)
         else:
             media.seen.append(seen)
-        if self.binder is not None and not media.queued:
-            media.queued = True
-            self.binder.queue(call)
 
     def rtcp(self, d: Datagram) -> None:
         """An RTCP datagram (RFC 3550 section 6): its compound parsed (rtcp.parse_compound),
@@ -156,7 +162,14 @@ class MediaLayer(Subscriber):
         compound = parse_compound(d.payload)
         for name in compound.anomalies:
             c[name] += 1
-        if self.binder is None or not compound.reports:
+        if self.binder is None:
+            return
+        if self.queued is None:  # the first RTCP datagram: the calls going on get indexed
+            self.queued = self.binder.queued
+            if self.live_calls is not None:
+                self.queued += [call for call in self.live_calls.values()
+                                if call.media is not None]
+        if not compound.reports:
             return
         try:
             records = self._records(d, compound)
@@ -177,7 +190,8 @@ class MediaLayer(Subscriber):
         for report in reports:
             if report.sender is not None:
                 self.srs.put((report.reporter_ssrc, report.sender.ntp_middle), ts)
-        binding = self.binder.bind(d.src, d.sport, d.dst, d.dport, reports[0].reporter_ssrc)
+        binding = self.binder.bind(d.src, d.sport, d.dst, d.dport, reports[0].reporter_ssrc,
+                                   ts)
         if binding is None:
             callid = from_tag = side = how = ""
             codec, cq = UNKNOWN_CODEC, None

@@ -83,16 +83,8 @@ def rows(table: str, db_path: str, *, since=None, until=None, callid=None, user=
     if end_reason is not None:
         where.append("end_reason = ?")
         params.append(end_reason)
-    columns = layout.report_columns
-    sql = f"SELECT {', '.join(columns)} FROM [{table}]"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY {clock}, id"
-    if limit is not None:
-        if limit < 1:
-            raise FilterError(f"bad limit {limit}: give a positive number of rows")
-        sql += " LIMIT ?"
-        params.append(limit)
+    if limit is not None and limit < 1:
+        raise FilterError(f"bad limit {limit}: give a positive number of rows")
     db = connect(db_path, create=False)
     try:
         if not db[table].exists() and cdrs and db["acc"].exists():
@@ -102,7 +94,16 @@ def rows(table: str, db_path: str, *, since=None, until=None, callid=None, user=
         if not db[table].exists():
             raise StoreError(f"{db_path} has no {table} table: it was not written by sipprobe; "
                              f"run `sipprobe replay CAPTURE --db {db_path}` first")
-        check_columns(db, db_path, table)
+        have = check_columns(db, db_path, table)
+        # a file a writer has not migrated yet lacks the newer columns: NULL in its rows
+        columns = [c if c in have else f"NULL AS {c}" for c in layout.report_columns]
+        sql = f"SELECT {', '.join(columns)} FROM [{table}]"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {clock}, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         return list(db.query(sql, params))
     except sqlite3.Error as exc:
         raise database_error(db_path, exc) from None

@@ -141,7 +141,8 @@ class AccStore:
         self._broken: str | None = None  # why _unacked must be sent again before going on
         self._rejected: list[str] = []  # records the writer could not turn into rows
         self._counts = {"acc": 0, "missed_calls": 0, "duplicates": 0, "acc_cdrs": 0,
-                        "cdrs_completed": 0, "rtcp_reports": 0, "call_quality": 0}
+                        "cdrs_completed": 0}
+        self._media_counts = {"rtcp_reports": 0, "call_quality": 0}
         self._proc: subprocess.Popen | None = None
         self._tx = self._rx = -1
         self._closed = False
@@ -252,6 +253,12 @@ class AccStore:
         if not self._closed and self._broken is None:
             self._poll(raise_errors=False)
         return dict(self._counts)
+
+    def media_counts(self) -> dict[str, int]:
+        """Rows this store inserted in rtcp_reports and call_quality (as counts())."""
+        if not self._closed and self._broken is None:
+            self._poll(raise_errors=False)
+        return dict(self._media_counts)
 
     @property
     def pending(self) -> int:
@@ -367,7 +374,7 @@ class AccStore:
                 done += 1
             del self._unacked[:done]
             for name, n in counts.items():
-                self._counts[name] += n
+                (self._counts if name in self._counts else self._media_counts)[name] += n
             self._rejected += rejected
         elif answer[0] == "error":
             if answer[1] is not None and answer[1] < self._resend_from:
