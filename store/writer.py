@@ -1,4 +1,5 @@
-"""Commits AccRecords to the acc and missed_calls tables, and CdrRecords to acc_cdrs, in batches.
+"""Commits AccRecords to the acc and missed_calls tables, CdrRecords to acc_cdrs, and the voice
+quality records (add_media) to rtcp_reports and call_quality, in batches.
 
 A batch is one transaction: `batch_rows` rows or `batch_seconds` of wall time, whichever comes
 first, and whatever is buffered at flush(), close() or the end of a `with` block. The database is
