@@ -225,6 +225,12 @@ def mos_cmd(
         typer.echo(result["note"])
 
 
+class RtpengineFormula(str, Enum):  # rtcp_mos.rtpengine_mos.FORMULAS
+    g107 = "g107"
+    g107_2 = "g107.2"
+    legacy = "legacy"
+
+
 @app.command()
 def replay(
     captures: List[str] = typer.Argument(..., metavar="CAPTURE...",
@@ -254,11 +260,16 @@ def replay(
     bpf: Optional[str] = typer.Option(None, metavar="EXPR", help=BPF_HELP),
     no_bpf: bool = typer.Option(False, "--no-bpf", help=NO_BPF_HELP),
     dedup_window_ms: float = typer.Option(10.0, "--dedup-window", metavar="MS", help=DEDUP_HELP),
+    rtpengine_mos: RtpengineFormula = typer.Option(
+        RtpengineFormula.g107, "--rtpengine-mos",
+        help="The rtpengine whose MOS to reproduce in mos_rtpengine: g107 (its formula since "
+             "2024-10), g107.2 (--mos=G.107.2) or legacy (before; Debian 12's 10.5)."),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Summary format."),
 ):
     """Account captures into SQLite: acc and missed_calls rows as the proxy's acc module writes
     them, one per transaction it relayed, and one acc_cdrs row per call, a call counted once
-    although the mirror sees both of its legs. Replaying the same capture again adds no rows;
+    although the mirror sees both of its legs; RTCP reports bound to their calls
+    (rtcp_reports) and each call's voice quality per side (call_quality). Replaying the same capture again adds no rows;
     a call left open by one replay is completed by a later one that sees its end.
 
     Example: sipprobe replay pcaps/lab-basic-call/capture.pcap --db sipprobe.db --proxy 127.0.0.1:5060
@@ -277,6 +288,7 @@ def replay(
     with _errors_taught(), _progress() as progress:
         summary = replay_files(captures, db, opts, local_time=local_time, acc_options=acc,
                                proxies=proxies, dialog_timeout=dialog_timeout, progress=progress,
+                               rtpengine_formula=rtpengine_mos.value,
                                cdr_options={"start_on_confirmed": cdr_start_on_confirmed,
                                             "kamailio_exact": cdr_kamailio_exact})
     _emit(summary, fmt, "print_replay")
@@ -464,6 +476,38 @@ def report_cdrs(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilO
     """
     _report("cdr_rows", db, fmt, table="acc_cdrs", since=since, until=until, callid=callid,
             user=user, code=code, end_reason=end_reason, limit=limit)
+
+
+MaxMosOpt = Annotated[Optional[float], typer.Option(
+    "--max-mos", metavar="MOS", help="Sides whose lowest MOS is at most MOS (e.g. 3.6).")]
+
+
+@report_app.command("quality")
+def report_quality(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
+                   callid: CallidOpt = None, user: UserOpt = None, max_mos: MaxMosOpt = None,
+                   limit: LimitOpt = None, fmt: RowFormatOpt = RowFormat.table):
+    """Voice quality per call and side (call_quality table), worst first: the lowest, average
+    and highest MOS (G.107) of the side's RTCP reports, the loss, jitter, round trip and delay
+    behind them, and the MOS rtpengine would give. Side A: the caller's reports, B: the
+    callee's. --since and --until compare the call's start; --user its caller or callee (from
+    the call's CDR). CSV and JSON add the figures of the worst report and the callee's tag.
+
+    Example: sipprobe report quality --db sipprobe.db --max-mos 3.6 --format csv
+    """
+    from store import StoreError, reports
+
+    try:
+        rows = reports.quality_rows(db, since=since, until=until, callid=callid, user=user,
+                                    max_mos=max_mos, limit=limit)
+    except StoreError as exc:
+        _fail(str(exc))
+    from report_format import print_rows
+
+    if fmt is RowFormat.table:  # figures to two decimals on a terminal; CSV/JSON keep all
+        rows = [{k: round(v, 2) if isinstance(v, float) and not k.endswith("_epoch") else v
+                 for k, v in row.items()} for row in rows]
+    print_rows(rows, fmt.value, reports.QUALITY_REPORT_COLUMNS,
+               table_columns=reports.QUALITY_SUMMARY_COLUMNS)
 
 
 def main() -> None:

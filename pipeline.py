@@ -288,13 +288,16 @@ def account_live(interface: str, sink, opts: ProbeOptions | None = None, *, stop
 def account(source, sink, opts: ProbeOptions | None = None, *,
             acc_options=None, proxies: list[tuple[str, int | None]] = (),
             dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
-            proxy_set=None, tick=None, subscribers=()) -> dict:
+            proxy_set=None, tick=None, subscribers=(), media_sink=None,
+            rtpengine_formula: str = "g107") -> dict:
     """Frames from `source(filters, capture)` through the signalling and media layers: `sink`
     receives every AccRecord, `subscribers` (sip_dissect.events.Subscriber) the call events,
     `on_call_end` each ended Call. `proxy_set` (a ProxySet built from `proxies`) lets the
     caller see the proxies learned on the way, as CDRs need; `tick()` runs after every batch
     (a live source also yields empty batches when idle), for commits that must not wait for
-    traffic."""
+    traffic. `media_sink` receives the voice quality records (rtcp_mos.records: a row per
+    RTCP report block, a row per call and side; `rtpengine_formula` the MOS formula of the
+    rtpengine to reproduce, rtcp_mos.rtpengine_mos.FORMULAS); without it RTCP is only counted."""
     from rtcp_mos.media import MediaLayer
     from sip_dissect.accounting import AccOptions, ProxySet, acc_writer
     from sip_dissect.events import Publisher
@@ -313,12 +316,13 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
             raise
 
     proxy_set = proxy_set if proxy_set is not None else ProxySet(list(proxies))
-    media = MediaLayer(counters)
+    media = MediaLayer(counters, media_sink, rtpengine_formula)
     events = Publisher([acc_writer(acc_options or AccOptions(), proxy_set, count_and_sink),
                         *subscribers, media])
     if on_call_end is not None:
         events.add_handler("call_ended", on_call_end)
     sig = Signalling(counters, events, proxies=proxy_set, dialog_timeout=dialog_timeout)
+    media.live_calls = sig.dialogs.calls  # indexed at the first RTCP datagram
     sip_ports = frozenset(opts.sip_ports)
     frames = source(opts.filters(), capture)
     try:
@@ -330,6 +334,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     finally:
         frames.close()
     sig.close()
+    media.close()  # after the calls' ends: their quality rows follow their CDRs
     totals = sig.dialogs.totals
     summary = {
         "files": capture.files,
@@ -423,7 +428,8 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
     with open_store(db_path, local_time=local_time) as store:
         summary = account_live(interface, store.add, opts, stop=stop, promisc=promisc,
                                buffer_mb=buffer_mb, tick=store.flush_if_due, proxy_set=known,
-                               subscribers=[_cdr_writer(store, known, cdr_options)], **accounting)
+                               subscribers=[_cdr_writer(store, known, cdr_options)],
+                               media_sink=store.add_media, **accounting)
     return _with_store_counts(summary, db_path, store)
 
 
@@ -441,10 +447,12 @@ def _cdr_writer(store, proxies, cdr_options: dict | None):
 
 
 def _with_store_counts(summary: dict, db_path: str, store) -> dict:
-    counts = store.counts()
+    counts = {**store.counts(), **store.media_counts()}
     summary.update(db=db_path, acc_inserted=counts["acc"], missed_inserted=counts["missed_calls"],
                    duplicates=counts["duplicates"], cdrs_inserted=counts["acc_cdrs"],
-                   cdrs_completed=counts["cdrs_completed"])
+                   cdrs_completed=counts["cdrs_completed"],
+                   rtcp_reports_inserted=counts["rtcp_reports"],
+                   call_quality_inserted=counts["call_quality"])
     return summary
 
 
@@ -463,7 +471,8 @@ def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = Non
     known = ProxySet(list(proxies))
     with open_store(db_path, local_time=local_time) as store:
         summary = account_files(paths, store.add, opts, proxy_set=known,
-                                subscribers=[_cdr_writer(store, known, cdr_options)], **accounting)
+                                subscribers=[_cdr_writer(store, known, cdr_options)],
+                                media_sink=store.add_media, **accounting)
     return _with_store_counts(summary, db_path, store)
 
 

@@ -9,15 +9,31 @@ bodies. Keeping is a list append; working out and parsing wait for first use, si
 calls never need them and doing it per message cost the replay a seventh of its time.
 
 RTCP datagrams arrive here from the pipeline's classification (`rtcp()`), not through SIP.
+Given a `sink`, each report block becomes an RtcpReportRecord (rtcp_reports) bound to its call
+and side (binding.py) with its figures (metrics.py), and each call with reports a
+CallQualityRecord per side (quality.py) once MEDIA_GRACE has passed after its end, or at
+close(). Without a sink only the counters run.
 """
 from __future__ import annotations
+
+import os
 
 from probe.counters import Counters
 from probe.records import Datagram
 from sip_dissect.events import SdpSeen, Subscriber
 from sip_dissect.sdp import Sdp, parse_sdp
 
+from .binding import MAX_QUEUED, Binder
+from .metrics import UNKNOWN_CODEC, PairState, block_metrics, rtt_seconds
+from .quality import CallQuality
+from .records import RtcpReportRecord
+from .rtpengine_mos import FORMULAS, G107
 from .rtcp import parse_compound
+
+SWEEP_EVERY = 5.0  # seconds of packet time between looks for calls past their grace period
+MAX_REMEMBERED = 200_000  # SRs and reporter/source pairs per generation (two kept)
+XR_UNAVAILABLE = 127  # RFC 3611 section 4.7.5-6: the metric is not available
+STRICT = os.environ.get("SIPPROBE_STRICT") == "1"  # tests: a bug raises, not a counter
 
 
 class LegMedia:
@@ -65,10 +81,11 @@ def _parsed(seen: SdpSeen | None) -> Sdp | None:
 class CallMedia:
     """A call's SDP messages in the order seen; legs worked out on demand."""
 
-    __slots__ = ("seen",)
+    __slots__ = ("seen", "indexed")
 
     def __init__(self, first: SdpSeen):
         self.seen = [first]
+        # `indexed`: SDPs of `seen` the binder has indexed; set by the binder (unset: none)
 
     @property
     def legs(self) -> dict[str, LegMedia]:
@@ -84,23 +101,167 @@ class CallMedia:
         return self.legs.get(name)
 
 
-class MediaLayer(Subscriber):
-    """Keeps each call's media description; counts the RTCP datagrams it is given."""
+class _Recent:
+    """A bounded memory: two generations of a dict, the older dropped when the newer fills."""
 
-    def __init__(self, counters: Counters):
+    __slots__ = ("new", "old")
+
+    def __init__(self):
+        self.new: dict = {}
+        self.old: dict = {}
+
+    def get(self, key):
+        found = self.new.get(key)
+        return self.old.get(key) if found is None else found
+
+    def put(self, key, value) -> None:
+        if len(self.new) >= MAX_REMEMBERED:
+            self.old, self.new = self.new, {}
+        self.new[key] = value
+
+
+class MediaLayer(Subscriber):
+    """Keeps each call's media description; turns the RTCP datagrams into report and quality
+    records for `sink` (none: counts only)."""
+
+    def __init__(self, counters: Counters, sink=None, rtpengine_formula: str = G107):
+        if rtpengine_formula not in FORMULAS:
+            raise ValueError(f"rtpengine formula must be one of {', '.join(FORMULAS)}")
         self.c = counters
+        self.sink = sink
+        self.formula = rtpengine_formula
+        self.binder = Binder(counters) if sink is not None else None
+        # calls whose first SDP came since the last RTCP datagram (the binder indexes them);
+        # None until the first RTCP datagram, so that SIP without RTCP keeps no call alive
+        self.queued: list | None = None
+        self.live_calls: dict | None = None  # the dialog layer's calls (pipeline.account)
+        self.pairs = _Recent()  # (reporter SSRC, source SSRC) -> metrics.PairState
+        self.srs = _Recent()  # (SR sender SSRC, NTP middle 32 bits) -> capture time
+        self.quality: dict[int, CallQuality] = {}  # id(call) -> its aggregates
+        self.next_sweep = 0.0
 
     def sdp_seen(self, call, seen: SdpSeen) -> None:
+        # on the SIP path: with RTCP seen, a list append per call; nothing more
         media = call.media
         if media is None:
             call.media = CallMedia(seen)
+            queued = self.queued
+            if queued is not None:
+                if len(queued) >= MAX_QUEUED:
+                    self.binder.trim_queue()
+                queued.append(call)
         else:
             media.seen.append(seen)
 
     def rtcp(self, d: Datagram) -> None:
         """An RTCP datagram (RFC 3550 section 6): its compound parsed (rtcp.parse_compound),
-        what it noted counted (rtcp.srtcp, rtcp.reduced_size and the anomalies)."""
+        what it noted counted (rtcp.srtcp, rtcp.reduced_size and the anomalies), and with a
+        sink its report blocks bound and measured."""
         c = self.c
         c["rtcp.datagrams"] += 1
-        for name in parse_compound(d.payload).anomalies:
+        compound = parse_compound(d.payload)
+        for name in compound.anomalies:
             c[name] += 1
+        if self.binder is None:
+            return
+        if self.queued is None:  # the first RTCP datagram: the calls going on get indexed
+            self.queued = self.binder.queued
+            if self.live_calls is not None:
+                self.queued += [call for call in self.live_calls.values()
+                                if call.media is not None]
+        if not compound.reports:
+            return
+        try:
+            records = self._records(d, compound)
+        except Exception:
+            if STRICT:
+                raise
+            c["internal.media_error"] += 1
+            return
+        sink = self.sink  # outside the guard: the store's errors are the caller's
+        for rec in records:
+            sink(rec)
+
+    def _records(self, d: Datagram, compound) -> list:
+        ts = d.ts
+        if ts >= self.next_sweep:
+            self._sweep(ts)
+        reports = compound.reports
+        for report in reports:
+            if report.sender is not None:
+                self.srs.put((report.reporter_ssrc, report.sender.ntp_middle), ts)
+        binding = self.binder.bind(d.src, d.sport, d.dst, d.dport, reports[0].reporter_ssrc,
+                                   ts)
+        if binding is None:
+            callid = from_tag = side = how = ""
+            codec, cq = UNKNOWN_CODEC, None
+        else:
+            call = binding.call
+            callid, from_tag, side, how = call.callid, call.caller_tag, binding.side, binding.how
+            codec = binding.codec
+            cq = self.quality.get(id(call))
+            if cq is None and any(r.blocks for r in reports):
+                cq = self.quality[id(call)] = CallQuality()
+        xr = {(x.reporter_ssrc, vm.source_ssrc): vm for x in compound.xrs
+              for vm in x.voip_metrics} if compound.xrs else None
+        head = (ts, callid, from_tag, side, how, d.src, d.sport, d.dst, d.dport, d.frame)
+        out = []
+        for report in reports:
+            for block in report.blocks:
+                vm = xr.get((report.reporter_ssrc, block.source_ssrc)) if xr else None
+                out.append(self._block(head, report, block, codec, cq, side, vm))
+        return out
+
+    def _block(self, head: tuple, report, block, codec, cq: CallQuality | None, side: str,
+               vm) -> RtcpReportRecord:
+        c = self.c
+        ts = head[0]
+        if cq is None:
+            c["media.unbound_report"] += 1
+        raw = (report.packet_type, report.reporter_ssrc, *block)
+        if not block.source_ssrc and not block.highest_seq:
+            c["media.empty_report_block"] += 1  # "nothing received yet" (first RRs)
+            return RtcpReportRecord(*head, *raw, *(None,) * 4, None, 0, *(None,) * 7)
+        key = (report.reporter_ssrc, block.source_ssrc)
+        state = self.pairs.get(key)
+        if state is None:
+            state = PairState()
+            self.pairs.put(key, state)
+        loss, copy = state.loss(block, ts)
+        rtt_s = None
+        if block.lsr:
+            rtt_s = rtt_seconds(ts, self.srs.get((block.source_ssrc, block.lsr)), block.dlsr)
+            if rtt_s is None:
+                c["media.rtt_unmatched"] += 1
+            else:
+                state.rtt_s = rtt_s
+        other = 0
+        if cq is not None:
+            other = cq.last_rtt_us["B" if side == "A" else "A"]
+        m = block_metrics(block, loss, rtt_s, state.rtt_s, other, codec, vm, self.formula)
+        xr_r = xr_lq = xr_cq = None
+        if vm is not None:
+            xr_r = None if vm.r_factor == XR_UNAVAILABLE else float(vm.r_factor)
+            xr_lq, xr_cq = vm.mos_lq_score, vm.mos_cq_score
+        if cq is not None and not copy:
+            if rtt_s is not None:
+                cq.last_rtt_us[side] = int(rtt_s * 1e6)
+            cq.sides[side].add(ts, block.source_ssrc, m, xr_cq, self.formula)
+        return RtcpReportRecord(*head, *raw, m.loss_pct, m.jitter_ms, m.rtt_ms, m.delay_ms,
+                                m.codec, m.codec_fallback, m.burst_ratio, m.r_factor, m.mos,
+                                m.mos_rtpengine, xr_r, xr_lq, xr_cq)
+
+    def _sweep(self, now: float | None) -> None:
+        """Write call_quality rows of the calls whose grace period has passed (all: None)."""
+        if now is not None:
+            self.next_sweep = now + SWEEP_EVERY
+        for call in self.binder.expired(now):
+            cq = self.quality.pop(id(call), None)
+            if cq is not None:
+                for rec in cq.records(call.callid, call.caller_tag, call.created):
+                    self.sink(rec)
+
+    def close(self) -> None:
+        """End of input: every call's quality rows, whatever its grace period."""
+        if self.binder is not None:
+            self._sweep(None)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from store import FilterError, StoreError
 from store.schema import CDR_TABLE, check_columns, connect, database_error
-from store.tables import ACC, BY_NAME, CDR, END_REASONS
+from store.tables import ACC, BY_NAME, CALL_QUALITY, CDR, END_REASONS
 
 REPORT_COLUMNS = ACC.report_columns
 CDR_REPORT_COLUMNS = CDR.report_columns
@@ -83,16 +83,8 @@ def rows(table: str, db_path: str, *, since=None, until=None, callid=None, user=
     if end_reason is not None:
         where.append("end_reason = ?")
         params.append(end_reason)
-    columns = layout.report_columns
-    sql = f"SELECT {', '.join(columns)} FROM [{table}]"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY {clock}, id"
-    if limit is not None:
-        if limit < 1:
-            raise FilterError(f"bad limit {limit}: give a positive number of rows")
-        sql += " LIMIT ?"
-        params.append(limit)
+    if limit is not None and limit < 1:
+        raise FilterError(f"bad limit {limit}: give a positive number of rows")
     db = connect(db_path, create=False)
     try:
         if not db[table].exists() and cdrs and db["acc"].exists():
@@ -102,7 +94,16 @@ def rows(table: str, db_path: str, *, since=None, until=None, callid=None, user=
         if not db[table].exists():
             raise StoreError(f"{db_path} has no {table} table: it was not written by sipprobe; "
                              f"run `sipprobe replay CAPTURE --db {db_path}` first")
-        check_columns(db, db_path, table)
+        have = check_columns(db, db_path, table)
+        # a file a writer has not migrated yet lacks the newer columns: NULL in its rows
+        columns = [c if c in have else f"NULL AS {c}" for c in layout.report_columns]
+        sql = f"SELECT {', '.join(columns)} FROM [{table}]"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {clock}, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         return list(db.query(sql, params))
     except sqlite3.Error as exc:
         raise database_error(db_path, exc) from None
@@ -130,3 +131,58 @@ def parse_time(value) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+# `report quality`: call_quality's columns, then who called whom (from the call's CDR)
+QUALITY_REPORT_COLUMNS = CALL_QUALITY.report_columns + ("src_user", "dst_user")
+QUALITY_SUMMARY_COLUMNS = ("side", "reports", "codec", "mos_min", "mos_avg", "mos_max",
+                           "loss_pct_avg", "jitter_ms_avg", "rtt_ms_avg", "mos_rtpengine_avg",
+                           "src_user", "dst_user", "callid")
+
+
+def quality_rows(db_path: str, *, since=None, until=None, callid: str | None = None,
+                 user: str | None = None, max_mos: float | None = None,
+                 limit: int | None = None) -> list[dict]:
+    """Rows of `call_quality` (a call's MOS and its inputs per side), worst first: by mos_min,
+    sides without a MOS last. since / until compare the call's start; user: the caller's or
+    callee's user in the call's CDR (src_user, dst_user, dst_ouser); max_mos: sides whose
+    lowest MOS is at most this."""
+    table = CALL_QUALITY.name
+    where, params = [], []
+    if since is not None:
+        where.append("q.start_epoch >= ?")
+        params.append(parse_time(since))
+    if until is not None:
+        where.append("q.start_epoch < ?")
+        params.append(parse_time(until))
+    if callid is not None:
+        where.append("q.callid = ?")
+        params.append(callid)
+    if user is not None:
+        where.append("(c.src_user = ? OR c.dst_user = ? OR c.dst_ouser = ?)")
+        params += [user] * 3
+    if max_mos is not None:
+        where.append("q.mos_min <= ?")
+        params.append(float(max_mos))
+    columns = [f"q.{c}" for c in CALL_QUALITY.report_columns] + ["c.src_user", "c.dst_user"]
+    sql = (f"SELECT {', '.join(columns)} FROM [{table}] q LEFT JOIN [{CDR_TABLE}] c "
+           "ON c.callid = q.callid AND c.from_tag = q.from_tag")
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY q.mos_min IS NULL, q.mos_min, q.start_epoch, q.id"
+    if limit is not None:
+        if limit < 1:
+            raise FilterError(f"bad limit {limit}: give a positive number of rows")
+        sql += " LIMIT ?"
+        params.append(limit)
+    db = connect(db_path, create=False)
+    try:
+        if not db[table].exists():
+            raise StoreError(f"{db_path} has no {table} table: replay a capture with RTCP into "
+                             f"it (sipprobe replay CAPTURE --db {db_path})")
+        check_columns(db, db_path, table)
+        return list(db.query(sql, params))
+    except sqlite3.Error as exc:
+        raise database_error(db_path, exc) from None
+    finally:
+        db.close()

@@ -13,13 +13,15 @@ import sqlite3
 import time
 
 from store import StoreError
-from store.tables import ACC, BY_NAME, CDR
+from store.tables import ACC, BY_NAME, CDR, QUALITY_SUMMARY
 
 # a change to the columns bumps it and adds a migration to ensure_schema
 # 1: acc, missed_calls. 2: acc_cdrs (created in a version 1 file when a writer opens it).
 # 3: no row_key column (a hash of the row's identity); a unique index over the identity's own
 # columns instead (migrate_row_keys)
-SCHEMA_VERSION = 3
+# 4: rtcp_reports and call_quality (created when missing), acc_cdrs' quality summary columns
+# (added by migrate_quality_summary)
+SCHEMA_VERSION = 4
 # of a new file (SQLite's default is 4096): a row's four B-tree inserts split pages less often
 # (2 % fewer writer instructions, 6 % fewer bytes written); a file keeps the size it has
 PAGE_SIZE = 16384
@@ -31,6 +33,7 @@ META_TABLE = "sipprobe_meta"
 COLUMN_NAMES = ACC.column_names
 CDR_COLUMN_NAMES = CDR.column_names
 OLD_KEY = "row_key"  # the column schema 3 dropped (see tables.ACC.identity)
+SUMMARY_NAMES = tuple(c.name for c in QUALITY_SUMMARY)  # acc_cdrs' columns since schema 4
 
 
 def table_columns(table: str) -> tuple[str, ...]:
@@ -137,8 +140,11 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
             _check_meta(meta, path, clock)
         for table in ALL_TABLES:
             if table in names:
-                if check_columns(db, path, table)[-1] == OLD_KEY:
+                have = check_columns(db, path, table)
+                if have[-1] == OLD_KEY:
                     migrate_row_keys(db, path, table)
+                if table == CDR_TABLE and not set(SUMMARY_NAMES) <= set(have):
+                    migrate_quality_summary(db)
             else:  # acc_cdrs missing from a version 1 file: this is its migration
                 for statement in create_statements(table):
                     db.execute(statement)
@@ -166,7 +172,13 @@ def check_columns(db, path: str, table: str) -> tuple[str, ...]:
     a version 1 or 2 file, which a writer has not migrated yet (its row_key last), passes:
     reports read it."""
     have = tuple(r[1] for r in db.execute(f'PRAGMA table_info("{table}")').fetchall())
-    if have not in (table_columns(table), table_columns(table) + (OLD_KEY,)):
+    now = table_columns(table)
+    if table == CDR_TABLE:  # before schema 4 without the quality summary
+        before = tuple(c for c in now if c not in SUMMARY_NAMES)
+        allowed: tuple = (now, before, before + (OLD_KEY,), now + (OLD_KEY,))
+    else:
+        allowed = (now, now + (OLD_KEY,))
+    if have not in allowed:
         raise StoreError(f"{path}: table {table} has columns ({', '.join(have)}) that sipprobe "
                          "did not write: give sipprobe a file of its own with --db")
     return have
@@ -185,6 +197,14 @@ def migrate_row_keys(db, path: str, table: str) -> None:
     db.execute(f'DROP INDEX IF EXISTS "{table}_callid_idx"')
     db.execute(f'ALTER TABLE "{table}" DROP COLUMN "{OLD_KEY}"')
     db.execute(create_statements(table)[-1])  # the identity's unique index
+
+
+def migrate_quality_summary(db) -> None:
+    """Schema 3 to 4: acc_cdrs gains the quality summary columns (NULL in the rows already
+    there, filled when their calls' reports are stored). A version 2 file has its row_key
+    dropped first, so the columns still follow the table's declaration."""
+    for column in QUALITY_SUMMARY:
+        db.execute(f'ALTER TABLE "{CDR_TABLE}" ADD COLUMN "{column.name}" {column.sql_type}')
 
 
 def _check_meta(meta: dict, path: str, clock: str) -> None:

@@ -63,11 +63,11 @@ class Column:
     """A column of a table; see the module's docstring for how it is filled."""
 
     __slots__ = ("name", "type", "doc", "nullable", "default", "primary_key", "values", "field",
-                 "fill")
+                 "fill", "by_store")
 
     def __init__(self, name: str, type, doc: str, *, nullable: bool = False,  # noqa: A002
                  default=None, primary_key: bool = False, values: tuple = (),
-                 field: Field | str | None = None, fill: str = COPY):
+                 field: Field | str | None = None, fill: str = COPY, by_store: bool = False):
         if type not in _SQL_TYPES:
             raise ValueError(f"column {name}: type {type!r} is not one of int, str, float")
         if fill not in FILLS:
@@ -78,8 +78,11 @@ class Column:
         self.nullable, self.default, self.primary_key = nullable, default, primary_key
         self.values = tuple(values)
         self.fill = fill
-        if primary_key:
-            self.field = None  # SQLite numbers the rows
+        self.by_store = by_store
+        if primary_key or by_store:
+            # SQLite numbers the rows; a by_store column is filled by the writer from another
+            # table (acc_cdrs' MOS summary from call_quality), never from the record
+            self.field = None
         elif field is None:  # a field of its own: the column's name, type and meaning
             self.field = Field(name, type | None if nullable else type, doc)
         else:
@@ -91,7 +94,8 @@ class Column:
 
     @property
     def source(self) -> str | None:
-        """The name of the record field the column is filled from (None: the primary key)."""
+        """The name of the record field the column is filled from (None: the primary key or a
+        by_store column)."""
         return self.field if isinstance(self.field, str) or self.field is None \
             else self.field.name
 
@@ -233,6 +237,20 @@ ACC = Table(
              "src_ip", "callid"),
 )
 
+# acc_cdrs' quality summary (schema 4): NULL until a report of the call is stored
+QUALITY_SUMMARY = (
+    Column("mos_min", float, "the worst side's lowest MOS (G.107) of the call's RTCP reports; "
+                             "NULL: no report", nullable=True, by_store=True),
+    Column("mos_side", str, "the side (A caller, B callee) of mos_min", nullable=True,
+           by_store=True),
+    Column("mos_avg_a", float, "side A's (the caller's reports) average MOS", nullable=True,
+           by_store=True),
+    Column("mos_avg_b", float, "side B's (the callee's reports) average MOS", nullable=True,
+           by_store=True),
+    Column("mos_rtpengine_min", float, "the lowest MOS rtpengine would give the call (both "
+                                       "sides)", nullable=True, by_store=True),
+)
+
 # --- acc_cdrs (lab/schema.sql): one row per call, as Kamailio's acc module writes with
 # cdr_enable. Its times are epoch seconds with microseconds in the record; Kamailio stores
 # start/end truncated to the second and duration with milliseconds.
@@ -289,6 +307,9 @@ CDR = Table(
         Column("end_reason", str, "how the call ended: completed, cancelled, rejected, expired "
                                   "(no BYE within dialog_timeout) or open (no end seen yet)",
                values=("completed", "cancelled", "rejected", "expired", "open")),
+        # schema 4: the voice quality summary, written by the store from call_quality when
+        # the call's reports are in (after the CDR: reports come up to MEDIA_GRACE later)
+        *QUALITY_SUMMARY,
     ),
     identity=("callid", "from_tag"),  # one row per call, completed in place
     indexed=("start_epoch",),  # no start_time index either, as for acc's `time`
@@ -297,7 +318,115 @@ CDR = Table(
              "end_reason", "callid"),
 )
 
-LAYOUTS = (ACC, CDR)
+# --- voice quality (rtcp_mos/): one row per RTCP report block, one per call and side
+
+def _real(name: str, doc: str) -> Column:
+    return Column(name, float, doc, nullable=True)
+
+
+RTCP_REPORTS = Table(
+    "rtcp_reports",
+    record="RtcpReportRecord",
+    doc="""One RTCP report block (RFC 3550 section 6.4) as seen on the wire, bound to its call.
+
+    A report relayed by a media relay is seen once per leg: one row per copy. Raw fields are as
+    on the wire; the figures after them are sipprobe's (docs/quality.md).""",
+    kamailio=(),
+    extra=(
+        Column("id", int, "row number", primary_key=True),
+        Column("time_epoch", float, "capture time of the RTCP datagram, epoch seconds"),
+        Column("callid", str, "Call-ID of the call the report belongs to; '' unbound",
+               default=""),
+        Column("from_tag", str, "the call's caller From tag; '' unbound", default=""),
+        Column("side", str, "A: sent by the caller's side, B: by the callee's (as rtpengine "
+                            "labels them); '' unbound", default=""),
+        Column("bound_by", str, "source (the sender's SDP address), destination (the "
+                                "receiver's: NAT), ssrc (learned earlier) or '' (unbound)",
+               default=""),
+        Column("src_ip", str, "sender of the datagram"),
+        Column("src_port", int, "its port"),
+        Column("dst_ip", str, "receiver of the datagram"),
+        Column("dst_port", int, "its port"),
+        Column("frame", int, "frame number in the capture"),
+        Column("packet_type", str, "SR or RR"),
+        Column("reporter_ssrc", int, "SSRC of the report's sender"),
+        Column("source_ssrc", int, "SSRC of the stream the block reports on"),
+        Column("fraction_lost", int, "8-bit fraction lost since the previous report (/256)"),
+        Column("cumulative_lost", int, "cumulative packets lost (signed 24 bits)"),
+        Column("highest_seq", int, "extended highest sequence number received"),
+        Column("jitter", int, "interarrival jitter, RTP timestamp units"),
+        Column("lsr", int, "middle 32 bits of the NTP time of the last SR received (0: none)"),
+        Column("dlsr", int, "delay since that SR, 1/65536 s"),
+        _real("loss_pct", "percent lost since the previous report of this reporter about this "
+                          "source (the fraction for the first one); NULL: nothing expected"),
+        _real("jitter_ms", "jitter in ms at the negotiated clock rate (8000 when unknown)"),
+        _real("rtt_ms", "round trip between the probe and the reporter from LSR/DLSR and the "
+                        "SR's capture time; NULL: no SR matched"),
+        _real("delay_ms", "one-way delay: rtt/2 (the pair's last one) + 2 x jitter + ptime + "
+                          "codec look-ahead"),
+        Column("codec", str, "SDP encoding name of the stream; NULL unknown", nullable=True),
+        Column("codec_fallback", int, "1: no G.113 Ie/Bpl for the codec, G.711 with PLC's "
+                                      "used"),
+        _real("burst_ratio", "G.107 BurstR: from XR burst/gap metrics, 1 without"),
+        _real("r_factor", "G.107 R"),
+        _real("mos", "G.107 MOS (Annex B)"),
+        _real("mos_rtpengine", "the MOS rtpengine computes for this block; NULL: it gives none "
+                               "(no round trip yet)"),
+        _real("xr_r_factor", "R the endpoint reported in XR VoIP Metrics"),
+        _real("xr_mos_lq", "MOS-LQ the endpoint reported in XR VoIP Metrics"),
+        _real("xr_mos_cq", "MOS-CQ the endpoint reported in XR VoIP Metrics"),
+    ),
+    # the same datagram's block again (a rerun) is the same row; a relayed copy differs in
+    # its addresses and time
+    identity=("time_epoch", "src_ip", "src_port", "dst_ip", "dst_port", "packet_type",
+              "reporter_ssrc", "source_ssrc"),
+    indexed=("callid",),
+    clock="time_epoch",
+    summary=("time_epoch", "side", "packet_type", "reporter_ssrc", "source_ssrc", "loss_pct",
+             "jitter_ms", "rtt_ms", "mos", "mos_rtpengine", "callid"),
+)
+
+CALL_QUALITY = Table(
+    "call_quality",
+    record="CallQualityRecord",
+    doc="""A call's voice quality per side (A: the caller's reports, B: the callee's), each
+    report counted once however many legs it crossed; written when MEDIA_GRACE has passed
+    after the call's end, or at the end of input. NULL where no report exists.""",
+    kamailio=(),
+    extra=(
+        Column("id", int, "row number", primary_key=True),
+        Column("callid", str, "Call-ID"),
+        Column("from_tag", str, "the caller's From tag"),
+        Column("side", str, "A (the caller's reports) or B (the callee's)", values=("A", "B")),
+        Column("start_epoch", float, "the call's initial INVITE, epoch seconds"),
+        Column("reports", int, "report blocks, each once"),
+        Column("codec", str, "SDP encoding name; NULL unknown", nullable=True),
+        _real("mos_min", "lowest G.107 MOS"),
+        _real("mos_min_epoch", "time of the report with the lowest MOS"),
+        _real("mos_avg", "average G.107 MOS"),
+        _real("mos_max", "highest G.107 MOS"),
+        _real("loss_pct_avg", "average interval loss, percent"),
+        _real("jitter_ms_avg", "average jitter, ms"),
+        _real("rtt_ms_avg", "average round trip, ms (blocks with one)"),
+        _real("delay_ms_avg", "average one-way delay estimate, ms"),
+        _real("loss_pct_at_min", "interval loss of the lowest-MOS report"),
+        _real("jitter_ms_at_min", "jitter of the lowest-MOS report"),
+        _real("rtt_ms_at_min", "round trip of the lowest-MOS report"),
+        _real("delay_ms_at_min", "one-way delay of the lowest-MOS report"),
+        _real("mos_rtpengine_min", "rtpengine's lowest MOS (Kamailio mos_min_pv, per side)"),
+        _real("mos_rtpengine_avg", "rtpengine's average MOS (mos_average_pv)"),
+        _real("mos_rtpengine_max", "rtpengine's highest MOS (mos_max_pv)"),
+        _real("xr_mos_cq_min", "lowest MOS-CQ the endpoint reported in XR"),
+    ),
+    identity=("callid", "from_tag", "side"),
+    indexed=("start_epoch",),
+    clock="start_epoch",
+    summary=("side", "reports", "codec", "mos_min", "mos_avg", "mos_max", "loss_pct_avg",
+             "jitter_ms_avg", "rtt_ms_avg", "mos_rtpengine_avg", "callid"),
+)
+
+LAYOUTS = (ACC, CDR, RTCP_REPORTS, CALL_QUALITY)
+MEDIA_TABLES = (RTCP_REPORTS.name, CALL_QUALITY.name)
 BY_NAME = {name: table for table in LAYOUTS for name in table.names}  # "missed_calls": ACC
 
 # A call's end_reason, spelled here only

@@ -13,7 +13,8 @@ reaches end of file, or when the parent is gone: then it commits what it receive
 so that a killed probe loses only the rows it had not handed over yet.
 
 Wire format (store.writer builds it): a 4-byte big-endian length, then a pickle of
-  ("rows", seq, acc, cdrs)  tuples in record field order (store/tables.py: ACC, CDR)
+  ("rows", seq, acc, cdrs, media)  tuples in record field order (store/tables.py: ACC, CDR);
+      media: (table, tuple) pairs of rtcp_reports and call_quality
   ("commit", commit_id, seq)  commit every chunk up to seq
   ("reset",)  leave the failed state: the parent sends the rolled back chunks again
   ("close",)  commit, close the database (its checkpoint), answer ("closed",), exit
@@ -33,9 +34,9 @@ import sys
 from itertools import chain
 from operator import itemgetter
 
-from store.rows import ACC_ROWS, CDR_ROWS, TimeTexts, acc_rows, cdr_rows
+from store.rows import ACC_ROWS, CDR_ROWS, MEDIA_ROWS, TimeTexts, acc_rows, cdr_rows
 from store.schema import CDR_TABLE, TABLES, database_error, sql_literal
-from store.tables import CDR, OPEN
+from store.tables import CALL_QUALITY, CDR, MEDIA_TABLES, OPEN, QUALITY_SUMMARY
 
 try:
     from _pickle import dumps as _dumps
@@ -111,7 +112,8 @@ def readable(fd: int, timeout: float | None) -> bool:
 # fewer at 100.
 GROUP_ROWS = 32
 _CDR_SET = tuple(c.name for c in CDR.columns if c.source is not None)  # all but id
-_PARAMS = {CDR_TABLE: CDR_ROWS.params, **{t: ACC_ROWS.params for t in TABLES}}
+_PARAMS = {CDR_TABLE: CDR_ROWS.params, **{t: ACC_ROWS.params for t in TABLES},
+           **{t: b.params for t, b in MEDIA_ROWS.items()}}
 
 
 def insert_sql(table: str, rows: int) -> str:
@@ -123,7 +125,8 @@ def insert_sql(table: str, rows: int) -> str:
 
 
 # per table: the statement of one row, and of GROUP_ROWS rows
-INSERT = {t: (insert_sql(t, 1), insert_sql(t, GROUP_ROWS)) for t in TABLES + (CDR_TABLE,)}
+INSERT = {t: (insert_sql(t, 1), insert_sql(t, GROUP_ROWS))
+          for t in TABLES + (CDR_TABLE,) + MEDIA_TABLES}
 # A call stored "open" is completed in place by a finished record; anything else changes
 # nothing. One CDR a statement: an upsert of many rows may abort halfway, and SQLite keeps a
 # statement journal for it, in a temporary file (three times the bytes written).
@@ -133,6 +136,28 @@ COMPLETE_CDR = (insert_sql(CDR_TABLE, 1)
                 + f" WHERE [{CDR_TABLE}].end_reason = {sql_literal(OPEN)}"
                 f" AND excluded.end_reason != {sql_literal(OPEN)}")
 _TABLE = itemgetter(0)  # an AccRecord's route field (tables.ACC.route): field 0
+
+
+def _summary_sql() -> str:
+    """acc_cdrs' quality summary (tables.QUALITY_SUMMARY) of one call, from its call_quality
+    rows: the worst side's lowest MOS and that side, each side's average, rtpengine's lowest."""
+    q = (f"FROM [{CALL_QUALITY.name}] q WHERE q.callid = [{CDR_TABLE}].callid "
+         f"AND q.from_tag = [{CDR_TABLE}].from_tag")
+    values = {"mos_min": f"(SELECT min(q.mos_min) {q})",
+              "mos_side": f"(SELECT q.side {q} AND q.mos_min IS NOT NULL "
+                          "ORDER BY q.mos_min, q.side LIMIT 1)",
+              "mos_avg_a": f"(SELECT q.mos_avg {q} AND q.side = 'A')",
+              "mos_avg_b": f"(SELECT q.mos_avg {q} AND q.side = 'B')",
+              "mos_rtpengine_min": f"(SELECT min(q.mos_rtpengine_min) {q})"}
+    assert set(values) == {c.name for c in QUALITY_SUMMARY}
+    return (f"UPDATE [{CDR_TABLE}] SET "
+            + ", ".join(f"{name} = {sql}" for name, sql in values.items())
+            + " WHERE callid = ? AND from_tag = ?")
+
+
+# completes a CDR in place whenever its call's quality rows arrive (after the CDR, by design)
+CDR_QUALITY = _summary_sql()
+_CALL_KEY = itemgetter(0, 1)  # a CallQualityRecord's callid, from_tag
 
 
 def by_table(acc: list) -> dict[str, list]:
@@ -160,7 +185,7 @@ class Writer:
 
     def _reset_counts(self):
         self.received = 0  # acc and missed_calls rows in the transaction
-        self.inserted = dict.fromkeys(TABLES, 0)
+        self.inserted = dict.fromkeys(TABLES + MEDIA_TABLES, 0)
         self.cdr_changes = 0  # inserted + completed
         self.cdr_max_id = None  # max(id) of acc_cdrs when the transaction began
         self.rejected: list[str] = []
@@ -172,7 +197,7 @@ class Writer:
             self.db.execute("BEGIN IMMEDIATE")
             self.in_txn = True
 
-    def rows(self, acc, cdrs) -> None:
+    def rows(self, acc, cdrs, media=()) -> None:
         if self.failed:
             return
         try:
@@ -189,8 +214,29 @@ class Writer:
                     # be in the chunk, in either order)
                     changed += self.db.executemany(COMPLETE_CDR, rows).rowcount
                 self.cdr_changes += changed
+            if media:
+                self._insert_media(media)
         except sqlite3.Error as exc:
             self._fail(exc)
+
+    def _insert_media(self, media) -> None:
+        """rtcp_reports and call_quality rows; then the quality summary of the calls whose
+        call_quality rows came, in their acc_cdrs row."""
+        by_table: dict[str, list] = {}
+        for table, rec in media:
+            by_table.setdefault(table, []).append(rec)
+        for table, recs in by_table.items():
+            build = MEDIA_ROWS[table].build
+            try:
+                rows = build(recs, self.times)
+            except Exception:  # a record that cannot become a row: keep the others
+                rows = self._one_by_one(recs, lambda r, t=table: (
+                    t, MEDIA_ROWS[t].build([tuple(r)], self.times)[0]), {table: []})[table]
+            if rows:
+                self.inserted[table] = self.inserted.get(table, 0) + self._insert(table, rows)
+        calls = sorted(set(map(_CALL_KEY, by_table.get(CALL_QUALITY.name, ()))))
+        if calls:
+            self.db.executemany(CDR_QUALITY, calls)
 
     def _insert_acc(self, acc) -> None:
         try:
@@ -257,7 +303,7 @@ class Writer:
                 self.in_txn = False
                 counts = {**self.inserted, CDR_TABLE: added,
                           "cdrs_completed": self.cdr_changes - added,
-                          "duplicates": self.received - sum(self.inserted.values())}
+                          "duplicates": self.received - sum(self.inserted[t] for t in TABLES)}
         except sqlite3.Error as exc:
             self._fail(exc)
             return None
@@ -303,7 +349,7 @@ def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int
                 return
             continue
         if kind == "rows":
-            writer.rows(message[2], message[3])
+            writer.rows(message[2], message[3], message[4] if len(message) > 4 else ())
         elif kind == "commit":
             done = writer.commit()
             if done is None:

@@ -1,4 +1,5 @@
-"""Commits AccRecords to the acc and missed_calls tables, and CdrRecords to acc_cdrs, in batches.
+"""Commits AccRecords to the acc and missed_calls tables, CdrRecords to acc_cdrs, and the voice
+quality records (add_media) to rtcp_reports and call_quality, in batches.
 
 A batch is one transaction: `batch_rows` rows or `batch_seconds` of wall time, whichever comes
 first, and whatever is buffered at flush(), close() or the end of a `with` block. The database is
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from store import StoreError
 from store.rows import ACC_FIELDS, CDR_FIELDS
+from store.tables import CALL_QUALITY, RTCP_REPORTS
 from store.rows import time_text as time_text  # noqa: PLC0414  (public here)
 from store.schema import PAGE_SIZE, TABLES, database_error, ensure_schema, open_connection
 from store.worker import IGNORED_SIGNALS, readable, recv, send, send_bytes
@@ -47,6 +49,8 @@ CHUNK_ROWS = 1000  # rows per message to the writer process
 _ACC = operator.attrgetter(*ACC_FIELDS)
 _CDR = operator.attrgetter(*CDR_FIELDS)
 _AS_TUPLE: dict[type, object] = {}  # record class -> what makes its fields a plain tuple
+# the voice quality records (rtcp_mos/records.py) by class name: their table, their fields
+MEDIA_RECORDS = {t.record: (t.name, t.field_names) for t in (RTCP_REPORTS, CALL_QUALITY)}
 
 
 def _as_tuple(cls: type, fields: tuple[str, ...], getter) -> object:
@@ -122,6 +126,7 @@ class AccStore:
         self._chunk_rows = min(CHUNK_ROWS, batch_rows)
         self._acc: list[tuple] = []  # the chunk being filled
         self._cdrs: list[tuple] = []
+        self._media: list[tuple] = []  # (table, record tuple) of rtcp_reports, call_quality
         # chunks sent and not known committed yet: (seq, rows, message), in seq order
         self._unacked: list[tuple[int, int, bytes]] = []
         self._seq = 0  # of the last chunk
@@ -138,6 +143,7 @@ class AccStore:
         self._rejected: list[str] = []  # records the writer could not turn into rows
         self._counts = {"acc": 0, "missed_calls": 0, "duplicates": 0, "acc_cdrs": 0,
                         "cdrs_completed": 0}
+        self._media_counts = {"rtcp_reports": 0, "call_quality": 0}
         self._proc: subprocess.Popen | None = None
         self._tx = self._rx = -1
         self._closed = False
@@ -164,6 +170,21 @@ class AccStore:
         if rec.__class__ is not self._cdr_class:
             rec = self._cdr_row(rec)
         self._cdrs.append(rec)
+        n = self._batch = self._batch + 1
+        if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
+            self._added(n)
+
+    def add_media(self, rec) -> None:
+        """Buffer one voice quality record (rtcp_mos.records: RtcpReportRecord or
+        CallQualityRecord), committed with the rows of its batch; a row already stored (the
+        same identity) is left as it is. A call_quality row also fills its call's acc_cdrs
+        quality summary."""
+        if self._closed:
+            raise ValueError(f"store {self.path} is closed")
+        table = MEDIA_RECORDS.get(rec.__class__.__name__)
+        if table is None or len(rec) != len(table[1]):
+            raise ValueError(f"not a voice quality record: {rec!r:.200}")
+        self._media.append((table[0], tuple(rec)))
         n = self._batch = self._batch + 1
         if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
             self._added(n)
@@ -196,11 +217,12 @@ class AccStore:
         if n >= self.batch_rows or _now() - self._batch_started >= self.batch_seconds:
             self._commit()
             return
-        if len(self._acc) + len(self._cdrs) >= self._chunk_rows:
+        buffered = len(self._acc) + len(self._cdrs) + len(self._media)
+        if buffered >= self._chunk_rows:
             self._send_chunk()
             self._poll()
-        self._check_at = min(self.batch_rows,
-                             n + self._chunk_rows - len(self._acc) - len(self._cdrs))
+            buffered = 0
+        self._check_at = min(self.batch_rows, n + self._chunk_rows - buffered)
 
     def flush_if_due(self) -> None:
         """Commit the batch if it is batch_seconds old. add() calls it; a live capture loop
@@ -211,7 +233,7 @@ class AccStore:
     def flush(self) -> None:
         """Commit the buffered rows and wait for the commit. On a database error the rows stay
         buffered (the next flush sends them again) and StoreError is raised."""
-        if self._closed or not (self._acc or self._cdrs or self._unacked):
+        if self._closed or not (self._acc or self._cdrs or self._media or self._unacked):
             return
         if self._broken is not None:
             self._recover()
@@ -233,12 +255,19 @@ class AccStore:
             self._poll(raise_errors=False)
         return dict(self._counts)
 
+    def media_counts(self) -> dict[str, int]:
+        """Rows this store inserted in rtcp_reports and call_quality (as counts())."""
+        if not self._closed and self._broken is None:
+            self._poll(raise_errors=False)
+        return dict(self._media_counts)
+
     @property
     def pending(self) -> int:
         """Rows not known to be committed yet: buffered, or handed to the writer process."""
         if not self._closed and self._broken is None:
             self._poll(raise_errors=False)
-        return len(self._acc) + len(self._cdrs) + sum(n for _, n, _ in self._unacked)
+        return len(self._acc) + len(self._cdrs) + len(self._media) \
+            + sum(n for _, n, _ in self._unacked)
 
     def close(self) -> None:
         """Commit what is buffered, wait for the writer process to close the database and end
@@ -287,15 +316,17 @@ class AccStore:
         return self._commit_id
 
     def _send_chunk(self) -> None:
-        if not (self._acc or self._cdrs):
+        if not (self._acc or self._cdrs or self._media):
             return
         # NamedTuples as plain tuples: the writer need not import their classes
         message = _pickle(("rows", self._seq + 1, list(map(tuple, self._acc)),
-                           list(map(tuple, self._cdrs))))
+                           list(map(tuple, self._cdrs)), self._media))
         self._seq += 1
-        self._unacked.append((self._seq, len(self._acc) + len(self._cdrs), message))
+        self._unacked.append((self._seq, len(self._acc) + len(self._cdrs) + len(self._media),
+                              message))
         self._acc = []
         self._cdrs = []
+        self._media = []
         if self._broken is None:
             self._send(message)
 
@@ -344,7 +375,7 @@ class AccStore:
                 done += 1
             del self._unacked[:done]
             for name, n in counts.items():
-                self._counts[name] += n
+                (self._counts if name in self._counts else self._media_counts)[name] += n
             self._rejected += rejected
         elif answer[0] == "error":
             if answer[1] is not None and answer[1] < self._resend_from:

@@ -86,18 +86,19 @@ MISSED_TABLE = """\
 
 CDR_HEADER = ("id,start_time,end_time,duration,callid,from_tag,to_tag,src_user,src_domain,"
               "src_ip,dst_ouser,dst_user,dst_domain,sip_code,sip_reason,start_epoch,end_epoch,"
-              "created,ring_time,answer_time,setuptime,pdd,ended_by,end_reason\n")
+              "created,ring_time,answer_time,setuptime,pdd,ended_by,end_reason,"
+              "mos_min,mos_side,mos_avg_a,mos_avg_b,mos_rtpengine_min\n")
 CDRS_CSV = CDR_HEADER + (
     "2,2026-11-23 10:57:25,2026-11-23 10:57:26,1.377,1-11993@127.0.0.1,11993SIPpTag001"
     ",11992SIPpTag011,alice,sipprobe.lab,127.0.0.1,uas,uas,sipprobe.lab,200,OK"
     ",1795431445.123456,1795431446.5,1795431445.123456,1795431445.125,1795431445.130456"
-    ",0.007,0.001544,,open\n"
+    ",0.007,0.001544,,open,,,,,\n"
     "3,2026-11-23 10:57:33,2026-11-23 10:57:33,0.0,1-12048@127.0.0.1,12048SIPpTag001"
     ",12047SIPpTag011,alice,sipprobe.lab,127.0.0.1,busy,busy,sipprobe.lab,486,Busy Here"
-    ",1795431453.5,1795431453.5,1795431453.5,,,,,callee,rejected\n"
+    ",1795431453.5,1795431453.5,1795431453.5,,,,,callee,rejected,,,,,\n"
     "1,2026-11-23 10:57:35,2026-11-23 10:57:35,0.0,1-12081@127.0.0.1,12081SIPpTag001,,carol"
     ",sipprobe.lab,127.0.0.2,bob,bob,sipprobe.lab,,,1795431455.75,1795431455.75"
-    ",1795431455.75,,,,,proxy,rejected\n")
+    ",1795431455.75,,,,,proxy,rejected,,,,,\n")
 CDRS_JSON = """\
 [
   {
@@ -124,7 +125,12 @@ CDRS_JSON = """\
     "setuptime": 0.007,
     "pdd": 0.001544,
     "ended_by": "",
-    "end_reason": "open"
+    "end_reason": "open",
+    "mos_min": null,
+    "mos_side": null,
+    "mos_avg_a": null,
+    "mos_avg_b": null,
+    "mos_rtpengine_min": null
   },
   {
     "id": 3,
@@ -150,7 +156,12 @@ CDRS_JSON = """\
     "setuptime": null,
     "pdd": null,
     "ended_by": "callee",
-    "end_reason": "rejected"
+    "end_reason": "rejected",
+    "mos_min": null,
+    "mos_side": null,
+    "mos_avg_a": null,
+    "mos_avg_b": null,
+    "mos_rtpengine_min": null
   },
   {
     "id": 1,
@@ -176,7 +187,12 @@ CDRS_JSON = """\
     "setuptime": null,
     "pdd": null,
     "ended_by": "proxy",
-    "end_reason": "rejected"
+    "end_reason": "rejected",
+    "mos_min": null,
+    "mos_side": null,
+    "mos_avg_a": null,
+    "mos_avg_b": null,
+    "mos_rtpengine_min": null
   }
 ]
 """

@@ -17,6 +17,7 @@ import pytest
 from sip_dissect.cdr import CdrRecord
 from sip_dissect.records import AccRecord
 from store import FilterError, StoreError, worker, writer
+from store.schema import SCHEMA_VERSION
 from store.reports import acc_rows, cdr_rows, missed_rows, parse_time
 from store.writer import open_store, time_text
 
@@ -78,8 +79,9 @@ PROXY_404_CDR = CdrRecord(start_time=1795431455.75, end_time=1795431455.75, dura
 KAMAILIO_CDR = ("id", "start_time", "end_time", "duration", "callid", "from_tag", "to_tag",
                 "src_user", "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain",
                 "sip_code", "sip_reason")
+SUMMARY = ["mos_min", "mos_side", "mos_avg_a", "mos_avg_b", "mos_rtpengine_min"]  # schema 4
 CDR_EXTRAS = ["start_epoch", "end_epoch", "created", "ring_time", "answer_time", "setuptime",
-              "pdd", "ended_by", "end_reason"]
+              "pdd", "ended_by", "end_reason", *SUMMARY]
 NO_CDRS = {"acc_cdrs": 0, "cdrs_completed": 0}
 
 
@@ -150,7 +152,7 @@ def test_wal_mode_and_meta_table(db):
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(con.execute("SELECT key, value FROM sipprobe_meta"))
     assert meta.pop("created")[:2] == "20" and len(meta) == 2
-    assert meta == {"schema_version": "3", "time_column": "utc"}
+    assert meta == {"schema_version": "4", "time_column": "utc"}
 
 
 def test_acc_cdrs_columns_are_kamailios_in_its_order_then_the_extras(db):
@@ -166,9 +168,10 @@ def test_acc_cdrs_columns_are_kamailios_in_its_order_then_the_extras(db):
                          ("duration", "REAL", 1)]
     nullable = {name for name, _, notnull in ours if not notnull}
     assert nullable == {"id", "to_tag", "sip_code", "sip_reason", "ring_time", "answer_time",
-                        "setuptime", "pdd"}
+                        "setuptime", "pdd", "mos_min", "mos_side", "mos_avg_a", "mos_avg_b",
+                        "mos_rtpengine_min"}
     assert {kind for _, kind, _ in ours[15:22]} == {"REAL"}
-    assert ours[22:] == [("ended_by", "TEXT", 1), ("end_reason", "TEXT", 1)]
+    assert ours[22:24] == [("ended_by", "TEXT", 1), ("end_reason", "TEXT", 1)]
     indexes = {r[1]: r[2] for r in con.execute("PRAGMA index_list(acc_cdrs)")}
     assert indexes == {"acc_cdrs_start_epoch_idx": 0, "acc_cdrs_identity_idx": 1}
     assert [r[2] for r in con.execute("PRAGMA index_info(acc_cdrs_identity_idx)")] == [
@@ -187,7 +190,8 @@ def sqlite_utils_schema(path: str) -> None:
     for table in schema.ALL_TABLES:
         sqlite_utils_table(db, tables.BY_NAME[table], table)
     db[schema.META_TABLE].insert_all(
-        [{"key": "schema_version", "value": "3"}, {"key": "created", "value": "x"},
+        [{"key": "schema_version", "value": str(schema.SCHEMA_VERSION)},
+         {"key": "created", "value": "x"},
          {"key": "time_column", "value": "utc"}], pk="key", not_null={"value"})
     db.conn.commit()
     db.close()
@@ -215,14 +219,16 @@ def test_the_schema_is_what_sqlite_utils_created(db, tmp_path):
     shapes = []
     for path in (reference, db):
         con = sqlite3.connect(path)
-        shapes.append((con.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master"
+        # no rootpage: the reference has 4 KiB pages, where the quality tables' longer DDL
+        # puts sqlite_master on an overflow page and shifts the pages after it
+        shapes.append((con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"
                                    " ORDER BY rowid").fetchall(),
                        con.execute("PRAGMA schema_version").fetchone(),
                        con.execute("SELECT rowid, key FROM sipprobe_meta").fetchall(),
                        con.execute("PRAGMA journal_mode").fetchone()))
         con.close()
     assert shapes[0] == shapes[1]
-    assert len(shapes[0][0]) == 11  # 3 tables with 2 indexes each, the meta table and its key
+    assert len(shapes[0][0]) == 17  # 5 tables with 2 indexes each, the meta table and its key
 
 
 def test_a_version_1_database_gains_acc_cdrs_and_keeps_its_rows(db):
@@ -242,9 +248,12 @@ def test_a_version_1_database_gains_acc_cdrs_and_keeps_its_rows(db):
     assert store.counts() == {"acc": 0, "missed_calls": 0, "duplicates": 1, "acc_cdrs": 1,
                               "cdrs_completed": 0}
     meta = dict(sqlite3.connect(db).execute("SELECT key, value FROM sipprobe_meta"))
-    assert meta["schema_version"] == "3"
+    assert meta["schema_version"] == str(SCHEMA_VERSION)
     assert [r["callid"] for r in cdr_rows(db)] == [CDR.callid]
     assert len(select(db, "acc")) == 1
+
+
+V2_TABLES = ("acc", "missed_calls", "acc_cdrs")
 
 
 def version_2_file(path: str, records, cdrs) -> None:
@@ -261,7 +270,11 @@ def version_2_file(path: str, records, cdrs) -> None:
 
     sqlite_utils_schema(path)
     db = sqlite_utils.Database(sqlite3.connect(path), execute_plugins=False)
-    for table in schema.ALL_TABLES:
+    for table in ("rtcp_reports", "call_quality"):  # schema 4's
+        db.execute(f"DROP TABLE {table}")
+    for column in SUMMARY:
+        db.execute(f"ALTER TABLE acc_cdrs DROP COLUMN {column}")
+    for table in V2_TABLES:
         for index in [r[1] for r in db.execute(f"PRAGMA index_list({table})")]:
             db.execute(f"DROP INDEX {index}")
         db.execute(f"ALTER TABLE {table} ADD COLUMN row_key TEXT NOT NULL DEFAULT ''")
@@ -278,7 +291,7 @@ def version_2_file(path: str, records, cdrs) -> None:
                    start_epoch=rec.start_time, end_epoch=rec.end_time,
                    row_key=key([rec.callid, rec.from_tag]))
         db[schema.CDR_TABLE].insert(row)
-    for table in schema.ALL_TABLES:
+    for table in V2_TABLES:
         db[table].create_index(["row_key"], index_name=f"{table}_row_key_idx", unique=True)
     db.execute("UPDATE sipprobe_meta SET value = '2' WHERE key = 'schema_version'")
     db.conn.commit()
@@ -307,7 +320,8 @@ def test_a_version_2_file_is_migrated_and_a_rerun_still_adds_nothing(db, tmp_pat
         assert sorted(r[1] for r in con.execute(f"PRAGMA index_list({table})")) == \
             sorted(r[1] for r in new.execute(f"PRAGMA index_list({table})"))
         assert select(db, table) == select(fresh, table)  # ids and every value
-    assert dict(con.execute("SELECT key, value FROM sipprobe_meta"))["schema_version"] == "3"
+    assert dict(con.execute("SELECT key, value FROM sipprobe_meta"))["schema_version"] == \
+        str(SCHEMA_VERSION)
 
 
 # --- rows ---------------------------------------------------------------------------------
@@ -414,7 +428,7 @@ def test_a_cdr_reads_back_column_by_column(db):
         "start_epoch": 1795431445.123456, "end_epoch": 1795431447.134456,
         "created": 1795431445.123456, "ring_time": 1795431445.125,
         "answer_time": 1795431445.130456, "setuptime": 0.007, "pdd": 0.001544,
-        "ended_by": "caller", "end_reason": "completed"}
+        "ended_by": "caller", "end_reason": "completed", **dict.fromkeys(SUMMARY)}
     assert list(rows[0]) == list(KAMAILIO_CDR) + CDR_EXTRAS
     assert (rows[1]["to_tag"], rows[1]["sip_code"], rows[1]["sip_reason"]) == (None, None, None)
     assert (rows[1]["ring_time"], rows[1]["pdd"], rows[1]["duration"]) == (None, None, 0.0)
@@ -706,7 +720,7 @@ def test_a_database_from_a_newer_sipprobe(db):
     with con:
         con.execute("UPDATE sipprobe_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 3\)"):
+    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 4\)"):
         open_store(db)
 
 

@@ -1,0 +1,166 @@
+"""Per report block figures: interval loss, jitter in ms, round-trip time, one-way delay, burst
+ratio, and the two MOS (G.107 and rtpengine's). Pure functions and small state, no I/O.
+
+- Interval loss (RFC 3550 section 6.4.4): from two consecutive reports of one reporter about
+  one source, lost = difference of the cumulative number lost (signed 24 bits, modulo 2^24),
+  expected = difference of the extended highest sequence number (modulo 2^32). The 8-bit
+  fraction is used only for the first report of a pair and after a reset (sequence going
+  backwards or jumping by more than MAX_INTERVAL_PACKETS: the source or receiver restarted).
+- Jitter (section 6.4.1): interarrival jitter / clock rate, in ms.
+- Round trip (section 6.4.1): A - LSR - DLSR, where A is when the report arrived in the SR
+  sender's clock. A probe knows the SR's capture time, so A - LSR is the time between the SR
+  and the report as captured: rtt = t(report) - t(SR whose NTP middle 32 bits are LSR) - DLSR.
+  No endpoint clock is needed (the phones of the voipshark capture run 19 795 s off the
+  capture clock). What it measures is the round trip between the probe and the reporter.
+- One-way delay (G.107's Ta): rtt / 2 + a jitter buffer of 2 x jitter + the codec's packet
+  and look-ahead (emodel.coding_delay_ms).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .emodel import codec_impairment, coding_delay_ms, g107
+from .rtpengine_mos import G107, rtpengine_jitter_ms, rtpengine_mos, rtpengine_packetloss
+
+NTP_UNIT = 65536.0  # LSR and DLSR count 1/65536 s
+MAX_RTT_S = 10.0  # a longer "round trip" is a mismatched SR, not a network
+RTT_SLACK_S = 0.005  # capture timing: a round trip down to -5 ms counts as 0
+MAX_INTERVAL_PACKETS = 1 << 20  # more expected in one interval is a restart, not traffic
+DEFAULT_CLOCK_RATE = 8000  # G.711's, with the G.711 fallback codec, for unbound reports
+DEFAULT_PTIME_MS = 20.0
+# a block equal to the last one of its pair within this time is the same report relayed on
+# another leg (a relay forwards at once; endpoints report every few seconds, rtpengine keeps
+# no two reports of an SSRC less than 1 s apart)
+COPY_WINDOW_S = 0.5
+
+
+def interval_loss(prev_seq: int, prev_lost: int, seq: int, lost: int) -> float | None:
+    """Percent lost between two reports (RFC 3550 section 6.4.4, A.3), wrap-safe; None when
+    nothing was expected (no new packets) or on a reset (the caller falls back to the
+    fraction)."""
+    expected = (seq - prev_seq) & 0xFFFFFFFF
+    if expected == 0 or expected > MAX_INTERVAL_PACKETS:
+        return None
+    lost_delta = (lost - prev_lost) & 0xFFFFFF
+    if lost_delta >= 0x800000:
+        lost_delta -= 0x1000000
+    if lost_delta < -expected:  # the receiver restarted its count
+        return None
+    return min(max(lost_delta, 0) * 100.0 / expected, 100.0)
+
+
+def fraction_pct(fraction_lost: int) -> float:
+    """The 8-bit fraction lost as percent."""
+    return fraction_lost * 100.0 / 256.0
+
+
+def rtt_seconds(report_ts: float, sr_ts: float | None, dlsr: int) -> float | None:
+    """Round trip from the report's and the SR's capture times; None when the SR was not
+    seen or the result is not a round trip (negative beyond RTT_SLACK_S, or above MAX_RTT_S)."""
+    if sr_ts is None:
+        return None
+    rtt = report_ts - sr_ts - dlsr / NTP_UNIT
+    if rtt < -RTT_SLACK_S or rtt > MAX_RTT_S:
+        return None
+    return rtt if rtt > 0.0 else 0.0
+
+
+def burst_ratio(vm, ptime_ms: float | None) -> float:
+    """G.107 BurstR from an XR VoIP Metrics block (RFC 3611 section 4.7.2): a two-state
+    model whose loss state lasts burst_duration and loss-free state gap_duration on average,
+    in packets of ptime; BurstR = 1 / (p + q) with p = ptime / gap, q = ptime / burst
+    (G.107 Annex A's definition through the transition probabilities). 1 when unknown."""
+    if vm is None or not vm.burst_duration or not vm.gap_duration:
+        return 1.0
+    ptime = ptime_ms or DEFAULT_PTIME_MS
+    p, q = ptime / vm.gap_duration, ptime / vm.burst_duration
+    return max(1.0 / (p + q), 1.0) if p + q > 0 else 1.0
+
+
+class Codec(NamedTuple):
+    """What a stream carries, from its SDP: encoding name, clock rate, ptime (ms or None)."""
+
+    encoding: str | None
+    clock_rate: int
+    ptime: float | None
+
+
+UNKNOWN_CODEC = Codec(None, DEFAULT_CLOCK_RATE, None)
+
+
+class BlockMetrics(NamedTuple):
+    loss_pct: float | None
+    jitter_ms: float
+    rtt_ms: float | None
+    delay_ms: float
+    codec: str | None
+    codec_fallback: int  # 1: G.113 gives no Ie/Bpl for the codec (or it is unknown)
+    burst_ratio: float
+    r_factor: float | None
+    mos: float | None
+    mos_rtpengine: float | None
+    rtpengine_rtt_us: int  # the end-to-end RTT rtpengine would use (0: none)
+    rtpengine_jitter_ms: int
+    rtpengine_loss: int
+
+
+def block_metrics(block, loss_pct: float | None, rtt_s: float | None, last_rtt_s: float,
+                  other_rtt_us: int, codec: Codec, vm, formula: str = G107) -> BlockMetrics:
+    """The figures of one block. `loss_pct`: interval loss (None: none expected); `rtt_s`:
+    this block's round trip or None; `last_rtt_s`: the latest round trip known for the pair,
+    used for the delay when the block has none; `other_rtt_us`: the other side's latest round
+    trip, which rtpengine adds to this leg's; `vm`: the reporter's XR VoIP Metrics about the
+    same source, or None; `formula`: rtpengine's MOS formula (rtpengine_mos.FORMULAS: g107
+    since rtpengine 2024-10, legacy before, as in Debian 12's rtpengine 10.5)."""
+    clock = codec.clock_rate or DEFAULT_CLOCK_RATE
+    jitter_ms = block.jitter * 1000.0 / clock
+    rtt = rtt_s if rtt_s is not None else last_rtt_s
+    delay = rtt * 500.0 + 2.0 * jitter_ms + coding_delay_ms(codec.encoding, codec.ptime)
+    impairment = codec_impairment(codec.encoding)
+    burst = burst_ratio(vm, codec.ptime)
+    r = mos = None
+    if loss_pct is not None:
+        e = g107(delay, loss_pct, burst, impairment.ie, impairment.bpl)
+        r, mos = e.R, e.MOS
+    # rtpengine (ssrc.c): this leg's RTT plus the other leg's last; whole ms of jitter; the
+    # fraction as percent; CQ mode: no MOS without an RTT
+    rtt_us = 0
+    if rtt_s is not None:
+        rtt_us = int(rtt_s * 1e6) + other_rtt_us
+    r_jitter = rtpengine_jitter_ms(block.jitter, clock)
+    r_loss = rtpengine_packetloss(block.fraction_lost)
+    mos_r = rtpengine_mos(rtt_us, r_jitter, r_loss, formula) if rtt_us > 0 else None
+    return BlockMetrics(loss_pct, jitter_ms, None if rtt_s is None else rtt_s * 1000.0, delay,
+                        codec.encoding, int(impairment.fallback or codec.encoding is None),
+                        burst, r, mos, mos_r, rtt_us, r_jitter, r_loss)
+
+
+class PairState:
+    """What the previous report of one reporter about one source said (interval loss)."""
+
+    __slots__ = ("seq", "lost", "content", "ts", "loss_pct", "rtt_s")
+
+    def __init__(self):
+        self.seq = -1
+        self.lost = 0
+        self.content: tuple | None = None
+        self.ts = 0.0
+        self.loss_pct: float | None = None
+        self.rtt_s = 0.0
+
+    def loss(self, block, ts: float = 0.0) -> tuple[float | None, bool]:
+        """(interval loss, copy): a block equal to the last one within COPY_WINDOW_S is the
+        same report seen again (relayed on a second leg) and gets the same figure."""
+        content = block[1:]
+        if content == self.content and ts - self.ts < COPY_WINDOW_S:
+            return self.loss_pct, True
+        pct = None
+        if self.seq >= 0:
+            pct = interval_loss(self.seq, self.lost, block.highest_seq, block.cumulative_lost)
+            if pct is None and block.highest_seq != self.seq:
+                pct = fraction_pct(block.fraction_lost)  # a reset
+        else:
+            pct = fraction_pct(block.fraction_lost)  # the first report of the pair
+        self.seq, self.lost, self.content, self.ts, self.loss_pct = \
+            block.highest_seq, block.cumulative_lost, content, ts, pct
+        return pct, False
