@@ -161,7 +161,7 @@ def test_r_and_mos_stay_within_bounds(ta, ppl, burst, ie, bpl):
     assert e.R <= 93.265                    # the peak, at Ta of about 1 ms, no loss, Ie 0
     assert 0 <= e.Ppl <= 100 and e.Ta >= 0 and e.BurstR >= 1
     if e.BurstR == 1:
-        assert e.Ie_eff < 95                # only bursty loss takes Ie_eff above 95
+        assert e.Ie_eff <= 95               # only bursty loss takes Ie_eff above 95
 
 
 def test_codec_lookup_by_sdp_name():
