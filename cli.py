@@ -250,6 +250,18 @@ def replay(
         False, help="acc cdr_start_on_confirmed: a CDR starts at the answer, not the INVITE."),
     cdr_kamailio_exact: bool = typer.Option(
         False, help="Write no CDR for calls without an end (open or expired), as Kamailio."),
+    invite_timeout: float = typer.Option(
+        120.0, metavar="SECONDS",
+        help="An INVITE with a 1xx but no final reply fails (408) this long after the 1xx: "
+             "the proxy's fr_inv_timer (Kamailio's default 120)."),
+    no_reply_timeout: float = typer.Option(
+        32.0, metavar="SECONDS",
+        help="An INVITE with no reply at all ends after this: RFC 3261 Timer B (64*T1); "
+             "Kamailio's fr_timer is 30."),
+    cdr_unanswered: bool = typer.Option(
+        False, help="Also write a CDR (end_reason unanswered) for an INVITE that nothing "
+                    "answered and no proxy relayed, such as a scanner's; by default it is "
+                    "only counted (state.invite_unanswered)."),
     sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
     bpf: Optional[str] = typer.Option(None, metavar="EXPR", help=BPF_HELP),
     no_bpf: bool = typer.Option(False, "--no-bpf", help=NO_BPF_HELP),
@@ -277,8 +289,10 @@ def replay(
     with _errors_taught(), _progress() as progress:
         summary = replay_files(captures, db, opts, local_time=local_time, acc_options=acc,
                                proxies=proxies, dialog_timeout=dialog_timeout, progress=progress,
+                               invite_timeout=invite_timeout, no_reply_timeout=no_reply_timeout,
                                cdr_options={"start_on_confirmed": cdr_start_on_confirmed,
-                                            "kamailio_exact": cdr_kamailio_exact})
+                                            "kamailio_exact": cdr_kamailio_exact,
+                                            "unanswered": cdr_unanswered})
     _emit(summary, fmt, "print_replay")
 
 
@@ -399,7 +413,7 @@ CodeOpt = Annotated[Optional[str], typer.Option(
 # the two agree)
 EndReasonOpt = Annotated[Optional[str], typer.Option(
     "--end-reason", metavar="REASON",
-    help="CDRs that ended so: completed, cancelled, rejected, expired or open.")]
+    help="CDRs that ended so: completed, cancelled, rejected, expired, open or unanswered.")]
 LimitOpt = Annotated[Optional[int], typer.Option(min=1, metavar="N", help="At most N rows.")]
 RowFormatOpt = Annotated[RowFormat, typer.Option(
     "--format", "-f", help="table, CSV with a header row, or a JSON list of objects.")]

@@ -288,13 +288,14 @@ def account_live(interface: str, sink, opts: ProbeOptions | None = None, *, stop
 def account(source, sink, opts: ProbeOptions | None = None, *,
             acc_options=None, proxies: list[tuple[str, int | None]] = (),
             dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
-            proxy_set=None, tick=None, subscribers=()) -> dict:
+            proxy_set=None, tick=None, subscribers=(), **timers) -> dict:
     """Frames from `source(filters, capture)` through the signalling and media layers: `sink`
     receives every AccRecord, `subscribers` (sip_dissect.events.Subscriber) the call events,
     `on_call_end` each ended Call. `proxy_set` (a ProxySet built from `proxies`) lets the
     caller see the proxies learned on the way, as CDRs need; `tick()` runs after every batch
     (a live source also yields empty batches when idle), for commits that must not wait for
-    traffic."""
+    traffic. `timers`: Signalling's invite_timeout, no_reply_timeout, max_calls and
+    max_transactions."""
     from rtcp_mos.media import MediaLayer
     from sip_dissect.accounting import AccOptions, ProxySet, acc_writer
     from sip_dissect.events import Publisher
@@ -318,7 +319,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
                         *subscribers, media])
     if on_call_end is not None:
         events.add_handler("call_ended", on_call_end)
-    sig = Signalling(counters, events, proxies=proxy_set, dialog_timeout=dialog_timeout)
+    sig = Signalling(counters, events, proxies=proxy_set, dialog_timeout=dialog_timeout, **timers)
     sip_ports = frozenset(opts.sip_ports)
     frames = source(opts.filters(), capture)
     try:

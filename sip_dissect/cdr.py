@@ -12,13 +12,15 @@ the dlg_var extras of lab/kamailio.cfg (lab/README.md, facts 2-9):
   sip_code and sip_reason NULL (None), the onreply_route that sets them never ran;
 - only 401/407 challenges and no INVITE after them: no dialog, no row;
 - a dialog still open at the end (no BYE): Kamailio writes nothing. sipprobe writes a row
-  with end_reason "open" (or "expired" after dialog_timeout) unless `kamailio_exact`.
+  with end_reason "open" (or "expired" after dialog_timeout) unless `kamailio_exact`;
+- an INVITE that nothing answered (not even a 100) and no proxy relayed (a scanner's): no
+  dialog in any proxy, no row, unless `unanswered` asks for one (end_reason "unanswered").
 The extras (created, ring_time, answer_time, setuptime, pdd, ended_by, end_reason) are
 sipprobe's own; setuptime follows OpenSIPS (answer - created), pdd is first ringing - created.
 """
 from __future__ import annotations
 
-from store.tables import UNENDED
+from store.tables import UNANSWERED, UNENDED
 
 from .dialog import CHALLENGES, Call
 from .events import Subscriber
@@ -35,7 +37,7 @@ def _proxy_answered(invite, proxies) -> bool:
 
 
 def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
-                  start_on_confirmed: bool = False) -> CdrRecord | None:
+                  start_on_confirmed: bool = False, unanswered: bool = False) -> CdrRecord | None:
     """The CDR of a finished call (the call_ended event), or None when Kamailio would write
     none. `proxies`: the proxy addresses (a ProxySet or a set of (ip, port)), to recognise
     replies the proxy generated itself."""
@@ -43,6 +45,8 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
     code = call.final_code
     if code is None and invite.final_status in CHALLENGES:
         return None  # challenged, never re-sent with credentials: no dialog in the proxy
+    if call.end_reason == UNANSWERED and not unanswered:
+        return None  # a scanner's INVITE: counted (state.invite_unanswered), no row
     if kamailio_exact and call.end_reason in UNENDED:
         return None  # Kamailio writes no CDR for a dialog that has not ended
     start = invite.created

@@ -287,8 +287,9 @@ CDR = Table(
         Column("ended_by", str, "caller, callee, proxy or ''"),
         # the vocabulary of a call's end: END_REASONS below, and the names for each
         Column("end_reason", str, "how the call ended: completed, cancelled, rejected, expired "
-                                  "(no BYE within dialog_timeout) or open (no end seen yet)",
-               values=("completed", "cancelled", "rejected", "expired", "open")),
+                                  "(no BYE within dialog_timeout) or open (no end seen yet); "
+                                  "unanswered (no reply at all, no relay: --cdr-unanswered)",
+               values=("completed", "cancelled", "rejected", "expired", "open", "unanswered")),
     ),
     identity=("callid", "from_tag"),  # one row per call, completed in place
     indexed=("start_epoch",),  # no start_time index either, as for acc's `time`
@@ -302,5 +303,5 @@ BY_NAME = {name: table for table in LAYOUTS for name in table.names}  # "missed_
 
 # A call's end_reason, spelled here only
 END_REASONS = CDR.column("end_reason").values
-COMPLETED, CANCELLED, REJECTED, EXPIRED, OPEN = END_REASONS
-UNENDED = (OPEN, EXPIRED)  # no end seen: Kamailio writes no CDR for these
+COMPLETED, CANCELLED, REJECTED, EXPIRED, OPEN, UNANSWERED = END_REASONS
+UNENDED = (OPEN, EXPIRED, UNANSWERED)  # no end seen: Kamailio writes no CDR for these
