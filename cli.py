@@ -25,19 +25,33 @@ class Format(str, Enum):
     json = "json"
 
 
+EXIT_DAMAGED = 3  # a capture file was damaged: what could be read was processed
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"sipprobe: {message}", err=True)
     raise typer.Exit(code)
 
 
+def _exit_if_damaged(result: dict) -> None:
+    """After the output: one line per damaged file on stderr, and exit 3."""
+    for line in result.get("damaged", ()):
+        typer.echo(f"sipprobe: damaged capture: {line}", err=True)
+    if result.get("damaged"):
+        raise typer.Exit(EXIT_DAMAGED)
+
+
 @contextmanager
 def _errors_taught():
-    """Errors the user can fix (a file, a filter, a database) become `sipprobe: why`, exit 2."""
-    from probe.sources import SourceError
+    """Errors the user can fix (a file, a filter, a database) become `sipprobe: why`, exit 2;
+    a capture file that is damaged or no capture at all, exit 3."""
+    from probe.sources import DamagedFile, SourceError
     from store import StoreError
 
     try:
         yield
+    except DamagedFile as exc:
+        _fail(f"damaged capture: {exc}", EXIT_DAMAGED)
     except (SourceError, StoreError) as exc:
         _fail(str(exc))
     except Exception as exc:
@@ -106,6 +120,7 @@ def stats(
 
             result = stats_files(captures, opts)
     _emit(result, fmt, "print_stats")
+    _exit_if_damaged(result)
 
 
 def _live_stats(interface, opts, duration, promisc, buffer_mb):
@@ -294,6 +309,7 @@ def replay(
                                             "kamailio_exact": cdr_kamailio_exact,
                                             "unanswered": cdr_unanswered})
     _emit(summary, fmt, "print_replay")
+    _exit_if_damaged(summary)
 
 
 @app.command()
@@ -331,6 +347,7 @@ def sniff(
                                   proxies=proxies)
     _echo_kernel(summary)
     _emit(summary, fmt, "print_replay")
+    _exit_if_damaged(summary)
 
 
 def _echo_kernel(result: dict) -> None:

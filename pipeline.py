@@ -220,6 +220,8 @@ class StatsCollector:
         }
         if capture.kernel_received is not None:
             out["capture"] = capture.kernel_counters()
+        if capture.damaged:
+            out["damaged"] = capture.damaged
         return out
 
 
@@ -348,6 +350,8 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     }
     if capture.kernel_received is not None:
         summary["capture"] = capture.kernel_counters()
+    if capture.damaged:
+        summary["damaged"] = capture.damaged  # the CLI exits 3
     return summary
 
 

@@ -75,7 +75,7 @@ def _tcp(i: int) -> bytes:
     data = (f"INVITE sip:{i}@203.0.113.5 SIP/2.0\r\nVia: SIP/2.0/TCP 198.51.100.9:5060;"
             f"branch=z9hG4bK{i:x}\r\nCall-ID: tcp-{i}@x\r\n").encode()  # no blank line: never ends
     sport = 1024 + i % 60000
-    seg = struct.pack("!HHIIBBHHH", sport, 5060, i * 7919, 0, 5 << 4, 0x18, 65535, 0, 0) + data
+    seg = struct.pack("!HHIIBBHHH", sport, 5060, (i * 7919) & 0xFFFFFFFF, 0, 5 << 4, 0x18, 65535, 0, 0) + data
     return _ipv4(bytes([198, 51, 100, (i // 60000) % 250 + 1]), bytes([203, 0, 113, 5]), 6, seg, i)
 
 
