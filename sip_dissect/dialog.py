@@ -84,7 +84,7 @@ class DialogLayer:
     on_answered: tuple
     on_ended: tuple
     calls: dict  # (Call-ID, caller's tag) -> Call
-    _order: object  # a deque of the keys of `calls` in arrival order: evicted first
+    _order: object  # keys of `calls` in arrival order, built when the cap is first reached
     next_sweep: cython.double  # packet time of the next look for expired calls
     totals: dict
     __slots__ = ("c", "dialog_timeout", "max_calls", "on_started", "on_answered", "on_ended",
@@ -114,7 +114,6 @@ class DialogLayer:
             if len(self.calls) >= self.max_calls:
                 self._evict_oldest()
             call = self.calls[key] = Call(txn)
-            self._order.append(key)
             self.totals["calls"] += 1
             for handler in self.on_started:
                 handler(call)
@@ -124,18 +123,22 @@ class DialogLayer:
         return call
 
     def _evict_oldest(self) -> None:
-        """At the cap: end the oldest call, in O(1). Keys of calls already ended are dropped
-        from the front of the queue on the way (next(iter(calls)) walked the dict's deleted
-        slots instead)."""
+        """At the cap: end the oldest call, in O(1) amortised. The keys in arrival order are
+        copied from the dict when the copy runs out (one pass per cap's worth of evictions:
+        calls added since are younger than all of them); keys of calls that ended meanwhile
+        are skipped. next(iter(calls)) walked the dict's deleted slots on every eviction."""
         call: Call
         calls = self.calls
-        order = self._order
-        while order:
-            call = calls.get(order.popleft())
-            if call is not None:
-                self.c["state.dialog_evicted"] += 1
-                self._end_unreplied(call, call.last_activity, EXPIRED)
-                return
+        for _ in range(2):
+            order = self._order
+            if not order:
+                order = self._order = deque(calls)
+            while order:
+                call = calls.get(order.popleft())
+                if call is not None:
+                    self.c["state.dialog_evicted"] += 1
+                    self._end_unreplied(call, call.last_activity, EXPIRED)
+                    return
 
     def invite_timed_out(self, txn: Transaction, when: cython.double, evicted: cython.bint) -> None:
         """The initial INVITE's transaction ended without a final reply (transaction.py).
@@ -215,8 +218,6 @@ class DialogLayer:
         for call in [c for c in self.calls.values() if now - c.last_activity > self.dialog_timeout]:
             self.c["state.dialog_expired"] += 1
             self._end(call, call.last_activity, EXPIRED, "")
-        if len(self._order) > 2 * len(self.calls) + 1024:  # keys of ended calls: rebuild
-            self._order = deque(self.calls)
 
     def close(self) -> None:
         """End of input: calls still going are reported open (a later run may see their end)."""

@@ -30,7 +30,8 @@ TIMER_F = 64 * T1  # a non-INVITE transaction is over by then (RFC 3261 section 
 FR_INV_TIMER = 120.0  # Kamailio tm's fr_inv_timer: no final reply this long after a 1xx
 # A timer fires this much after the proxy's would: a 408 the proxy sends when its own timer
 # fires (Kamailio: fr_timer 30 s, fr_inv_timer 120 s) is in the capture and must win the race.
-TIMER_SLACK = 2.0
+# fr_inv_timer is counted here from the INVITE, not from its first 1xx: the slack covers that.
+TIMER_SLACK: cython.double = 2.0
 LINGER = 64 * T1  # keep a completed transaction this long to recognise retransmissions
 SWEEP_EVERY = 0.25
 
@@ -188,7 +189,7 @@ class TransactionLayer:
     forwarders: set  # (ip, port) seen relaying a request
     on_invite_timeout: object  # called with an INVITE that timed out or was evicted unanswered
     _open_invites: object  # deques of (deadline, key)
-    _proceeding: object  # INVITEs that got a 1xx, by the deadline it set
+    _proceeding: object  # INVITEs still open after no_reply_timeout that got a 1xx
     _open_others: object
     _finished: object
     next_sweep: cython.double
@@ -289,8 +290,6 @@ class TransactionLayer:
             if txn.final_status is not None:
                 self.c["state.late_provisional"] += 1
                 return txn, "retransmission"
-            if txn.state == CALLING:  # the first 1xx: fr_inv_timer runs from here
-                self._proceeding.append((ts + self.invite_timeout + TIMER_SLACK, txn.key))
             txn.state = PROCEEDING
             return txn, "provisional"
         if txn.final_status is None:
@@ -323,9 +322,14 @@ class TransactionLayer:
             while queue and queue[0][0] < now:
                 deadline, key = queue.popleft()
                 txn = by_key.get(key)
-                # an INVITE that got a 1xx waits in _proceeding, for fr_inv_timer
-                if txn is not None and txn.final_ts is None and not (
-                        queue is self._open_invites and txn.state == PROCEEDING):
+                if txn is None or txn.final_ts is not None:
+                    continue
+                if queue is self._open_invites and txn.state == PROCEEDING:
+                    # a 1xx came: it waits for fr_inv_timer (requeued in arrival order, so
+                    # _proceeding stays sorted; only INVITEs this slow ever get there)
+                    self._proceeding.append(
+                        (txn.created + self.invite_timeout + TIMER_SLACK, key))
+                else:
                     del by_key[key]
                     self.c["state.transaction_timeout"] += 1
                     self._forget_open(txn, deadline - TIMER_SLACK, False)
@@ -360,9 +364,8 @@ class TransactionLayer:
         for queue in (self._open_invites, self._proceeding, self._open_others):
             while queue:
                 txn = by_key.get(queue[0][1])
-                if txn is None or txn.final_ts is not None or (
-                        queue is self._open_invites and txn.state == PROCEEDING):
-                    queue.popleft()  # gone, finished, or waiting in _proceeding
+                if txn is None or txn.final_ts is not None:
+                    queue.popleft()  # gone, or finished (then in _finished)
                     continue
                 if oldest is None or txn.created < oldest.created:
                     oldest, pick = txn, queue

@@ -42,19 +42,20 @@ def test_an_evicted_call_whose_invite_got_no_reply_ends_unanswered():
     assert counters["state.dialog_evicted"] == counters["state.invite_unanswered"] == 1
 
 
-def test_eviction_skips_calls_that_already_ended_and_the_queue_stays_bounded():
-    """Calls that end on their own leave their key in the arrival queue; eviction drops
-    such keys on the way to the oldest live call, and the sweep rebuilds the queue when
-    ended calls' keys outnumber the live ones."""
+def test_eviction_is_oldest_first_and_skips_calls_that_already_ended():
+    """A flood at the cap: each new call evicts the oldest live one; calls that ended on
+    their own after the arrival order was copied are skipped, never evicted twice."""
     layer, ended, counters = _layer(3)
     calls = [layer.initial_invite(_invite(n)) for n in range(3)]
-    layer.bye(calls[0], calls[0].invite, False)  # c0 ends: its key stays queued
-    layer.initial_invite(_invite(3))  # room without eviction
-    layer.initial_invite(_invite(4))  # evicts c1, the oldest live call, not c0's stale key
-    assert [(c.callid, c.end_reason) for c in ended] == [("c0", "completed"), ("c1", "expired")]
-    assert counters["state.dialog_evicted"] == 1
-    for n in range(5, 3000):
-        call = layer.initial_invite(_invite(n))
-        layer.bye(call, call.invite, False)
-    layer.sweep(200.0)
-    assert len(layer.calls) == 2 and len(layer._order) <= 2 * len(layer.calls) + 1024
+    layer.initial_invite(_invite(3))  # evicts c0; the order copy holds c1, c2 (c3 is younger)
+    layer.bye(calls[1], calls[1].invite, False)  # c1 ends: its key stays in the copy
+    layer.initial_invite(_invite(4))  # room without eviction
+    layer.initial_invite(_invite(5))  # evicts c2, skipping c1's key
+    layer.initial_invite(_invite(6))  # the copy ran out: copied again, evicts c3
+    assert [(c.callid, c.end_reason) for c in ended] == [
+        ("c0", "expired"), ("c1", "completed"), ("c2", "expired"), ("c3", "expired")]
+    assert counters["state.dialog_evicted"] == 3
+    for n in range(7, 3000):
+        layer.initial_invite(_invite(n))
+    assert len(layer.calls) == 3 and counters["state.dialog_evicted"] == 2996
+    assert len(layer._order) <= 3
