@@ -63,7 +63,7 @@ def sip_payloads(path: str) -> list[bytes]:
     ports = frozenset(opts.sip_ports)
     stream = pipeline.datagrams(read_batches([path], opts.filters(), CaptureStats()), opts,
                                 Counters())
-    return [d.payload for d in stream if pipeline.is_sip(d, ports)]
+    return [d.payload for d in stream if pipeline.classify(d, ports) == pipeline.SIP]
 
 
 # -- the scanner scan.py uses ----------------------------------------------------------------
