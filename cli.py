@@ -25,19 +25,33 @@ class Format(str, Enum):
     json = "json"
 
 
+EXIT_DAMAGED = 3  # a capture file was damaged: what could be read was processed
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"sipprobe: {message}", err=True)
     raise typer.Exit(code)
 
 
+def _exit_if_damaged(result: dict) -> None:
+    """After the output: one line per damaged file on stderr, and exit 3."""
+    for line in result.get("damaged", ()):
+        typer.echo(f"sipprobe: damaged capture: {line}", err=True)
+    if result.get("damaged"):
+        raise typer.Exit(EXIT_DAMAGED)
+
+
 @contextmanager
 def _errors_taught():
-    """Errors the user can fix (a file, a filter, a database) become `sipprobe: why`, exit 2."""
-    from probe.sources import SourceError
+    """Errors the user can fix (a file, a filter, a database) become `sipprobe: why`, exit 2;
+    a capture file that is damaged or no capture at all, exit 3."""
+    from probe.sources import DamagedFile, SourceError
     from store import StoreError
 
     try:
         yield
+    except DamagedFile as exc:
+        _fail(f"damaged capture: {exc}", EXIT_DAMAGED)
     except (SourceError, StoreError) as exc:
         _fail(str(exc))
     except Exception as exc:
@@ -106,6 +120,7 @@ def stats(
 
             result = stats_files(captures, opts)
     _emit(result, fmt, "print_stats")
+    _exit_if_damaged(result)
 
 
 def _live_stats(interface, opts, duration, promisc, buffer_mb):
@@ -256,6 +271,18 @@ def replay(
         False, help="acc cdr_start_on_confirmed: a CDR starts at the answer, not the INVITE."),
     cdr_kamailio_exact: bool = typer.Option(
         False, help="Write no CDR for calls without an end (open or expired), as Kamailio."),
+    invite_timeout: float = typer.Option(
+        120.0, metavar="SECONDS",
+        help="An INVITE with a 1xx but no final reply fails (408) this long after the 1xx: "
+             "the proxy's fr_inv_timer (Kamailio's default 120)."),
+    no_reply_timeout: float = typer.Option(
+        32.0, metavar="SECONDS",
+        help="An INVITE with no reply at all ends after this: RFC 3261 Timer B (64*T1); "
+             "Kamailio's fr_timer is 30."),
+    cdr_unanswered: bool = typer.Option(
+        False, help="Also write a CDR (end_reason unanswered) for an INVITE that nothing "
+                    "answered and no proxy relayed, such as a scanner's; by default it is "
+                    "only counted (state.invite_unanswered)."),
     sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
     bpf: Optional[str] = typer.Option(None, metavar="EXPR", help=BPF_HELP),
     no_bpf: bool = typer.Option(False, "--no-bpf", help=NO_BPF_HELP),
@@ -289,9 +316,12 @@ def replay(
         summary = replay_files(captures, db, opts, local_time=local_time, acc_options=acc,
                                proxies=proxies, dialog_timeout=dialog_timeout, progress=progress,
                                rtpengine_formula=rtpengine_mos.value,
+                               invite_timeout=invite_timeout, no_reply_timeout=no_reply_timeout,
                                cdr_options={"start_on_confirmed": cdr_start_on_confirmed,
-                                            "kamailio_exact": cdr_kamailio_exact})
+                                            "kamailio_exact": cdr_kamailio_exact,
+                                            "unanswered": cdr_unanswered})
     _emit(summary, fmt, "print_replay")
+    _exit_if_damaged(summary)
 
 
 @app.command()
@@ -329,6 +359,7 @@ def sniff(
                                   proxies=proxies)
     _echo_kernel(summary)
     _emit(summary, fmt, "print_replay")
+    _exit_if_damaged(summary)
 
 
 def _echo_kernel(result: dict) -> None:
@@ -411,7 +442,7 @@ CodeOpt = Annotated[Optional[str], typer.Option(
 # the two agree)
 EndReasonOpt = Annotated[Optional[str], typer.Option(
     "--end-reason", metavar="REASON",
-    help="CDRs that ended so: completed, cancelled, rejected, expired or open.")]
+    help="CDRs that ended so: completed, cancelled, rejected, expired, open or unanswered.")]
 LimitOpt = Annotated[Optional[int], typer.Option(min=1, metavar="N", help="At most N rows.")]
 RowFormatOpt = Annotated[RowFormat, typer.Option(
     "--format", "-f", help="table, CSV with a header row, or a JSON list of objects.")]

@@ -220,6 +220,8 @@ class StatsCollector:
         }
         if capture.kernel_received is not None:
             out["capture"] = capture.kernel_counters()
+        if capture.damaged:
+            out["damaged"] = capture.damaged
         return out
 
 
@@ -289,7 +291,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
             acc_options=None, proxies: list[tuple[str, int | None]] = (),
             dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
             proxy_set=None, tick=None, subscribers=(), media_sink=None,
-            rtpengine_formula: str = "g107") -> dict:
+            rtpengine_formula: str = "g107", **timers) -> dict:
     """Frames from `source(filters, capture)` through the signalling and media layers: `sink`
     receives every AccRecord, `subscribers` (sip_dissect.events.Subscriber) the call events,
     `on_call_end` each ended Call. `proxy_set` (a ProxySet built from `proxies`) lets the
@@ -297,7 +299,9 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     (a live source also yields empty batches when idle), for commits that must not wait for
     traffic. `media_sink` receives the voice quality records (rtcp_mos.records: a row per
     RTCP report block, a row per call and side; `rtpengine_formula` the MOS formula of the
-    rtpengine to reproduce, rtcp_mos.rtpengine_mos.FORMULAS); without it RTCP is only counted."""
+    rtpengine to reproduce, rtcp_mos.rtpengine_mos.FORMULAS); without it RTCP is only counted.
+    `timers`: Signalling's invite_timeout, no_reply_timeout, max_calls and
+    max_transactions."""
     from rtcp_mos.media import MediaLayer
     from sip_dissect.accounting import AccOptions, ProxySet, acc_writer
     from sip_dissect.events import Publisher
@@ -321,7 +325,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
                         *subscribers, media])
     if on_call_end is not None:
         events.add_handler("call_ended", on_call_end)
-    sig = Signalling(counters, events, proxies=proxy_set, dialog_timeout=dialog_timeout)
+    sig = Signalling(counters, events, proxies=proxy_set, dialog_timeout=dialog_timeout, **timers)
     media.live_calls = sig.dialogs.calls  # indexed at the first RTCP datagram
     sip_ports = frozenset(opts.sip_ports)
     frames = source(opts.filters(), capture)
@@ -352,6 +356,8 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     }
     if capture.kernel_received is not None:
         summary["capture"] = capture.kernel_counters()
+    if capture.damaged:
+        summary["damaged"] = capture.damaged  # the CLI exits 3
     return summary
 
 

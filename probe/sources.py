@@ -31,6 +31,11 @@ class SourceError(Exception):
     """A capture file or interface cannot be opened; the message says which and why."""
 
 
+class DamagedFile(SourceError):
+    """A capture file is damaged or is no capture at all (wrong magic, cut inside its header):
+    nothing of it can be read. The CLI exits 3 for it, as for a file damaged further in."""
+
+
 @dataclass
 class CaptureStats:
     """Counters a source knows: frames delivered and, live, the kernel's own counts."""
@@ -40,6 +45,8 @@ class CaptureStats:
     kernel_received: int | None = None
     kernel_dropped: int | None = None
     interface_dropped: int | None = None
+    # one line per damaged file: what was wrong and how much of it was read
+    damaged: list[str] = field(default_factory=list)
 
     def kernel_counters(self) -> dict:
         """What the kernel counted on a live interface (None for files)."""
@@ -69,7 +76,9 @@ def _magic(path: str) -> bytes:
 
 
 def _pcapng_linktypes(path: str) -> set[int]:
-    """Link types of every interface block, found by walking block headers only."""
+    """Link types of every interface block, found by walking block headers only (pcapng,
+    draft-ietf-opsawg-pcapng section 3.1). A file cut or damaged inside a block ends the walk:
+    the reader that follows reports the damage."""
     types: set[int] = set()
     with open(path, "rb") as f:
         endian = "<"
@@ -80,15 +89,22 @@ def _pcapng_linktypes(path: str) -> set[int]:
             btype = struct.unpack(endian + "I", head[:4])[0]
             if btype == 0x0A0D0D0A:  # section header: learn this section's byte order
                 bom = f.read(4)
+                if len(bom) < 4:
+                    return types
                 endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
                 blen = struct.unpack(endian + "I", head[4:])[0]
+                if blen < 28:  # the smallest section header block
+                    return types
                 f.seek(blen - 12, os.SEEK_CUR)
                 continue
             blen = struct.unpack(endian + "I", head[4:])[0]
             if blen < 12:
                 return types
             if btype == 1:
-                types.add(struct.unpack(endian + "H", f.read(2))[0])
+                linktype = f.read(2)
+                if len(linktype) < 2:  # cut inside the interface block ("unpack requires...")
+                    return types
+                types.add(struct.unpack(endian + "H", linktype)[0])
                 f.seek(blen - 10, os.SEEK_CUR)
             else:
                 f.seek(blen - 8, os.SEEK_CUR)
@@ -101,7 +117,7 @@ def needs_fallback_reader(path: str) -> bool:
     if magic == PCAPNG_MAGIC:
         return len(_pcapng_linktypes(path)) > 1
     if magic not in PCAP_MAGICS:
-        raise SourceError(f"{path}: not a pcap, pcapng or gzip-compressed capture file")
+        raise DamagedFile(f"{path}: not a pcap, pcapng or gzip-compressed capture file")
     return False
 
 
@@ -147,7 +163,7 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
     try:
         reader = pcapy.open_offline(path)
     except pcapy.PcapError as exc:
-        raise SourceError(f"{path}: {exc}") from None
+        raise DamagedFile(f"{path}: {exc}") from None
     linktype = reader.datalink()
     text = filters.text_for(linktype)
     if text is not None:
@@ -159,7 +175,7 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
             except SourceError as err:
                 raise SourceError(f"{path}: {err}") from None
             text = None
-    yield from _drain_batches(reader, linktype, stats, live=False,
+    yield from _drain_batches(reader, linktype, stats, live=False, path=path,
                               reread=lambda skip: _reread_tail(path, text, linktype, skip))
 
 
@@ -185,7 +201,7 @@ def _reread_tail(path: str, text: str | None, linktype: int, skip: int) -> Itera
 
 
 def _drain_batches(reader, linktype: int, stats: CaptureStats, live: bool,
-                   stop=lambda: False, reread=None) -> Iterator[Frame]:
+                   stop=lambda: False, reread=None, path: str = "") -> Iterator[Frame]:
     import pcapy
 
     n = first = stats.frames
@@ -201,15 +217,17 @@ def _drain_batches(reader, linktype: int, stats: CaptureStats, live: bool,
             select.select([fd], [], [], POLL)
         try:
             data, meta = reader.next_batch(BATCH)
-        except pcapy.PcapError:
+        except pcapy.PcapError as exc:
             # a file cut mid-record ends like EOF; what was read stands. next_batch discards
             # the whole batch that hit the cut (a small file: every frame), so reread it
             if reread is not None:
+                good = n - first
                 tail = []
                 for fr in reread(n - first):
                     n += 1
                     tail.append(fr._replace(frame=n))
                 stats.frames = n
+                stats.damaged.append(f"{path}: {exc}; {good + len(tail)} frames before it read")
                 if tail:
                     yield tail
             break
@@ -237,19 +255,23 @@ def _scapy_batches(path: str, filters: FilterSet, stats: CaptureStats) -> Iterat
             # reads the magic itself; (path, fh, magic) raised TypeError for every file
             reader = (RawPcapNgReader if magic == PCAPNG_MAGIC else RawPcapReader)(fh)
         except Exception as exc:  # scapy raises Scapy_Exception and plain ones alike
-            raise SourceError(f"{path}: {exc}") from None
+            raise DamagedFile(f"{path}: {exc}") from None
         ng = magic == PCAPNG_MAGIC
         ts = 0.0
+        read = 0
         batch: list[Frame] = []
         while True:
             try:
                 rec = next(reader, None)  # Raw*Reader.read_packet() only raises "use _read_packet()"
             except EOFError:
                 break
-            except Exception:
-                break  # truncated tail: keep what was read
+            except Exception as exc:  # truncated tail: keep what was read
+                stats.damaged.append(f"{path}: {exc or type(exc).__name__}; "
+                                     f"{read} frames before it read")
+                break
             if rec is None:
                 break
+            read += 1
             data, meta = rec
             if ng:
                 linktype = meta.linktype
@@ -258,7 +280,10 @@ def _scapy_batches(path: str, filters: FilterSet, stats: CaptureStats) -> Iterat
                 wirelen = meta.wirelen
             else:
                 if len(data) < min(meta.caplen, 0xFFFF):  # 0xFFFF: scapy's own read limit
-                    break  # scapy returns a record cut by the end of file short; libpcap drops it
+                    # scapy returns a record cut by the end of file short; libpcap drops it
+                    stats.damaged.append(f"{path}: cut inside a record; {read - 1} frames "
+                                         "before it read")
+                    break
                 linktype = reader.linktype
                 ts = meta.sec + meta.usec / (1e9 if reader.nano else 1e6)
                 wirelen = meta.wirelen
@@ -308,8 +333,18 @@ def read_batches(paths: list[str], filters: FilterSet, stats: CaptureStats) -> I
     """
     paths = expand_paths(paths)
     stats.files = paths
-    for p in paths:
-        needs_fallback_reader(p)  # fail on a bad file before any output
+    readable = []
+    for p in paths:  # a file that is no capture: before any output
+        try:
+            needs_fallback_reader(p)
+            readable.append(p)
+        except DamagedFile as exc:
+            if len(paths) == 1:
+                raise
+            stats.damaged.append(str(exc))  # one of several: the others are read
+    if not readable:
+        raise DamagedFile("no readable capture among " + ", ".join(paths))
+    paths = readable
     if len(paths) == 1:
         yield from open_file(paths[0], filters, stats)
         return
@@ -328,6 +363,7 @@ def _merge(paths: list[str], filters: FilterSet, stats: CaptureStats) -> Iterato
     pending = list(reversed(starts))
     heap: list = []
     scratch = CaptureStats()
+    scratch.damaged = stats.damaged  # the frames are renumbered here; the damage is reported
     counter = 0
 
     def push(it):

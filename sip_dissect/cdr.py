@@ -8,17 +8,21 @@ the dlg_var extras of lab/kamailio.cfg (lab/README.md, facts 2-9):
   included, in seconds with milliseconds;
 - failed: end_time = start_time, duration 0, sip_code/sip_reason of the final reply and the
   To tag it carried;
-- a reply the proxy generated itself before relaying (a 404 after a failed lookup): to_tag,
-  sip_code and sip_reason NULL (None), the onreply_route that sets them never ran;
+- a failure the proxy generated itself (a 404 after a failed lookup, the 408 when tm's
+  fr_timer or fr_inv_timer fires, lab scenarios no-answer-408 and ringing-no-answer):
+  sip_code and sip_reason NULL (None), the onreply_route that sets them never ran; to_tag is
+  the one a callee's 1xx set, NULL if none;
 - only 401/407 challenges and no INVITE after them: no dialog, no row;
 - a dialog still open at the end (no BYE): Kamailio writes nothing. sipprobe writes a row
-  with end_reason "open" (or "expired" after dialog_timeout) unless `kamailio_exact`.
+  with end_reason "open" (or "expired" after dialog_timeout) unless `kamailio_exact`;
+- an INVITE that nothing answered (not even a 100) and no proxy relayed (a scanner's): no
+  dialog in any proxy, no row, unless `unanswered` asks for one (end_reason "unanswered").
 The extras (created, ring_time, answer_time, setuptime, pdd, ended_by, end_reason) are
 sipprobe's own; setuptime follows OpenSIPS (answer - created), pdd is first ringing - created.
 """
 from __future__ import annotations
 
-from store.tables import UNENDED
+from store.tables import UNANSWERED, UNENDED
 
 from .dialog import CHALLENGES, Call
 from .events import Subscriber
@@ -28,14 +32,20 @@ from .records import CODE_TEXT, CdrRecord, new_record
 from .uri import request_uris
 
 
-def _proxy_answered(invite, proxies) -> bool:
-    """The proxy answered the INVITE itself without relaying it (its own 404 after a failed
-    lookup): sent to a proxy, never seen relayed onwards."""
-    return proxies is not None and invite.dst in proxies and not invite.downstream
+def _proxy_generated(invite, code, proxies) -> bool:
+    """The failure `code` came from the proxy itself, not relayed from a callee: its own 404
+    after a failed lookup (sent to a proxy, never relayed onwards), its 408 when its timer
+    fired (a code none of the relayed branches answered, or no reply in the capture at all:
+    dialog.py ended the call on the transaction's timeout)."""
+    if invite.final_status != code:
+        return True
+    if invite.downstream:
+        return not any(t.final_status == code for t in invite.downstream)
+    return proxies is not None and invite.dst in proxies
 
 
 def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
-                  start_on_confirmed: bool = False) -> CdrRecord | None:
+                  start_on_confirmed: bool = False, unanswered: bool = False) -> CdrRecord | None:
     """The CDR of a finished call (the call_ended event), or None when Kamailio would write
     none. `proxies`: the proxy addresses (a ProxySet or a set of (ip, port)), to recognise
     replies the proxy generated itself."""
@@ -43,6 +53,8 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
     code = call.final_code
     if code is None and invite.final_status in CHALLENGES:
         return None  # challenged, never re-sent with credentials: no dialog in the proxy
+    if call.end_reason == UNANSWERED and not unanswered:
+        return None  # a scanner's INVITE: counted (state.invite_unanswered), no row
     if kamailio_exact and call.end_reason in UNENDED:
         return None  # Kamailio writes no CDR for a dialog that has not ended
     start = invite.created
@@ -61,8 +73,9 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         sip_code = sip_reason = None
     else:
         sip_code, sip_reason = CODE_TEXT.get(code) or f"{code:03d}", call.final_reason
-    if failed and _proxy_answered(invite, proxies):
-        to_tag = sip_code = sip_reason = None
+    if failed and _proxy_generated(invite, code, proxies):
+        sip_code = sip_reason = None
+        to_tag = call.callee_tags[-1] if call.callee_tags else None
     elif not to_tag:
         to_tag = None  # Kamailio's dlg_var was never set: NULL
     ring, answer = call.ring_time, call.answer_time

@@ -4,16 +4,21 @@ A `Call` is the dialog set one initial INVITE creates: early dialogs from provis
 with a To tag (several when the request forks), one confirmed by the 2xx, terminated by BYE or
 by the INVITE failing. A 401/407 challenge does not end it: the caller re-sends the INVITE
 with the same Call-ID and From tag and a higher CSeq, and that is the same call (section 22.2).
-Dialogs that never see a BYE expire after `dialog_timeout` seconds of packet time.
+Dialogs that never see a BYE expire after `dialog_timeout` seconds of packet time. An initial
+INVITE left without a final reply ends when its transaction times out (transaction.py: Timer B
+with no reply at all, fr_inv_timer after a 1xx), as the proxy ends it with a 408; one that
+nothing answered or relayed (a scanner's, or one to a dead host) ends `unanswered`.
 
 Compiled by Cython at install, as transaction.py (whose header says how).
 """
 from __future__ import annotations
 
+from collections import deque
+
 import cython
 
 from probe.counters import Counters
-from store.tables import CANCELLED, COMPLETED, EXPIRED, OPEN, REJECTED
+from store.tables import CANCELLED, COMPLETED, EXPIRED, OPEN, REJECTED, UNANSWERED
 
 from .events import Publisher
 from .transaction import Transaction
@@ -21,6 +26,7 @@ from .transaction import Transaction
 # States (section 12 and RFC 4235's names)
 INIT, EARLY, CONFIRMED, TERMINATED = "INIT", "EARLY", "CONFIRMED", "TERMINATED"
 CHALLENGES = (401, 407)
+TIMEOUT_CODE, TIMEOUT_REASON = 408, "Request Timeout"  # what tm answers when its timer fires
 
 
 class Call:
@@ -77,11 +83,12 @@ class DialogLayer:
     on_started: tuple  # the events' handlers (sip_dissect.events), read when built
     on_answered: tuple
     on_ended: tuple
-    calls: dict  # (Call-ID, caller's tag) -> Call, oldest first: evicted first
+    calls: dict  # (Call-ID, caller's tag) -> Call
+    _order: object  # keys of `calls` in arrival order, built when the cap is first reached
     next_sweep: cython.double  # packet time of the next look for expired calls
     totals: dict
     __slots__ = ("c", "dialog_timeout", "max_calls", "on_started", "on_answered", "on_ended",
-                 "calls", "next_sweep", "totals")
+                 "calls", "_order", "next_sweep", "totals")
 
     def __init__(self, counters: Counters, *, dialog_timeout: float = 7200.0,
                  max_calls: int = 200_000, events: Publisher | None = None):
@@ -93,6 +100,7 @@ class DialogLayer:
         self.on_answered = events.call_answered
         self.on_ended = events.call_ended
         self.calls = {}
+        self._order = deque()
         self.next_sweep = 0.0
         self.totals = {"calls": 0, "answered": 0, "failed": 0, "challenged": 0}
 
@@ -104,9 +112,7 @@ class DialogLayer:
         call = self.calls.get(key)
         if call is None or call.state == TERMINATED:
             if len(self.calls) >= self.max_calls:
-                old = self.calls.pop(next(iter(self.calls)))
-                self.c["state.dialog_evicted"] += 1
-                self._end(old, old.last_activity, EXPIRED, "")
+                self._evict_oldest()
             call = self.calls[key] = Call(txn)
             self.totals["calls"] += 1
             for handler in self.on_started:
@@ -115,6 +121,47 @@ class DialogLayer:
             call.invite = txn
             call.last_activity = txn.created
         return call
+
+    def _evict_oldest(self) -> None:
+        """At the cap: end the oldest call, in O(1) amortised. The keys in arrival order are
+        copied from the dict when the copy runs out (one pass per cap's worth of evictions:
+        calls added since are younger than all of them); keys of calls that ended meanwhile
+        are skipped. next(iter(calls)) walked the dict's deleted slots on every eviction."""
+        call: Call
+        calls = self.calls
+        for _ in range(2):
+            order = self._order
+            if not order:
+                order = self._order = deque(calls)
+            while order:
+                call = calls.get(order.popleft())
+                if call is not None:
+                    self.c["state.dialog_evicted"] += 1
+                    self._end_unreplied(call, call.last_activity, EXPIRED)
+                    return
+
+    def invite_timed_out(self, txn: Transaction, when: cython.double, evicted: cython.bint) -> None:
+        """The initial INVITE's transaction ended without a final reply (transaction.py).
+        Answered by nothing and relayed nowhere: `unanswered`. Otherwise the proxy's timer
+        fired and it answered 408 upstream (lab/README.md): the call failed then. Evicted
+        (the transaction cap): expired at its last activity."""
+        call: Call = txn.call
+        if call is None or call.state == TERMINATED or call.invite is not txn:
+            return
+        if evicted or _unreplied(call):
+            self._end_unreplied(call, call.last_activity, EXPIRED)
+            return
+        self.c["state.invite_timeout"] += 1
+        call.final_code, call.final_reason = TIMEOUT_CODE, TIMEOUT_REASON
+        self.totals["failed"] += 1
+        self._end(call, when, REJECTED, "")
+
+    def _end_unreplied(self, call: Call, ts, reason) -> None:
+        """End a call with `reason`, or `unanswered` when its INVITE got no reply at all."""
+        if _unreplied(call):
+            self.c["state.invite_unanswered"] += 1
+            reason = UNANSWERED
+        self._end(call, ts, reason, "")
 
     def find(self, callid: str, tag_a: str, tag_b: str) -> Call | None:
         """The call an in-dialog request belongs to, whichever side sent it."""
@@ -176,4 +223,13 @@ class DialogLayer:
         """End of input: calls still going are reported open (a later run may see their end)."""
         call: Call
         for call in list(self.calls.values()):
-            self._end(call, None, OPEN, "")
+            self._end_unreplied(call, None, OPEN)
+        self._order.clear()
+
+
+@cython.cfunc
+@cython.inline
+def _unreplied(call: Call) -> cython.bint:
+    """Nothing answered the call's INVITE (not even a 100) and no proxy relayed it."""
+    invite: Transaction = call.invite
+    return invite.state == "CALLING" and invite.final_status is None and not invite.downstream

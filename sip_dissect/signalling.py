@@ -16,7 +16,7 @@ from .events import Publisher, SdpSeen
 from .records import new_record
 from . import scan
 from .scan import scan_native, scan_py
-from .transaction import Transaction, TransactionLayer
+from .transaction import FR_INV_TIMER, TIMER_B, Transaction, TransactionLayer
 
 # positions in a SipHead and a Datagram: C indexes once compiled (native/pxdgen.py)
 _ANOMALIES: cython.Py_ssize_t = scan.ANOMALIES
@@ -61,12 +61,19 @@ class Signalling:
 
     def __init__(self, counters: Counters, events: Publisher, *,
                  proxies: ProxySet | None = None, dialog_timeout: float = 7200.0,
-                 invite_timeout: float = 300.0):
+                 invite_timeout: float = FR_INV_TIMER, no_reply_timeout: float = TIMER_B,
+                 max_calls: int = 200_000, max_transactions: int = 200_000):
         self.c = counters
         self.proxies = proxies if proxies is not None else ProxySet()
-        self.transactions = TransactionLayer(counters, invite_timeout=invite_timeout)
+        self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, events=events,
+                                   max_calls=max_calls)
+        # an initial INVITE that times out ends its call (dialog.py); getattr: the Python
+        # bound method (Cython would wrap the C method pointer of the cpdef in a closure)
+        self.transactions = TransactionLayer(
+            counters, invite_timeout=invite_timeout, no_reply_timeout=no_reply_timeout,
+            max_transactions=max_transactions,
+            on_invite_timeout=getattr(self.dialogs, "invite_timed_out"))
         self.proxies.learned = self.transactions.forwarders
-        self.dialogs = DialogLayer(counters, dialog_timeout=dialog_timeout, events=events)
         self.messages = 0
         self.on_sdp = events.sdp_seen
         self.on_final = events.transaction_final

@@ -25,7 +25,13 @@ from .scan import SipHead
 from .via import MAGIC_COOKIE
 
 T1 = 0.5
+TIMER_B = 64 * T1  # an INVITE with no reply at all is over by then (RFC 3261 section 17.1.1.2)
 TIMER_F = 64 * T1  # a non-INVITE transaction is over by then (RFC 3261 section 17.1.2.2)
+FR_INV_TIMER = 120.0  # Kamailio tm's fr_inv_timer: no final reply this long after a 1xx
+# A timer fires this much after the proxy's would: a 408 the proxy sends when its own timer
+# fires (Kamailio: fr_timer 30 s, fr_inv_timer 120 s) is in the capture and must win the race.
+# fr_inv_timer is counted here from the INVITE, not from its first 1xx: the slack covers that.
+TIMER_SLACK: cython.double = 2.0
 LINGER = 64 * T1  # keep a completed transaction this long to recognise retransmissions
 SWEEP_EVERY = 0.25
 
@@ -176,26 +182,35 @@ class TransactionLayer:
     """Matches messages into transactions and times out those left without a final reply."""
 
     c: object  # the Counters
-    invite_timeout: cython.double
+    invite_timeout: cython.double  # after a 1xx (fr_inv_timer)
+    no_reply_timeout: cython.double  # no reply at all (Timer B)
     max_transactions: cython.Py_ssize_t
     by_key: dict  # key -> Transaction
     forwarders: set  # (ip, port) seen relaying a request
+    on_invite_timeout: object  # called with an INVITE that timed out or was evicted unanswered
     _open_invites: object  # deques of (deadline, key)
+    _proceeding: object  # INVITEs still open after no_reply_timeout that got a 1xx
     _open_others: object
     _finished: object
     next_sweep: cython.double
-    __slots__ = ("c", "invite_timeout", "max_transactions", "by_key", "forwarders",
-                 "_open_invites", "_open_others", "_finished", "next_sweep")
+    __slots__ = ("c", "invite_timeout", "no_reply_timeout", "max_transactions", "by_key",
+                 "forwarders", "on_invite_timeout", "_open_invites", "_proceeding",
+                 "_open_others", "_finished", "next_sweep")
 
-    def __init__(self, counters: Counters, *, invite_timeout: float = 300.0,
-                 max_transactions: int = 200_000):
+    def __init__(self, counters: Counters, *, invite_timeout: float = FR_INV_TIMER,
+                 no_reply_timeout: float = TIMER_B, max_transactions: int = 200_000,
+                 on_invite_timeout=None):
         self.c = counters
         self.invite_timeout = invite_timeout
+        self.no_reply_timeout = no_reply_timeout
         self.max_transactions = max_transactions
         self.by_key = {}
         self.forwarders = set()
-        # deadlines in arrival order, one queue per timeout so each stays sorted by time
+        self.on_invite_timeout = on_invite_timeout
+        # deadlines in arrival order, one queue per timeout so each stays sorted by time; the
+        # queues also hold every transaction in arrival order, which eviction uses
         self._open_invites = deque()
+        self._proceeding = deque()
         self._open_others = deque()
         self._finished = deque()
         self.next_sweep = 0.0
@@ -231,11 +246,10 @@ class TransactionLayer:
             return None
         txn = Transaction(key, msg, d, method)
         if len(by_key) >= self.max_transactions:
-            _unlink(by_key.pop(next(iter(by_key))))
-            self.c["state.transaction_evicted"] += 1
+            self._evict_oldest()
         by_key[key] = txn
         if method == "INVITE":
-            self._open_invites.append((ts + self.invite_timeout, key))
+            self._open_invites.append((ts + self.no_reply_timeout + TIMER_SLACK, key))
         else:
             self._open_others.append((ts + TIMER_F, key))
         if method == "CANCEL":
@@ -304,14 +318,65 @@ class TransactionLayer:
             if txn is not None and txn.final_ts is not None and now - txn.final_ts > LINGER:
                 del by_key[key]
                 _unlink(txn)
-        for queue in (self._open_invites, self._open_others):
+        for queue in (self._open_invites, self._proceeding, self._open_others):
             while queue and queue[0][0] < now:
-                key = queue.popleft()[1]
+                deadline, key = queue.popleft()
                 txn = by_key.get(key)
-                if txn is not None and txn.final_ts is None:
+                if txn is None or txn.final_ts is not None:
+                    continue
+                if queue is self._open_invites and txn.state == PROCEEDING:
+                    # a 1xx came: it waits for fr_inv_timer (requeued in arrival order, so
+                    # _proceeding stays sorted; only INVITEs this slow ever get there)
+                    self._proceeding.append(
+                        (txn.created + self.invite_timeout + TIMER_SLACK, key))
+                else:
                     del by_key[key]
                     self.c["state.transaction_timeout"] += 1
-                    _unlink(txn)
+                    self._forget_open(txn, deadline - TIMER_SLACK, False)
+
+    def _forget_open(self, txn: Transaction, when: cython.double, evicted: cython.bint) -> None:
+        """A transaction left without a final reply (timed out at `when`, or evicted): an
+        INVITE's handler hears of it (its call ends as the proxy would end it), then it is
+        unlinked."""
+        if txn.method == "INVITE" and self.on_invite_timeout is not None:
+            self.on_invite_timeout(txn, when, evicted)
+        _unlink(txn)
+
+    def _evict_oldest(self) -> None:
+        """At the cap: forget one transaction, in O(1). Finished ones go first (they only wait
+        to recognise retransmissions), then the oldest open one. The deadline queues hold every
+        transaction in arrival order; heads whose transaction is gone are dropped on the way
+        (next(iter(by_key)) walked the deleted slots at the front of the dict: 30 times slower
+        in a flood of INVITEs)."""
+        txn: Transaction
+        oldest: Transaction = None
+        by_key = self.by_key
+        finished = self._finished
+        while finished:
+            key = finished.popleft()[1]
+            txn = by_key.get(key)
+            if txn is not None and txn.final_ts is not None:
+                del by_key[key]
+                self.c["state.transaction_evicted"] += 1
+                _unlink(txn)
+                return
+        pick = None
+        for queue in (self._open_invites, self._proceeding, self._open_others):
+            while queue:
+                txn = by_key.get(queue[0][1])
+                if txn is None or txn.final_ts is not None:
+                    queue.popleft()  # gone, or finished (then in _finished)
+                    continue
+                if oldest is None or txn.created < oldest.created:
+                    oldest, pick = txn, queue
+                break
+        self.c["state.transaction_evicted"] += 1
+        if oldest is None:  # not reached: every transaction is in a queue
+            _unlink(by_key.pop(next(iter(by_key))))
+            return
+        pick.popleft()
+        del by_key[oldest.key]
+        self._forget_open(oldest, oldest.created, True)
 
     def close(self) -> None:
         """End of input: transactions still waiting for a final reply are counted."""

@@ -305,8 +305,9 @@ CDR = Table(
         Column("ended_by", str, "caller, callee, proxy or ''"),
         # the vocabulary of a call's end: END_REASONS below, and the names for each
         Column("end_reason", str, "how the call ended: completed, cancelled, rejected, expired "
-                                  "(no BYE within dialog_timeout) or open (no end seen yet)",
-               values=("completed", "cancelled", "rejected", "expired", "open")),
+                                  "(no BYE within dialog_timeout) or open (no end seen yet); "
+                                  "unanswered (no reply at all, no relay: --cdr-unanswered)",
+               values=("completed", "cancelled", "rejected", "expired", "open", "unanswered")),
         # schema 4: the voice quality summary, written by the store from call_quality when
         # the call's reports are in (after the CDR: reports come up to MEDIA_GRACE later)
         *QUALITY_SUMMARY,
@@ -431,5 +432,5 @@ BY_NAME = {name: table for table in LAYOUTS for name in table.names}  # "missed_
 
 # A call's end_reason, spelled here only
 END_REASONS = CDR.column("end_reason").values
-COMPLETED, CANCELLED, REJECTED, EXPIRED, OPEN = END_REASONS
-UNENDED = (OPEN, EXPIRED)  # no end seen: Kamailio writes no CDR for these
+COMPLETED, CANCELLED, REJECTED, EXPIRED, OPEN, UNANSWERED = END_REASONS
+UNENDED = (OPEN, EXPIRED, UNANSWERED)  # no end seen: Kamailio writes no CDR for these

@@ -9,10 +9,10 @@ import pytest
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcapng
 
-from crafted import (A_IP, B_IP, CALL_RTCP, CALL_SIP, MAC_A, MAC_B, RTCP_TIMES, SIP_TIMES, T0,
+from crafted import (A_IP, B_IP, CALL_RTCP, CALL_SIP, CALL_SIP_FRAMES, MAC_A, MAC_B, RTCP_TIMES, SIP_TIMES, T0,
                      call_packets, datagram_list, frames, link, pcapng_block, sip_expected, stats,
                      write_pcap, write_pcapng)
-from probe.sources import SourceError
+from probe.sources import DamagedFile, SourceError
 
 # capture times of what the built-in filter keeps from one call: SIP and RTCP
 KEPT_TIMES = sorted(SIP_TIMES + RTCP_TIMES)
@@ -173,13 +173,17 @@ def test_gzip_of_garbage(tmp_path):
         stats(path)
 
 
-def test_bad_file_among_good_ones_fails_before_output(tmp_path):
-    """One unusable file in a list fails the run up front, not half-way through."""
+def test_bad_file_among_good_ones_is_reported_and_the_good_ones_read(tmp_path):
+    """One file that is no capture in a list: the others are read whole, the bad one is
+    named in `damaged` (the CLI then exits 3); alone, it raises DamagedFile."""
     good = write_pcap(tmp_path / "good.pcap", frames(call_packets()), 1)
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(b"\x00" * 100)
-    with pytest.raises(SourceError, match=r"bad\.pcap"):
-        stats([good, bad])
+    r = stats([good, bad])
+    assert r["sip"]["messages"] == CALL_SIP_FRAMES
+    assert r["damaged"] == [f"{bad}: not a pcap, pcapng or gzip-compressed capture file"]
+    with pytest.raises(DamagedFile, match=r"bad\.pcap"):
+        stats(bad)
 
 
 def test_nonexistent_path(tmp_path):

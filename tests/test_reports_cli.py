@@ -252,8 +252,8 @@ def test_cdrs_help_names_the_end_reasons():
     text = " ".join(result.output.split())  # click wraps help at 78 columns
     assert "Example: sipprobe report cdrs --db sipprobe.db --end-reason completed --format csv" \
         in text
-    assert "--end-reason REASON CDRs that ended so: completed, cancelled, rejected, expired or " \
-        "open." in text
+    assert "--end-reason REASON CDRs that ended so: completed, cancelled, rejected, expired, " \
+        "open or unanswered." in text
     assert "--method" not in text
 
 
@@ -349,7 +349,7 @@ def test_cdrs_bad_end_reason(cdr_db):
     result = report("cdrs", "--db", cdr_db, "--end-reason", "answered")
     assert (result.exit_code, result.stdout, result.stderr) == (
         2, "", "sipprobe: bad end reason 'answered': give completed, cancelled, rejected, "
-               "expired or open\n")
+               "expired, open or unanswered\n")
 
 
 def test_cdrs_empty_as_csv_is_the_header(cdr_db):

@@ -324,13 +324,40 @@ def test_invite_without_final_reply_is_open_at_end(tmp_path):
 
 
 def test_invite_without_final_reply_times_out_on_packet_time(tmp_path):
-    """301 s later (past the 300 s INVITE timeout) another call: the first transaction is
-    timed out on packet time, the later call accounted."""
+    """301 s later another call: the first INVITE, ringing since T0 + 0.2, timed out on
+    packet time 120 s after it was sent (fr_inv_timer; Kamailio counts from the 1xx, 0.2 s
+    later, within the 2 s the probe waits for the proxy's own 408), failed as the proxy fails
+    it (408) at that moment; the later call is accounted."""
     later = proxied_call(301.0, call_id="c2@example.com", n="2")
-    records, summary, _ = run(tmp_path, _ringing_forever() + later)
+    records, summary, calls = run(tmp_path, _ringing_forever() + later)
     assert rows(records) == [acc("INVITE", 303.005, callid="c2@example.com"),
                              acc("BYE", 311.055, callid="c2@example.com", cseq=2)]
-    assert summary["counters"] == {"state.transaction_timeout": 1, "sip.ack_2xx": 2}
+    assert summary["counters"] == {"state.transaction_timeout": 1, "state.invite_timeout": 1,
+                                   "sip.ack_2xx": 2}
+    first = calls[0]
+    assert (first.callid, first.end_reason, first.final_code, first.final_reason) == (
+        "c1@example.com", "rejected", 408, "Request Timeout")
+    assert first.end_time == pytest.approx(T0 + 120.0)
+
+
+def test_invite_timeout_is_configurable(tmp_path):
+    """--invite-timeout 60: the same ringing INVITE fails 60 s after it was sent."""
+    later = proxied_call(301.0, call_id="c2@example.com", n="2")
+    _, summary, calls = run(tmp_path, _ringing_forever() + later, invite_timeout=60.0)
+    assert calls[0].end_time == pytest.approx(T0 + 60.0)
+    assert summary["failed"] == 1
+
+
+def test_invite_nobody_answered_ends_unanswered_after_timer_b(tmp_path):
+    """An INVITE that got no reply at all and that no proxy relayed (a scanner's): after
+    Timer B (32 s) it ends `unanswered`, counted, and gives no CDR (none is written unless
+    asked for)."""
+    inv = invite(A, "z9hG4bKinv1")
+    later = proxied_call(40.0, call_id="c2@example.com", n="2")
+    _, summary, calls = run(tmp_path, [(T0, A, B, inv)] + later)
+    assert [(c.callid, c.end_reason) for c in calls][0] == ("c1@example.com", "unanswered")
+    assert summary["counters"]["state.invite_unanswered"] == 1
+    assert summary["counters"]["state.transaction_timeout"] == 1
 
 
 # -- proxy-originated BYE --------------------------------------------------------------------

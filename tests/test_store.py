@@ -934,7 +934,7 @@ def test_a_bad_end_reason_is_explained(cdrs):
     with pytest.raises(FilterError) as info:
         cdr_rows(cdrs, end_reason="answered")
     assert str(info.value) == ("bad end reason 'answered': give completed, cancelled, rejected, "
-                               "expired or open")
+                               "expired, open or unanswered")
 
 
 def test_reports_read_while_a_writer_holds_uncommitted_rows(db):

@@ -222,7 +222,8 @@ def test_a_column_of_another_type_or_fill_is_refused():
 
 def test_end_reasons_are_the_end_reason_column_s_values():
     assert tables.END_REASONS == CDR.column("end_reason").values == (
-        tables.COMPLETED, tables.CANCELLED, tables.REJECTED, tables.EXPIRED, tables.OPEN)
+        tables.COMPLETED, tables.CANCELLED, tables.REJECTED, tables.EXPIRED, tables.OPEN,
+        tables.UNANSWERED)
     assert set(tables.UNENDED) < set(tables.END_REASONS)
     assert f"end_reason = '{tables.OPEN}' AND excluded.end_reason != '{tables.OPEN}'" \
         in worker.COMPLETE_CDR

@@ -1,0 +1,71 @@
+"""The properties each fuzz harness checks on one input; shared by the hypothesis tests
+(tests/fuzz/test_fuzz.py, bounded, in CI) and the long random-mutation run (long_run.py)."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pipeline
+from probe import decode
+from probe.counters import Counters
+from probe.records import META, RawBatch
+from probe.sources import SourceError
+from rtcp_mos.rtcp import parse_compound
+from sip_dissect.scan import scan_native, scan_py
+from sip_dissect.sdp import parse_sdp
+
+
+def scan_differential(payload: bytes) -> None:
+    """The C scanner gives what its Python twin gives, or hands over (None); neither raises."""
+    py = scan_py(payload)
+    native = scan_native(payload)
+    assert native is None or native == py, (payload, native, py)
+
+
+def sdp_never_raises(body: bytes) -> None:
+    parse_sdp(body)
+
+
+def rtcp_never_raises(payload: bytes) -> None:
+    parse_compound(payload)
+
+
+def _decoder(native: bool) -> decode.Decoder:
+    return decode.Decoder(Counters(), pipeline.frame_sip_stream, tcp_ports=frozenset((5060, 5061)),
+                          strict=True, native=native)
+
+
+def decode_differential(frames: list[bytes]) -> None:
+    """The C fast path and the Python decoder give the same datagrams and counters for one
+    libpcap batch of (mutated) Ethernet frames; strict: a decoder bug raises."""
+    data = b"".join(frames)
+    meta, off = bytearray(), 0
+    for i, f in enumerate(frames):
+        meta += META.pack(1795355000 + i, 0, off, len(f))
+        off += len(f)
+    batch = RawBatch(1, data, bytes(meta), 1)
+    results = []
+    for native in (True, False):
+        dec = _decoder(native)
+        out = dec.decode_batch(batch)
+        dec.flush()
+        results.append((out, dict(dec.c)))
+    assert results[0] == results[1]
+
+
+def file_never_crashes(content: bytes, suffix: str = ".pcap") -> None:
+    """A (mutated) capture file through `sipprobe stats` and the replay's accounting: a
+    result, or SourceError (the CLI's one-line message); never another exception."""
+    fd, path = tempfile.mkstemp(suffix=suffix)
+    try:
+        os.write(fd, content)
+        os.close(fd)
+        opts = pipeline.ProbeOptions(strict=True)
+        for run in (lambda: pipeline.stats_files([path], opts),
+                    lambda: pipeline.account_files([path], lambda rec: None, opts)):
+            try:
+                run()
+            except SourceError:
+                pass
+    finally:
+        os.unlink(path)
