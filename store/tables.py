@@ -43,6 +43,8 @@ COPY = "copy"  # the field's value as it is
 TIME_TEXT = "time_text"  # 'YYYY-MM-DD HH:MM:SS' of floor(epoch seconds), UTC unless local_time
 MILLISECONDS = "milliseconds"  # seconds rounded to the millisecond (round(x, 3))
 FILLS = (COPY, TIME_TEXT, MILLISECONDS)
+DURATION_DECIMALS = 3  # reports print seconds to the millisecond
+EPOCH_DECIMALS = 6  # and packet times (epoch seconds) to the microsecond
 
 _SQL_TYPES = {int: "INTEGER", str: "TEXT", float: "REAL"}
 
@@ -63,11 +65,12 @@ class Column:
     """A column of a table; see the module's docstring for how it is filled."""
 
     __slots__ = ("name", "type", "doc", "nullable", "default", "primary_key", "values", "field",
-                 "fill")
+                 "fill", "precision")
 
     def __init__(self, name: str, type, doc: str, *, nullable: bool = False,  # noqa: A002
                  default=None, primary_key: bool = False, values: tuple = (),
-                 field: Field | str | None = None, fill: str = COPY):
+                 field: Field | str | None = None, fill: str = COPY,
+                 precision: int | None = None):
         if type not in _SQL_TYPES:
             raise ValueError(f"column {name}: type {type!r} is not one of int, str, float")
         if fill not in FILLS:
@@ -78,6 +81,10 @@ class Column:
         self.nullable, self.default, self.primary_key = nullable, default, primary_key
         self.values = tuple(values)
         self.fill = fill
+        # decimals a report prints (CSV, tables): a float is seconds, shown to the millisecond,
+        # unless the column says otherwise (epoch stamps: the microsecond)
+        self.precision = precision if precision is not None or type is not float \
+            else DURATION_DECIMALS
         if primary_key:
             self.field = None  # SQLite numbers the rows
         elif field is None:  # a field of its own: the column's name, type and meaning
@@ -212,7 +219,7 @@ ACC = Table(
     # appended after Kamailio's columns so that those keep their positions
     extra=(
         Column("time_epoch", float, "packet time of the final reply, epoch seconds with "
-                                    "microseconds", field="time"),
+                                    "microseconds", field="time", precision=EPOCH_DECIMALS),
         Column("cseq", int, "CSeq number of the request: with callid and tags it identifies "
                             "the row"),
     ),
@@ -232,6 +239,9 @@ ACC = Table(
     summary=("time", "method", "sip_code", "sip_reason", "src_user", "dst_ouser", "dst_user",
              "src_ip", "callid"),
 )
+
+# who ended a call (acc_cdrs.ended_by)
+ENDED_BY = ("caller", "callee", "proxy", "timeout", "")
 
 # --- acc_cdrs (lab/schema.sql): one row per call, as Kamailio's acc module writes with
 # cdr_enable. Its times are epoch seconds with microseconds in the record; Kamailio stores
@@ -274,27 +284,43 @@ CDR = Table(
     ),
     extra=(
         Column("start_epoch", float, "arrival of the initial INVITE, epoch seconds with "
-                                     "microseconds", field="start_time"),
+                                     "microseconds", field="start_time", precision=EPOCH_DECIMALS),
         Column("end_epoch", float, "arrival of the BYE (= start_epoch for a failed call)",
-               field="end_time"),
-        Column("created", float, "dialog creation, = start_epoch"),
-        Column("ring_time", float, "first 180/183, NULL if none", nullable=True),
-        Column("answer_time", float, "the 2xx, NULL if none", nullable=True),
+               field="end_time", precision=EPOCH_DECIMALS),
+        Column("created", float, "dialog creation, = start_epoch", precision=EPOCH_DECIMALS),
+        Column("ring_time", float, "first 180/183, NULL if none", nullable=True,
+               precision=EPOCH_DECIMALS),
+        Column("answer_time", float, "the 2xx, NULL if none", nullable=True,
+               precision=EPOCH_DECIMALS),
         Column("setuptime", float, "answer_time - created (OpenSIPS), NULL if unanswered",
                nullable=True),
         Column("pdd", float, "post-dial delay: ring_time - created, NULL if no ringing",
                nullable=True),
-        Column("ended_by", str, "caller, callee, proxy or ''"),
+        Column("ended_by", str, "who ended the call: caller or callee (BYE, or the caller's "
+                                "CANCEL, the callee's failure reply), proxy (a BYE or failure "
+                                "reply of its own), timeout (408 with no CANCEL) or '' (open, "
+                                "expired)", values=ENDED_BY),
         # the vocabulary of a call's end: END_REASONS below, and the names for each
         Column("end_reason", str, "how the call ended: completed, cancelled, rejected, expired "
                                   "(no BYE within dialog_timeout) or open (no end seen yet)",
                values=("completed", "cancelled", "rejected", "expired", "open")),
+        # schema 4 (store/schema.py: ADDED_COLUMNS); a row of an older file has them NULL
+        # until its call is completed again, or computed by the migration where it can be
+        Column("ring_duration", float, "seconds from the INVITE to the answer, the failure "
+                                       "reply or the caller's CANCEL: what the caller waited "
+                                       "(duration = ring_duration + talk_time when answered); "
+                                       "NULL: open with no reply", nullable=True,
+               fill=MILLISECONDS, field=Field("ring_duration", float | None, "the wait")),
+        Column("talk_time", float, "seconds from the answer to the end (billsec, VoIPmonitor's "
+                                   "connect_duration), 0 for a call never answered",
+               nullable=True, fill=MILLISECONDS,
+               field=Field("talk_time", float | None, "answer to end")),
     ),
     identity=("callid", "from_tag"),  # one row per call, completed in place
     indexed=("start_epoch",),  # no start_time index either, as for acc's `time`
     clock="start_epoch",
-    summary=("start_time", "duration", "sip_code", "src_user", "dst_user", "ended_by",
-             "end_reason", "callid"),
+    summary=("start_time", "duration", "talk_time", "sip_code", "src_user", "dst_user",
+             "ended_by", "end_reason", "callid"),
 )
 
 LAYOUTS = (ACC, CDR)

@@ -61,7 +61,8 @@ def test_the_record_fields_did_not_move():
     assert records.CdrRecord._fields == (
         "start_time", "end_time", "duration", "callid", "from_tag", "to_tag", "src_user",
         "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain", "sip_code", "sip_reason",
-        "created", "ring_time", "answer_time", "setuptime", "pdd", "ended_by", "end_reason")
+        "created", "ring_time", "answer_time", "setuptime", "pdd", "ended_by", "end_reason",
+        "ring_duration", "talk_time")
     assert records.CdrRecord.KAMAILIO_COLUMNS == records.CdrRecord._fields[:14]
 
 
