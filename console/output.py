@@ -104,12 +104,14 @@ def _csv(rows, columns, out) -> int:
 
 
 def _json(rows, columns, out) -> int:
-    """A JSON list of objects, one per line-block, written as the rows come."""
+    """A JSON list of objects (indented as json.dumps(indent=2) would), written as the rows
+    come."""
     n = 0
     out.write("[")
     for row in rows:
         item = {c.name: json_value(v, c.precision) for c, v in zip(columns, row)}
-        out.write(("," if n else "") + "\n  " + json.dumps(item, ensure_ascii=False))
+        text = json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+        out.write(("," if n else "") + "\n  " + text)
         n += 1
     out.write("\n]\n" if n else "]\n")
     return n
