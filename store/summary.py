@@ -122,7 +122,8 @@ def _summary(conn, where, params, by, top) -> dict:
     glue = " AND " if where else " WHERE "
     result["failures"] = [
         {"code": c, "reason": r, "calls": n} for c, r, n in conn.execute(
-            f"SELECT coalesce(sip_code, '-'), coalesce(max(sip_reason), 'no reply'), count(*) "
+            f"SELECT coalesce(sip_code, '-'), coalesce(max(sip_reason), 'no code stored'), "
+            "count(*) "
             f"FROM {CDR_TABLE}{where}{glue}NOT coalesce({ANSWERED}, 0) "
             "AND end_reason != 'open' "
             f"GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT ?", params + [top])]
