@@ -11,13 +11,41 @@ from typing import Annotated, List, Optional
 
 import typer
 
+if __name__ == "__main__":  # `python -m cli`: run as the module `cli`, which cli_reports imports
+    import cli
+    sys.exit(cli.main())
+
 app = typer.Typer(
     help="Passive VoIP accounting probe: SIP transactions, dialogs, acc rows and RTCP quality "
          "from a mirror port or from pcap/pcapng files.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"sipprobe {version('sipprobe')}")
+        except PackageNotFoundError:
+            typer.echo("sipprobe (not installed: running from a source tree)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+        = False):
+    """Passive VoIP accounting probe: SIP transactions, dialogs, acc rows and RTCP quality
+    from a mirror port or from pcap/pcapng files.
+
+    Example: sipprobe replay capture.pcap --db sipprobe.db && sipprobe report summary
+    """
 
 
 class Format(str, Enum):
@@ -60,13 +88,29 @@ def _errors_taught():
         raise
 
 
-def _emit(result: dict, fmt: "Format", printer: str) -> None:
-    if fmt is Format.json:
-        typer.echo(json.dumps(result, indent=2))
-    else:
-        import report_format
+@contextmanager
+def quiet_pipe():
+    """`sipprobe ... | head`: the reader left; stop writing and exit 0, no traceback (click
+    would exit 1)."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        import os
 
-        getattr(report_format, printer)(result)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush goes nowhere
+        raise typer.Exit(0)
+
+
+def _emit(result: dict, fmt: "Format", printer: str) -> None:
+    with quiet_pipe():
+        if fmt is Format.json:
+            typer.echo(json.dumps(result, indent=2))
+        else:
+            import report_format
+
+            getattr(report_format, printer)(result)
 
 
 def _options(sip_port, bpf, no_bpf, dedup_window_ms):
@@ -409,141 +453,41 @@ def _stderr_console():
 
 
 report_app = typer.Typer(
-    help="Show the rows a replay or live run stored, with Kamailio's column names.\n\n"
+    help="Show the rows a replay or live run stored, with Kamailio's column names, and the "
+         "figures, call lists and charts drawn from them.\n\n"
          "Example: sipprobe report acc --db sipprobe.db --format csv",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(report_app, name="report")
 
 
-class RowFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
-# One set of options shared by every report, so that they all read the same way
-DbOpt = Annotated[str, typer.Option("--db", metavar="FILE",
-                                    help="SQLite database written by sipprobe.")]
-SinceOpt = Annotated[Optional[str], typer.Option(
-    metavar="TIME", help="Rows at or after TIME: ISO 8601 (UTC unless it has an offset) "
-                         "or epoch seconds.")]
-UntilOpt = Annotated[Optional[str], typer.Option(metavar="TIME", help="Rows before TIME.")]
-CallidOpt = Annotated[Optional[str], typer.Option(metavar="CALLID", help="Rows of this Call-ID.")]
-UserOpt = Annotated[Optional[str], typer.Option(
-    metavar="USER", help="Rows whose src_user, dst_user or dst_ouser is USER.")]
-MethodOpt = Annotated[Optional[str], typer.Option(metavar="METHOD",
-                                                  help="Rows of this method (INVITE, BYE...).")]
-CodeOpt = Annotated[Optional[str], typer.Option(
-    metavar="CODE", help="Rows with this sip_code (486) or class (4xx).")]
-# store.tables.END_REASONS, spelled out: the CLI starts without importing store/ (a test checks
-# the two agree)
-EndReasonOpt = Annotated[Optional[str], typer.Option(
-    "--end-reason", metavar="REASON",
-    help="CDRs that ended so: completed, cancelled, rejected, expired, open or unanswered.")]
-LimitOpt = Annotated[Optional[int], typer.Option(min=1, metavar="N", help="At most N rows.")]
-RowFormatOpt = Annotated[RowFormat, typer.Option(
-    "--format", "-f", help="table, CSV with a header row, or a JSON list of objects.")]
-
-
-def _report(query: str, db: str, fmt: RowFormat, *, table: str = "acc", **filters) -> None:
-    """Print the rows of reports.`query`. The columns are the table's (store/tables.py): every
-    one in CSV and JSON; on a terminal its summary, the columns that tell calls apart in 100
-    characters (tags, domains and the extras are in CSV and JSON)."""
-    from store import StoreError, reports
-    from store.tables import BY_NAME
-
-    try:
-        rows = getattr(reports, query)(db, **filters)
-    except StoreError as exc:
-        _fail(str(exc))
-    from report_format import print_rows
-
-    layout = BY_NAME[table]
-    print_rows(rows, fmt.value, layout.report_columns, table_columns=layout.summary)
-
-
-@report_app.command("acc")
-def report_acc(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
-               callid: CallidOpt = None, user: UserOpt = None, method: MethodOpt = None,
-               code: CodeOpt = None, limit: LimitOpt = None,
-               fmt: RowFormatOpt = RowFormat.table):
-    """Accounted transactions (acc table): a row per INVITE or BYE and its final reply, as
-    Kamailio's acc module writes it, in packet-time order. CSV and JSON add time_epoch and cseq.
-
-    Example: sipprobe report acc --db sipprobe.db --format csv
-    """
-    _report("acc_rows", db, fmt, since=since, until=until, callid=callid, user=user,
-            method=method, code=code, limit=limit)
-
-
-@report_app.command("missed")
-def report_missed(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
-                  callid: CallidOpt = None, user: UserOpt = None, method: MethodOpt = None,
-                  code: CodeOpt = None, limit: LimitOpt = None,
-                  fmt: RowFormatOpt = RowFormat.table):
-    """Missed calls (missed_calls table): a row per INVITE that ended in a failure reply, as
-    Kamailio's acc module writes it, in packet-time order. CSV and JSON add time_epoch and cseq.
-
-    Example: sipprobe report missed --db sipprobe.db --code 4xx --since 2026-11-23
-    """
-    _report("missed_rows", db, fmt, table="missed_calls", since=since, until=until,
-            callid=callid, user=user, method=method, code=code, limit=limit)
-
-
-@report_app.command("cdrs")
-def report_cdrs(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
-                callid: CallidOpt = None, user: UserOpt = None, code: CodeOpt = None,
-                end_reason: EndReasonOpt = None, limit: LimitOpt = None,
-                fmt: RowFormatOpt = RowFormat.table):
-    """Dialog CDRs (acc_cdrs table): a row per call, as Kamailio's acc module writes it with
-    cdr_enable, in start-time order; --since and --until compare the start. A call still open
-    when the capture ended has end_reason open until a later run sees its end. CSV and JSON add
-    tags, domains, epoch times, ring and answer times, setup time and post-dial delay.
-
-    Example: sipprobe report cdrs --db sipprobe.db --end-reason completed --format csv
-    """
-    _report("cdr_rows", db, fmt, table="acc_cdrs", since=since, until=until, callid=callid,
-            user=user, code=code, end_reason=end_reason, limit=limit)
-
-
-MaxMosOpt = Annotated[Optional[float], typer.Option(
-    "--max-mos", metavar="MOS", help="Sides whose lowest MOS is at most MOS (e.g. 3.6).")]
-
-
-@report_app.command("quality")
-def report_quality(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
-                   callid: CallidOpt = None, user: UserOpt = None, max_mos: MaxMosOpt = None,
-                   limit: LimitOpt = None, fmt: RowFormatOpt = RowFormat.table):
-    """Voice quality per call and side (call_quality table), worst first: the lowest, average
-    and highest MOS (G.107) of the side's RTCP reports, the loss, jitter, round trip and delay
-    behind them, and the MOS rtpengine would give. Side A: the caller's reports, B: the
-    callee's. --since and --until compare the call's start; --user its caller or callee (from
-    the call's CDR). CSV and JSON add the figures of the worst report and the callee's tag.
-
-    Example: sipprobe report quality --db sipprobe.db --max-mos 3.6 --format csv
-    """
-    from store import StoreError, reports
-
-    try:
-        rows = reports.quality_rows(db, since=since, until=until, callid=callid, user=user,
-                                    max_mos=max_mos, limit=limit)
-    except StoreError as exc:
-        _fail(str(exc))
-    from report_format import print_rows
-
-    if fmt is RowFormat.table:  # figures to two decimals on a terminal; CSV/JSON keep all
-        rows = [{k: round(v, 2) if isinstance(v, float) and not k.endswith("_epoch") else v
-                 for k, v in row.items()} for row in rows]
-    print_rows(rows, fmt.value, reports.QUALITY_REPORT_COLUMNS,
-               table_columns=reports.QUALITY_SUMMARY_COLUMNS)
 
 
 def main() -> None:
-    app()
+    """The `sipprobe` command: any error the commands did not explain is still one line on
+    stderr and exit 1 (SIPPROBE_DEBUG=1 shows the traceback)."""
+    import os
+
+    try:
+        app()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("SIPPROBE_DEBUG"):
+            raise
+        typer.echo(f"sipprobe: {type(exc).__name__}: {exc} (a bug: SIPPROBE_DEBUG=1 shows "
+                   "where)", err=True)
+        sys.exit(1)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+# the report commands (acc, missed, cdrs, calls, summary, chart, quality), registered on
+# report_app; last, since cli_reports imports the names above from this module
+import cli_reports  # noqa: E402,F401
+

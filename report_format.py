@@ -2,6 +2,18 @@
 from __future__ import annotations
 
 
+def console(**options):
+    """A rich Console whose broken pipe (`sipprobe ... | head`) raises BrokenPipeError for
+    cli.quiet_pipe to end quietly with exit 0; rich's own handler exits 1."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return _Console(**options)
+
+
 def _table(title: str, rows, headers=("", "count")):
     from rich.table import Table
 
@@ -20,15 +32,22 @@ def _section(con, title: str, mapping: dict, headers) -> None:
         con.print(f"{title}: none")
 
 
-def print_stats(r: dict) -> None:
-    from rich.console import Console
+def _tls_hint(con, messages: int, counters: dict) -> None:
+    if not messages and counters.get("sip.tls_record"):
+        con.print(f"hint: no SIP decoded, but {counters['sip.tls_record']} TCP segments on the "
+                  "SIP ports are TLS records: the signalling looks encrypted (SIPS, port 5061); "
+                  "capture where it is plain (before the TLS endpoint, or UDP/TCP 5060)",
+                  soft_wrap=True)
 
-    con = Console()
+
+def print_stats(r: dict) -> None:
+    con = console()
     sip = r["sip"]
     con.print(f"files: {', '.join(r['files'])}")
     con.print(f"frames matched by the {r['filter']} filter: {r['frames_matched']}")
     con.print(f"SIP messages: {sip['messages']}  retransmissions: {sip['retransmissions']}  "
               + "  ".join(f"{k}: {v}" for k, v in sip["transport"].items()))
+    _tls_hint(con, sip["messages"], r["counters"])
     _section(con, "SIP requests", sip["requests"], ("method", "count"))
     _section(con, "SIP responses", sip["responses"], ("code", "count"))
     rtcp = r["rtcp"]
@@ -74,11 +93,9 @@ def print_rows(rows: list[dict], fmt: str, columns, table_columns=None) -> None:
     elif not rows:
         sys.stdout.write("no rows\n")
     else:
-        from rich.console import Console
-
         # piped or redirected output has no width to fit: do not wrap rows at rich's 80
-        console = Console() if sys.stdout.isatty() else Console(width=250)
-        console.print(_rows_table(rows, tuple(table_columns or columns)))
+        con = console() if sys.stdout.isatty() else console(width=250)
+        con.print(_rows_table(rows, tuple(table_columns or columns)))
 
 
 def _rows_table(rows: list[dict], names):
@@ -96,14 +113,13 @@ def _rows_table(rows: list[dict], names):
 
 def print_replay(s: dict) -> None:
     """The one-screen summary at the end of `sipprobe replay`."""
-    from rich.console import Console
-
-    con = Console()
+    con = console()
     con.print(f"files: {', '.join(s['files'])}")
     con.print(f"database: {s['db']}")
     con.print(f"engine: {s['engine']}")
     con.print(f"proxies: {', '.join(s['proxies']) or 'none detected: every transaction accounted as seen'}")
     con.print(f"SIP messages: {s['sip_messages']}  frames matched: {s['frames_matched']}")
+    _tls_hint(con, s["sip_messages"], s["counters"])
     con.print(f"calls: {s['calls']}  answered: {s['answered']}  failed: {s['failed']}  "
               f"challenged (401/407): {s['challenged']}")
     con.print(f"acc rows: {s['acc_rows']} ({s['acc_inserted']} new)  "

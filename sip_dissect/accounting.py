@@ -64,7 +64,9 @@ class ProxySet:
         return self.holds(endpoint)
 
     def describe(self) -> list[str]:
-        return sorted([f"{ip}:{port}" for ip, port in self.given | self.learned] +
+        """The proxies as --proxy takes them back: IP:PORT, [IPv6]:PORT, or a bare IP."""
+        return sorted([f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+                       for ip, port in self.given | self.learned] +
                       [ip for ip in self.given_ips])
 
 

@@ -17,12 +17,15 @@ the dlg_var extras of lab/kamailio.cfg (lab/README.md, facts 2-9):
   with end_reason "open" (or "expired" after dialog_timeout) unless `kamailio_exact`;
 - an INVITE that nothing answered (not even a 100) and no proxy relayed (a scanner's): no
   dialog in any proxy, no row, unless `unanswered` asks for one (end_reason "unanswered").
-The extras (created, ring_time, answer_time, setuptime, pdd, ended_by, end_reason) are
-sipprobe's own; setuptime follows OpenSIPS (answer - created), pdd is first ringing - created.
+The extras (created, ring_time, answer_time, setuptime, pdd, ended_by, end_reason,
+ring_duration, talk_time) are sipprobe's own; setuptime follows OpenSIPS (answer - created), pdd
+is first ringing - created, talk_time is answer to end (Asterisk's billsec), ring_duration the
+INVITE to the answer, the failure reply or the caller's CANCEL, so that for an answered call
+duration = ring_duration + talk_time (to the millisecond).
 """
 from __future__ import annotations
 
-from store.tables import UNANSWERED, UNENDED
+from store.tables import CANCELLED, UNANSWERED, UNENDED
 
 from .dialog import CHALLENGES, Call
 from .events import Subscriber
@@ -80,6 +83,16 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         to_tag = None  # Kamailio's dlg_var was never set: NULL
     ring, answer = call.ring_time, call.answer_time
     created = start
+    ended_by, wait, talk = call.ended_by, None, 0.0
+    if answer is not None and not failed:
+        wait = answer - created
+        talk = end - answer if end > answer else 0.0
+    elif failed:
+        cancel = invite.cancel
+        # the caller gave up at its CANCEL, whatever reply the INVITE got after it
+        stop = cancel.created if cancel is not None else invite.final_ts
+        wait = stop - created if stop is not None else None
+        ended_by = _failure_ended_by(call, invite, proxies)
     if start_on_confirmed and answer is not None and not failed:
         start = answer  # acc's cdr_start_on_confirmed: billing from the answer, not the INVITE
     span = end - start
@@ -92,7 +105,20 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         created, ring, answer,
         None if answer is None else answer - created,  # setuptime
         None if ring is None else ring - created,  # pdd
-        call.ended_by, call.end_reason))
+        ended_by, call.end_reason,
+        None if wait is None else round(wait, 3), round(talk, 3)))
+
+
+def _failure_ended_by(call: Call, invite, proxies) -> str:
+    """Who ended a call that never connected: the caller's CANCEL, the proxy's own reply, a
+    408 with no CANCEL (RFC 3261 Timer C or B ran out somewhere), or the callee's reply."""
+    if invite.cancel is not None or call.end_reason == CANCELLED:
+        return "caller"
+    if call.final_code == 408:
+        return "timeout"  # the proxy's own timer (fr_inv_timer) included
+    if _proxy_generated(invite, call.final_code, proxies):
+        return "proxy"
+    return "callee"
 
 
 class CdrWriter(Subscriber):

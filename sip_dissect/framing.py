@@ -32,7 +32,10 @@ def frame_sip_stream(buf: bytearray) -> tuple[list[bytes], int, list[str]]:
                 break  # the start line may still be arriving
             m = _START_ANYWHERE.search(buf, pos + 1)
             if m is None:
-                events.append("sip.tcp_not_sip")
+                # a TLS record (RFC 8446 section 5.1: content type 20-23, version 3.x): SIPS,
+                # which no passive probe can read without the keys
+                tls = 20 <= buf[pos] <= 23 and size - pos > 1 and buf[pos + 1] == 3
+                events.append("sip.tls_record" if tls else "sip.tcp_not_sip")
                 pos = size
                 break
             events.append("sip.tcp_resync")

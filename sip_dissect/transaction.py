@@ -148,6 +148,11 @@ class Transaction:
 def _key(msg: tuple, method, branch: str, sent_by) -> tuple:
     """The key of the transaction a Via (its branch and sent-by) names for `msg`: the top Via
     for the message's own transaction, the second for the one a proxy relayed it from."""
+    if sent_by is not None and ":" not in sent_by:
+        # RFC 3261 section 18.2.1: no port means 5060, so "10.0.0.1" and "10.0.0.1:5060" name
+        # one sender (a UA that drops the port in its CANCEL still cancels its INVITE). IPv6
+        # sent-by is bracketed and always holds a colon; its port rarely goes missing.
+        sent_by = sent_by + ":5060"
     if branch.startswith(MAGIC_COOKIE):
         return (branch, sent_by, method)
     # RFC 2543 peers: match on Call-ID, CSeq number, From tag and the top Via (section 17.2.3).

@@ -22,8 +22,8 @@ from store.tables import ACC, CALL_QUALITY, CDR, COPY, MILLISECONDS, RTCP_REPORT
 
 
 def _milliseconds(times, values):
-    """MILLISECONDS: seconds rounded to 3 decimals."""
-    return map(round, values, repeat(3))
+    """MILLISECONDS: seconds rounded to 3 decimals (NULL stays NULL)."""
+    return [None if v is None else round(v, 3) for v in values]
 
 
 class RowBuilder:

@@ -18,10 +18,21 @@ from store.tables import ACC, BY_NAME, CDR, QUALITY_SUMMARY
 # a change to the columns bumps it and adds a migration to ensure_schema
 # 1: acc, missed_calls. 2: acc_cdrs (created in a version 1 file when a writer opens it).
 # 3: no row_key column (a hash of the row's identity); a unique index over the identity's own
-# columns instead (migrate_row_keys)
-# 4: rtcp_reports and call_quality (created when missing), acc_cdrs' quality summary columns
-# (added by migrate_quality_summary)
+# columns instead (migrate_row_keys). 4: acc_cdrs.ring_duration and talk_time, the quality
+# summary columns (add_columns); rtcp_reports and call_quality (created when missing)
 SCHEMA_VERSION = 4
+# columns a schema version appended to a table: a file written before has the table without
+# them; add_columns() appends them and fills what the stored columns allow
+SUMMARY_NAMES = tuple(c.name for c in QUALITY_SUMMARY)  # the store fills them from call_quality
+ADDED_COLUMNS = {"acc_cdrs": ("ring_duration", "talk_time", *SUMMARY_NAMES)}
+# how add_columns() fills them in the rows already stored (SQL over the row's own columns);
+# a failed call's reply time was never stored, so its ring_duration stays NULL
+ADDED_FILL = {
+    "ring_duration": "CASE WHEN answer_time IS NOT NULL AND (sip_code IS NULL OR sip_code < '3') "
+                     "THEN round(answer_time - created, 3) END",
+    "talk_time": "CASE WHEN answer_time IS NOT NULL AND (sip_code IS NULL OR sip_code < '3') "
+                 "THEN round(max(end_epoch - answer_time, 0), 3) ELSE 0.0 END",
+}
 # of a new file (SQLite's default is 4096): a row's four B-tree inserts split pages less often
 # (2 % fewer writer instructions, 6 % fewer bytes written); a file keeps the size it has
 PAGE_SIZE = 16384
@@ -33,7 +44,6 @@ META_TABLE = "sipprobe_meta"
 COLUMN_NAMES = ACC.column_names
 CDR_COLUMN_NAMES = CDR.column_names
 OLD_KEY = "row_key"  # the column schema 3 dropped (see tables.ACC.identity)
-SUMMARY_NAMES = tuple(c.name for c in QUALITY_SUMMARY)  # acc_cdrs' columns since schema 4
 
 
 def table_columns(table: str) -> tuple[str, ...]:
@@ -143,8 +153,9 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
                 have = check_columns(db, path, table)
                 if have[-1] == OLD_KEY:
                     migrate_row_keys(db, path, table)
-                if table == CDR_TABLE and not set(SUMMARY_NAMES) <= set(have):
-                    migrate_quality_summary(db)
+                    have = have[:-1]
+                if len(have) < len(table_columns(table)):
+                    add_columns(db, table, have)
             else:  # acc_cdrs missing from a version 1 file: this is its migration
                 for statement in create_statements(table):
                     db.execute(statement)
@@ -172,16 +183,28 @@ def check_columns(db, path: str, table: str) -> tuple[str, ...]:
     a version 1 or 2 file, which a writer has not migrated yet (its row_key last), passes:
     reports read it."""
     have = tuple(r[1] for r in db.execute(f'PRAGMA table_info("{table}")').fetchall())
-    now = table_columns(table)
-    if table == CDR_TABLE:  # before schema 4 without the quality summary
-        before = tuple(c for c in now if c not in SUMMARY_NAMES)
-        allowed: tuple = (now, before, before + (OLD_KEY,), now + (OLD_KEY,))
-    else:
-        allowed = (now, now + (OLD_KEY,))
-    if have not in allowed:
+    if have not in _known_layouts(table):
         raise StoreError(f"{path}: table {table} has columns ({', '.join(have)}) that sipprobe "
                          "did not write: give sipprobe a file of its own with --db")
     return have
+
+
+def _known_layouts(table: str) -> list[tuple[str, ...]]:
+    """The column lists sipprobe has written `table` with: today's, and before schema 4's
+    ADDED_COLUMNS, with or without schema 2's row_key."""
+    now = table_columns(table)
+    before = tuple(c for c in now if c not in ADDED_COLUMNS.get(table, ()))
+    return [now, now + (OLD_KEY,), before, before + (OLD_KEY,)]
+
+
+def add_columns(db, table: str, have: tuple[str, ...]) -> None:
+    """Schema 3 to 4: append the columns `table` lacks (nullable ones: SQLite's ADD COLUMN),
+    then fill them in the stored rows where ADDED_FILL can."""
+    layout = BY_NAME[table]
+    for name in layout.column_names[len(have):]:
+        db.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {layout.column(name).sql_type}')
+        if name in ADDED_FILL:
+            db.execute(f'UPDATE "{table}" SET "{name}" = {ADDED_FILL[name]}')
 
 
 def migrate_row_keys(db, path: str, table: str) -> None:
@@ -197,14 +220,6 @@ def migrate_row_keys(db, path: str, table: str) -> None:
     db.execute(f'DROP INDEX IF EXISTS "{table}_callid_idx"')
     db.execute(f'ALTER TABLE "{table}" DROP COLUMN "{OLD_KEY}"')
     db.execute(create_statements(table)[-1])  # the identity's unique index
-
-
-def migrate_quality_summary(db) -> None:
-    """Schema 3 to 4: acc_cdrs gains the quality summary columns (NULL in the rows already
-    there, filled when their calls' reports are stored). A version 2 file has its row_key
-    dropped first, so the columns still follow the table's declaration."""
-    for column in QUALITY_SUMMARY:
-        db.execute(f'ALTER TABLE "{CDR_TABLE}" ADD COLUMN "{column.name}" {column.sql_type}')
 
 
 def _check_meta(meta: dict, path: str, clock: str) -> None:

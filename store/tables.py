@@ -43,6 +43,8 @@ COPY = "copy"  # the field's value as it is
 TIME_TEXT = "time_text"  # 'YYYY-MM-DD HH:MM:SS' of floor(epoch seconds), UTC unless local_time
 MILLISECONDS = "milliseconds"  # seconds rounded to the millisecond (round(x, 3))
 FILLS = (COPY, TIME_TEXT, MILLISECONDS)
+DURATION_DECIMALS = 3  # reports print seconds to the millisecond
+EPOCH_DECIMALS = 6  # and packet times (epoch seconds) to the microsecond
 
 _SQL_TYPES = {int: "INTEGER", str: "TEXT", float: "REAL"}
 
@@ -63,11 +65,12 @@ class Column:
     """A column of a table; see the module's docstring for how it is filled."""
 
     __slots__ = ("name", "type", "doc", "nullable", "default", "primary_key", "values", "field",
-                 "fill", "by_store")
+                 "fill", "by_store", "precision")
 
     def __init__(self, name: str, type, doc: str, *, nullable: bool = False,  # noqa: A002
                  default=None, primary_key: bool = False, values: tuple = (),
-                 field: Field | str | None = None, fill: str = COPY, by_store: bool = False):
+                 field: Field | str | None = None, fill: str = COPY, by_store: bool = False,
+                 precision: int | None = None):
         if type not in _SQL_TYPES:
             raise ValueError(f"column {name}: type {type!r} is not one of int, str, float")
         if fill not in FILLS:
@@ -79,6 +82,10 @@ class Column:
         self.values = tuple(values)
         self.fill = fill
         self.by_store = by_store
+        # decimals a report prints (CSV, tables): a float is seconds, shown to the millisecond,
+        # unless the column says otherwise (epoch stamps: the microsecond)
+        self.precision = precision if precision is not None or type is not float \
+            else DURATION_DECIMALS
         if primary_key or by_store:
             # SQLite numbers the rows; a by_store column is filled by the writer from another
             # table (acc_cdrs' MOS summary from call_quality), never from the record
@@ -216,7 +223,7 @@ ACC = Table(
     # appended after Kamailio's columns so that those keep their positions
     extra=(
         Column("time_epoch", float, "packet time of the final reply, epoch seconds with "
-                                    "microseconds", field="time"),
+                                    "microseconds", field="time", precision=EPOCH_DECIMALS),
         Column("cseq", int, "CSeq number of the request: with callid and tags it identifies "
                             "the row"),
     ),
@@ -250,6 +257,8 @@ QUALITY_SUMMARY = (
     Column("mos_rtpengine_min", float, "the lowest MOS rtpengine would give the call (both "
                                        "sides)", nullable=True, by_store=True),
 )
+# who ended a call (acc_cdrs.ended_by)
+ENDED_BY = ("caller", "callee", "proxy", "timeout", "")
 
 # --- acc_cdrs (lab/schema.sql): one row per call, as Kamailio's acc module writes with
 # cdr_enable. Its times are epoch seconds with microseconds in the record; Kamailio stores
@@ -292,22 +301,38 @@ CDR = Table(
     ),
     extra=(
         Column("start_epoch", float, "arrival of the initial INVITE, epoch seconds with "
-                                     "microseconds", field="start_time"),
+                                     "microseconds", field="start_time", precision=EPOCH_DECIMALS),
         Column("end_epoch", float, "arrival of the BYE (= start_epoch for a failed call)",
-               field="end_time"),
-        Column("created", float, "dialog creation, = start_epoch"),
-        Column("ring_time", float, "first 180/183, NULL if none", nullable=True),
-        Column("answer_time", float, "the 2xx, NULL if none", nullable=True),
+               field="end_time", precision=EPOCH_DECIMALS),
+        Column("created", float, "dialog creation, = start_epoch", precision=EPOCH_DECIMALS),
+        Column("ring_time", float, "first 180/183, NULL if none", nullable=True,
+               precision=EPOCH_DECIMALS),
+        Column("answer_time", float, "the 2xx, NULL if none", nullable=True,
+               precision=EPOCH_DECIMALS),
         Column("setuptime", float, "answer_time - created (OpenSIPS), NULL if unanswered",
                nullable=True),
         Column("pdd", float, "post-dial delay: ring_time - created, NULL if no ringing",
                nullable=True),
-        Column("ended_by", str, "caller, callee, proxy or ''"),
+        Column("ended_by", str, "who ended the call: caller or callee (BYE, or the caller's "
+                                "CANCEL, the callee's failure reply), proxy (a BYE or failure "
+                                "reply of its own), timeout (408 with no CANCEL) or '' (open, "
+                                "expired)", values=ENDED_BY),
         # the vocabulary of a call's end: END_REASONS below, and the names for each
         Column("end_reason", str, "how the call ended: completed, cancelled, rejected, expired "
                                   "(no BYE within dialog_timeout) or open (no end seen yet); "
                                   "unanswered (no reply at all, no relay: --cdr-unanswered)",
                values=("completed", "cancelled", "rejected", "expired", "open", "unanswered")),
+        # schema 4 (store/schema.py: ADDED_COLUMNS); a row of an older file has them NULL
+        # until its call is completed again, or computed by the migration where it can be
+        Column("ring_duration", float, "seconds from the INVITE to the answer, the failure "
+                                       "reply or the caller's CANCEL: what the caller waited "
+                                       "(duration = ring_duration + talk_time when answered); "
+                                       "NULL: open with no reply", nullable=True,
+               fill=MILLISECONDS, field=Field("ring_duration", float | None, "the wait")),
+        Column("talk_time", float, "seconds from the answer to the end (billsec, VoIPmonitor's "
+                                   "connect_duration), 0 for a call never answered",
+               nullable=True, fill=MILLISECONDS,
+               field=Field("talk_time", float | None, "answer to end")),
         # schema 4: the voice quality summary, written by the store from call_quality when
         # the call's reports are in (after the CDR: reports come up to MEDIA_GRACE later)
         *QUALITY_SUMMARY,
@@ -315,8 +340,8 @@ CDR = Table(
     identity=("callid", "from_tag"),  # one row per call, completed in place
     indexed=("start_epoch",),  # no start_time index either, as for acc's `time`
     clock="start_epoch",
-    summary=("start_time", "duration", "sip_code", "src_user", "dst_user", "ended_by",
-             "end_reason", "callid"),
+    summary=("start_time", "duration", "talk_time", "sip_code", "src_user", "dst_user",
+             "ended_by", "end_reason", "callid"),
 )
 
 # --- voice quality (rtcp_mos/): one row per RTCP report block, one per call and side

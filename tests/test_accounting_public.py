@@ -39,7 +39,7 @@ def test_call_seen_at_two_hops_of_a_proxy_is_accounted_once():
     records, summary = replay("sngrep_ipv6-frag-sip-prack-update.pcap")
     assert sorted((r.table, r.method, r.sip_code) for r in records) == [
         ("acc", "BYE", "200"), ("acc", "INVITE", "200")]
-    assert summary["proxies"] == ["fd17:625c:f037:2:a00:27ff:feb9:3519:5062"]
+    assert summary["proxies"] == ["[fd17:625c:f037:2:a00:27ff:feb9:3519]:5062"]  # as --proxy takes it
     assert summary["calls"] == 1
     invite = next(r for r in records if r.method == "INVITE")
     assert invite.src_ip == "fd17:625c:f037:2:a00:27ff:feb9:1521"  # the caller, first hop

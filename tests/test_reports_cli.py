@@ -29,12 +29,12 @@ ACC_CSV = HEADER + (
     "2,BYE,11993SIPpTag001,11992SIPpTag011,1-11993@127.0.0.1,200,OK,2026-11-23 10:57:27,"
     "alice,sipprobe.lab,127.0.0.1,uas,uas,127.0.0.1,1795431447.999999,2\n"
     "1,BYE,12017SIPpTag011,12018SIPpTag001,1-12018@127.0.0.1,200,OK,2026-11-23 10:57:31,"
-    "byer,sipprobe.lab,127.0.0.1,alice,alice,127.0.0.1,1795431451.25,1\n")
+    "byer,sipprobe.lab,127.0.0.1,alice,alice,127.0.0.1,1795431451.250000,1\n")
 MISSED_CSV = HEADER + (
     "2,INVITE,12048SIPpTag001,12047SIPpTag011,1-12048@127.0.0.1,486,Busy Here,"
-    "2026-11-23 10:57:33,alice,sipprobe.lab,127.0.0.1,busy,busy,127.0.0.1,1795431453.5,1\n"
+    "2026-11-23 10:57:33,alice,sipprobe.lab,127.0.0.1,busy,busy,127.0.0.1,1795431453.500000,1\n"
     "1,INVITE,12081SIPpTag001,12080SIPpTag011,1-12081@127.0.0.1,404,Not Found,"
-    "2026-11-23 10:57:35,carol,sipprobe.lab,127.0.0.2,bob,bob-mobile,127.0.0.1,1795431455.75,1\n")
+    "2026-11-23 10:57:35,carol,sipprobe.lab,127.0.0.2,bob,bob-mobile,127.0.0.1,1795431455.750000,1\n")
 MISSED_JSON = """\
 [
   {
@@ -75,30 +75,30 @@ MISSED_JSON = """\
   }
 ]
 """
-# the table keeps the columns that tell calls apart (store/tables.py: ACC.summary); rich pads cells
-# with spaces, so lines are compared without their trailing blanks
+# the table keeps the columns that tell calls apart (store/tables.py: ACC.summary), text times
+# labelled with their clock; lines are compared without their trailing blanks
 MISSED_TABLE = """\
- time                ┃ method ┃ sip_code ┃ sip_reason ┃ src_user ┃ dst_ouser ┃ dst_user   ┃ src_ip    ┃ callid
-━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━
- 2026-11-23 10:57:33 │ INVITE │ 486      │ Busy Here  │ alice    │ busy      │ busy       │ 127.0.0.1 │ 1-12048@127.0.0.1
- 2026-11-23 10:57:35 │ INVITE │ 404      │ Not Found  │ carol    │ bob       │ bob-mobile │ 127.0.0.2 │ 1-12081@127.0.0.1
+time (UTC)           method  sip_code  sip_reason  src_user  dst_ouser  dst_user    src_ip     callid
+───────────────────  ──────  ────────  ──────────  ────────  ─────────  ──────────  ─────────  ─────────────────
+2026-11-23 10:57:33  INVITE  486       Busy Here   alice     busy       busy        127.0.0.1  1-12048@127.0.0.1
+2026-11-23 10:57:35  INVITE  404       Not Found   carol     bob        bob-mobile  127.0.0.2  1-12081@127.0.0.1
 """  # noqa: E501
 
 CDR_HEADER = ("id,start_time,end_time,duration,callid,from_tag,to_tag,src_user,src_domain,"
               "src_ip,dst_ouser,dst_user,dst_domain,sip_code,sip_reason,start_epoch,end_epoch,"
-              "created,ring_time,answer_time,setuptime,pdd,ended_by,end_reason,"
-              "mos_min,mos_side,mos_avg_a,mos_avg_b,mos_rtpengine_min\n")
+              "created,ring_time,answer_time,setuptime,pdd,ended_by,end_reason,ring_duration,"
+              "talk_time,mos_min,mos_side,mos_avg_a,mos_avg_b,mos_rtpengine_min\n")
 CDRS_CSV = CDR_HEADER + (
     "2,2026-11-23 10:57:25,2026-11-23 10:57:26,1.377,1-11993@127.0.0.1,11993SIPpTag001"
     ",11992SIPpTag011,alice,sipprobe.lab,127.0.0.1,uas,uas,sipprobe.lab,200,OK"
-    ",1795431445.123456,1795431446.5,1795431445.123456,1795431445.125,1795431445.130456"
-    ",0.007,0.001544,,open,,,,,\n"
-    "3,2026-11-23 10:57:33,2026-11-23 10:57:33,0.0,1-12048@127.0.0.1,12048SIPpTag001"
+    ",1795431445.123456,1795431446.500000,1795431445.123456,1795431445.125000,1795431445.130456"
+    ",0.007,0.002,,open,0.007,1.370,,,,,\n"
+    "3,2026-11-23 10:57:33,2026-11-23 10:57:33,0.000,1-12048@127.0.0.1,12048SIPpTag001"
     ",12047SIPpTag011,alice,sipprobe.lab,127.0.0.1,busy,busy,sipprobe.lab,486,Busy Here"
-    ",1795431453.5,1795431453.5,1795431453.5,,,,,callee,rejected,,,,,\n"
-    "1,2026-11-23 10:57:35,2026-11-23 10:57:35,0.0,1-12081@127.0.0.1,12081SIPpTag001,,carol"
-    ",sipprobe.lab,127.0.0.2,bob,bob,sipprobe.lab,,,1795431455.75,1795431455.75"
-    ",1795431455.75,,,,,proxy,rejected,,,,,\n")
+    ",1795431453.500000,1795431453.500000,1795431453.500000,,,,,callee,rejected,0.250,0.000,,,,,\n"
+    "1,2026-11-23 10:57:35,2026-11-23 10:57:35,0.000,1-12081@127.0.0.1,12081SIPpTag001,,carol"
+    ",sipprobe.lab,127.0.0.2,bob,bob,sipprobe.lab,,,1795431455.750000,1795431455.750000"
+    ",1795431455.750000,,,,,proxy,rejected,0.002,0.000,,,,,\n")
 CDRS_JSON = """\
 [
   {
@@ -123,9 +123,11 @@ CDRS_JSON = """\
     "ring_time": 1795431445.125,
     "answer_time": 1795431445.130456,
     "setuptime": 0.007,
-    "pdd": 0.001544,
+    "pdd": 0.002,
     "ended_by": "",
     "end_reason": "open",
+    "ring_duration": 0.007,
+    "talk_time": 1.37,
     "mos_min": null,
     "mos_side": null,
     "mos_avg_a": null,
@@ -157,6 +159,8 @@ CDRS_JSON = """\
     "pdd": null,
     "ended_by": "callee",
     "end_reason": "rejected",
+    "ring_duration": 0.25,
+    "talk_time": 0.0,
     "mos_min": null,
     "mos_side": null,
     "mos_avg_a": null,
@@ -188,6 +192,8 @@ CDRS_JSON = """\
     "pdd": null,
     "ended_by": "proxy",
     "end_reason": "rejected",
+    "ring_duration": 0.002,
+    "talk_time": 0.0,
     "mos_min": null,
     "mos_side": null,
     "mos_avg_a": null,
@@ -198,11 +204,11 @@ CDRS_JSON = """\
 """
 # a compact subset (store/tables.py: CDR.summary); an unset sip_code and ended_by are blank
 CDRS_TABLE = """\
- start_time          ┃ duration ┃ sip_code ┃ src_user ┃ dst_user ┃ ended_by ┃ end_reason ┃ callid
-━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━
- 2026-11-23 10:57:25 │    1.377 │ 200      │ alice    │ uas      │          │ open       │ 1-11993@127.0.0.1
- 2026-11-23 10:57:33 │      0.0 │ 486      │ alice    │ busy     │ callee   │ rejected   │ 1-12048@127.0.0.1
- 2026-11-23 10:57:35 │      0.0 │          │ carol    │ bob      │ proxy    │ rejected   │ 1-12081@127.0.0.1
+start_time (UTC)     duration  talk_time  sip_code  src_user  dst_user  ended_by  end_reason  callid
+───────────────────  ────────  ─────────  ────────  ────────  ────────  ────────  ──────────  ─────────────────
+2026-11-23 10:57:25     1.377      1.370  200       alice     uas                 open        1-11993@127.0.0.1
+2026-11-23 10:57:33     0.000      0.000  486       alice     busy      callee    rejected    1-12048@127.0.0.1
+2026-11-23 10:57:35     0.000      0.000            carol     bob       proxy     rejected    1-12081@127.0.0.1
 """  # noqa: E501
 
 
@@ -243,7 +249,7 @@ def test_every_report_command_has_help_with_an_example(command):
     if len(command) == 2:
         own = "--end-reason REASON" if command[1] == "cdrs" else "--method"
         for option in ("--db FILE", "--since TIME", "--until TIME", "--callid", "--user",
-                       own, "--code", "--limit N", "-f, --format <table|csv|json>"):
+                       own, "--code", "--limit N", "-f, --format <table|csv|json|ndjson>"):
             assert option in result.output
 
 
@@ -276,16 +282,19 @@ def test_missed_as_csv_json_and_table(db):
 
 def test_acc_as_json_parses_back_to_the_csv_rows(db):
     rows = json.loads(report("acc", "--db", db, "-f", "json").stdout)
-    assert [list(map(str, r.values())) for r in rows] == \
-        [line.split(",") for line in ACC_CSV.splitlines()[1:]]
+    def same(value, text):  # CSV prints floats to the microsecond
+        return f"{value:.6f}" == text if isinstance(value, float) else str(value) == text
+    lines = [line.split(",") for line in ACC_CSV.splitlines()[1:]]
+    assert len(rows) == len(lines)
+    assert all(same(v, t) for r, line in zip(rows, lines) for v, t in zip(r.values(), line))
 
 
 def test_acc_table_shows_the_columns_that_tell_calls_apart(db):
     """Kamailio's names, a subset that fits a terminal; CSV and JSON carry every column."""
     out = report("acc", "--db", db, env=WIDE).stdout
     assert out.splitlines()[0].split() == [
-        "time", "┃", "method", "┃", "sip_code", "┃", "sip_reason", "┃", "src_user", "┃",
-        "dst_ouser", "┃", "dst_user", "┃", "src_ip", "┃", "callid"]
+        "time", "(UTC)", "method", "sip_code", "sip_reason", "src_user", "dst_ouser", "dst_user",
+        "src_ip", "callid"]
     assert "1795431445.123456" not in out and len(out.splitlines()) == 5
 
 
@@ -370,8 +379,9 @@ def test_the_default_database_is_sipprobe_db_in_the_working_directory(db, tmp_pa
     (["missed", "--code", "4x"],
      "sipprobe: bad SIP code '4x': give three digits (486) or a class (4xx)\n"),
     (["acc", "--since", "last week"],
-     "sipprobe: bad time 'last week': give ISO 8601 (2026-11-23T10:57:25Z, "
-     "2026-11-23 10:57:25+01:00, 2026-11-23) or epoch seconds\n"),
+     "sipprobe: bad time 'last week': give a date (2026-11-23, 2026-11-23T10:57:25Z, "
+     "2026-11-23 10:57:25+01:00), epoch seconds, a time ago (30m, 2h, 7d) or today / "
+     "yesterday\n"),
 ])
 def test_errors_say_how_to_fix_them(db, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

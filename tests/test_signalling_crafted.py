@@ -535,7 +535,7 @@ def test_reply_generated_by_a_learned_proxy_is_not_accounted(tmp_path, family, t
         (T0 + 20.01, p, a, sip_response(inv, 404, "Not Found", to_tag="kmlocal"))]
     records, summary, _ = run(tmp_path, legs, transport)
     assert [(r.method, r.callid) for r in records] == [("INVITE", CALL_ID), ("BYE", CALL_ID)]
-    assert f"{p.ip}:5060" in summary["proxies"]
+    assert (f"[{p.ip}]:5060" if ":" in p.ip else f"{p.ip}:5060") in summary["proxies"]
     assert (summary["calls"], summary["failed"]) == (2, 1)
 
 

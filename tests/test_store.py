@@ -16,7 +16,7 @@ import pytest
 
 from sip_dissect.cdr import CdrRecord
 from sip_dissect.records import AccRecord
-from store import FilterError, StoreError, worker, writer
+from store import FilterError, StoreError, schema, worker, writer
 from store.schema import SCHEMA_VERSION
 from store.reports import acc_rows, cdr_rows, missed_rows, parse_time
 from store.writer import open_store, time_text
@@ -57,17 +57,19 @@ CDR = CdrRecord(start_time=1795431445.123456, end_time=1795431447.134456, durati
                 src_ip="127.0.0.1", dst_ouser="uas", dst_user="uas", dst_domain="sipprobe.lab",
                 sip_code="200", sip_reason="OK", created=1795431445.123456,
                 ring_time=1795431445.125, answer_time=1795431445.130456, setuptime=0.007,
-                pdd=0.001544, ended_by="caller", end_reason="completed")
+                pdd=0.001544, ended_by="caller", end_reason="completed", ring_duration=0.007,
+                talk_time=2.004)
 # the same call as a replay of a capture that ends before its BYE writes it
 CDR_OPEN = CDR._replace(end_time=1795431446.5, duration=1.377, ended_by="",
-                               end_reason="open")
+                               end_reason="open", talk_time=1.37)
 BUSY_CDR = CdrRecord(start_time=1795431453.5, end_time=1795431453.5, duration=0.0,
                      callid="1-12048@127.0.0.1", from_tag="12048SIPpTag001",
                      to_tag="12047SIPpTag011", src_user="alice", src_domain="sipprobe.lab",
                      src_ip="127.0.0.1", dst_ouser="busy", dst_user="busy",
                      dst_domain="sipprobe.lab", sip_code="486", sip_reason="Busy Here",
                      created=1795431453.5, ring_time=None, answer_time=None, setuptime=None,
-                     pdd=None, ended_by="callee", end_reason="rejected")
+                     pdd=None, ended_by="callee", end_reason="rejected", ring_duration=0.25,
+                     talk_time=0.0)
 # the proxy answered 404 itself: Kamailio's to_tag, sip_code and sip_reason are NULL
 PROXY_404_CDR = CdrRecord(start_time=1795431455.75, end_time=1795431455.75, duration=0.0,
                           callid="1-12081@127.0.0.1", from_tag="12081SIPpTag001", to_tag=None,
@@ -75,13 +77,13 @@ PROXY_404_CDR = CdrRecord(start_time=1795431455.75, end_time=1795431455.75, dura
                           dst_ouser="bob", dst_user="bob", dst_domain="sipprobe.lab",
                           sip_code=None, sip_reason=None, created=1795431455.75, ring_time=None,
                           answer_time=None, setuptime=None, pdd=None, ended_by="proxy",
-                          end_reason="rejected")
+                          end_reason="rejected", ring_duration=0.002, talk_time=0.0)
 KAMAILIO_CDR = ("id", "start_time", "end_time", "duration", "callid", "from_tag", "to_tag",
                 "src_user", "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain",
                 "sip_code", "sip_reason")
 SUMMARY = ["mos_min", "mos_side", "mos_avg_a", "mos_avg_b", "mos_rtpengine_min"]  # schema 4
 CDR_EXTRAS = ["start_epoch", "end_epoch", "created", "ring_time", "answer_time", "setuptime",
-              "pdd", "ended_by", "end_reason", *SUMMARY]
+              "pdd", "ended_by", "end_reason", "ring_duration", "talk_time", *SUMMARY]
 NO_CDRS = {"acc_cdrs": 0, "cdrs_completed": 0}
 
 
@@ -152,7 +154,7 @@ def test_wal_mode_and_meta_table(db):
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(con.execute("SELECT key, value FROM sipprobe_meta"))
     assert meta.pop("created")[:2] == "20" and len(meta) == 2
-    assert meta == {"schema_version": "4", "time_column": "utc"}
+    assert meta == {"schema_version": str(schema.SCHEMA_VERSION), "time_column": "utc"}
 
 
 def test_acc_cdrs_columns_are_kamailios_in_its_order_then_the_extras(db):
@@ -168,10 +170,11 @@ def test_acc_cdrs_columns_are_kamailios_in_its_order_then_the_extras(db):
                          ("duration", "REAL", 1)]
     nullable = {name for name, _, notnull in ours if not notnull}
     assert nullable == {"id", "to_tag", "sip_code", "sip_reason", "ring_time", "answer_time",
-                        "setuptime", "pdd", "mos_min", "mos_side", "mos_avg_a", "mos_avg_b",
-                        "mos_rtpengine_min"}
+                        "setuptime", "pdd", "ring_duration", "talk_time", "mos_min",
+                        "mos_side", "mos_avg_a", "mos_avg_b", "mos_rtpengine_min"}
     assert {kind for _, kind, _ in ours[15:22]} == {"REAL"}
-    assert ours[22:24] == [("ended_by", "TEXT", 1), ("end_reason", "TEXT", 1)]
+    assert ours[22:26] == [("ended_by", "TEXT", 1), ("end_reason", "TEXT", 1),
+                           ("ring_duration", "REAL", 0), ("talk_time", "REAL", 0)]
     indexes = {r[1]: r[2] for r in con.execute("PRAGMA index_list(acc_cdrs)")}
     assert indexes == {"acc_cdrs_start_epoch_idx": 0, "acc_cdrs_identity_idx": 1}
     assert [r[2] for r in con.execute("PRAGMA index_info(acc_cdrs_identity_idx)")] == [
@@ -272,7 +275,7 @@ def version_2_file(path: str, records, cdrs) -> None:
     db = sqlite_utils.Database(sqlite3.connect(path), execute_plugins=False)
     for table in ("rtcp_reports", "call_quality"):  # schema 4's
         db.execute(f"DROP TABLE {table}")
-    for column in SUMMARY:
+    for column in schema.ADDED_COLUMNS["acc_cdrs"]:  # schema 4's
         db.execute(f"ALTER TABLE acc_cdrs DROP COLUMN {column}")
     for table in V2_TABLES:
         for index in [r[1] for r in db.execute(f"PRAGMA index_list({table})")]:
@@ -286,7 +289,7 @@ def version_2_file(path: str, records, cdrs) -> None:
             [rec.table, rec.callid, rec.method, rec.cseq, rec.from_tag, rec.to_tag, rec.sip_code]))
         db[rec.table].insert(row)
     for rec in cdrs:
-        row = rec._asdict()
+        row = {f: v for f, v in rec._asdict().items() if f not in schema.ADDED_COLUMNS["acc_cdrs"]}
         row.update(start_time=time_text(rec.start_time), end_time=time_text(rec.end_time),
                    start_epoch=rec.start_time, end_epoch=rec.end_time,
                    row_key=key([rec.callid, rec.from_tag]))
@@ -428,7 +431,8 @@ def test_a_cdr_reads_back_column_by_column(db):
         "start_epoch": 1795431445.123456, "end_epoch": 1795431447.134456,
         "created": 1795431445.123456, "ring_time": 1795431445.125,
         "answer_time": 1795431445.130456, "setuptime": 0.007, "pdd": 0.001544,
-        "ended_by": "caller", "end_reason": "completed", **dict.fromkeys(SUMMARY)}
+        "ended_by": "caller", "end_reason": "completed", "ring_duration": 0.007,
+        "talk_time": 2.004, **dict.fromkeys(SUMMARY)}
     assert list(rows[0]) == list(KAMAILIO_CDR) + CDR_EXTRAS
     assert (rows[1]["to_tag"], rows[1]["sip_code"], rows[1]["sip_reason"]) == (None, None, None)
     assert (rows[1]["ring_time"], rows[1]["pdd"], rows[1]["duration"]) == (None, None, 0.0)
@@ -835,12 +839,15 @@ def test_since_and_until_compare_packet_time(filled, since, until, expected):
 def test_filters(filled):
     assert callids(acc_rows(filled, callid="1-12018@127.0.0.1")) == [("BYE", "1-12018@127.0.0.1")]
     assert callids(acc_rows(filled, method="INVITE")) == [("INVITE", "1-11993@127.0.0.1")]
-    assert acc_rows(filled, method="invite") == []  # SIP methods are case-sensitive
+    # SIP methods are case-sensitive, so no row holds "invite": the filter means INVITE
+    assert callids(acc_rows(filled, method="invite")) == [("INVITE", "1-11993@127.0.0.1")]
     # user: the caller (src_user), the dialled user (dst_ouser) or the rewritten one (dst_user)
     assert [r["src_user"] for r in acc_rows(filled, user="alice")] == ["alice", "alice", "byer"]
     assert [r["sip_code"] for r in missed_rows(filled, user="bob")] == ["404"]
     assert [r["sip_code"] for r in missed_rows(filled, user="bob-mobile")] == ["404"]
-    assert missed_rows(filled, user="bo") == []
+    assert [r["dst_user"] for r in missed_rows(filled, user="bo")] == ["bob-mobile"]  # partial
+    assert missed_rows(filled, user="bo%") == []  # LIKE's wildcards are matched as text
+    assert missed_rows(filled, user="12081") == []  # a Call-ID is no user
     assert [r["sip_code"] for r in missed_rows(filled, code="486")] == ["486"]
     assert [r["sip_code"] for r in missed_rows(filled, code="4xx")] == ["486", "404"]
     assert [r["sip_code"] for r in missed_rows(filled, code="4XX")] == ["486", "404"]
@@ -853,8 +860,9 @@ def test_filters(filled):
 @pytest.mark.parametrize("kwargs, message", [
     ({"code": "48"}, "bad SIP code '48': give three digits (486) or a class (4xx)"),
     ({"code": "4%%"}, "bad SIP code '4%%'"),
-    ({"since": "yesterday"}, "bad time 'yesterday': give ISO 8601 (2026-11-23T10:57:25Z, "
-                             "2026-11-23 10:57:25+01:00, 2026-11-23) or epoch seconds"),
+    ({"since": "last week"}, "bad time 'last week': give a date (2026-11-23, "
+                             "2026-11-23T10:57:25Z, 2026-11-23 10:57:25+01:00), epoch seconds, "
+                             "a time ago (30m, 2h, 7d) or today / yesterday"),
     ({"until": "nan"}, "bad time 'nan'"),
     ({"limit": 0}, "bad limit 0: give a positive number of rows"),
 ])
@@ -869,6 +877,12 @@ def test_parse_time():
     assert parse_time("2026-11-23T10:57:25.5+00:00") == 1795431445.5
     assert parse_time(" 1795431445.25 ") == 1795431445.25
     assert parse_time(1795431445) == 1795431445.0
+    now = 1795431445.0  # 2026-11-23 10:57:25 UTC
+    assert parse_time("2h", now=now) == now - 7200
+    assert parse_time("30m ago", now=now) == now - 1800
+    assert parse_time("7d", now=now) == now - 7 * 86400
+    assert parse_time("today", now=now) == parse_time("2026-11-23")
+    assert parse_time("Yesterday", now=now) == parse_time("2026-11-22")
 
 
 def test_report_on_a_missing_database_creates_nothing(tmp_path):
@@ -944,3 +958,24 @@ def test_reports_read_while_a_writer_holds_uncommitted_rows(db):
         eventually(lambda: acc_rows(db))
         assert len(acc_rows(db)) == 2  # WAL: readers see committed batches, never block
     assert len(acc_rows(db)) == 3
+
+
+def test_a_version_3_file_gains_talk_time_and_ring_duration_from_its_own_columns(db):
+    with open_store(db) as store:
+        store.add_cdr(CDR)
+        store.add_cdr(BUSY_CDR)
+    con = sqlite3.connect(db)
+    with con:  # as schema 3 left it: none of schema 4's columns and tables
+        for column in schema.ADDED_COLUMNS["acc_cdrs"]:
+            con.execute(f"ALTER TABLE acc_cdrs DROP COLUMN {column}")
+        con.execute("DROP TABLE rtcp_reports")
+        con.execute("DROP TABLE call_quality")
+        con.execute("UPDATE sipprobe_meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+    assert [r["talk_time"] for r in cdr_rows(db)] == [None, None]  # a report reads it as is
+    open_store(db).close()
+    rows = select(db, "acc_cdrs")
+    # answered: answer - created and end - answer; a failure's reply time was never stored
+    assert [(r["ring_duration"], r["talk_time"]) for r in rows] == [(0.007, 2.004), (None, 0.0)]
+    assert dict(sqlite3.connect(db).execute("SELECT key, value FROM sipprobe_meta"))[
+        "schema_version"] == str(schema.SCHEMA_VERSION)

@@ -68,7 +68,8 @@ def test_the_record_fields_did_not_move():
     assert records.CdrRecord._fields == (
         "start_time", "end_time", "duration", "callid", "from_tag", "to_tag", "src_user",
         "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain", "sip_code", "sip_reason",
-        "created", "ring_time", "answer_time", "setuptime", "pdd", "ended_by", "end_reason")
+        "created", "ring_time", "answer_time", "setuptime", "pdd", "ended_by", "end_reason",
+        "ring_duration", "talk_time")
     assert records.CdrRecord.KAMAILIO_COLUMNS == records.CdrRecord._fields[:14]
 
 
@@ -230,10 +231,11 @@ def test_end_reasons_are_the_end_reason_column_s_values():
 
 
 def test_the_cli_help_lists_the_end_reasons():
-    """cli.py spells them out (it starts without importing store/): the same words."""
-    import cli
+    """cli_reports.py spells them out (the CLI starts without importing store/): the same
+    words."""
+    import cli_reports
 
-    (option,) = cli.EndReasonOpt.__metadata__
+    (option,) = cli_reports.EndReasonOpt.__metadata__
     reasons = tables.END_REASONS
     assert option.help == (f"CDRs that ended so: {', '.join(reasons[:-1])} or {reasons[-1]}.")
 

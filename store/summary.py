@@ -1,0 +1,151 @@
+"""`sipprobe report summary`: the figures an operator reports upward, from acc_cdrs, in SQL.
+
+Definitions (docs/summary.md says the same, with sources):
+- calls: call attempts (acc_cdrs rows: one per initial INVITE the proxy relayed or answered);
+- answered: calls with a 2xx;
+- ASR (ITU-T E.411 section 3.1, answer seizure ratio): answered / calls, percent;
+- NER (GSMA IR.42, ITU-T E.425, network effectiveness ratio): calls that ended as the users
+  decided (answered, or a failure in USER_CODES, or cancelled by the caller) / calls, percent;
+  every other failure (5xx, 6xx but 600/603/604, a 408 without CANCEL, 403, 488, no reply...)
+  is the network's;
+- ACD (E.411 average call duration): mean talk_time of answered calls, seconds (answer to end,
+  not Kamailio's duration, which includes ringing);
+- minutes: sum of talk_time / 60;
+- pdd: first 180/183 - INVITE (RFC 6076 section 4.1 SRD, "successful session setup", when a
+  ringing reply came); setup: 2xx - INVITE. Percentiles by nearest rank. RFC 6076's SDD
+  (BYE to its reply, section 4.2) needs the BYE's reply time, which acc_cdrs does not keep.
+- mos_avg: the mean MOS of the calls, once the call_quality table exists (QUALITY hook); None
+  until then.
+"""
+from __future__ import annotations
+
+import math
+import sqlite3
+
+from store.query import Filters, open_table
+from store.schema import CDR_TABLE, database_error
+
+# failures the users decided, not the network (E.425 / IR.42 "user determined"): busy,
+# rejected, no answer, unknown or incomplete number, moved away
+USER_CODES = ("404", "410", "480", "484", "486", "487", "600", "603", "604")
+ANSWERED = "(coalesce(sip_code, '') LIKE '2__')"  # NULL: the proxy's own failure
+USER_ENDED = (f"({ANSWERED} OR end_reason = 'cancelled' OR sip_code IN "
+              f"({', '.join(repr(c) for c in USER_CODES)}))")
+# talk time, also in files written before schema 4 (talk_time NULL until migrated)
+TALK = "coalesce(talk_time, CASE WHEN answer_time IS NOT NULL THEN end_epoch - answer_time END)"
+GROUPS = {
+    "hour": "strftime('%Y-%m-%d %H:00', start_epoch, 'unixepoch')",
+    "day": "strftime('%Y-%m-%d', start_epoch, 'unixepoch')",
+    "user": "src_user",
+    "domain": "dst_domain",
+    "code": "coalesce(sip_code, '-')",
+}
+PERCENTILES = (50, 90, 99)
+FIGURES = ("calls", "answered", "asr", "ner", "acd", "minutes", "pdd_p50", "pdd_p90", "pdd_p99",
+           "setup_p50", "setup_p90", "setup_p99", "mos_avg")
+
+
+def quality_average(db, where: str, params: list):
+    """The mean MOS of the calls `where` selects, from call_quality once it exists; None
+    before. (The quality tables' engineer plugs the join in here.)"""
+    return None
+
+
+def _figures(row, values_by_metric) -> dict:
+    calls, answered, user_ended, talk_sum = row
+    out = {
+        "calls": calls,
+        "answered": answered or 0,
+        "asr": round(100.0 * (answered or 0) / calls, 2) if calls else None,
+        "ner": round(100.0 * (user_ended or 0) / calls, 2) if calls else None,
+        "acd": round(talk_sum / answered, 3) if answered and talk_sum is not None else None,
+        "minutes": round((talk_sum or 0.0) / 60.0, 3),
+    }
+    for metric, values in values_by_metric.items():
+        for p in PERCENTILES:
+            out[f"{metric}_p{p}"] = nearest_rank(values, p)
+    return out
+
+
+def nearest_rank(sorted_values: list, p: float):
+    """The p-th percentile of sorted values by nearest rank (the value at ceil(p/100 n)),
+    rounded to the millisecond; None for no values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+    return round(sorted_values[rank - 1], 3)
+
+
+def summary(db_path: str, filters: Filters = Filters(), *, by: str | None = None,
+            top: int = 10) -> dict:
+    """The figures over the rows `filters` keep: a dict of FIGURES plus `failures` (codes
+    ranked), `busiest_hours`, `in_progress` and `first`/`last` start times; with `by` (a key
+    of GROUPS) also `groups`, a list of the same figures per group."""
+    where, params = filters.where(CDR_TABLE)
+    db, _ = open_table(db_path, CDR_TABLE)
+    try:
+        return _summary(db.conn, where, params, by, top)
+    except sqlite3.Error as exc:
+        raise database_error(db_path, exc) from None
+    finally:
+        db.close()
+
+
+def _aggregate(conn, where, params, key: str | None):
+    group = f"{key} AS k, " if key else ""
+    sql = (f"SELECT {group}count(*), sum({ANSWERED}), sum({USER_ENDED}), "
+           f"sum(CASE WHEN {ANSWERED} THEN {TALK} END) FROM {CDR_TABLE}{where}")
+    if key:
+        sql += " GROUP BY k ORDER BY k"
+    return conn.execute(sql, params).fetchall()
+
+
+def _sorted_values(conn, where, params, column: str, key: str | None) -> dict:
+    """{group key: sorted values of `column`} (key None: one group), answered calls for
+    setup time."""
+    cond = f"{column} IS NOT NULL" + (f" AND {ANSWERED}" if column == "setuptime" else "")
+    glue = " AND " if where else " WHERE "
+    k = key or "NULL"
+    out: dict = {}
+    for group, value in conn.execute(f"SELECT {k}, {column} FROM {CDR_TABLE}{where}{glue}"
+                                     f"{cond} ORDER BY 1, 2", params):
+        out.setdefault(group, []).append(value)
+    return out
+
+
+def _summary(conn, where, params, by, top) -> dict:
+    (row,) = _aggregate(conn, where, params, None)
+    pdd = _sorted_values(conn, where, params, "pdd", None).get(None, [])
+    setup = _sorted_values(conn, where, params, "setuptime", None).get(None, [])
+    result = _figures(row[:4], {"pdd": pdd, "setup": setup})
+    result["mos_avg"] = quality_average(conn, where, params)
+    glue = " AND " if where else " WHERE "
+    result["failures"] = [
+        {"code": c, "reason": r, "calls": n} for c, r, n in conn.execute(
+            f"SELECT coalesce(sip_code, '-'), coalesce(max(sip_reason), 'no code stored'), "
+            "count(*) "
+            f"FROM {CDR_TABLE}{where}{glue}NOT coalesce({ANSWERED}, 0) "
+            "AND end_reason != 'open' "
+            f"GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT ?", params + [top])]
+    result["busiest_hours"] = [
+        {"hour": h, "calls": n} for h, n in conn.execute(
+            f"SELECT {GROUPS['hour']}, count(*) FROM {CDR_TABLE}{where} GROUP BY 1 "
+            f"ORDER BY 2 DESC, 1 LIMIT ?", params + [min(top, 5)])]
+    result["in_progress"] = conn.execute(
+        f"SELECT count(*) FROM {CDR_TABLE}{where}{glue}end_reason = 'open' "
+        f"AND NOT coalesce({ANSWERED}, 0)",
+        params).fetchone()[0]
+    first, last = conn.execute(f"SELECT min(start_epoch), max(start_epoch) FROM "
+                               f"{CDR_TABLE}{where}", params).fetchone()
+    result["first"], result["last"] = first, last
+    if by:
+        key = GROUPS[by]
+        pdd = _sorted_values(conn, where, params, "pdd", key)
+        setup = _sorted_values(conn, where, params, "setuptime", key)
+        result["groups"] = []
+        for k, *figures in _aggregate(conn, where, params, key):
+            item = {by: k, **_figures(figures, {"pdd": pdd.get(k, []),
+                                                "setup": setup.get(k, [])})}
+            item["mos_avg"] = None
+            result["groups"].append(item)
+    return result
