@@ -72,18 +72,30 @@ def _ist(stmro: float) -> float:
             - 13 * (1 + ((stmro - 3) / 33) ** 13) ** (1 / 13) + 29)
 
 
-def _is(ro: float, no: float, t: float) -> tuple[float, float]:
-    """Is = Iolr + Ist + Iq, clause 7.3 (eq. 7-9 to 7-20); returns (Is, Ist)."""
+def _iolr_iq(ro: float, no: float) -> tuple[float, float]:
+    """Iolr and Iq, clause 7.3 (eq. 7-10 to 7-12, 7-14 to 7-20): constant at the defaults."""
     xolr = OLR + 0.2 * (64 + no - RLR)
     iolr = 20 * ((1 + (xolr / 8) ** 8) ** (1 / 8) - xolr / 8)
-    stmro = -10 * _lg(10 ** (-STMR / 10) + math.exp(-t / 4) * 10 ** (-TELR / 10))
-    ist = _ist(stmro)
     q = 37 - 15 * _lg(QDU)
     g = 1.07 + 0.258 * q + 0.0602 * q * q
     y = (ro - 100) / 15 + 46 / 8.4 - g / 9
     z = 46 / 30 - g / 40
     iq = 15 * _lg(1 + 10 ** y + 10 ** z)
+    return iolr, iq
+
+
+def _is(ro: float, no: float, t: float) -> tuple[float, float]:
+    """Is = Iolr + Ist + Iq, clause 7.3 (eq. 7-9 to 7-20); returns (Is, Ist). Only the
+    sidetone term depends on the delay (through T)."""
+    iolr, iq = _IOLR_IQ if (ro, no) == (_RO, _NO) else _iolr_iq(ro, no)
+    stmro = -10 * _lg(10 ** (-STMR / 10) + math.exp(-t / 4) * 10 ** (-TELR / 10))
+    ist = _ist(stmro)
     return iolr + ist + iq, ist
+
+
+# the parts of R that do not depend on the inputs, computed once (a report block needs an R)
+_RO, _NO = _ro()
+_IOLR_IQ = _iolr_iq(_RO, _NO)
 
 
 def _idte(no: float, t: float, ist: float) -> float:
@@ -147,7 +159,7 @@ def g107(ta_ms: Optional[float] = 0.0, ppl: Optional[float] = 0.0,
     burst = _number(burst_r, 1.0, 1.0)
     ie_ = _number(ie, 0.0, 0.0, 95.0)
     bpl_ = _number(bpl, 25.1, 1.0)
-    ro, no = _ro()
+    ro, no = _RO, _NO
     is_, ist = _is(ro, no, ta)
     idte, idle, idd = _idte(no, ta, ist), _idle(ro, 2 * ta), _idd(ta)
     id_ = idte + idle + idd

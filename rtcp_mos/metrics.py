@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .emodel import codec_impairment, coding_delay_ms, g107
-from .rtpengine_mos import G107, rtpengine_jitter_ms, rtpengine_mos, rtpengine_packetloss
+from .rtpengine_mos import G107, rtpengine_jitter_ms, rtpengine_mos_e1, rtpengine_packetloss
 
 NTP_UNIT = 65536.0  # LSR and DLSR count 1/65536 s
 MAX_RTT_S = 10.0  # a longer "round trip" is a mismatched SR, not a network
@@ -102,6 +102,7 @@ class BlockMetrics(NamedTuple):
     rtpengine_rtt_us: int  # the end-to-end RTT rtpengine would use (0: none)
     rtpengine_jitter_ms: int
     rtpengine_loss: int
+    rtpengine_e1: int  # rtpengine's MOS x 10 as it stores it (0: none)
 
 
 def block_metrics(block, loss_pct: float | None, rtt_s: float | None, last_rtt_s: float,
@@ -129,10 +130,10 @@ def block_metrics(block, loss_pct: float | None, rtt_s: float | None, last_rtt_s
         rtt_us = int(rtt_s * 1e6) + other_rtt_us
     r_jitter = rtpengine_jitter_ms(block.jitter, clock)
     r_loss = rtpengine_packetloss(block.fraction_lost)
-    mos_r = rtpengine_mos(rtt_us, r_jitter, r_loss, formula) if rtt_us > 0 else None
+    e1 = rtpengine_mos_e1(rtt_us, r_jitter, r_loss, formula) if rtt_us > 0 else 0
     return BlockMetrics(loss_pct, jitter_ms, None if rtt_s is None else rtt_s * 1000.0, delay,
                         codec.encoding, int(impairment.fallback or codec.encoding is None),
-                        burst, r, mos, mos_r, rtt_us, r_jitter, r_loss)
+                        burst, r, mos, e1 / 10 if e1 else None, rtt_us, r_jitter, r_loss, e1)
 
 
 class PairState:

@@ -53,7 +53,7 @@ class SideQuality:
             stats = self.rtpengine[source_ssrc] = RtpengineSsrcStats()
         rtt_leg = 0 if m.rtt_ms is None else int(m.rtt_ms * 1000)
         stats.add(int(ts * 1e6), m.rtpengine_rtt_us, rtt_leg, m.rtpengine_jitter_ms,
-                  m.rtpengine_loss, formula)
+                  m.rtpengine_loss, formula, mos=m.rtpengine_e1)
 
     def averages(self) -> list[float | None]:
         return [s / n if n else None for s, n in zip(self.sums, self.counts)]

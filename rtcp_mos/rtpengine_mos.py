@@ -20,9 +20,8 @@ FORMULAS = (G107, G107_2, LEGACY)
 
 
 def _cdiv(a: int, b: int) -> int:
-    """C99 integer division: truncates toward zero."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
+    """C99 integer division by a positive `b`: truncates toward zero."""
+    return a // b if a >= 0 else -(-a // b)
 
 
 def mos_from_rx(rx_e5: int) -> int:
@@ -92,14 +91,16 @@ def rtpengine_mos_e1(rtt_us: int, jitter_ms: int, packetloss_pct: int, formula: 
     (default) gives no MOS without an RTT; LQ ignores the RTT, except in the legacy formula, whose
     LQ branch zeroes a variable it then does not use (ssrc.c).
     """
-    if formula not in _CALC:
+    calc = _CALC.get(formula)
+    if calc is None:
         raise ValueError(f"formula must be one of {', '.join(FORMULAS)}")
-    rtt, jitter, loss = (max(int(v), 0) for v in (rtt_us, jitter_ms, packetloss_pct))
-    if mode.upper() == "CQ" and not rtt:
+    rtt, jitter, loss = max(int(rtt_us), 0), max(int(jitter_ms), 0), max(int(packetloss_pct), 0)
+    mode = mode.upper()
+    if mode == "CQ" and not rtt:
         return 0
-    if mode.upper() == "LQ" and formula != LEGACY:
+    if mode == "LQ" and formula != LEGACY:
         rtt = 0
-    return _CALC[formula](rtt, jitter, loss)
+    return calc(rtt, jitter, loss)
 
 
 def rtpengine_mos(rtt_us: int, jitter_ms: int, packetloss_pct: int, formula: str = G107,
@@ -149,9 +150,13 @@ class RtpengineSsrcStats:
         self._sums = [0, 0, 0, 0, 0]   # mos, rtt, rtt_leg, jitter, packetloss
 
     def add(self, reported_us: int, rtt_us: int, rtt_leg_us: int, jitter_ms: int,
-            packetloss: int, formula: str = G107, mode: str = "CQ") -> Optional[StatsBlock]:
-        """Compute a block's MOS and keep it as rtpengine does; returns it, None if dropped."""
-        mos = rtpengine_mos_e1(rtt_us, jitter_ms, packetloss, formula, mode)
+            packetloss: int, formula: str = G107, mode: str = "CQ",
+            mos: Optional[int] = None) -> Optional[StatsBlock]:
+        """Compute a block's MOS and keep it as rtpengine does; returns it, None if dropped.
+        `mos`: the block's MOS x 10 when the caller has it already (rtpengine_mos_e1 of the
+        same inputs)."""
+        if mos is None:
+            mos = rtpengine_mos_e1(rtt_us, jitter_ms, packetloss, formula, mode)
         block = StatsBlock(int(reported_us), mos, int(rtt_us), int(rtt_leg_us),
                            int(jitter_ms), int(packetloss))
         if self.blocks and block.reported_us - self.blocks[-1].reported_us < 1000000:
