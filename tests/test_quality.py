@@ -283,3 +283,91 @@ def test_rtcp_mux_binds_on_the_rtp_port_and_late_reports_by_grace(tmp_path):
     assert rows[1][4] == pytest.approx(10 * 100 / 256)
     assert rows[2][4] == pytest.approx(8 * 100 / 100)  # 0x7FFFFA -> -0x7FFFFE: 8 lost
     assert s["counters"]["media.unbound_report"] == 1
+
+
+def _reinvite(t: float, cseq: int, a_port: int, direction: bytes, answer_dir: bytes):
+    """A re-INVITE from the caller moving its media to `a_port` with `direction`, the 200
+    answering with `answer_dir`, and the ACK (RFC 3264 section 8.4: hold is sendonly/recvonly)."""
+    from crafted import A_RTP, B_RTP, sdp, sip_message
+
+    frm = "\"Alice\" <sip:alice@example.com>;tag=9fxced76sl1"
+    to = "<sip:bob@example.org>;tag=83212343561"
+    cid = "a84b4c76e66710@pc33.example.com"
+
+    def via(branch):
+        return ("Via", f"SIP/2.0/UDP {A_IP}:5060;branch=z9hG4bK{branch}")
+
+    def body(ip, port, user, d):
+        return sdp(ip, port, user).replace(b"a=sendrecv", d)
+    branch = f"re{cseq}"
+    offer = sip_message("INVITE sip:bob@198.51.100.20:5060 SIP/2.0",
+                        [via(branch), ("From", frm), ("To", to), ("Call-ID", cid),
+                         ("CSeq", f"{cseq} INVITE")], body(A_IP, a_port, "alice", direction))
+    answer = sip_message("SIP/2.0 200 OK", [via(branch), ("From", frm), ("To", to),
+                                             ("Call-ID", cid), ("CSeq", f"{cseq} INVITE")],
+                         body(B_IP, B_RTP, "bob", answer_dir))
+    ack = sip_message("ACK sip:bob@198.51.100.20:5060 SIP/2.0",
+                      [via(f"ack{cseq}"), ("From", frm), ("To", to), ("Call-ID", cid),
+                       ("CSeq", f"{cseq} ACK")])
+    assert A_RTP != a_port or direction == b"a=sendrecv"
+    return [(T0 + t, udp(A_IP, B_IP, 5060, 5060, offer)),
+            (T0 + t + 0.01, udp(B_IP, A_IP, 5060, 5060, answer)),
+            (T0 + t + 0.02, udp(A_IP, B_IP, 5060, 5060, ack))]
+
+
+def test_reinvite_to_hold_and_back_rebinds_the_callers_new_ports(tmp_path):
+    """A re-INVITE puts the call on hold and moves the caller's media to a port the first
+    offer never named (RFC 3264 section 8.4); the caller's reports from the new RTCP port bind
+    by source, and after the second re-INVITE (back to sendrecv on the first port) so do the
+    reports from the first port again. The SDP's direction does not stop binding: RTCP flows
+    on hold too (RFC 3264 section 5.1)."""
+    from crafted import A_RTP, B_RTP
+
+    held = A_RTP + 200
+
+    def rr_from_a(t, rtcp_port):
+        return (T0 + t, udp(A_IP, B_IP, rtcp_port, B_RTP + 1, _rr(0xA, 0xB, 0, 0, 100 + int(t))))
+    rtcp = (_reinvite(8.0, 3, held, b"a=sendonly", b"a=recvonly")
+            + [rr_from_a(12.0, held + 1)]
+            + _reinvite(16.0, 4, A_RTP, b"a=sendrecv", b"a=sendrecv")
+            + [rr_from_a(20.0, A_RTP + 1)])
+    db, s = _call(tmp_path, rtcp)
+    rows = query(db, "select time_epoch - ?, callid != '', side, bound_by from rtcp_reports "
+                     "order by id", T0)
+    assert [(round(r[0]), *r[1:]) for r in rows] == [(12, True, "A", "source"),
+                                                     (20, True, "A", "source")]
+    assert "media.unbound_report" not in s["counters"]
+
+
+def _xr_voip_metrics(reporter: int, source: int, *, loss: int, burst_density: int,
+                     gap_density: int, burst_ms: int, gap_ms: int, r: int, mos_lq: int,
+                     mos_cq: int) -> bytes:
+    """An XR packet with one VoIP Metrics block (RFC 3611 section 4.7, block type 7, 36 bytes
+    with its header): loss and discard rates /256, densities /256, durations ms, delays ms,
+    levels, RERL, Gmin, R, ext R, MOS-LQ and MOS-CQ x10, RX config, JB nominal/max/abs max."""
+    block = struct.pack("!BBHIBBBBHHHHbbBBBBBBBBHHH", 7, 0, 8, source, loss, 0, burst_density,
+                        gap_density, burst_ms, gap_ms, 40, 20, -20, -70, 127, 16, r, 127,
+                        mos_lq, mos_cq, 0, 0, 40, 80, 120)
+    return struct.pack("!BBHI", 0x80, 207, (4 + len(block)) // 4, reporter) + block
+
+
+def test_xr_voip_metrics_give_the_burst_ratio_and_the_endpoints_own_scores(tmp_path):
+    """An RR with an XR VoIP Metrics block about the same source (RFC 3611 section 4.7): the
+    row keeps the endpoint's own R (xr_r_factor) and MOS-LQ/CQ (tenths on the wire), and the
+    block's G.107 figure uses the burst ratio the XR's burst and gap metrics give (> 1 for
+    bursty loss), so its MOS is lower than random loss of the same rate would give."""
+    from crafted import A_RTP, B_RTP
+
+    rr = _rr(0xB, 0xA, 26, 10, 1000)  # about 10 % (26/256)
+    xr = _xr_voip_metrics(0xB, 0xA, loss=26, burst_density=128, gap_density=2, burst_ms=200,
+                          gap_ms=2000, r=70, mos_lq=35, mos_cq=34)
+    packets = [(T0 + 5.0, udp(B_IP, A_IP, B_RTP + 1, A_RTP + 1, rr + xr))]
+    db, s = _call(tmp_path, packets)
+    (row,) = query(db, "select xr_r_factor, xr_mos_lq, xr_mos_cq, burst_ratio, loss_pct, "
+                       "delay_ms, codec, r_factor from rtcp_reports")
+    xr_r, lq, cq, burst, loss, delay, codec, r = row
+    assert (xr_r, lq, cq) == (70.0, 3.5, 3.4)
+    assert burst > 1.0
+    assert codec == "PCMU" and loss == pytest.approx(26 * 100 / 256)
+    random_loss = g107(delay, loss, 1.0, 0.0, 25.1).R
+    assert r == pytest.approx(g107(delay, loss, burst, 0.0, 25.1).R) and r < random_loss
