@@ -383,10 +383,17 @@ def sniff(
     local_time: bool = typer.Option(False, help="Write the time column in local time, not UTC."),
     sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Summary format."),
+    status_every: Optional[float] = typer.Option(
+        None, "--status-every", metavar="SECONDS", min=0.1,
+        help="Status line period (default 1 s on a terminal, 60 s otherwise)."),
 ):
     """Account live traffic into SQLite, as `replay` does for files: rows are committed at
-    least every second; Ctrl-C (or --duration) ends the run and prints the summary with the
-    kernel's received and dropped counters.
+    least every second. Says at once what it listens on and with which filter; then, on a
+    terminal, a status line redrawn every second (packets/s, SIP messages/s, calls open, rows
+    written, kernel drops, worst MOS of the last minute), otherwise that line once a minute.
+    Ctrl-C, SIGTERM or --duration end the run: calls still open are written as open CDRs and
+    the summary is printed with the kernel's received and dropped counters. Running with
+    CAP_NET_RAW only, as a systemd service: docs/operations.md.
 
     Example: sipprobe sniff -i eth1 --db /var/lib/sipprobe/acc.db --proxy 192.0.2.10
     """
@@ -397,10 +404,22 @@ def sniff(
         proxies = [parse_proxy(p) for p in proxy or ()]
     except ValueError as exc:
         _fail(f"--proxy wants IP or IP:PORT ([IPv6]:PORT): {exc}")
+    from console.live import LiveStatus
+    from probe.live_errors import check_capture, link_warning
+
     with _errors_taught():
-        summary = sniff_interface(interface, db, opts, stop=_stop_condition(duration),
-                                  promisc=promisc, buffer_mb=buffer_mb, local_time=local_time,
-                                  proxies=proxies)
+        check_capture(interface)  # no interface, no permission, link down: before the db
+    warning = link_warning(interface)
+    if warning:
+        typer.echo(f"sipprobe: {warning}", err=True)
+    status = LiveStatus(db, sip_ports=opts.sip_ports, interval=status_every)
+    try:
+        with _errors_taught():
+            summary = sniff_interface(interface, db, opts, stop=_stop_condition(duration),
+                                      promisc=promisc, buffer_mb=buffer_mb,
+                                      local_time=local_time, proxies=proxies, monitor=status)
+    finally:
+        status.finish()
     _echo_kernel(summary)
     _emit(summary, fmt, "print_replay")
     _exit_if_damaged(summary)

@@ -47,6 +47,12 @@ CodeOpt = Annotated[Optional[str], typer.Option(
 EndReasonOpt = Annotated[Optional[str], typer.Option(
     "--end-reason", metavar="REASON",
     help="CDRs that ended so: completed, cancelled, rejected, expired, open or unanswered.")]
+MinMosOpt = Annotated[Optional[float], typer.Option(
+    "--min-mos", metavar="MOS", help="Calls whose worst side's lowest MOS (G.107) is at least "
+                                     "MOS; calls without RTCP reports are left out.")]
+MaxMosOpt = Annotated[Optional[float], typer.Option(
+    "--max-mos", metavar="MOS", help="Calls whose worst side's lowest MOS is at most MOS (3.6: "
+                                     "the calls many users would find poor).")]
 LimitOpt = Annotated[Optional[int], typer.Option(
     min=1, metavar="N", help=f"At most N rows (table default {TABLE_LIMIT}; CSV and JSON: all).")]
 WideOpt = Annotated[bool, typer.Option("--wide", help="Table: never cut a value to fit the "
@@ -123,7 +129,8 @@ def report_missed(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: Unti
 @report_app.command("cdrs")
 def report_cdrs(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
                 callid: CallidOpt = None, user: UserOpt = None, ip: IpOpt = None,
-                code: CodeOpt = None, end_reason: EndReasonOpt = None, limit: LimitOpt = None,
+                code: CodeOpt = None, end_reason: EndReasonOpt = None,
+                min_mos: MinMosOpt = None, max_mos: MaxMosOpt = None, limit: LimitOpt = None,
                 wide: WideOpt = False, fmt: RowFormatOpt = RowFormat.table):
     """Dialog CDRs (acc_cdrs table): a row per call, as Kamailio's acc module writes it with
     cdr_enable, in start-time order; --since and --until compare the start. duration is
@@ -134,11 +141,10 @@ def report_cdrs(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilO
     Example: sipprobe report cdrs --db sipprobe.db --end-reason completed --format csv
     """
     print_rows("acc_cdrs", db, fmt, limit=limit, wide=wide, since=since, until=until,
-               callid=callid, user=user, ip=ip, code=code, end_reason=end_reason)
+               callid=callid, user=user, ip=ip, code=code, end_reason=end_reason,
+               min_mos=min_mos, max_mos=max_mos)
 
 
-MaxMosOpt = Annotated[Optional[float], typer.Option(
-    "--max-mos", metavar="MOS", help="Sides whose lowest MOS is at most MOS (e.g. 3.6).")]
 QUALITY_COLUMNS = ("side", "reports", "codec", "mos_min", "mos_avg", "mos_max", "loss_pct_avg",
                    "jitter_ms_avg", "rtt_ms_avg", "mos_rtpengine_avg", "src_user", "dst_user",
                    "callid")  # what a terminal table shows; CSV and JSON have every column
@@ -147,7 +153,8 @@ QUALITY_COLUMNS = ("side", "reports", "codec", "mos_min", "mos_avg", "mos_max", 
 @report_app.command("quality")
 def report_quality(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
                    callid: CallidOpt = None, user: UserOpt = None, ip: IpOpt = None,
-                   max_mos: MaxMosOpt = None, limit: LimitOpt = None, wide: WideOpt = False,
+                   min_mos: MinMosOpt = None, max_mos: MaxMosOpt = None,
+                   limit: LimitOpt = None, wide: WideOpt = False,
                    fmt: RowFormatOpt = RowFormat.table):
     """Voice quality per call and side (call_quality table), worst first: the lowest, average
     and highest MOS (G.107) of the side's RTCP reports, the loss, jitter, round trip and delay
@@ -164,9 +171,10 @@ def report_quality(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: Unt
     names = QUALITY_COLUMNS if fmt is RowFormat.table else \
         CALL_QUALITY.report_columns + QUALITY_EXTRA
     with store_errors():
-        filters = Filters.parse(since=since, until=until, callid=callid, user=user, ip=ip)
+        filters = Filters.parse(since=since, until=until, callid=callid, user=user, ip=ip,
+                                min_mos=min_mos, max_mos=max_mos)
         query_limit = TABLE_LIMIT + 1 if fmt is RowFormat.table and limit is None else limit
-        rows = quality_stream(db, filters, max_mos=max_mos, columns=names, limit=query_limit)
+        rows = quality_stream(db, filters, columns=names, limit=query_limit)
         cols = [output.table_columns(CDR if n in QUALITY_EXTRA else CALL_QUALITY, (n,))[0]
                 for n in names]
         with quiet_pipe():
@@ -176,17 +184,19 @@ def report_quality(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: Unt
 
 
 CALL_COLUMNS = ("start_time", "src_user", "dst_user", "sip_code", "ring_duration", "talk_time",
-                "ended_by", "end_reason", "src_ip", "callid")
+                "ended_by", "end_reason", "mos_avg_a", "mos_avg_b", "src_ip", "callid")
 
 
 @report_app.command("calls")
 def report_calls(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
                  callid: CallidOpt = None, user: UserOpt = None, ip: IpOpt = None,
                  code: CodeOpt = None, end_reason: EndReasonOpt = None,
+                 min_mos: MinMosOpt = None, max_mos: MaxMosOpt = None,
                  limit: LimitOpt = None, wide: WideOpt = False,
                  fmt: RowFormatOpt = RowFormat.table):
     """One line per call, as sngrep's call list: when, who called whom, how long it rang and
-    talked, how it ended and who ended it. With --callid, that call's timeline: INVITE,
+    talked, how it ended and who ended it, and the average MOS (G.107) of each side's RTCP
+    reports (mos_avg_a: the caller's, mos_avg_b: the callee's; empty without reports). With --callid, that call's timeline: INVITE,
     ringing, answer or failure, end, and the acc rows of its transactions.
 
     Example: sipprobe report calls --db sipprobe.db --user 97239287044 --since yesterday
@@ -198,7 +208,8 @@ def report_calls(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: Until
             print_timeline(db, callid)
         return
     print_rows("acc_cdrs", db, fmt, limit=limit, wide=wide, columns=CALL_COLUMNS, since=since,
-               until=until, callid=callid, user=user, ip=ip, code=code, end_reason=end_reason)
+               until=until, callid=callid, user=user, ip=ip, code=code, end_reason=end_reason,
+               min_mos=min_mos, max_mos=max_mos)
 
 
 class By(str, Enum):
@@ -226,7 +237,8 @@ def report_summary(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: Unt
                                               "acd, minutes, pdd_p50...); csv (the --by "
                                               "table)")] = SummaryFormat.table):
     """Calls, answered, ASR and NER (percent), ACD (mean talk time, seconds), minutes, post-dial
-    delay and setup time percentiles, failure codes ranked and the busiest hours, over a
+    delay and setup time percentiles, failure codes ranked, the busiest hours, the average MOS,
+    the MOS bands of ITU-T G.109 and the share of calls under MOS 3.6, over a
     period (docs/summary.md defines each figure and which codes count as network failures).
 
     Example: sipprobe report summary --db sipprobe.db --since yesterday --by hour
@@ -253,12 +265,14 @@ def report_summary(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: Unt
 class Chart(str, Enum):
     calls = "calls"
     setup = "setup"
+    mos = "mos"
 
 
 @report_app.command("chart")
 def report_chart(kind: Annotated[Chart, typer.Argument(
                      help="calls: calls per hour, answered and failed; setup: the "
-                          "distribution of setup time (INVITE to answer).")] = Chart.calls,
+                          "distribution of setup time (INVITE to answer); mos: calls by "
+                          "their worst side's lowest MOS.")] = Chart.calls,
                  db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
                  user: UserOpt = None, ip: IpOpt = None,
                  png: Annotated[Optional[str], typer.Option(
@@ -266,7 +280,7 @@ def report_chart(kind: Annotated[Chart, typer.Argument(
                                                    "(matplotlib) instead of drawing it here.")]
                  = None):
     """Charts in the terminal (plotext) or as an image: calls per hour, answered against
-    failed, or the setup-time distribution.
+    failed, the setup-time distribution, or the MOS histogram (calls with RTCP reports).
 
     Example: sipprobe report chart calls --db sipprobe.db --since 7d --png calls.png
     """
@@ -275,8 +289,8 @@ def report_chart(kind: Annotated[Chart, typer.Argument(
 
     with store_errors():
         filters = Filters.parse(since=since, until=until, user=user, ip=ip)
-        data = charts.calls_per_hour(db, filters) if kind is Chart.calls \
-            else charts.setup_histogram(db, filters)
+        data = {Chart.calls: charts.calls_per_hour, Chart.setup: charts.setup_histogram,
+                Chart.mos: charts.mos_histogram}[kind](db, filters)
     if png:
         try:
             charts.save_png(data, png)

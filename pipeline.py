@@ -279,11 +279,11 @@ def account_files(paths: list[str], sink, opts: ProbeOptions | None = None, **kw
 
 
 def account_live(interface: str, sink, opts: ProbeOptions | None = None, *, stop,
-                 promisc: bool = True, buffer_mb: int = 32, **kw) -> dict:
+                 promisc: bool = True, buffer_mb: int = 32, on_start=None, **kw) -> dict:
     """`sipprobe sniff`: account an interface's traffic until `stop()` is true."""
     def source(filters, capture):
         return read_live(interface, filters, capture, stop=stop, promisc=promisc,
-                         buffer_mb=buffer_mb)
+                         buffer_mb=buffer_mb, on_start=on_start)
     return account(source, sink, opts, **kw)
 
 
@@ -291,7 +291,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
             acc_options=None, proxies: list[tuple[str, int | None]] = (),
             dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
             proxy_set=None, tick=None, subscribers=(), media_sink=None,
-            rtpengine_formula: str = "g107", **timers) -> dict:
+            rtpengine_formula: str = "g107", monitor=None, **timers) -> dict:
     """Frames from `source(filters, capture)` through the signalling and media layers: `sink`
     receives every AccRecord, `subscribers` (sip_dissect.events.Subscriber) the call events,
     `on_call_end` each ended Call. `proxy_set` (a ProxySet built from `proxies`) lets the
@@ -300,6 +300,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     traffic. `media_sink` receives the voice quality records (rtcp_mos.records: a row per
     RTCP report block, a row per call and side; `rtpengine_formula` the MOS formula of the
     rtpengine to reproduce, rtcp_mos.rtpengine_mos.FORMULAS); without it RTCP is only counted.
+    `monitor.attach(signalling, capture)` lets a live status read the counts as they grow.
     `timers`: Signalling's invite_timeout, no_reply_timeout, max_calls and
     max_transactions."""
     from rtcp_mos.media import MediaLayer
@@ -327,6 +328,8 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
         events.add_handler("call_ended", on_call_end)
     sig = Signalling(counters, events, proxies=proxy_set, dialog_timeout=dialog_timeout, **timers)
     media.live_calls = sig.dialogs.calls  # indexed at the first RTCP datagram
+    if monitor is not None:
+        monitor.attach(sig, capture)
     sip_ports = frozenset(opts.sip_ports)
     frames = source(opts.filters(), capture)
     try:
@@ -424,18 +427,25 @@ def _signalling_error(exc: Exception, d: Datagram, opts: ProbeOptions,
 
 def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = None, *,
                     stop, promisc: bool = True, buffer_mb: int = 32, local_time: bool = False,
-                    proxies=(), cdr_options: dict | None = None, **accounting) -> dict:
+                    proxies=(), cdr_options: dict | None = None, monitor=None,
+                    **accounting) -> dict:
     """`sipprobe sniff`: account live traffic into SQLite; batches commit at least every
-    second even on a quiet link."""
+    second even on a quiet link. `monitor` (console.live.LiveStatus) is told when capture
+    starts, sees the store and the voice quality records, and ticks after every batch."""
     from sip_dissect.accounting import ProxySet
     from store.writer import open_store
 
     known = ProxySet(list(proxies))
     with open_store(db_path, local_time=local_time) as store:
+        tick, media_sink, on_start = store.flush_if_due, store.add_media, None
+        if monitor is not None:
+            tick, media_sink = monitor.wrap(store, tick, media_sink)
+            on_start = monitor.started
         summary = account_live(interface, store.add, opts, stop=stop, promisc=promisc,
-                               buffer_mb=buffer_mb, tick=store.flush_if_due, proxy_set=known,
+                               buffer_mb=buffer_mb, tick=tick, proxy_set=known,
                                subscribers=[_cdr_writer(store, known, cdr_options)],
-                               media_sink=store.add_media, **accounting)
+                               media_sink=media_sink, on_start=on_start, monitor=monitor,
+                               **accounting)
     return _with_store_counts(summary, db_path, store)
 
 

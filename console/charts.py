@@ -10,6 +10,7 @@ from store.schema import CDR_TABLE
 from store.summary import ANSWERED, GROUPS
 
 SETUP_BINS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds, left edges
+MOS_STEP = 0.25  # MOS histogram bins from 1.0 to 4.5 (G.107 Annex B's range)
 
 
 class ChartData(NamedTuple):
@@ -52,6 +53,20 @@ def setup_histogram(db_path: str, filters: Filters = Filters()) -> ChartData:
     return ChartData("Setup time of answered calls", labels,
                      {"answered calls": [rows.get(i, 0) for i in range(len(labels))]},
                      "setup time (s)", "calls")
+
+
+def mos_histogram(db_path: str, filters: Filters = Filters()) -> ChartData:
+    """Calls by their worst side's lowest MOS (acc_cdrs.mos_min), MOS_STEP bins from 1.0 to
+    4.5, the last closed; calls without RTCP reports are left out."""
+    n = round((4.5 - 1.0) / MOS_STEP)
+    rows = dict(_query(db_path, filters, f"SELECT min(max(CAST((mos_min - 1.0) / {MOS_STEP} AS "
+                                         f"INTEGER), 0), {n - 1}), count(*) "
+                                         "FROM {table}{where} GROUP BY 1",
+                       "mos_min IS NOT NULL"))
+    labels = [f"{1.0 + i * MOS_STEP:.2f}" for i in range(n)] if rows else []
+    return ChartData("Calls by lowest MOS (G.107, worst side)", labels,
+                     {"calls": [rows.get(i, 0) for i in range(len(labels))]},
+                     "MOS (bin's lower edge)", "calls")
 
 
 def draw_terminal(data: ChartData) -> None:

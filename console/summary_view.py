@@ -35,7 +35,13 @@ def print_summary(r: dict, by: str | None, out=None) -> None:
       f"{_fmt(r['pdd_p99'])} s\n")
     w(f"setup time p50/p90/p99: {_fmt(r['setup_p50'])} / {_fmt(r['setup_p90'])} / "
       f"{_fmt(r['setup_p99'])} s\n")
-    w(f"MOS average: {_fmt(r['mos_avg'])}\n")
+    if r.get("mos_calls"):
+        w(f"MOS (G.107): average {r['mos_avg']:.2f} over {r['mos_calls']} calls with RTCP, "
+          f"{r['mos_under_3_6']:.1f} % under 3.6 (worst side's lowest)\n")
+        w("MOS bands (ITU-T G.109): " + ", ".join(
+            f"{b['from']:.2f}-{b['to']:.2f} {b['calls']}" for b in r["mos_distribution"]) + "\n")
+    else:
+        w("MOS: - (no call with RTCP reports)\n")
     if r["failures"]:
         w("failures: " + ", ".join(f"{f['code']} {f['reason']} ({f['calls']})"
                                    for f in r["failures"]) + "\n")

@@ -45,6 +45,7 @@ class CaptureStats:
     kernel_received: int | None = None
     kernel_dropped: int | None = None
     interface_dropped: int | None = None
+    kernel_poll: object = None  # live: () -> (received, dropped, interface dropped)
     # one line per damaged file: what was wrong and how much of it was read
     damaged: list[str] = field(default_factory=list)
 
@@ -385,9 +386,13 @@ def _merge(paths: list[str], filters: FilterSet, stats: CaptureStats) -> Iterato
 
 
 def read_live(interface: str, filters: FilterSet, stats: CaptureStats, *, promisc: bool = True,
-              buffer_mb: int = 32, stop=lambda: False) -> Iterator[RawBatch]:
-    """Batches from an interface until `stop()` is true; kernel counters land in `stats`."""
+              buffer_mb: int = 32, stop=lambda: False, on_start=None) -> Iterator[RawBatch]:
+    """Batches from an interface until `stop()` is true; kernel counters land in `stats`
+    (stats.kernel_poll reads them while running). `on_start(interface, linktype, filter)`
+    runs once capture is active."""
     import pcapy
+
+    from probe.live_errors import activation_error
 
     try:
         reader = pcapy.create(interface)
@@ -395,14 +400,20 @@ def read_live(interface: str, filters: FilterSet, stats: CaptureStats, *, promis
         reader.set_promisc(promisc)
         reader.set_timeout(100)
         reader.set_buffer_size(buffer_mb * 1024 * 1024)
-        reader.activate()
+        status = reader.activate()  # pcapy returns pcap_activate()'s status, never raises it
     except pcapy.PcapError as exc:
         raise SourceError(f"interface {interface}: {exc}") from None
+    if status is not None and status < 0:
+        reader.close()
+        raise SourceError(activation_error(interface, status))
     linktype = reader.datalink()
     text = filters.text_for(linktype)
     if text is not None:
         reader.setfilter(text)
     stats.files = [f"live:{interface}"]
+    stats.kernel_poll = reader.stats
+    if on_start is not None:
+        on_start(interface, linktype, text)
     try:
         yield from _drain_batches(reader, linktype, stats, live=True, stop=stop)
     finally:

@@ -4,7 +4,8 @@ the SQLite cursor (a report of 40 000 rows starts printing at its first row).
 Filters (Filters): packet time (`since` inclusive, `until` exclusive; dates, epoch seconds or
 relative times: parse_time), `user` (partial; a number matches whatever its prefix: `+`, `00`
 or `0`), `ip` (the source address or the request-URI host), `callid`, `method` (any case),
-`code` (486 or 4xx), `end_reason` (acc_cdrs). Values always travel as SQL parameters.
+`code` (486 or 4xx), `end_reason` (acc_cdrs), `min_mos` / `max_mos` (acc_cdrs.mos_min, the
+worst side's lowest MOS; call_quality.mos_min per side). Values always travel as SQL parameters.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class Filters:
     method: str | None = None
     code: str | None = None
     end_reason: str | None = None
+    min_mos: float | None = None  # the worst side's lowest MOS (acc_cdrs.mos_min) at least
+    max_mos: float | None = None  # ... at most
 
     @classmethod
     def parse(cls, *, now: float | None = None, **given) -> "Filters":
@@ -53,6 +56,10 @@ class Filters:
         if reason is not None and reason not in END_REASONS:
             raise FilterError(f"bad end reason {reason!r}: give "
                               f"{', '.join(END_REASONS[:-1])} or {END_REASONS[-1]}")
+        for name in ("min_mos", "max_mos"):
+            if values[name] is not None and not 1.0 <= float(values[name]) <= 5.0:
+                raise FilterError(f"bad --{name.replace('_', '-')} {values[name]}: give a MOS "
+                                  "between 1.0 and 5.0 (3.6, for example)")
         return cls(**values)
 
     def where(self, table: str, alias: str = "") -> tuple[str, list]:
@@ -94,6 +101,12 @@ class Filters:
                 raise FilterError("--end-reason applies to CDRs (acc_cdrs) only")
             where.append(f"{p}end_reason = ?")
             params.append(self.end_reason)
+        for value, op in ((self.min_mos, ">="), (self.max_mos, "<=")):
+            if value is not None:
+                if table != CDR_TABLE:
+                    raise FilterError("--min-mos and --max-mos apply to calls, CDRs and quality")
+                where.append(f"{p}mos_min {op} ?")
+                params.append(float(value))
         return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
@@ -253,9 +266,11 @@ def quality_stream(db_path: str, filters: Filters = Filters(), *, max_mos: float
         ip = filters.ip.strip().strip("[]")
         where.append("(" + " OR ".join(f"c.{c} IN (?, ?)" for c in IP_COLUMNS) + ")")
         params += [ip, f"[{ip}]"] * len(IP_COLUMNS)
-    if max_mos is not None:
-        where.append("q.mos_min <= ?")
-        params.append(float(max_mos))
+    max_mos = filters.max_mos if max_mos is None else max_mos
+    for value, op in ((filters.min_mos, ">="), (max_mos, "<=")):
+        if value is not None:
+            where.append(f"q.mos_min {op} ?")
+            params.append(float(value))
     if limit is not None and limit < 1:
         raise FilterError(f"bad limit {limit}: give a positive number of rows")
     db, _ = open_table(db_path, table)

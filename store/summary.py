@@ -14,8 +14,11 @@ Definitions (docs/summary.md says the same, with sources):
 - pdd: first 180/183 - INVITE (RFC 6076 section 4.1 SRD, "successful session setup", when a
   ringing reply came); setup: 2xx - INVITE. Percentiles by nearest rank. RFC 6076's SDD
   (BYE to its reply, section 4.2) needs the BYE's reply time, which acc_cdrs does not keep.
-- mos_avg: the mean MOS of the calls, once the call_quality table exists (QUALITY hook); None
-  until then.
+- mos_avg: the mean over calls with RTCP reports of the call's MOS, the worse side's average
+  (acc_cdrs.mos_avg_a, mos_avg_b); mos_distribution and mos_under_3_6 (percent) bin the worst
+  side's lowest MOS (acc_cdrs.mos_min) in the user-satisfaction bands of ITU-T G.109 Table 1
+  (R 90, 80, 70, 60, 50 as MOS through G.107 Annex B). None where no call has a MOS, or the
+  file predates the columns (schema 4).
 """
 from __future__ import annotations
 
@@ -43,12 +46,35 @@ GROUPS = {
 PERCENTILES = (50, 90, 99)
 FIGURES = ("calls", "answered", "asr", "ner", "acd", "minutes", "pdd_p50", "pdd_p90", "pdd_p99",
            "setup_p50", "setup_p90", "setup_p99", "mos_avg")
+# a call's MOS: the worse side's average (a side without reports does not count)
+CALL_MOS = "min(coalesce(mos_avg_a, mos_avg_b), coalesce(mos_avg_b, mos_avg_a))"
+MOS_POOR = 3.6  # G.109: below R 70 "many users dissatisfied"
+# ITU-T G.109 Table 1 bands on the MOS scale (G.107 Annex B of R 50, 60, 70, 80, 90)
+MOS_BANDS = ((1.0, 2.58, "not recommended"), (2.58, 3.1, "nearly all users dissatisfied"),
+             (3.1, 3.6, "many users dissatisfied"), (3.6, 4.03, "some users dissatisfied"),
+             (4.03, 4.34, "satisfied"), (4.34, 4.5, "very satisfied"))
 
 
-def quality_average(db, where: str, params: list):
-    """The mean MOS of the calls `where` selects, from call_quality once it exists; None
-    before. (The quality tables' engineer plugs the join in here.)"""
-    return None
+def quality_figures(conn, where: str, params: list, have) -> dict:
+    """mos_avg, mos_calls (calls with a MOS), mos_under_3_6 (percent of those whose worst side's
+    lowest MOS is below MOS_POOR) and mos_distribution (calls per G.109 band of mos_min), from
+    acc_cdrs' quality summary; None / empty for a file without those columns."""
+    if "mos_min" not in have:
+        return {"mos_avg": None, "mos_calls": 0, "mos_under_3_6": None, "mos_distribution": []}
+    glue = " AND " if where else " WHERE "
+    mean, calls, poor = conn.execute(
+        f"SELECT avg({CALL_MOS}), count(mos_min), sum(mos_min < ?) FROM {CDR_TABLE}{where}",
+        [MOS_POOR] + params).fetchone()
+    case = " ".join(f"WHEN mos_min < {hi} THEN {i}" for i, (_, hi, _) in
+                    enumerate(MOS_BANDS[:-1]))
+    counts = dict(conn.execute(f"SELECT CASE {case} ELSE {len(MOS_BANDS) - 1} END, count(*) "
+                               f"FROM {CDR_TABLE}{where}{glue}mos_min IS NOT NULL GROUP BY 1",
+                               params).fetchall())
+    return {"mos_avg": round(mean, 2) if mean is not None else None,
+            "mos_calls": calls,
+            "mos_under_3_6": round(100.0 * poor / calls, 2) if calls else None,
+            "mos_distribution": [{"from": lo, "to": hi, "label": label, "calls": counts.get(i, 0)}
+                                 for i, (lo, hi, label) in enumerate(MOS_BANDS)] if calls else []}
 
 
 def _figures(row, values_by_metric) -> dict:
@@ -82,19 +108,20 @@ def summary(db_path: str, filters: Filters = Filters(), *, by: str | None = None
     ranked), `busiest_hours`, `in_progress` and `first`/`last` start times; with `by` (a key
     of GROUPS) also `groups`, a list of the same figures per group."""
     where, params = filters.where(CDR_TABLE)
-    db, _ = open_table(db_path, CDR_TABLE)
+    db, have = open_table(db_path, CDR_TABLE)
     try:
-        return _summary(db.conn, where, params, by, top)
+        return _summary(db.conn, where, params, by, top, have)
     except sqlite3.Error as exc:
         raise database_error(db_path, exc) from None
     finally:
         db.close()
 
 
-def _aggregate(conn, where, params, key: str | None):
+def _aggregate(conn, where, params, key: str | None, have=()):
     group = f"{key} AS k, " if key else ""
+    mos = f"avg({CALL_MOS})" if "mos_min" in have else "NULL"
     sql = (f"SELECT {group}count(*), sum({ANSWERED}), sum({USER_ENDED}), "
-           f"sum(CASE WHEN {ANSWERED} THEN {TALK} END) FROM {CDR_TABLE}{where}")
+           f"sum(CASE WHEN {ANSWERED} THEN {TALK} END), {mos} FROM {CDR_TABLE}{where}")
     if key:
         sql += " GROUP BY k ORDER BY k"
     return conn.execute(sql, params).fetchall()
@@ -113,12 +140,12 @@ def _sorted_values(conn, where, params, column: str, key: str | None) -> dict:
     return out
 
 
-def _summary(conn, where, params, by, top) -> dict:
+def _summary(conn, where, params, by, top, have=()) -> dict:
     (row,) = _aggregate(conn, where, params, None)
     pdd = _sorted_values(conn, where, params, "pdd", None).get(None, [])
     setup = _sorted_values(conn, where, params, "setuptime", None).get(None, [])
     result = _figures(row[:4], {"pdd": pdd, "setup": setup})
-    result["mos_avg"] = quality_average(conn, where, params)
+    result.update(quality_figures(conn, where, params, have))
     glue = " AND " if where else " WHERE "
     result["failures"] = [
         {"code": c, "reason": r, "calls": n} for c, r, n in conn.execute(
@@ -143,9 +170,9 @@ def _summary(conn, where, params, by, top) -> dict:
         pdd = _sorted_values(conn, where, params, "pdd", key)
         setup = _sorted_values(conn, where, params, "setuptime", key)
         result["groups"] = []
-        for k, *figures in _aggregate(conn, where, params, key):
-            item = {by: k, **_figures(figures, {"pdd": pdd.get(k, []),
-                                                "setup": setup.get(k, [])})}
-            item["mos_avg"] = None
+        for k, *figures in _aggregate(conn, where, params, key, have):
+            item = {by: k, **_figures(figures[:4], {"pdd": pdd.get(k, []),
+                                                    "setup": setup.get(k, [])})}
+            item["mos_avg"] = round(figures[4], 2) if figures[4] is not None else None
             result["groups"].append(item)
     return result
