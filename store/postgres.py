@@ -20,7 +20,7 @@ import os
 import socket
 import time
 
-from store import StoreError
+from store import StoreError, is_url  # noqa: F401  (is_url: public here too)
 from store.tables import BY_NAME, LAYOUTS, TIME_TEXT
 
 SCHEMA_VERSION = 4  # the SQLite schema's (store/schema.py) columns, plus `probe`
@@ -28,11 +28,6 @@ META_TABLE = "sipprobe_meta"
 PROBE_COLUMN = "probe"
 _LOCK_KEY = 0x51970BE  # pg_advisory_xact_lock: two probes creating the schema at once serialise
 _PG_TYPES = {int: "BIGINT", str: "TEXT", float: "DOUBLE PRECISION"}
-
-
-def is_url(db: str) -> bool:
-    """Whether --db names a PostgreSQL database rather than an SQLite file."""
-    return db.startswith(("postgresql://", "postgres://"))
 
 
 def default_probe_name() -> str:

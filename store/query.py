@@ -15,8 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-from store import FilterError, StoreError
-from store.postgres import is_url
+from store import FilterError, StoreError, is_url
 from store.schema import CDR_TABLE, check_columns, connect, database_error
 from store.tables import BY_NAME, CALL_QUALITY, END_REASONS
 

@@ -34,11 +34,10 @@ import tempfile
 import time
 from typing import TYPE_CHECKING
 
-from store import StoreError
+from store import StoreError, is_url
 from store.rows import ACC_FIELDS, CDR_FIELDS
 from store.tables import CALL_QUALITY, RTCP_REPORTS
 from store.rows import time_text as time_text  # noqa: PLC0414  (public here)
-from store.postgres import is_url
 from store.schema import PAGE_SIZE, TABLES, database_error, ensure_schema, open_connection
 from store.worker import IGNORED_SIGNALS, readable, recv, send, send_bytes
 
