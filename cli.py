@@ -290,12 +290,21 @@ class RtpengineFormula(str, Enum):  # rtcp_mos.rtpengine_mos.FORMULAS
     legacy = "legacy"
 
 
+def _store_options(db: str, probe_name: str | None) -> dict:
+    """open_store's options: a probe name only means something to a PostgreSQL store."""
+    return {"probe": probe_name} if probe_name is not None else {}
+
+
 @app.command()
 def replay(
     captures: List[str] = typer.Argument(..., metavar="CAPTURE...",
                                          help="pcap/pcapng files (gzip allowed) or directories."),
-    db: str = typer.Option("sipprobe.db", "--db", metavar="FILE",
-                           help="SQLite database to write (created if absent)."),
+    db: str = typer.Option("sipprobe.db", "--db", metavar="FILE|URL",
+                           help="SQLite database to write (created if absent), or a PostgreSQL "
+                                "database: postgresql://USER@HOST/DB (docs/postgresql.md)."),
+    probe_name: Optional[str] = typer.Option(
+        None, "--probe-name", metavar="NAME",
+        help="PostgreSQL: the name the rows' probe column carries (default: the host name)."),
     proxy: List[str] = typer.Option(
         None, "--proxy", metavar="IP[:PORT]",
         help="The proxy whose accounting to reproduce (repeatable). Default: detected from the "
@@ -363,7 +372,8 @@ def replay(
                                invite_timeout=invite_timeout, no_reply_timeout=no_reply_timeout,
                                cdr_options={"start_on_confirmed": cdr_start_on_confirmed,
                                             "kamailio_exact": cdr_kamailio_exact,
-                                            "unanswered": cdr_unanswered})
+                                            "unanswered": cdr_unanswered},
+                               store_options=_store_options(db, probe_name))
     _emit(summary, fmt, "print_replay")
     _exit_if_damaged(summary)
 
@@ -372,8 +382,12 @@ def replay(
 def sniff(
     interface: str = typer.Option(..., "--interface", "-i", metavar="NAME",
                                   help="Interface on the mirror (SPAN) port."),
-    db: str = typer.Option("sipprobe.db", "--db", metavar="FILE",
-                           help="SQLite database to write (created if absent)."),
+    db: str = typer.Option("sipprobe.db", "--db", metavar="FILE|URL",
+                           help="SQLite database to write (created if absent), or a PostgreSQL "
+                                "database: postgresql://USER@HOST/DB (docs/postgresql.md)."),
+    probe_name: Optional[str] = typer.Option(
+        None, "--probe-name", metavar="NAME",
+        help="PostgreSQL: the name the rows' probe column carries (default: the host name)."),
     proxy: List[str] = typer.Option(None, "--proxy", metavar="IP[:PORT]",
                                     help="The proxy whose accounting to reproduce (repeatable)."),
     duration: Optional[float] = typer.Option(None, metavar="SECONDS",
@@ -417,7 +431,8 @@ def sniff(
         with _errors_taught():
             summary = sniff_interface(interface, db, opts, stop=_stop_condition(duration),
                                       promisc=promisc, buffer_mb=buffer_mb,
-                                      local_time=local_time, proxies=proxies, monitor=status)
+                                      local_time=local_time, proxies=proxies, monitor=status,
+                                      store_options=_store_options(db, probe_name))
     finally:
         status.finish()
     _echo_kernel(summary)

@@ -428,15 +428,16 @@ def _signalling_error(exc: Exception, d: Datagram, opts: ProbeOptions,
 def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = None, *,
                     stop, promisc: bool = True, buffer_mb: int = 32, local_time: bool = False,
                     proxies=(), cdr_options: dict | None = None, monitor=None,
-                    **accounting) -> dict:
-    """`sipprobe sniff`: account live traffic into SQLite; batches commit at least every
-    second even on a quiet link. `monitor` (console.live.LiveStatus) is told when capture
-    starts, sees the store and the voice quality records, and ticks after every batch."""
+                    store_options: dict | None = None, **accounting) -> dict:
+    """`sipprobe sniff`: account live traffic into SQLite (or PostgreSQL); batches commit at
+    least every second even on a quiet link. `monitor` (console.live.LiveStatus) is told when
+    capture starts, sees the store and the voice quality records, and ticks after every
+    batch."""
     from sip_dissect.accounting import ProxySet
     from store.writer import open_store
 
     known = ProxySet(list(proxies))
-    with open_store(db_path, local_time=local_time) as store:
+    with open_store(db_path, local_time=local_time, **(store_options or {})) as store:
         tick, media_sink, on_start = store.flush_if_due, store.add_media, None
         if monitor is not None:
             tick, media_sink = monitor.wrap(store, tick, media_sink)
@@ -474,18 +475,19 @@ def _with_store_counts(summary: dict, db_path: str, store) -> dict:
 
 def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,
                  local_time: bool = False, proxies=(), cdr_options: dict | None = None,
-                 **accounting) -> dict:
+                 store_options: dict | None = None, **accounting) -> dict:
     """`sipprobe replay`: account captures into the SQLite database at `db_path`.
 
     Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
     keeps every batch it committed. Returns the summary of account_files plus what the store
-    inserted and ignored as already present."""
+    inserted and ignored as already present. `store_options`: open_store's (probe: the name
+    of the probe a PostgreSQL store marks its rows with)."""
     from store.writer import open_store
 
     from sip_dissect.accounting import ProxySet
 
     known = ProxySet(list(proxies))
-    with open_store(db_path, local_time=local_time) as store:
+    with open_store(db_path, local_time=local_time, **(store_options or {})) as store:
         summary = account_files(paths, store.add, opts, proxy_set=known,
                                 subscribers=[_cdr_writer(store, known, cdr_options)],
                                 media_sink=store.add_media, **accounting)

@@ -14,3 +14,9 @@ class StoreError(Exception):
 
 class FilterError(StoreError):
     """A report filter that cannot be understood (a time, a SIP code, a limit)."""
+
+
+def is_url(db: str) -> bool:
+    """Whether --db names a PostgreSQL database (store/postgres.py) rather than an SQLite file;
+    here, so that the SQLite path imports nothing of PostgreSQL's."""
+    return db.startswith(("postgresql://", "postgres://"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-from store import FilterError, StoreError
+from store import FilterError, StoreError, is_url
 from store.schema import CDR_TABLE, check_columns, connect, database_error
 from store.tables import BY_NAME, CALL_QUALITY, END_REASONS
 
@@ -193,12 +193,19 @@ def stream(table: str, db_path: str, filters: Filters = Filters(), *, columns=No
     where, params = filters.where(table)
     if limit is not None and limit < 1:
         raise FilterError(f"bad limit {limit}: give a positive number of rows")
-    db, have = open_table(db_path, table)
-    select = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in columns)
+    if is_url(db_path):  # PostgreSQL: the same query in its parameter style, timestamps as text
+        from store import postgres
+        db, have = postgres.open_table(db_path, table)
+        select = postgres.select_list(table, columns, have)
+    else:
+        db, have = open_table(db_path, table)
+        select = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in columns)
     sql = f'SELECT {select} FROM "{table}"{where} ORDER BY {layout.clock}, id'
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
+    if is_url(db_path):
+        return postgres.stream_query(db, db_path, sql, params)
     try:
         cursor = db.conn.execute(sql, params)
     except sqlite3.Error as exc:
@@ -222,6 +229,9 @@ def _rows(cursor, db, db_path: str) -> Iterator[tuple]:
 
 def time_column_clock(db_path: str) -> str:
     """'UTC' or 'local': the clock of the text time columns (sipprobe_meta.time_column)."""
+    if is_url(db_path):
+        from store import postgres
+        return postgres.time_column_clock(db_path)
     try:
         db = connect(db_path, create=False)
     except StoreError:
@@ -273,7 +283,6 @@ def quality_stream(db_path: str, filters: Filters = Filters(), *, max_mos: float
             params.append(float(value))
     if limit is not None and limit < 1:
         raise FilterError(f"bad limit {limit}: give a positive number of rows")
-    db, _ = open_table(db_path, table)
     select = ", ".join(f"c.{c}" if c in QUALITY_EXTRA else f"q.{c}" for c in columns)
     sql = (f'SELECT {select} FROM "{table}" q LEFT JOIN "{CDR_TABLE}" c '
            "ON c.callid = q.callid AND c.from_tag = q.from_tag")
@@ -283,6 +292,10 @@ def quality_stream(db_path: str, filters: Filters = Filters(), *, max_mos: float
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
+    if is_url(db_path):
+        from store import postgres
+        return postgres.stream_query(postgres.open_table(db_path, table)[0], db_path, sql, params)
+    db, _ = open_table(db_path, table)
     try:
         cursor = db.conn.execute(sql, params)
     except sqlite3.Error as exc:

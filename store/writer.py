@@ -34,7 +34,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING
 
-from store import StoreError
+from store import StoreError, is_url
 from store.rows import ACC_FIELDS, CDR_FIELDS
 from store.tables import CALL_QUALITY, RTCP_REPORTS
 from store.rows import time_text as time_text  # noqa: PLC0414  (public here)
@@ -66,12 +66,19 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
 
 
 def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
-               batch_seconds: float = 1.0) -> AccStore:
+               batch_seconds: float = 1.0, probe: str | None = None) -> AccStore:
     """Open (creating the file and tables if absent) the database at `path` for writing.
+
+    A postgresql:// URL opens a PostgreSQL database instead (store/postgres.py), its rows
+    marked with `probe` (default: the host name).
 
     `local_time` writes the `time` column in this machine's time zone instead of UTC; the choice
     is recorded in the file, and reopening it with the other one is a StoreError.
     """
+    if is_url(path):
+        from store.postgres import open_pg_store
+        return open_pg_store(path, local_time=local_time, probe=probe, batch_rows=batch_rows,
+                             batch_seconds=batch_seconds)
     if batch_rows < 1 or batch_seconds < 0:
         raise ValueError("batch_rows must be at least 1 and batch_seconds not negative")
     import sqlite3
@@ -436,9 +443,7 @@ class AccStore:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, IGNORED_SIGNALS)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-S", "-c", _BOOT, _ROOT, str(child_rx), str(child_tx),
-                 self._file(), self.path, "local" if self.local_time else "utc",
-                 str(os.getpid())],  # -S: no site-packages, the stdlib is enough
+                self._command(child_rx, child_tx), env=self._environment(),
                 pass_fds=(child_rx, child_tx), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL)
         except OSError as exc:
@@ -451,6 +456,15 @@ class AccStore:
             os.close(child_rx)
             os.close(child_tx)
         self._tx, self._rx = tx, rx
+
+    def _command(self, child_rx: int, child_tx: int) -> list[str]:
+        """The writer process's command line (store/postgres.py: another writer)."""
+        return [sys.executable, "-S", "-c", _BOOT, _ROOT, str(child_rx), str(child_tx),
+                self._file(), self.path, "local" if self.local_time else "utc",
+                str(os.getpid())]  # -S: no site-packages, the stdlib is enough
+
+    def _environment(self) -> dict | None:
+        return None  # the parent's
 
     def _file(self) -> str:
         if self._scratch:
