@@ -105,8 +105,7 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         created, ring, answer,
         None if answer is None else answer - created,  # setuptime
         None if ring is None else ring - created,  # pdd
-        ended_by, call.end_reason,
-        None if wait is None else round(wait, 3), round(talk, 3)))
+        ended_by, call.end_reason, wait, talk))  # the store rounds them to the ms
 
 
 def _failure_ended_by(call: Call, invite, proxies) -> str:
