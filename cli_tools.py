@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from cli import app, quiet_pipe
+from cli import _fail, app, quiet_pipe
 from cli_reports import DbOpt, SinceOpt, UntilOpt, store_errors
 
 
@@ -65,3 +65,40 @@ def diff_cmd(proxy_db: Annotated[str, typer.Option(
             print_diff(result, typer.echo)
     if not result["agree"]:
         raise typer.Exit(EXIT_DIFFER)
+
+
+@app.command("extract")
+def extract_cmd(captures: Annotated[List[str], typer.Argument(
+                    metavar="CAPTURE...", help="pcap or pcapng files (gzip too).")],
+                output: Annotated[str, typer.Option(
+                    "--output", "-o", metavar="FILE", help="The pcap to write.")],
+                callid: Annotated[Optional[str], typer.Option(
+                    metavar="CALLID", help="The call of this Call-ID.")] = None,
+                user: Annotated[Optional[str], typer.Option(
+                    metavar="USER", help="Calls whose From, To or request-URI user contains "
+                                         "USER.")] = None,
+                since: SinceOpt = None):
+    """Write every packet of the matching calls to one pcap, for a vendor or Wireshark: the
+    SIP messages of their Call-IDs (every leg that kept the Call-ID) and the RTP and RTCP
+    to or from the addresses and ports their SDP gave. Conditions combine; give at least one.
+
+    Example: sipprobe extract capture.pcap --callid 3cfe1c77155241bb89eb003ab8e2f87b -o call.pcap
+    """
+    from console import extract
+    from probe.sources import SourceError
+    from store import StoreError
+    from store.query import parse_time
+
+    if callid is None and user is None and since is None:
+        _fail("give --callid, --user or --since: which calls to extract")
+    try:
+        start = parse_time(since) if since is not None else None
+        chosen = extract.select(captures, callid=callid, user=user, since=start)
+        if not chosen.callids:
+            _fail("no call matches in " + ", ".join(captures))
+        written = extract.write(captures, chosen, output)
+    except (SourceError, StoreError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror or exc}")
+    typer.echo(f"wrote {written} packets of {len(chosen.callids)} calls to {output}", err=True)
