@@ -66,7 +66,7 @@ def test_b2bua_call_with_rtcp(tmp_path):
     callid = "3cfe1c77155241bb89eb003ab8e2f87b"
     out, said = extract(tmp_path, B2BUA, "--callid", callid)
     n_sip, n_media = assert_exactly_the_call(B2BUA, out, callid)
-    assert (n_sip, n_media) == (13, 2707)  # tshark 4.0's counts (one ICMP port unreachable left out)
+    assert (n_sip, n_media) == (13, 2707)  # tshark 4.0's counts, one ICMP error left out
     assert len(tshark(out, "rtcp")) == 16
     assert said.strip() == f"wrote {n_sip + n_media} packets of 1 calls to {out}"
 
