@@ -525,3 +525,5 @@ def main() -> None:
 # report_app; last, since cli_reports imports the names above from this module
 import cli_reports  # noqa: E402,F401
 
+# diff and extract, registered on app
+import cli_tools  # noqa: E402,F401

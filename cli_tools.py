@@ -1,0 +1,104 @@
+"""`sipprobe diff` (shadow accounting against the proxy's own tables) and `sipprobe extract`
+(one call's packets to a pcap): option parsing and output only; the work is in store/shadow.py
+and console/extract.py. Registered on cli.app when cli.py is imported."""
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Annotated, List, Optional
+
+import typer
+
+from cli import _fail, app, quiet_pipe
+from cli_reports import DbOpt, SinceOpt, UntilOpt, store_errors
+
+
+class DiffTable(str, Enum):
+    acc = "acc"
+    missed_calls = "missed_calls"
+    acc_cdrs = "acc_cdrs"
+    all = "all"
+
+
+class DiffFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+EXIT_DIFFER = 1
+
+
+@app.command("diff")
+def diff_cmd(proxy_db: Annotated[str, typer.Option(
+                 "--proxy-db", metavar="FILE",
+                 help="The proxy's accounting database: the SQLite file Kamailio's db_sqlite "
+                      "writes (acc, missed_calls, acc_cdrs; times as Julian days, datetime "
+                      "text or epoch seconds). MySQL and PostgreSQL URLs are not supported "
+                      "yet.")],
+             db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
+             table: Annotated[DiffTable, typer.Option(
+                 "--table", help="Compare this table only (default: all three).")]
+             = DiffTable.all,
+             fmt: Annotated[DiffFormat, typer.Option(
+                 "--format", "-f", help="table: the differences, then a verdict line; json: "
+                                        "every table's rows and cells.")] = DiffFormat.table):
+    """Compare sipprobe's acc, missed_calls and acc_cdrs rows with the proxy's own (shadow
+    accounting): rows are paired on callid, tags, method and code (CDRs: callid and From tag),
+    then every column both have is compared; times within the proxy's one second. Lists the
+    rows found on one side only and the cells that differ, then a verdict. Exit 0 when both
+    agree, 1 when they differ, 2 when a database cannot be read.
+
+    Example: sipprobe diff --proxy-db /var/lib/kamailio/acc.db --db sipprobe.db --since 1d
+    """
+    from store.query import Filters
+    from store.shadow import TABLES, diff
+
+    tables = TABLES if table is DiffTable.all else (table.value,)
+    with store_errors():
+        result = diff(db, proxy_db, Filters.parse(since=since, until=until), tables)
+    with quiet_pipe():
+        if fmt is DiffFormat.json:
+            typer.echo(json.dumps(result, indent=2))
+        else:
+            from console.diff import print_diff
+
+            print_diff(result, typer.echo)
+    if not result["agree"]:
+        raise typer.Exit(EXIT_DIFFER)
+
+
+@app.command("extract")
+def extract_cmd(captures: Annotated[List[str], typer.Argument(
+                    metavar="CAPTURE...", help="pcap or pcapng files (gzip too).")],
+                output: Annotated[str, typer.Option(
+                    "--output", "-o", metavar="FILE", help="The pcap to write.")],
+                callid: Annotated[Optional[str], typer.Option(
+                    metavar="CALLID", help="The call of this Call-ID.")] = None,
+                user: Annotated[Optional[str], typer.Option(
+                    metavar="USER", help="Calls whose From, To or request-URI user contains "
+                                         "USER.")] = None,
+                since: SinceOpt = None):
+    """Write every packet of the matching calls to one pcap, for a vendor or Wireshark: the
+    SIP messages of their Call-IDs (every leg that kept the Call-ID) and the RTP and RTCP
+    to or from the addresses and ports their SDP gave. Conditions combine; give at least one.
+
+    Example: sipprobe extract capture.pcap --callid 3cfe1c77155241bb89eb003ab8e2f87b -o call.pcap
+    """
+    from console import extract
+    from probe.sources import SourceError
+    from store import StoreError
+    from store.query import parse_time
+
+    if callid is None and user is None and since is None:
+        _fail("give --callid, --user or --since: which calls to extract")
+    try:
+        start = parse_time(since) if since is not None else None
+        chosen = extract.select(captures, callid=callid, user=user, since=start)
+        if not chosen.callids:
+            _fail("no call matches in " + ", ".join(captures))
+        written = extract.write(captures, chosen, output)
+    except (SourceError, StoreError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror or exc}")
+    typer.echo(f"wrote {written} packets of {len(chosen.callids)} calls to {output}", err=True)
