@@ -291,7 +291,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
             acc_options=None, proxies: list[tuple[str, int | None]] = (),
             dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
             proxy_set=None, tick=None, subscribers=(), media_sink=None,
-            rtpengine_formula: str = "g107", monitor=None, **timers) -> dict:
+            rtpengine_formula: str = "g107", monitor=None, carry=None, **timers) -> dict:
     """Frames from `source(filters, capture)` through the signalling and media layers: `sink`
     receives every AccRecord, `subscribers` (sip_dissect.events.Subscriber) the call events,
     `on_call_end` each ended Call. `proxy_set` (a ProxySet built from `proxies`) lets the
@@ -301,8 +301,10 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     RTCP report block, a row per call and side; `rtpengine_formula` the MOS formula of the
     rtpengine to reproduce, rtcp_mos.rtpengine_mos.FORMULAS); without it RTCP is only counted.
     `monitor.attach(signalling, capture)` lets a live status read the counts as they grow.
-    `timers`: Signalling's invite_timeout, no_reply_timeout, max_calls and
-    max_transactions."""
+    `carry`: a store that keeps the signalling state between runs (sip_dissect/carry.py):
+    the calls going on when the last run ended are taken up before the first packet, and
+    those going on at the end are left for the next run. `timers`: Signalling's
+    invite_timeout, no_reply_timeout, max_calls and max_transactions."""
     from rtcp_mos.media import MediaLayer
     from sip_dissect.accounting import AccOptions, ProxySet, acc_writer
     from sip_dissect.events import Publisher
@@ -331,17 +333,27 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     if monitor is not None:
         monitor.attach(sig, capture)
     sip_ports = frozenset(opts.sip_ports)
+    taken: set = set()
     frames = source(opts.filters(), capture)
+    batches = datagram_batches(frames, opts, counters)
+    if carry is not None:
+        batches = _taking_up(batches, sig, carry.carried(), counters, taken)
     try:
         with gc_spaced():
-            _account_batches(datagram_batches(frames, opts, counters), sig.add, media.rtcp,
+            _account_batches(batches, sig.add, media.rtcp,
                              sip_ports, opts, counters, capture, progress, tick)
     except KeyboardInterrupt:
         pass  # a live run stopped by Ctrl-C: what was seen is still accounted below
     finally:
         frames.close()
+    groups = None
+    if carry is not None:
+        from sip_dissect.carry import snapshot
+        groups = snapshot(sig)  # before close() ends the calls
     sig.close()
     media.close()  # after the calls' ends: their quality rows follow their CDRs
+    if groups is not None:
+        carry.keep_carried(taken, groups)  # committed with the open calls' rows
     totals = sig.dialogs.totals
     summary = {
         "files": capture.files,
@@ -362,6 +374,22 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     if capture.damaged:
         summary["damaged"] = capture.damaged  # the CLI exits 3
     return summary
+
+
+def _taking_up(batches, sig, groups, counters: Counters, taken: set):
+    """`batches` as they are, the carried state taken up before the first datagram: the groups
+    whose last packet is not later than it (a run that continues the last one; a rerun of an
+    earlier capture leaves them as they are)."""
+    from sip_dissect.carry import PROXIES, restore
+
+    pending = True
+    for batch in batches:
+        if pending and batch:
+            pending = False
+            first = batch[0].ts
+            taken.update(restore(sig, [(c, s) for c, t, s in groups
+                                       if c == PROXIES or t <= first], counters))
+        yield batch
 
 
 def account_batch(datagrams: list[Datagram], add, rtcp, sip_ports: frozenset, on_error,
@@ -428,11 +456,13 @@ def _signalling_error(exc: Exception, d: Datagram, opts: ProbeOptions,
 def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = None, *,
                     stop, promisc: bool = True, buffer_mb: int = 32, local_time: bool = False,
                     proxies=(), cdr_options: dict | None = None, monitor=None,
-                    store_options: dict | None = None, **accounting) -> dict:
+                    store_options: dict | None = None, carry_calls: bool = True,
+                    **accounting) -> dict:
     """`sipprobe sniff`: account live traffic into SQLite (or PostgreSQL); batches commit at
     least every second even on a quiet link. `monitor` (console.live.LiveStatus) is told when
     capture starts, sees the store and the voice quality records, and ticks after every
-    batch."""
+    batch. `carry_calls`: take up the calls the last run left going, and leave those going at
+    the end to the next (sip_dissect/carry.py)."""
     from sip_dissect.accounting import ProxySet
     from store.writer import open_store
 
@@ -446,8 +476,14 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
                                buffer_mb=buffer_mb, tick=tick, proxy_set=known,
                                subscribers=[_cdr_writer(store, known, cdr_options)],
                                media_sink=media_sink, on_start=on_start, monitor=monitor,
-                               **accounting)
+                               carry=_carrier(store, carry_calls), **accounting)
     return _with_store_counts(summary, db_path, store)
+
+
+def _carrier(store, carry_calls: bool):
+    """The store as the keeper of calls between runs, when asked and when it can (the
+    PostgreSQL store does not keep them yet: its runs end their calls as before)."""
+    return store if carry_calls and getattr(store, "keeps_calls", True) else None
 
 
 def _cdr_writer(store, proxies, cdr_options: dict | None):
@@ -475,13 +511,14 @@ def _with_store_counts(summary: dict, db_path: str, store) -> dict:
 
 def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,
                  local_time: bool = False, proxies=(), cdr_options: dict | None = None,
-                 store_options: dict | None = None, **accounting) -> dict:
+                 store_options: dict | None = None, carry_calls: bool = True,
+                 **accounting) -> dict:
     """`sipprobe replay`: account captures into the SQLite database at `db_path`.
 
     Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
     keeps every batch it committed. Returns the summary of account_files plus what the store
     inserted and ignored as already present. `store_options`: open_store's (probe: the name
-    of the probe a PostgreSQL store marks its rows with)."""
+    of the probe a PostgreSQL store marks its rows with). `carry_calls`: as sniff_interface's."""
     from store.writer import open_store
 
     from sip_dissect.accounting import ProxySet
@@ -490,7 +527,8 @@ def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = Non
     with open_store(db_path, local_time=local_time, **(store_options or {})) as store:
         summary = account_files(paths, store.add, opts, proxy_set=known,
                                 subscribers=[_cdr_writer(store, known, cdr_options)],
-                                media_sink=store.add_media, **accounting)
+                                media_sink=store.add_media,
+                                carry=_carrier(store, carry_calls), **accounting)
     return _with_store_counts(summary, db_path, store)
 
 

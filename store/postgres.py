@@ -170,6 +170,8 @@ def PgStore():  # noqa: N802  (the class, made on first use: importing this modu
 
     class PgStore(AccStore):
         """AccStore whose writer process is store/pg_worker.py."""
+
+        keeps_calls = False  # no open_calls table yet: see pipeline._carrier
         probe = ""
 
         def _command(self, child_rx: int, child_tx: int) -> list[str]:

@@ -19,8 +19,10 @@ from store.tables import ACC, BY_NAME, CDR, QUALITY_SUMMARY
 # 1: acc, missed_calls. 2: acc_cdrs (created in a version 1 file when a writer opens it).
 # 3: no row_key column (a hash of the row's identity); a unique index over the identity's own
 # columns instead (migrate_row_keys). 4: acc_cdrs.ring_duration and talk_time, the quality
-# summary columns (add_columns); rtcp_reports and call_quality (created when missing)
-SCHEMA_VERSION = 4
+# summary columns (add_columns); rtcp_reports and call_quality (created when missing).
+# 5: open_calls, the signalling state a run leaves for the next (sip_dissect/carry.py;
+# created when missing)
+SCHEMA_VERSION = 5
 # columns a schema version appended to a table: a file written before has the table without
 # them; add_columns() appends them and fills what the stored columns allow
 SUMMARY_NAMES = tuple(c.name for c in QUALITY_SUMMARY)  # the store fills them from call_quality
@@ -41,6 +43,7 @@ TABLES = ACC.names  # the tables of AccRecords: acc, missed_calls
 CDR_TABLE = CDR.name
 ALL_TABLES = tuple(BY_NAME)
 META_TABLE = "sipprobe_meta"
+OPEN_CALLS_TABLE = "open_calls"  # not a report table: the state of calls going on at a run's end
 COLUMN_NAMES = ACC.column_names
 CDR_COLUMN_NAMES = CDR.column_names
 OLD_KEY = "row_key"  # the column schema 3 dropped (see tables.ACC.identity)
@@ -159,6 +162,8 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
             else:  # acc_cdrs missing from a version 1 file: this is its migration
                 for statement in create_statements(table):
                     db.execute(statement)
+        if OPEN_CALLS_TABLE not in names:
+            db.execute(OPEN_CALLS_DDL)
         if meta and int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
             db.execute(f"UPDATE [{META_TABLE}] SET value = ? WHERE key = 'schema_version'",
                        [str(SCHEMA_VERSION)])
@@ -238,6 +243,11 @@ def _check_meta(meta: dict, path: str, clock: str) -> None:
 # files keep the same sqlite_master (tests/test_store.py compares the two).
 META_DDL = (f'CREATE TABLE "{META_TABLE}" (\n   "key" TEXT PRIMARY KEY,\n'
             '   "value" TEXT NOT NULL\n);')
+
+# one row per Call-ID with state to carry (sip_dissect/carry.py), and callid '' for the proxies
+# learned; time_epoch: the group's last packet time
+OPEN_CALLS_DDL = (f'CREATE TABLE "{OPEN_CALLS_TABLE}" (\n   "callid" TEXT PRIMARY KEY,\n'
+                  '   "time_epoch" REAL NOT NULL,\n   "state" TEXT NOT NULL\n);')
 
 
 def create_statements(table: str) -> list[str]:

@@ -13,8 +13,9 @@ reaches end of file, or when the parent is gone: then it commits what it receive
 so that a killed probe loses only the rows it had not handed over yet.
 
 Wire format (store.writer builds it): a 4-byte big-endian length, then a pickle of
-  ("rows", seq, acc, cdrs, media)  tuples in record field order (store/tables.py: ACC, CDR);
-      media: (table, tuple) pairs of rtcp_reports and call_quality
+  ("rows", seq, acc, cdrs, media, carry)  tuples in record field order (store/tables.py: ACC,
+      CDR); media: (table, tuple) pairs of rtcp_reports and call_quality; carry: None, or
+      (Call-IDs taken up, [(callid, time_epoch, state)]) for the open_calls table
   ("commit", commit_id, seq)  commit every chunk up to seq
   ("reset",)  leave the failed state: the parent sends the rolled back chunks again
   ("close",)  commit, close the database (its checkpoint), answer ("closed",), exit
@@ -35,7 +36,7 @@ from itertools import chain
 from operator import itemgetter
 
 from store.rows import ACC_ROWS, CDR_ROWS, MEDIA_ROWS, TimeTexts, acc_rows, cdr_rows
-from store.schema import CDR_TABLE, TABLES, database_error, sql_literal
+from store.schema import CDR_TABLE, OPEN_CALLS_TABLE, TABLES, database_error, sql_literal
 from store.tables import CALL_QUALITY, CDR, MEDIA_TABLES, OPEN, QUALITY_SUMMARY
 
 try:
@@ -136,6 +137,12 @@ COMPLETE_CDR = (insert_sql(CDR_TABLE, 1)
                 + f" WHERE [{CDR_TABLE}].end_reason = {sql_literal(OPEN)}"
                 f" AND excluded.end_reason != {sql_literal(OPEN)}")
 _TABLE = itemgetter(0)  # an AccRecord's route field (tables.ACC.route): field 0
+DROP_CARRIED = f"DELETE FROM [{OPEN_CALLS_TABLE}] WHERE callid = ?"
+# a group is replaced only by a later one: a rerun of an earlier capture never sets back the
+# state of a call that a later capture carried on
+KEEP_CARRIED = (f"INSERT INTO [{OPEN_CALLS_TABLE}] (callid, time_epoch, state) VALUES (?, ?, ?)"
+                " ON CONFLICT(callid) DO UPDATE SET time_epoch = excluded.time_epoch,"
+                f" state = excluded.state WHERE excluded.time_epoch >= [{OPEN_CALLS_TABLE}].time_epoch")
 
 
 def _summary_sql() -> str:
@@ -197,7 +204,7 @@ class Writer:
             self.db.execute("BEGIN IMMEDIATE")
             self.in_txn = True
 
-    def rows(self, acc, cdrs, media=()) -> None:
+    def rows(self, acc, cdrs, media=(), carry=None) -> None:
         if self.failed:
             return
         try:
@@ -216,6 +223,10 @@ class Writer:
                 self.cdr_changes += changed
             if media:
                 self._insert_media(media)
+            if carry is not None:  # the signalling state this run leaves (sip_dissect/carry.py)
+                taken, groups = carry
+                self.db.executemany(DROP_CARRIED, [(c,) for c in taken])
+                self.db.executemany(KEEP_CARRIED, groups)
         except sqlite3.Error as exc:
             self._fail(exc)
 
@@ -349,7 +360,7 @@ def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int
                 return
             continue
         if kind == "rows":
-            writer.rows(message[2], message[3], message[4] if len(message) > 4 else ())
+            writer.rows(message[2], message[3], *message[4:6])
         elif kind == "commit":
             done = writer.commit()
             if done is None:

@@ -38,7 +38,8 @@ from store import StoreError, is_url
 from store.rows import ACC_FIELDS, CDR_FIELDS
 from store.tables import CALL_QUALITY, RTCP_REPORTS
 from store.rows import time_text as time_text  # noqa: PLC0414  (public here)
-from store.schema import PAGE_SIZE, TABLES, database_error, ensure_schema, open_connection
+from store.schema import (OPEN_CALLS_TABLE, PAGE_SIZE, TABLES, database_error, ensure_schema,
+                          open_connection)
 from store.worker import IGNORED_SIGNALS, readable, recv, send, send_bytes
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class AccStore:
         self._acc: list[tuple] = []  # the chunk being filled
         self._cdrs: list[tuple] = []
         self._media: list[tuple] = []  # (table, record tuple) of rtcp_reports, call_quality
+        self._carry: tuple | None = None  # keep_carried()'s (taken, groups), for the next chunk
         # chunks sent and not known committed yet: (seq, rows, message), in seq order
         self._unacked: list[tuple[int, int, bytes]] = []
         self._seq = 0  # of the last chunk
@@ -196,7 +198,33 @@ class AccStore:
         if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
             self._added(n)
 
+    # --- the state carried to the next run (sip_dissect/carry.py describes the interface) ---
+
+    def carried(self) -> list[tuple[str, float, str]]:
+        """(callid, last packet time, state) of every group the last runs left in the
+        open_calls table."""
+        import sqlite3
+
+        db = open_connection(self._file(), create=False)
+        try:
+            return db.execute(f"SELECT callid, time_epoch, state FROM [{OPEN_CALLS_TABLE}]"
+                              ).fetchall()
+        except sqlite3.Error as exc:
+            raise database_error(self.path, exc) from None
+        finally:
+            db.close()
+
+    def keep_carried(self, taken, groups) -> None:
+        """Replace the groups of the Call-IDs in `taken` by `groups` [(callid, packet time,
+        state)], in the transaction of the rows buffered with it (committed at the next
+        commit, with them: a run killed before keeps the state it started from)."""
+        if self._closed:
+            raise ValueError(f"store {self.path} is closed")
+        self._carry = (sorted(taken), list(groups))
+        self._send_chunk()
+
     def _acc_row(self, rec: AccRecord) -> tuple:
+
         if self._closed:
             raise ValueError(f"store {self.path} is closed")
         convert = _AS_TUPLE.get(rec.__class__) or _as_tuple(rec.__class__, ACC_FIELDS, _ACC)
@@ -240,7 +268,8 @@ class AccStore:
     def flush(self) -> None:
         """Commit the buffered rows and wait for the commit. On a database error the rows stay
         buffered (the next flush sends them again) and StoreError is raised."""
-        if self._closed or not (self._acc or self._cdrs or self._media or self._unacked):
+        if self._closed or not (self._acc or self._cdrs or self._media or self._carry
+                                or self._unacked):
             return
         if self._broken is not None:
             self._recover()
@@ -323,17 +352,18 @@ class AccStore:
         return self._commit_id
 
     def _send_chunk(self) -> None:
-        if not (self._acc or self._cdrs or self._media):
+        if not (self._acc or self._cdrs or self._media or self._carry):
             return
         # NamedTuples as plain tuples: the writer need not import their classes
         message = _pickle(("rows", self._seq + 1, list(map(tuple, self._acc)),
-                           list(map(tuple, self._cdrs)), self._media))
+                           list(map(tuple, self._cdrs)), self._media, self._carry))
         self._seq += 1
-        self._unacked.append((self._seq, len(self._acc) + len(self._cdrs) + len(self._media),
-                              message))
+        self._unacked.append((self._seq, len(self._acc) + len(self._cdrs) + len(self._media)
+                              + (self._carry is not None), message))
         self._acc = []
         self._cdrs = []
         self._media = []
+        self._carry = None
         if self._broken is None:
             self._send(message)
 

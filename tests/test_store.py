@@ -192,6 +192,9 @@ def sqlite_utils_schema(path: str) -> None:
     db.execute("BEGIN IMMEDIATE")
     for table in schema.ALL_TABLES:
         sqlite_utils_table(db, tables.BY_NAME[table], table)
+    # schema 5: the state carried between runs (sip_dissect/carry.py)
+    db[schema.OPEN_CALLS_TABLE].create({"callid": str, "time_epoch": float, "state": str},
+                                       pk="callid", not_null={"time_epoch", "state"})
     db[schema.META_TABLE].insert_all(
         [{"key": "schema_version", "value": str(schema.SCHEMA_VERSION)},
          {"key": "created", "value": "x"},
@@ -231,7 +234,8 @@ def test_the_schema_is_what_sqlite_utils_created(db, tmp_path):
                        con.execute("PRAGMA journal_mode").fetchone()))
         con.close()
     assert shapes[0] == shapes[1]
-    assert len(shapes[0][0]) == 17  # 5 tables with 2 indexes each, the meta table and its key
+    # 5 tables with 2 indexes each, open_calls and the meta table with their keys' indexes
+    assert len(shapes[0][0]) == 19
 
 
 def test_a_version_1_database_gains_acc_cdrs_and_keeps_its_rows(db):
@@ -724,7 +728,7 @@ def test_a_database_from_a_newer_sipprobe(db):
     with con:
         con.execute("UPDATE sipprobe_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 4\)"):
+    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 5\)"):
         open_store(db)
 
 
