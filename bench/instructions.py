@@ -35,14 +35,17 @@ REPLAY = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import pipeline
-s = pipeline.replay_files([sys.argv[2]], sys.argv[3])
+carry = {"carry_calls": sys.argv[4] == "1"} if len(sys.argv) > 4 else {}
+s = pipeline.replay_files([sys.argv[2]], sys.argv[3], **carry)
 print(json.dumps({"sip_messages": s["sip_messages"], "acc": s["acc_inserted"],
                   "cdrs": s["cdrs_inserted"]}))
 """
 
 
-def count(src: Path, capture: Path, workdir: Path) -> dict:
-    """Instructions of the probe and of the writer process for one replay into a new db."""
+def count(src: Path, capture: Path, workdir: Path, carry: bool | None = None) -> dict:
+    """Instructions of the probe and of the writer process for one replay into a new db;
+    `carry`: keep the calls going at the end for the next run (None: the checkout's default,
+    for checkouts older than that option)."""
     db = workdir / "instr.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -50,7 +53,8 @@ def count(src: Path, capture: Path, workdir: Path) -> dict:
     res = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
          f"--cachegrind-out-file={out}", sys.executable, "-c", REPLAY, str(src), str(capture),
-         str(db)], capture_output=True, text=True, check=True)
+         str(db), *([] if carry is None else [str(int(carry))])],
+        capture_output=True, text=True, check=True)
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     totals = {}  # pid -> (instructions, command line)
     for path in workdir.glob("cg.*"):
@@ -74,9 +78,13 @@ def main() -> None:
         sys.exit("valgrind not found: apt-get install valgrind")
     if not args.big.exists():
         sys.exit(f"{args.big} missing: python bench/gen_captures.py --quick")
+    carries = (args.src / "sip_dissect" / "carry.py").exists()
     with tempfile.TemporaryDirectory() as tmp:
-        small = count(args.src, args.small, Path(tmp))
-        big = count(args.src, args.big, Path(tmp))
+        # per message without the end-of-run state (its cost grows with the calls still going
+        # at the end, not with the messages: printed apart below)
+        small = count(args.src, args.small, Path(tmp), False if carries else None)
+        big = count(args.src, args.big, Path(tmp), False if carries else None)
+        big_carry = count(args.src, args.big, Path(tmp), True) if carries else None
     n = big["sip_messages"] - small["sip_messages"]
     rows = (big["acc"] + big["cdrs"]) - (small["acc"] + small["cdrs"])
     print(f"checkout: {args.src}")
@@ -87,6 +95,10 @@ def main() -> None:
         print(f"{part:>6}: {per_msg:10,.0f} instructions per SIP message "
               f"({(big[part] - small[part]) / rows:,.0f} per row written); "
               f"fixed start-up {small[part] / 1e6:,.0f} M")
+    if big_carry is not None:
+        print(f" carry: {(big_carry['probe'] - big['probe']) / 1e6:,.0f} M probe instructions "
+              "at the end of the run, to keep the calls going (and transactions remembered) "
+              "for the next run")
 
 
 if __name__ == "__main__":

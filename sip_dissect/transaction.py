@@ -145,7 +145,7 @@ class Transaction:
 
 @cython.cfunc
 @cython.inline
-def _key(msg: tuple, method, branch: str, sent_by) -> tuple:
+def _key(msg: tuple, method, branch: str, sent_by: str) -> tuple:
     """The key of the transaction a Via (its branch and sent-by) names for `msg`: the top Via
     for the message's own transaction, the second for the one a proxy relayed it from."""
     if sent_by is not None and ":" not in sent_by:

@@ -3,7 +3,7 @@ replayed one after the other into one database, gives the rows of one replay of 
 capture, times included (sip_dissect/carry.py, docs/reliability.md)."""
 from __future__ import annotations
 
-import ast
+import marshal
 import sqlite3
 from pathlib import Path
 
@@ -83,7 +83,7 @@ def test_the_call_of_issue_14_is_completed_by_the_second_half(tmp_path):
     left = dict(conn.execute("SELECT callid, state FROM open_calls").fetchall())
     assert left and "" not in left
     assert all(call[state] == "TERMINATED" for callid, text in left.items() if callid
-               for call in ast.literal_eval(text)[4])
+               for call in marshal.loads(text)[4])
     # without carrying (the behaviour before): the row stays open
     pipeline.replay_files([str(first)], str(tmp_path / "old.db"), carry_calls=False)
     pipeline.replay_files([str(second)], str(tmp_path / "old.db"), carry_calls=False)
