@@ -290,6 +290,15 @@ class RtpengineFormula(str, Enum):  # rtcp_mos.rtpengine_mos.FORMULAS
     legacy = "legacy"
 
 
+# the store options of replay and sniff
+WRITE_DB = typer.Option("sipprobe.db", "--db", metavar="FILE|URL",
+                        help="SQLite database to write (created if absent), or a PostgreSQL "
+                             "database: postgresql://USER@HOST/DB (docs/postgresql.md).")
+PROBE_NAME = typer.Option(
+    None, "--probe-name", metavar="NAME",
+    help="PostgreSQL: the name the rows' probe column carries (default: the host name).")
+
+
 def _store_options(db: str, probe_name: str | None) -> dict:
     """open_store's options: a probe name only means something to a PostgreSQL store."""
     return {"probe": probe_name} if probe_name is not None else {}
@@ -299,12 +308,8 @@ def _store_options(db: str, probe_name: str | None) -> dict:
 def replay(
     captures: List[str] = typer.Argument(..., metavar="CAPTURE...",
                                          help="pcap/pcapng files (gzip allowed) or directories."),
-    db: str = typer.Option("sipprobe.db", "--db", metavar="FILE|URL",
-                           help="SQLite database to write (created if absent), or a PostgreSQL "
-                                "database: postgresql://USER@HOST/DB (docs/postgresql.md)."),
-    probe_name: Optional[str] = typer.Option(
-        None, "--probe-name", metavar="NAME",
-        help="PostgreSQL: the name the rows' probe column carries (default: the host name)."),
+    db: str = WRITE_DB,
+    probe_name: Optional[str] = PROBE_NAME,
     proxy: List[str] = typer.Option(
         None, "--proxy", metavar="IP[:PORT]",
         help="The proxy whose accounting to reproduce (repeatable). Default: detected from the "
@@ -382,12 +387,8 @@ def replay(
 def sniff(
     interface: str = typer.Option(..., "--interface", "-i", metavar="NAME",
                                   help="Interface on the mirror (SPAN) port."),
-    db: str = typer.Option("sipprobe.db", "--db", metavar="FILE|URL",
-                           help="SQLite database to write (created if absent), or a PostgreSQL "
-                                "database: postgresql://USER@HOST/DB (docs/postgresql.md)."),
-    probe_name: Optional[str] = typer.Option(
-        None, "--probe-name", metavar="NAME",
-        help="PostgreSQL: the name the rows' probe column carries (default: the host name)."),
+    db: str = WRITE_DB,
+    probe_name: Optional[str] = PROBE_NAME,
     proxy: List[str] = typer.Option(None, "--proxy", metavar="IP[:PORT]",
                                     help="The proxy whose accounting to reproduce (repeatable)."),
     duration: Optional[float] = typer.Option(None, metavar="SECONDS",

@@ -62,6 +62,20 @@ class Filters:
                                   "between 1.0 and 5.0 (3.6, for example)")
         return cls(**values)
 
+    def party(self, prefix: str = "") -> tuple[list[str], list]:
+        """The --user and --ip conditions on a row's users and addresses (`prefix`: the
+        columns' table alias and dot)."""
+        where, params = [], []
+        if self.user is not None:
+            sql, more = user_condition(self.user, [prefix + c for c in USER_COLUMNS])
+            where.append(sql)
+            params += more
+        if self.ip is not None:
+            ip = self.ip.strip().strip("[]")
+            where.append("(" + " OR ".join(f"{prefix}{c} IN (?, ?)" for c in IP_COLUMNS) + ")")
+            params += [ip, f"[{ip}]"] * len(IP_COLUMNS)
+        return where, params
+
     def where(self, table: str, alias: str = "") -> tuple[str, list]:
         """(' WHERE ...' or '', parameters) for `table`'s layout; `alias` prefixes columns."""
         layout = BY_NAME[table]
@@ -77,14 +91,9 @@ class Filters:
         if self.callid is not None:
             where.append(f"{p}callid = ?")
             params.append(self.callid)
-        if self.user is not None:
-            sql, more = user_condition(self.user, [p + c for c in USER_COLUMNS])
-            where.append(sql)
-            params += more
-        if self.ip is not None:
-            ip = self.ip.strip().strip("[]")
-            where.append("(" + " OR ".join(f"{p}{c} IN (?, ?)" for c in IP_COLUMNS) + ")")
-            params += [ip, f"[{ip}]"] * len(IP_COLUMNS)
+        more_where, more_params = self.party(p)
+        where += more_where
+        params += more_params
         if self.domain is not None:
             where.append(f"(lower({p}src_domain) = ? OR lower({p}dst_domain) = ?)")
             params += [self.domain.strip().lower()] * 2
@@ -268,14 +277,9 @@ def quality_stream(db_path: str, filters: Filters = Filters(), *, max_mos: float
     if filters.callid is not None:
         where.append("q.callid = ?")
         params.append(filters.callid)
-    if filters.user is not None:
-        sql, more = user_condition(filters.user, [f"c.{c}" for c in USER_COLUMNS])
-        where.append(sql)
-        params += more
-    if filters.ip is not None:
-        ip = filters.ip.strip().strip("[]")
-        where.append("(" + " OR ".join(f"c.{c} IN (?, ?)" for c in IP_COLUMNS) + ")")
-        params += [ip, f"[{ip}]"] * len(IP_COLUMNS)
+    more_where, more_params = filters.party("c.")
+    where += more_where
+    params += more_params
     max_mos = filters.max_mos if max_mos is None else max_mos
     for value, op in ((filters.min_mos, ">="), (max_mos, "<=")):
         if value is not None:
