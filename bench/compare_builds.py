@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Two checkouts' `sipprobe replay` against tshark on one capture, interleaved round by round,
+so that both see the same load: on a shared VM, figures from separate runs differ by 20 % and
+more. Each checkout needs its own built venv (.venv/bin/sipprobe).
+
+    python bench/compare_builds.py /work/old /work/main --rounds 5
+    python bench/compare_builds.py OLD NEW --capture /tmp/sipprobe-bench/sig-only.pcap
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def _timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkouts", nargs=2, type=Path, help="two checkouts with a built .venv")
+    ap.add_argument("--capture", type=Path, default=Path("/tmp/sipprobe-bench/sig-only.pcap"))
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    names = [str(c) for c in args.checkouts] + ["tshark"]
+    best = dict.fromkeys(names, float("inf"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(args.rounds):
+            for i, checkout in enumerate(args.checkouts):
+                db = Path(tmp) / f"{i}-{n}.db"
+                best[str(checkout)] = min(best[str(checkout)], _timed(
+                    [str(checkout / ".venv/bin/sipprobe"), "replay", str(args.capture),
+                     "--db", str(db)]))
+            best["tshark"] = min(best["tshark"], _timed(
+                ["tshark", "-q", "-n", "-r", str(args.capture), "-z", "sip,stat"]))
+            print(f"round {n + 1}: load {os.getloadavg()[0]:.2f}", flush=True)
+    for name in names:
+        ratio = "" if name == "tshark" else f"  {best['tshark'] / best[name]:.2f}x tshark"
+        print(f"{best[name]:7.3f} s  {name}{ratio}")
+
+
+if __name__ == "__main__":
+    main()
