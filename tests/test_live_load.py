@@ -70,23 +70,32 @@ def test_rows_equal_an_offline_replay_at_a_rate_without_drops(capture, tmp_path)
     assert rows(tmp_path / "live.db") == want
 
 
-def test_top_speed_reports_the_kernels_drops(capture, tmp_path):
+@pytest.mark.parametrize("buffer_mb", [32, 1], ids=["default-buffer", "1MiB-buffer"])
+def test_top_speed_reports_the_kernels_drops(capture, tmp_path, buffer_mb):
+    """tcpreplay's top speed here is about 650,000 packets/s (the 9.4 MB in 0.03 s): sniff's
+    default 32 MiB ring holds the whole burst; a 1 MiB ring cannot, and the kernel drops."""
     pcap, want = capture
+    db = tmp_path / "live.db"
     with veth_namespace() as ns:
-        summary, sent = replay_live(ns, pcap, tmp_path / "live.db", ["--topspeed"])
+        summary, sent = replay_live(ns, pcap, db, ["--topspeed"],
+                                    sniff_args=("--buffer-mb", str(buffer_mb)))
     assert sent["packets"] == MESSAGES
     kernel = summary["capture"]
+    dropped = kernel["kernel_dropped"]
     # libpcap's received counts what passed the filter, the dropped ones included
     assert kernel["kernel_received"] == MESSAGES, kernel
-    assert summary["sip_messages"] == MESSAGES - kernel["kernel_dropped"]
-    got = rows(tmp_path / "live.db")
-    if kernel["kernel_dropped"] == 0:
+    assert summary["sip_messages"] == MESSAGES - dropped
+    assert f"kernel: {MESSAGES} received, {dropped} dropped" in \
+        db.with_suffix(".sniff.err").read_text()
+    got = rows(db)
+    if buffer_mb == 1:
+        assert dropped > MESSAGES // 10, kernel
+    if dropped == 0:
         assert got == want
         return
     # a lost message changes its call's rows (a lost BYE: the CDR stays open), so only the
     # acc rows are a strict subset; every CDR belongs to a call of the capture
     assert not got["acc"] - want["acc"]
-    assert len(got["acc"]) < len(want["acc"]) or len(got["acc_cdrs"]) < len(want["acc_cdrs"]) \
-        or got != want
+    assert sum(got["acc"].values()) < sum(want["acc"].values())
     callids = {dict(r)["callid"] for r in want["acc_cdrs"]}
     assert {dict(r)["callid"] for r in got["acc_cdrs"]} <= callids

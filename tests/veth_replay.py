@@ -39,14 +39,14 @@ def veth_namespace():
 
 
 def replay_live(ns: list[str], capture: Path, db: Path, rate: list[str],
-                settle: float = 1.5) -> tuple[dict, dict]:
+                sniff_args: tuple = (), settle: float = 1.5) -> tuple[dict, dict]:
     """Sniff SNIFF into `db` while tcpreplay sends `capture` into SEND at `rate` (tcpreplay's
     options: ["--topspeed"], ["--pps", "5000"], ["--mbps", "100"]). Returns sniff's JSON
     summary and tcpreplay's figures (packets sent, seconds, packets/s)."""
     err_path = db.with_suffix(".sniff.err")
     with open(err_path, "w") as err:
         proc = subprocess.Popen([*ns, SIPPROBE, "sniff", "-i", SNIFF, "--db", str(db),
-                                 "-f", "json"], stdout=subprocess.PIPE, stderr=err, text=True)
+                                 "-f", "json", *sniff_args], stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         deadline = time.monotonic() + 15
         while b"listening on" not in err_path.read_bytes():
