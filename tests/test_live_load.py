@@ -61,7 +61,7 @@ def rows(db: Path) -> dict[str, Counter]:
 def test_rows_equal_an_offline_replay_at_a_rate_without_drops(capture, tmp_path):
     pcap, want = capture
     with veth_namespace() as ns:
-        # 5,000 packets/s (3.5 s): bench/live_rate.py finds no drop well above it here
+        # 5,000 packets/s (3.5 s): bench/live_rate.py finds no drop up to 120,000 here
         summary, sent = replay_live(ns, pcap, tmp_path / "live.db", ["--pps", "5000"])
     assert sent["packets"] == MESSAGES
     assert summary["capture"]["kernel_dropped"] == 0, summary["capture"]
