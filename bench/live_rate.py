@@ -2,7 +2,7 @@
 """The highest tcpreplay rate at which `sipprobe sniff` loses nothing: each capture of
 bench/gen_captures.py (RTP-heavy, signalling only) is replayed into a veth pair of a network
 namespace of its own (tests/veth_replay.py) at rising --pps steps, then --topspeed, until the
-kernel reports a drop. Needs root and tcpreplay; about 2 minutes.
+kernel reports a drop. Needs root and tcpreplay; about 1.5 minutes.
 
     sudo .venv/bin/python bench/live_rate.py [--dir /tmp/sipprobe-bench]
 
