@@ -38,6 +38,11 @@ ADDED_FILL = {
 # of a new file (SQLite's default is 4096): a row's four B-tree inserts split pages less often
 # (2 % fewer writer instructions, 6 % fewer bytes written); a file keeps the size it has
 PAGE_SIZE = 16384
+# how long a connection waits for a lock another one holds before failing with "database is
+# locked": a second writer (a replay into the file a sniff writes) waits for the batch being
+# committed (at most a second or 50,000 rows), a reader for a checkpoint's or the last
+# connection's close. Python's default, when none is given, is 5 s
+BUSY_TIMEOUT = 10.0  # seconds; every sqlite3 connection to a sipprobe file uses it
 # the tables and their columns: store/tables.py declares them, everything here derives
 TABLES = ACC.names  # the tables of AccRecords: acc, missed_calls
 CDR_TABLE = CDR.name
@@ -106,7 +111,7 @@ def open_connection(path: str, *, create: bool) -> sqlite3.Connection:
 
 
 def _open(target: str, uri: bool = False) -> sqlite3.Connection:
-    conn = sqlite3.connect(target, uri=uri)
+    conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT)
     try:
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: not SQLite fails
         return conn
