@@ -97,10 +97,13 @@ def open_connection(path: str, *, create: bool) -> sqlite3.Connection:
         return _open(path)
     except sqlite3.Error as exc:
         at_rest = not os.path.exists(path + "-wal")
-        if create or "readonly" not in str(exc) or not at_rest:
+        # "unable to open": a read-only mount, where the -shm file cannot be created either
+        refused = "readonly" in str(exc) or "unable to open" in str(exc)
+        if create or not refused or not at_rest:
             raise database_error(path, exc) from None
     # A WAL database needs its -shm file, which a reader without write access to the directory
-    # cannot create. With no -wal file no writer is active, so reading it as immutable is exact.
+    # (or on a read-only mount) cannot create. With no -wal file no writer is active, so reading
+    # it as immutable is exact.
     import urllib.parse
 
     try:
