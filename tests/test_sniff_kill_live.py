@@ -43,7 +43,8 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def test_sigkill_of_a_live_sniff_loses_at_most_the_last_commit_interval(netns, tmp_path):  # noqa: F811
+def test_sigkill_of_a_live_sniff_loses_at_most_the_last_commit_interval(
+        netns, tmp_path):  # noqa: F811
     ns = netns
     full, db = tmp_path / "full.pcap", tmp_path / "live.db"
     dump_err = tmp_path / "tcpdump.err"
