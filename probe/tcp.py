@@ -5,6 +5,9 @@ tolerating retransmissions, overlaps, reordering and a capture that starts mid-c
 A `framer` cuts complete messages off the front of the stream. A hole that is not filled
 within `gap_timeout` seconds of packet time, or by `max_ooo_bytes` of later data, is
 skipped and counted (`tcp.gap`): the partial message is lost, the stream goes on.
+
+The bytes held (unframed plus out of order) are bounded per stream and, across all streams,
+by `MAX_TOTAL_BYTES`: without it 20,000 half-open streams could hold 25 GB.
 """
 from __future__ import annotations
 
@@ -14,6 +17,10 @@ from typing import Callable
 from .counters import Counters
 
 FIN, SYN, RST = 0x01, 0x02, 0x04
+# all streams' unframed and out-of-order bytes together; over it the least recently fed
+# streams holding data are dropped (`tcp.budget_evicted`) until a quarter of it is free, so
+# that the walk over the streams happens once per 16 MiB dropped, not per segment
+MAX_TOTAL_BYTES = 64 << 20
 Framer = Callable[[bytearray], "tuple[list[bytes], int, list[str]]"]
 
 
@@ -29,6 +36,10 @@ class _Stream:
         self.last_ts = 0.0
 
 
+def _size(st: _Stream) -> int:
+    return len(st.buf) + st.ooo_bytes
+
+
 def _delta(a: int, b: int) -> int:
     """a - b in sequence space (RFC 793 modular arithmetic)."""
     d = (a - b) & 0xFFFFFFFF
@@ -38,7 +49,8 @@ def _delta(a: int, b: int) -> int:
 class TcpReassembler:
     def __init__(self, framer: Framer, counters: Counters, *, max_streams: int = 20000,
                  max_buffer: int = 1 << 20, max_ooo_bytes: int = 256 * 1024,
-                 gap_timeout: float = 2.0, idle_timeout: float = 600.0):
+                 gap_timeout: float = 2.0, idle_timeout: float = 600.0,
+                 max_total_bytes: int = MAX_TOTAL_BYTES):
         self.framer = framer
         self.counters = counters
         self.max_streams = max_streams
@@ -46,6 +58,8 @@ class TcpReassembler:
         self.max_ooo_bytes = max_ooo_bytes
         self.gap_timeout = gap_timeout
         self.idle_timeout = idle_timeout
+        self.max_total_bytes = max_total_bytes
+        self.held = 0  # bytes in all streams' buf and ooo
         self._streams: OrderedDict[tuple, _Stream] = OrderedDict()
         self._next_sweep = 0.0
 
@@ -63,12 +77,13 @@ class TcpReassembler:
             if not payload and not flags & SYN:
                 return []
             if len(streams) >= self.max_streams:
-                streams.popitem(last=False)
+                self.held -= _size(streams.popitem(last=False)[1])
                 c["tcp.stream_evicted"] += 1
             st = streams[key] = _Stream()
             c["tcp.streams"] += 1
         else:
             streams.move_to_end(key)
+        before = _size(st)
         st.last_ts = ts
         if flags & SYN:
             st.next_seq = (seq + 1) & 0xFFFFFFFF
@@ -88,7 +103,30 @@ class TcpReassembler:
             if st.buf or st.ooo:
                 c["tcp.incomplete_at_close"] += 1
             del streams[key]
+            self.held -= before
+            return out
+        self.held += _size(st) - before
+        if self.held > self.max_total_bytes:
+            self._shed()
         return out
+
+    def _shed(self) -> None:
+        """Over the total budget: drop the least recently fed streams that hold data (their
+        partial messages are lost) until a quarter of the budget is free again."""
+        target = self.max_total_bytes * 3 // 4
+        victims = []
+        for key, st in self._streams.items():
+            if self.held <= target:
+                break
+            size = _size(st)
+            if size:
+                victims.append(key)
+                self.held -= size
+        else:  # every stream with data is going: none holds any (and no count can drift)
+            self.held = 0
+        for key in victims:
+            del self._streams[key]
+        self.counters["tcp.budget_evicted"] += len(victims)
 
     def _place(self, st: _Stream, seq: int, payload: bytes, ts: float) -> None:
         c = self.counters
@@ -156,7 +194,7 @@ class TcpReassembler:
         self._next_sweep = now + 60.0
         stale = [k for k, st in self._streams.items() if now - st.last_ts > self.idle_timeout]
         for k in stale:
-            del self._streams[k]
+            self.held -= _size(self._streams.pop(k))
         self.counters["tcp.stream_expired"] += len(stale)
 
     def flush(self) -> None:
@@ -164,3 +202,4 @@ class TcpReassembler:
         self.counters["tcp.incomplete_at_close"] += sum(
             1 for st in self._streams.values() if st.buf or st.ooo)
         self._streams.clear()
+        self.held = 0

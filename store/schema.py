@@ -38,6 +38,11 @@ ADDED_FILL = {
 # of a new file (SQLite's default is 4096): a row's four B-tree inserts split pages less often
 # (2 % fewer writer instructions, 6 % fewer bytes written); a file keeps the size it has
 PAGE_SIZE = 16384
+# how long a connection waits for a lock another one holds before failing with "database is
+# locked": a second writer (a replay into the file a sniff writes) waits for the batch being
+# committed (at most a second or 50,000 rows), a reader for a checkpoint's or the last
+# connection's close. Python's default, when none is given, is 5 s
+BUSY_TIMEOUT = 10.0  # seconds; every sqlite3 connection to a sipprobe file uses it
 # the tables and their columns: store/tables.py declares them, everything here derives
 TABLES = ACC.names  # the tables of AccRecords: acc, missed_calls
 CDR_TABLE = CDR.name
@@ -92,10 +97,13 @@ def open_connection(path: str, *, create: bool) -> sqlite3.Connection:
         return _open(path)
     except sqlite3.Error as exc:
         at_rest = not os.path.exists(path + "-wal")
-        if create or "readonly" not in str(exc) or not at_rest:
+        # "unable to open": a read-only mount, where the -shm file cannot be created either
+        refused = "readonly" in str(exc) or "unable to open" in str(exc)
+        if create or not refused or not at_rest:
             raise database_error(path, exc) from None
     # A WAL database needs its -shm file, which a reader without write access to the directory
-    # cannot create. With no -wal file no writer is active, so reading it as immutable is exact.
+    # (or on a read-only mount) cannot create. With no -wal file no writer is active, so reading
+    # it as immutable is exact.
     import urllib.parse
 
     try:
@@ -106,7 +114,7 @@ def open_connection(path: str, *, create: bool) -> sqlite3.Connection:
 
 
 def _open(target: str, uri: bool = False) -> sqlite3.Connection:
-    conn = sqlite3.connect(target, uri=uri)
+    conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT)
     try:
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: not SQLite fails
         return conn

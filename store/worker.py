@@ -36,7 +36,8 @@ from itertools import chain
 from operator import itemgetter
 
 from store.rows import ACC_ROWS, CDR_ROWS, MEDIA_ROWS, TimeTexts, acc_rows, cdr_rows
-from store.schema import CDR_TABLE, OPEN_CALLS_TABLE, TABLES, database_error, sql_literal
+from store.schema import (BUSY_TIMEOUT, CDR_TABLE, OPEN_CALLS_TABLE, TABLES, database_error,
+                          sql_literal)
 from store.tables import CALL_QUALITY, CDR, MEDIA_TABLES, OPEN, QUALITY_SUMMARY
 
 try:
@@ -181,7 +182,8 @@ class Writer:
     def __init__(self, path: str, shown: str, local_time: bool):
         self.shown = shown  # the path as the user gave it, for messages
         self.times = TimeTexts(local_time)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                  timeout=BUSY_TIMEOUT)
         for pragma in PRAGMAS:
             self.db.execute(pragma)
         page = self.db.execute("PRAGMA page_size").fetchone()[0]
