@@ -35,6 +35,21 @@ def netns():
         subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
+def capture_and_callee(ns, pcap, tmp_path):
+    """tcpdump writing the namespace's UDP to `pcap` (started once it listens) and a SIPp UAS
+    on 127.0.0.1:5090: (tcpdump, sipp) processes, the caller's to stop."""
+    dump_err = tmp_path / "tcpdump.err"
+    with open(dump_err, "w") as err:
+        dump = subprocess.Popen([*ns, "tcpdump", "-i", "lo", "-w", str(pcap), "-U", "udp"],
+                                stderr=err)
+    deadline = time.monotonic() + 10
+    while b"listening on" not in dump_err.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    uas = subprocess.Popen([*ns, "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", "5090", "-nostdin"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return dump, uas
+
+
 def _sniff(ns, db, tmp_path, n):
     err = open(tmp_path / f"sniff{n}.err", "w")
     proc = subprocess.Popen([*ns, SIPPROBE, "sniff", "-i", "lo", "--db", str(db), "-f", "json"],
@@ -55,15 +70,7 @@ def _stop(proc) -> dict:
 def test_sniff_restarted_during_calls_completes_them(netns, tmp_path):
     ns = netns
     full, db = tmp_path / "full.pcap", tmp_path / "live.db"
-    dump_err = tmp_path / "tcpdump.err"
-    with open(dump_err, "w") as err:
-        dump = subprocess.Popen([*ns, "tcpdump", "-i", "lo", "-w", str(full), "-U", "udp"],
-                                stderr=err)
-    deadline = time.monotonic() + 10
-    while b"listening on" not in dump_err.read_bytes() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    uas = subprocess.Popen([*ns, "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", "5090", "-nostdin"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dump, uas = capture_and_callee(ns, full, tmp_path)
     first = _sniff(ns, db, tmp_path, 1)
     try:
         # 6 calls, 4 a second, each 4 s long: all six set up before the restart, none ended

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import pipeline
-from test_restarts_live import netns  # noqa: F401  (the fixture)
+from test_restarts_live import capture_and_callee, netns  # noqa: F401  (netns: the fixture)
 
 SIPPROBE = shutil.which("sipprobe", path=os.path.dirname(sys.executable)) or "sipprobe"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
@@ -47,15 +47,7 @@ def test_sigkill_of_a_live_sniff_loses_at_most_the_last_commit_interval(
         netns, tmp_path):  # noqa: F811
     ns = netns
     full, db = tmp_path / "full.pcap", tmp_path / "live.db"
-    dump_err = tmp_path / "tcpdump.err"
-    with open(dump_err, "w") as err:
-        dump = subprocess.Popen([*ns, "tcpdump", "-i", "lo", "-w", str(full), "-U", "udp"],
-                                stderr=err)
-    deadline = time.monotonic() + 10
-    while b"listening on" not in dump_err.read_bytes() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    uas = subprocess.Popen([*ns, "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", "5090", "-nostdin"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dump, uas = capture_and_callee(ns, full, tmp_path)
     with open(tmp_path / "sniff.err", "w") as err:
         sniff = subprocess.Popen([*ns, SIPPROBE, "sniff", "-i", "lo", "--db", str(db)],
                                  stdout=subprocess.DEVNULL, stderr=err)
