@@ -290,6 +290,12 @@ class RtpengineFormula(str, Enum):  # rtcp_mos.rtpengine_mos.FORMULAS
     legacy = "legacy"
 
 
+RTPENGINE_MOS = typer.Option(
+    RtpengineFormula.g107, "--rtpengine-mos",
+    help="The rtpengine whose MOS to reproduce in mos_rtpengine: g107 (its formula since "
+         "2024-10), g107.2 (--mos=G.107.2) or legacy (before; Debian 12's 10.5).")
+
+
 # the store options of replay and sniff
 WRITE_DB = typer.Option("sipprobe.db", "--db", metavar="FILE|URL",
                         help="SQLite database to write (created if absent), or a PostgreSQL "
@@ -345,10 +351,7 @@ def replay(
     bpf: Optional[str] = typer.Option(None, metavar="EXPR", help=BPF_HELP),
     no_bpf: bool = typer.Option(False, "--no-bpf", help=NO_BPF_HELP),
     dedup_window_ms: float = typer.Option(10.0, "--dedup-window", metavar="MS", help=DEDUP_HELP),
-    rtpengine_mos: RtpengineFormula = typer.Option(
-        RtpengineFormula.g107, "--rtpengine-mos",
-        help="The rtpengine whose MOS to reproduce in mos_rtpengine: g107 (its formula since "
-             "2024-10), g107.2 (--mos=G.107.2) or legacy (before; Debian 12's 10.5)."),
+    rtpengine_mos: RtpengineFormula = RTPENGINE_MOS,
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Summary format."),
 ):
     """Account captures into SQLite: acc and missed_calls rows as the proxy's acc module writes
@@ -397,6 +400,7 @@ def sniff(
     buffer_mb: int = typer.Option(32, metavar="MIB", help="Kernel capture buffer."),
     local_time: bool = typer.Option(False, help="Write the time column in local time, not UTC."),
     sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
+    rtpengine_mos: RtpengineFormula = RTPENGINE_MOS,
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Summary format."),
     status_every: Optional[float] = typer.Option(
         None, "--status-every", metavar="SECONDS", min=0.1,
@@ -433,7 +437,8 @@ def sniff(
             summary = sniff_interface(interface, db, opts, stop=_stop_condition(duration),
                                       promisc=promisc, buffer_mb=buffer_mb,
                                       local_time=local_time, proxies=proxies, monitor=status,
-                                      store_options=_store_options(db, probe_name))
+                                      store_options=_store_options(db, probe_name),
+                                      rtpengine_formula=rtpengine_mos.value)
     finally:
         status.finish()
     _echo_kernel(summary)
