@@ -14,10 +14,7 @@ transaction are kept until its commit and inserted again.
 """
 from __future__ import annotations
 
-import gc
 import os
-import signal
-import sys
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -25,7 +22,7 @@ from psycopg import errors as pg_errors
 from store.postgres import PROBE_COLUMN, pg_sql, time_columns
 from store.rows import ACC_ROWS, CDR_ROWS, MEDIA_ROWS, TimeTexts
 from store.tables import ACC, BY_NAME, CALL_QUALITY, CDR, MEDIA_TABLES, OPEN
-from store.worker import CDR_QUALITY, IGNORED_SIGNALS, _Answers, by_table, readable, recv
+from store.worker import CDR_QUALITY, by_table, run, serve_requests
 
 BUILDERS = {**{t: ACC_ROWS for t in ACC.names}, CDR.name: CDR_ROWS, **MEDIA_ROWS}
 RETRIES = 5  # deadlocks of one transaction before it fails
@@ -103,7 +100,8 @@ class PgWriter:
         self.cdr_added = self.cdr_completed = 0
         self.rejected: list[str] = []
 
-    def rows(self, acc, cdrs, media=()) -> None:
+    def rows(self, acc, cdrs, media=(), carry=None) -> None:
+        """`carry` is always None: this store keeps no calls between runs (pipeline._carrier)."""
         if self.failed:
             return
         self.chunks.append((acc, cdrs, media))
@@ -210,68 +208,15 @@ class PgWriter:
 
 def serve(rx: int, tx: int, url: str, shown: str, local_time: bool, parent: int,
           probe: str) -> None:
-    opening = None
     try:
-        writer = PgWriter(url, shown, local_time, probe)
+        writer, opening = PgWriter(url, shown, local_time, probe), None
     except psycopg.Error as exc:
         writer, opening = None, f"{shown}: {str(exc).strip()}"
-    answers = _Answers(tx)
-    while True:
-        if not readable(rx, 1.0):
-            if os.getppid() != parent:
-                break
-            continue
-        message = recv(rx)
-        if message is None:
-            break
-        kind = message[0]
-        if writer is None:
-            if kind == "commit":
-                answers.send(("error", message[1], opening))
-            elif kind == "close":
-                answers.send(("closed",))
-                return
-            continue
-        if kind == "rows":
-            writer.rows(message[2], message[3], message[4] if len(message) > 4 else ())
-        elif kind == "commit":
-            done = writer.commit()
-            if done is None:
-                answers.send(("error", message[1], writer.failed))
-            else:
-                answers.send(("ok", message[1], message[2], *done))
-            gc.collect()
-        elif kind == "reset":
-            writer.failed = None
-        elif kind == "close":
-            writer.commit()
-            writer.close()
-            answers.send(("closed",))
-            return
-    if writer is not None:
-        writer.commit()
-        writer.close()
+    serve_requests(rx, tx, writer, opening, parent)
 
 
 def main(argv: list[str]) -> None:
-    for signum in IGNORED_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, IGNORED_SIGNALS)
-    gc.disable()
-    gc.freeze()
     rx, tx, shown, clock, parent, probe = argv
     url = os.environ.pop("SIPPROBE_PG_URL")
-    try:
-        serve(int(rx), int(tx), url, shown, clock == "local", int(parent), probe)
-    except BrokenPipeError:
-        pass
-    except BaseException:
-        import traceback
-
-        from store.worker import send
-        message = f"the writer process of {shown} failed: {traceback.format_exc()}"
-        try:
-            send(int(tx), ("error", None, message))
-        except OSError:
-            print(message, file=sys.stderr)
-        sys.exit(1)
+    run(int(tx), shown,
+        lambda: serve(int(rx), int(tx), url, shown, clock == "local", int(parent), probe))

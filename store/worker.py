@@ -340,10 +340,16 @@ class Writer:
 
 def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int) -> None:
     try:
-        writer = Writer(path, shown, local_time)
+        writer, opening = Writer(path, shown, local_time), None
     except sqlite3.Error as exc:
-        writer = None
-        opening = str(database_error(shown, exc))
+        writer, opening = None, str(database_error(shown, exc))
+    serve_requests(rx, tx, writer, opening, parent)
+
+
+def serve_requests(rx: int, tx: int, writer, opening: str | None, parent: int) -> None:
+    """The requests of the pipe (the module's wire format) to `writer` (a Writer here, a
+    PgWriter for PostgreSQL: rows, commit, close and `failed`) until the parent closes the
+    store or is gone; `writer` None: the database could not be opened (`opening` says why)."""
     answers = _Answers(tx)
     while True:
         if not readable(rx, 1.0):
@@ -427,25 +433,34 @@ _SQLITE_CONFIG_SINGLETHREAD = 1  # sqlite3.h
 _SQLITE_CONFIG_MEMSTATUS = 9
 
 
-def main(argv: list[str]) -> None:
+def run(tx: int, shown: str, serve_now) -> None:
+    """A writer process's life around `serve_now()`: the signals the parent decides on
+    ignored, the collector run once per commit, a failure answered down the pipe."""
     for signum in IGNORED_SIGNALS:  # blocked by the parent until now
         _signal.signal(signum, _signal.SIG_IGN)
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, IGNORED_SIGNALS)
-    single_threaded_sqlite()
     # The rows make no reference cycles, but their tuples triggered a collection every 700:
     # collect once per commit instead, past the start-up's objects (frozen)
     gc.disable()
     gc.freeze()
-    rx, tx, path, shown, clock, parent = argv
     try:
-        serve(int(rx), int(tx), path, shown, clock == "local", int(parent))
+        serve_now()
     except BrokenPipeError:  # the parent is gone: nobody to answer
         pass
     except BaseException:
         import traceback
         message = f"the writer process of {shown} failed: {traceback.format_exc()}"
         try:
-            send(int(tx), ("error", None, message))
+            send(tx, ("error", None, message))
         except OSError:
             print(message, file=sys.stderr)
         sys.exit(1)
+
+
+def main(argv: list[str]) -> None:
+    rx, tx, path, shown, clock, parent = argv
+
+    def serve_now():
+        single_threaded_sqlite()  # before the first connection
+        serve(int(rx), int(tx), path, shown, clock == "local", int(parent))
+    run(int(tx), shown, serve_now)
