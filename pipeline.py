@@ -12,7 +12,7 @@ from typing import Iterator
 
 import cython
 
-from probe import bpf
+from probe import bpf, records
 from probe.bpf import SIP_PREFIXES
 from probe.counters import Counters
 from probe.decode import DecodeBug, Decoder
@@ -48,10 +48,10 @@ class ProbeOptions:
 
 SIP, RTCP, OTHER = 1, 2, 0  # what classify() tells
 # a Datagram's fields by position: C indexes once compiled (native/pxdgen.py)
-_SPORT: cython.Py_ssize_t = Datagram._fields.index("sport")
-_DPORT: cython.Py_ssize_t = Datagram._fields.index("dport")
-_TRANSPORT: cython.Py_ssize_t = Datagram._fields.index("transport")
-_PAYLOAD: cython.Py_ssize_t = Datagram._fields.index("payload")
+_SPORT: cython.Py_ssize_t = records.D_SPORT
+_DPORT: cython.Py_ssize_t = records.D_DPORT
+_TRANSPORT: cython.Py_ssize_t = records.D_TRANSPORT
+_PAYLOAD: cython.Py_ssize_t = records.D_PAYLOAD
 
 
 def classify(d: Datagram, sip_ports: frozenset) -> int:

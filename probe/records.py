@@ -29,6 +29,13 @@ class Datagram(NamedTuple):
     tunnel: tuple = ()  # encapsulations crossed, outermost first ("gre", "vxlan", ...)
 
 
+# Datagram's fields by position, for the compiled layers that index it as the tuple it is
+# (their typed aliases make C indexes of these; see sip_dissect/transaction.py)
+D_TS, D_FRAME, D_SRC, D_DST, D_SPORT, D_DPORT, D_TRANSPORT, D_PAYLOAD = (
+    Datagram._fields.index(name) for name in
+    ("ts", "frame", "src", "dst", "sport", "dport", "transport", "payload"))
+
+
 class RawBatch(NamedTuple):
     """Frames as libpcap hands them over: one buffer and 16-byte (sec, usec, offset, caplen)
     records in native byte order. Kept raw so the decoder's hot loop builds no Frame objects."""

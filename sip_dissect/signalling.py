@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import cython
 
+from probe import records
 from probe.counters import Counters
 from probe.records import Datagram
 
@@ -26,14 +27,14 @@ _METHOD: cython.Py_ssize_t = scan.METHOD
 _REASON: cython.Py_ssize_t = scan.REASON
 _STATUS: cython.Py_ssize_t = scan.STATUS
 _TO_TAG: cython.Py_ssize_t = scan.TO_TAG
-_TS: cython.Py_ssize_t = Datagram._fields.index("ts")
-_TRANSPORT: cython.Py_ssize_t = Datagram._fields.index("transport")
-_PAYLOAD: cython.Py_ssize_t = Datagram._fields.index("payload")
-_FRAME: cython.Py_ssize_t = Datagram._fields.index("frame")
-_SRC: cython.Py_ssize_t = Datagram._fields.index("src")
-_DST: cython.Py_ssize_t = Datagram._fields.index("dst")
-_SPORT: cython.Py_ssize_t = Datagram._fields.index("sport")
-_DPORT: cython.Py_ssize_t = Datagram._fields.index("dport")
+_TS: cython.Py_ssize_t = records.D_TS
+_TRANSPORT: cython.Py_ssize_t = records.D_TRANSPORT
+_PAYLOAD: cython.Py_ssize_t = records.D_PAYLOAD
+_FRAME: cython.Py_ssize_t = records.D_FRAME
+_SRC: cython.Py_ssize_t = records.D_SRC
+_DST: cython.Py_ssize_t = records.D_DST
+_SPORT: cython.Py_ssize_t = records.D_SPORT
+_DPORT: cython.Py_ssize_t = records.D_DPORT
 
 
 @cython.cfunc

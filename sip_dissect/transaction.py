@@ -17,6 +17,7 @@ from collections import deque
 
 import cython
 
+from probe import records
 from probe.counters import Counters
 from probe.records import Datagram
 
@@ -51,13 +52,13 @@ _VIA_SENT_BY: cython.Py_ssize_t = scan.VIA_SENT_BY
 _VIA_BRANCH: cython.Py_ssize_t = scan.VIA_BRANCH
 _VIA2_SENT_BY: cython.Py_ssize_t = scan.VIA2_SENT_BY
 _VIA2_BRANCH: cython.Py_ssize_t = scan.VIA2_BRANCH
-_TS: cython.Py_ssize_t = Datagram._fields.index("ts")
-_FRAME: cython.Py_ssize_t = Datagram._fields.index("frame")
-_SRC: cython.Py_ssize_t = Datagram._fields.index("src")
-_DST: cython.Py_ssize_t = Datagram._fields.index("dst")
-_SPORT: cython.Py_ssize_t = Datagram._fields.index("sport")
-_DPORT: cython.Py_ssize_t = Datagram._fields.index("dport")
-_TRANSPORT: cython.Py_ssize_t = Datagram._fields.index("transport")
+_TS: cython.Py_ssize_t = records.D_TS
+_FRAME: cython.Py_ssize_t = records.D_FRAME
+_SRC: cython.Py_ssize_t = records.D_SRC
+_DST: cython.Py_ssize_t = records.D_DST
+_SPORT: cython.Py_ssize_t = records.D_SPORT
+_DPORT: cython.Py_ssize_t = records.D_DPORT
+_TRANSPORT: cython.Py_ssize_t = records.D_TRANSPORT
 
 # Passive names for the states both ends of the wire go through (section 17, figures 5-8)
 CALLING, TRYING, PROCEEDING, COMPLETED, CONFIRMED, TERMINATED = (
