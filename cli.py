@@ -11,6 +11,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from cli_accounting import with_accounting
+
 if __name__ == "__main__":  # `python -m cli`: run as the module `cli`, which cli_reports imports
     import cli
     sys.exit(cli.main())
@@ -284,18 +286,6 @@ def mos_cmd(
         typer.echo(result["note"])
 
 
-class RtpengineFormula(str, Enum):  # rtcp_mos.rtpengine_mos.FORMULAS
-    g107 = "g107"
-    g107_2 = "g107.2"
-    legacy = "legacy"
-
-
-RTPENGINE_MOS = typer.Option(
-    RtpengineFormula.g107, "--rtpengine-mos",
-    help="The rtpengine whose MOS to reproduce in mos_rtpengine: g107 (its formula since "
-         "2024-10), g107.2 (--mos=G.107.2) or legacy (before; Debian 12's 10.5).")
-
-
 # the store options of replay and sniff
 WRITE_DB = typer.Option("sipprobe.db", "--db", metavar="FILE|URL",
                         help="SQLite database to write (created if absent), or a PostgreSQL "
@@ -311,48 +301,18 @@ def _store_options(db: str, probe_name: str | None) -> dict:
 
 
 @app.command()
+@with_accounting
 def replay(
     captures: List[str] = typer.Argument(..., metavar="CAPTURE...",
                                          help="pcap/pcapng files (gzip allowed) or directories."),
     db: str = WRITE_DB,
     probe_name: Optional[str] = PROBE_NAME,
-    proxy: List[str] = typer.Option(
-        None, "--proxy", metavar="IP[:PORT]",
-        help="The proxy whose accounting to reproduce (repeatable). Default: detected from the "
-             "requests it relays; give it when replies the proxy sends itself must be told apart."),
-    report_cancels: bool = typer.Option(False, help="acc report_cancels: account CANCELs."),
-    early_media: bool = typer.Option(False, help="acc early_media: account relayed 183s."),
-    failed_transaction: bool = typer.Option(
-        False, help="acc failed_transaction_flag on INVITE: failed calls also go to acc."),
-    detect_direction: bool = typer.Option(
-        False, help="acc detect_direction: write a callee's BYE with the caller's tags."),
-    acc_method: List[str] = typer.Option(None, "--acc-method", metavar="METHOD",
-                                         help="Also account this method's 2xx (repeatable)."),
-    local_time: bool = typer.Option(False, help="Write the time column in local time, not UTC."),
-    dialog_timeout: float = typer.Option(7200.0, metavar="SECONDS",
-                                         help="A dialog with no BYE ends (expired) after this."),
-    cdr_start_on_confirmed: bool = typer.Option(
-        False, help="acc cdr_start_on_confirmed: a CDR starts at the answer, not the INVITE."),
-    cdr_kamailio_exact: bool = typer.Option(
-        False, help="Write no CDR for calls without an end (open or expired), as Kamailio."),
-    invite_timeout: float = typer.Option(
-        120.0, metavar="SECONDS",
-        help="An INVITE with a 1xx but no final reply fails (408) this long after the 1xx: "
-             "the proxy's fr_inv_timer (Kamailio's default 120)."),
-    no_reply_timeout: float = typer.Option(
-        32.0, metavar="SECONDS",
-        help="An INVITE with no reply at all ends after this: RFC 3261 Timer B (64*T1); "
-             "Kamailio's fr_timer is 30."),
-    cdr_unanswered: bool = typer.Option(
-        False, help="Also write a CDR (end_reason unanswered) for an INVITE that nothing "
-                    "answered and no proxy relayed, such as a scanner's; by default it is "
-                    "only counted (state.invite_unanswered)."),
     sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
     bpf: Optional[str] = typer.Option(None, metavar="EXPR", help=BPF_HELP),
     no_bpf: bool = typer.Option(False, "--no-bpf", help=NO_BPF_HELP),
     dedup_window_ms: float = typer.Option(10.0, "--dedup-window", metavar="MS", help=DEDUP_HELP),
-    rtpengine_mos: RtpengineFormula = RTPENGINE_MOS,
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Summary format."),
+    accounting: dict = None,
 ):
     """Account captures into SQLite: acc and missed_calls rows as the proxy's acc module writes
     them, one per transaction it relayed, and one acc_cdrs row per call, a call counted once
@@ -362,52 +322,36 @@ def replay(
 
     Example: sipprobe replay pcaps/lab-basic-call/capture.pcap --db sipprobe.db --proxy 127.0.0.1:5060
     """
-    from pipeline import parse_proxy, replay_files
-    from sip_dissect.accounting import AccOptions
+    from pipeline import replay_files
 
     opts = _options(sip_port, bpf, no_bpf, dedup_window_ms)
-    try:
-        proxies = [parse_proxy(p) for p in proxy or ()]
-    except ValueError as exc:
-        _fail(f"--proxy wants IP or IP:PORT ([IPv6]:PORT): {exc}")
-    acc = AccOptions(report_cancels=report_cancels, early_media=early_media,
-                     failed_transaction=failed_transaction, detect_direction=detect_direction,
-                     methods=frozenset(m.upper() for m in acc_method or ()))
     with _errors_taught(), _progress() as progress:
-        summary = replay_files(captures, db, opts, local_time=local_time, acc_options=acc,
-                               proxies=proxies, dialog_timeout=dialog_timeout, progress=progress,
-                               rtpengine_formula=rtpengine_mos.value,
-                               invite_timeout=invite_timeout, no_reply_timeout=no_reply_timeout,
-                               cdr_options={"start_on_confirmed": cdr_start_on_confirmed,
-                                            "kamailio_exact": cdr_kamailio_exact,
-                                            "unanswered": cdr_unanswered},
-                               store_options=_store_options(db, probe_name))
+        summary = replay_files(captures, db, opts, progress=progress,
+                               store_options=_store_options(db, probe_name), **accounting)
     _emit(summary, fmt, "print_replay")
     _exit_if_damaged(summary)
 
 
 @app.command()
+@with_accounting
 def sniff(
     interface: str = typer.Option(..., "--interface", "-i", metavar="NAME",
                                   help="Interface on the mirror (SPAN) port."),
     db: str = WRITE_DB,
     probe_name: Optional[str] = PROBE_NAME,
-    proxy: List[str] = typer.Option(None, "--proxy", metavar="IP[:PORT]",
-                                    help="The proxy whose accounting to reproduce (repeatable)."),
     duration: Optional[float] = typer.Option(None, metavar="SECONDS",
                                              help="Stop after this long (default: Ctrl-C)."),
     promisc: bool = typer.Option(True, help="Put the interface in promiscuous mode."),
     buffer_mb: int = typer.Option(32, metavar="MIB", help="Kernel capture buffer."),
-    local_time: bool = typer.Option(False, help="Write the time column in local time, not UTC."),
     sip_port: List[int] = typer.Option(None, "--sip-port", metavar="PORT", help=SIP_PORT_HELP),
-    rtpengine_mos: RtpengineFormula = RTPENGINE_MOS,
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Summary format."),
     status_every: Optional[float] = typer.Option(
         None, "--status-every", metavar="SECONDS", min=0.1,
         help="Status line period (default 1 s on a terminal, 60 s otherwise)."),
+    accounting: dict = None,
 ):
-    """Account live traffic into SQLite, as `replay` does for files: rows are committed at
-    least every second. Says at once what it listens on and with which filter; then, on a
+    """Account live traffic into SQLite, as `replay` does for files and with the same
+    accounting options: rows are committed at least every second. Says at once what it listens on and with which filter; then, on a
     terminal, a status line redrawn every second (packets/s, SIP messages/s, calls open, rows
     written, kernel drops, worst MOS of the last minute), otherwise that line once a minute.
     Ctrl-C, SIGTERM or --duration end the run: calls still open are written as open CDRs and
@@ -416,15 +360,11 @@ def sniff(
 
     Example: sipprobe sniff -i eth1 --db /var/lib/sipprobe/acc.db --proxy 192.0.2.10
     """
-    from pipeline import parse_proxy, sniff_interface
+    from console.live import LiveStatus
+    from pipeline import sniff_interface
+    from probe.live_errors import check_capture, link_warning
 
     opts = _options(sip_port, None, False, 10.0)
-    try:
-        proxies = [parse_proxy(p) for p in proxy or ()]
-    except ValueError as exc:
-        _fail(f"--proxy wants IP or IP:PORT ([IPv6]:PORT): {exc}")
-    from console.live import LiveStatus
-    from probe.live_errors import check_capture, link_warning
 
     with _errors_taught():
         check_capture(interface)  # no interface, no permission, link down: before the db
@@ -435,10 +375,8 @@ def sniff(
     try:
         with _errors_taught():
             summary = sniff_interface(interface, db, opts, stop=_stop_condition(duration),
-                                      promisc=promisc, buffer_mb=buffer_mb,
-                                      local_time=local_time, proxies=proxies, monitor=status,
-                                      store_options=_store_options(db, probe_name),
-                                      rtpengine_formula=rtpengine_mos.value)
+                                      promisc=promisc, buffer_mb=buffer_mb, monitor=status,
+                                      store_options=_store_options(db, probe_name), **accounting)
     finally:
         status.finish()
     _echo_kernel(summary)

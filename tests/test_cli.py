@@ -1,6 +1,7 @@
 """The `sipprobe` command: help, output formats, errors that teach, live capture on loopback."""
 from __future__ import annotations
 
+import datetime
 import importlib
 import json
 import os
@@ -174,10 +175,12 @@ def _send_call(port_a: int, port_b: int) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
 def test_sniff_accounts_a_live_call_on_loopback(tmp_path):
+    """...with replay's accounting options: --local-time writes the time column at UTC+5:30."""
     db = str(tmp_path / "live.db")
     proc = subprocess.Popen([SIPPROBE, "sniff", "-i", "lo", "--db", db, "--duration", "4",
-                             "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--format", "json", "--local-time"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TZ": "Asia/Kolkata"})
     time.sleep(1.5)
     _send_call(35180, 35190)
     out, err = proc.communicate(timeout=20)
@@ -188,6 +191,21 @@ def test_sniff_accounts_a_live_call_on_loopback(tmp_path):
     rows = json.loads(sipprobe("report", "acc", "--db", db, "-f", "json").stdout)
     assert [(r["method"], r["sip_code"], r["src_user"], r["dst_user"]) for r in rows] == [
         ("INVITE", "200", "alice", "bob"), ("BYE", "200", "alice", "bob")]
+    kolkata = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+    assert [r["time"] for r in rows] == [
+        datetime.datetime.fromtimestamp(int(r["time_epoch"]), kolkata).strftime("%Y-%m-%d %H:%M:%S")
+        for r in rows]
+
+
+def test_replay_and_sniff_take_the_same_accounting_options():
+    """A live probe must write what a replay of the same traffic writes."""
+    import typer.main
+    from cli_accounting import NAMES
+
+    def options(name):
+        command = typer.main.get_command(app).commands[name]
+        return {p.name for p in command.params} & NAMES
+    assert options("replay") == options("sniff") == NAMES
 
 
 def test_replay_says_which_engine_ran(tmp_path):
