@@ -6,11 +6,11 @@ import json
 import sys
 from contextlib import contextmanager
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from cli import _fail, quiet_pipe, report_app
+from cli import _errors_taught, _fail, quiet_pipe, report_app
 
 
 class RowFormat(str, Enum):
@@ -195,19 +195,24 @@ def report_calls(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: Until
                  code: CodeOpt = None, end_reason: EndReasonOpt = None,
                  min_mos: MinMosOpt = None, max_mos: MaxMosOpt = None,
                  limit: LimitOpt = None, wide: WideOpt = False,
-                 fmt: RowFormatOpt = RowFormat.table):
+                 fmt: RowFormatOpt = RowFormat.table,
+                 capture: Annotated[Optional[List[str]], typer.Option(
+                     "--capture", metavar="FILE",
+                     help="With --callid: also every SIP message of the call, read from this "
+                          "capture (repeatable).")] = None):
     """One line per call, as sngrep's call list: when, who called whom, how long it rang and
     talked, how it ended and who ended it, and the average MOS (G.107) of each side's RTCP
-    reports (mos_avg_a: the caller's, mos_avg_b: the callee's; empty without reports). With --callid, that call's timeline: INVITE,
-    ringing, answer or failure, end, and the acc rows of its transactions.
+    reports (mos_avg_a: the caller's, mos_avg_b: the callee's; empty without reports).
+    With --callid, that call's timeline: INVITE, ringing, answer or failure, end, the acc rows
+    of its transactions and its RTCP reports; with --capture too, every SIP message of it.
 
     Example: sipprobe report calls --db sipprobe.db --user 97239287044 --since yesterday
     """
     if callid is not None and fmt is RowFormat.table:
         from console.calls import print_timeline
 
-        with store_errors(), quiet_pipe():
-            print_timeline(db, callid)
+        with store_errors(), _errors_taught(), quiet_pipe():
+            print_timeline(db, callid, captures=capture or ())
         return
     print_rows("acc_cdrs", db, fmt, limit=limit, wide=wide, columns=CALL_COLUMNS, since=since,
                until=until, callid=callid, user=user, ip=ip, code=code, end_reason=end_reason,

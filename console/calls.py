@@ -1,9 +1,12 @@
-"""`sipprobe report calls --callid ID`: one call's timeline from what the store keeps.
+"""`sipprobe report calls --callid ID`: one call's timeline.
 
-acc_cdrs gives the call's moments (INVITE, first ringing, answer or failure, end) and acc /
-missed_calls the final reply of each accounted transaction (the INVITE's, every BYE's). Every
-SIP message of the call, with its direction, would need the messages stored (a table of
-them), which sipprobe does not write.
+From the store: acc_cdrs gives the call's moments (INVITE, first ringing, answer or failure,
+end), acc / missed_calls the final reply of each accounted transaction (the INVITE's, every
+BYE's), rtcp_reports every RTCP report block bound to the call with its figures. The store
+keeps no SIP messages (a probe on a mirror port would write each message again), so every SIP
+message of the call, with its direction, comes from the captures when they are given
+(`--capture`): the frames that carry a message of that Call-ID, as `sipprobe extract` finds
+them.
 """
 from __future__ import annotations
 
@@ -51,15 +54,59 @@ def timeline(db_path: str, callid: str) -> list[tuple[float, str]]:
             r = dict(zip(acc_names, row))
             events.append((r["time_epoch"], f"{table} row: {r['method']} CSeq {r['cseq']} -> "
                                             f"{r['sip_code']} {r['sip_reason']}"))
-    return sorted(events, key=lambda e: e[0])
+    return sorted(events + rtcp_events(db_path, callid), key=lambda e: e[0])
 
 
-def print_timeline(db_path: str, callid: str, out=None) -> None:
+def _figure(value, unit: str, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def rtcp_events(db_path: str, callid: str) -> list[tuple[float, str]]:
+    """(epoch, the report block) of every RTCP report block the store bound to the call."""
+    names = BY_NAME["rtcp_reports"].report_columns
+    events = []
+    for row in stream("rtcp_reports", db_path, Filters(callid=callid)):
+        r = dict(zip(names, row))
+        events.append((r["time_epoch"], (
+            f"RTCP {r['packet_type']} side {r['side']} {r['src_ip']}:{r['src_port']} -> "
+            f"{r['dst_ip']}:{r['dst_port']} ssrc {r['reporter_ssrc']:#010x} on "
+            f"{r['source_ssrc']:#010x}: loss {_figure(r['loss_pct'], ' %')}, jitter "
+            f"{_figure(r['jitter_ms'], ' ms')}, rtt {_figure(r['rtt_ms'], ' ms')}, "
+            f"MOS {_figure(r['mos'], '', 2)}")))
+    return events
+
+
+def sip_events(captures: list[str], callid: str) -> list[tuple[float, str]]:
+    """(epoch, the message) of every SIP message of the Call-ID in the captures, each leg's
+    copy apart: frame number, source -> destination, transport, first line, CSeq."""
+    from console.extract import _datagrams, _sip
+
+    events = []
+    for frame, datagrams in _datagrams(captures):
+        for d in datagrams:
+            msg = _sip(d.payload)
+            if msg is None or msg.call_id != callid:
+                continue
+            first = f"{msg.method} {msg.uri}" if msg.is_request else f"{msg.status} {msg.reason}"
+            events.append((d.ts, f"frame {d.frame} {_endpoint(d.src, d.sport)} -> "
+                                 f"{_endpoint(d.dst, d.dport)} {d.transport.upper()} {first} "
+                                 f"(CSeq {msg.header('cseq')})"))
+    return events
+
+
+def _endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def print_timeline(db_path: str, callid: str, out=None, captures=()) -> None:
+    """The call's timeline; with `captures`, every SIP message of it read from them."""
     out = out or sys.stdout
     events = timeline(db_path, callid)
     if not events:
         out.write(f"no call {callid} in {db_path}\n")
         return
+    if captures:
+        events = sorted(events + sip_events(list(captures), callid), key=lambda e: e[0])
     out.write(f"call {callid} (times UTC)\n")
     for ts, what in events:
         out.write(f"{_t(ts)}  {what}\n")

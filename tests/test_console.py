@@ -244,6 +244,28 @@ def test_calls_list_and_one_calls_timeline(lab_db):
     assert "missed_calls row: INVITE CSeq 1 -> 486 Busy Here" in out
 
 
+def test_timeline_with_capture_lists_every_sip_message_and_rtcp_report(tmp_path):
+    """Every SIP frame of the call as tshark lists it, in order, and every RTCP report block
+    the store bound to it."""
+    cap = str(ROOT / "pcaps" / "lab-media-loss-5" / "capture.pcap")
+    db = str(tmp_path / "media.db")
+    run("replay", cap, "--db", db)
+    [call] = csv_rows(run("report", "calls", "--db", db, "--format", "csv").stdout)
+    out = run("report", "calls", "--db", db, "--callid", call["callid"], "--capture", cap).stdout
+    frames = [(int(line.split()[3]), line.split()[8]) for line in out.splitlines()
+              if line.split()[2:3] == ["frame"]]
+    want = [(int(f), m or c) for f, m, c in tshark(
+        cap, ["frame.number", "sip.Method", "sip.Status-Code"],
+        f'sip.Call-ID == "{call["callid"]}"')]
+    assert frames == want and len(want) == 13  # both legs: INVITE 100 INVITE 180 180 200 200 ACK ACK BYE BYE 200 200
+    reports = csv_rows(run("report", "quality", "--db", db, "--format", "csv").stdout)
+    rtcp = [line for line in out.splitlines() if " RTCP " in line]
+    blocks = sqlite3.connect(db).execute(
+        "SELECT count(*) FROM rtcp_reports WHERE callid = ?", (call["callid"],)).fetchone()[0]
+    assert len(rtcp) == blocks > 0 and reports
+    assert {line.split(" side ")[1][0] for line in rtcp} == {"A", "B"}
+
+
 # --- charts -----------------------------------------------------------------------------------
 
 def test_calls_chart_bars_are_kamailios_calls_per_hour(lab_db, tmp_path):
