@@ -118,3 +118,19 @@ def test_metrics_equal_the_summary(tmp_path):
     assert value("sipprobe_call_mos_bucket", le="+Inf") == 2
     assert value("sipprobe_call_mos_bucket", le="3.1") == sum(m <= 3.1 for m in mos)
     assert value("sipprobe_call_mos_bucket", le="4.5") == sum(m <= 4.5 for m in mos)
+
+
+def test_a_port_in_use_is_one_line_before_capture(tmp_path):
+    """The endpoint starts before capture and before the database: a busy port is exit 2."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run([SIPPROBE, "sniff", "-i", "lo", "--db", str(tmp_path / "x.db"),
+                            "--duration", "1", "--metrics-port", str(port)],
+                           capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == f"sipprobe: cannot serve metrics on port {port}: Address already in use\n"
+    assert not (tmp_path / "x.db").exists()
