@@ -114,7 +114,7 @@ def decode(path: str, sip_ports=None) -> Decoded:
     for out in datagram_batches(frames(), opts, counters):
         if len(counters) != len(seen) or counters != seen:
             raised = sorted(k for k, v in counters.items() if v != seen.get(k, 0))
-            notes.setdefault(current[0], []).append("skipped: " + ", ".join(raised))
+            notes.setdefault(current[0], []).append("counted " + ", ".join(raised))
             seen = dict(counters)
         for d in out:
             kind = classify(d, ports)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from typing import Iterator
 
@@ -50,26 +51,34 @@ def packets(path: str, display_filter: str = DISPLAY_FILTER, sip_ports=(),
     """Each PDML <packet> as tshark writes it (memory stays flat: each is cleared after use).
     TsharkError when tshark wrote nothing readable; a capture cut short still yields what
     tshark read (sipprobe's own reader reports the damage)."""
-    proc = subprocess.Popen(command(path, display_filter, sip_ports, decode_as),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    seen = 0
-    try:
-        for _, elem in ET.iterparse(proc.stdout, events=("end",)):
-            if elem.tag == "packet":
-                seen += 1
-                yield elem
-                elem.clear()
-    except ET.ParseError as exc:
-        if seen == 0:
-            err = proc.stderr.read().decode(errors="replace").strip()
-            raise TsharkError(f"tshark could not read {path}: {err or exc}") from None
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace").strip()
-        proc.stderr.close()
-        code = proc.wait()
-    if code != 0 and seen == 0 and "cut short" not in err:
-        raise TsharkError(f"tshark could not read {path}: {err or f'exit {code}'}")
+    with tempfile.TemporaryFile() as err:  # a file: a pipe left unread could stall tshark
+        proc = subprocess.Popen(command(path, display_filter, sip_ports, decode_as),
+                                stdout=subprocess.PIPE, stderr=err)
+        seen = 0
+        try:
+            for _, elem in ET.iterparse(proc.stdout, events=("end",)):
+                if elem.tag == "packet":
+                    seen += 1
+                    yield elem
+                    elem.clear()
+        except ET.ParseError as exc:
+            if seen == 0:
+                proc.wait()
+                raise TsharkError(f"tshark could not read {path}: {_text(err) or exc}") \
+                    from None
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+        if code != 0 and seen == 0 and "cut short" not in _text(err):
+            raise TsharkError(f"tshark could not read {path}: {_text(err) or f'exit {code}'}")
+
+
+def _text(err) -> str:
+    """tshark's complaint, without its warning about running as root."""
+    err.seek(0)
+    lines = err.read().decode(errors="replace").splitlines()
+    return "; ".join(ln.strip() for ln in lines if ln.strip() and
+                     not ln.startswith("Running as user"))
 
 
 def pdml(path: str, *decode_as: str) -> list[ET.Element]:

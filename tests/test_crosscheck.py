@@ -175,3 +175,12 @@ def test_damaged_capture_exits_3(tmp_path):
     assert "damaged capture" in out.stderr
     (tmp_path / "junk.pcap").write_text("not a capture\n")
     assert sipprobe("crosscheck", str(tmp_path / "junk.pcap")).returncode == 3
+
+
+def test_without_tshark_exits_2():
+    path = str(ROOT / "pcaps" / "lab-basic-call" / "capture.pcap")
+    r = subprocess.run([SIPPROBE, "crosscheck", path], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "PATH": "/nonexistent"})
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == ("sipprobe: tshark not found: install it (Debian: apt-get install "
+                        "tshark)\n")
