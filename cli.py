@@ -348,12 +348,18 @@ def sniff(
     status_every: Optional[float] = typer.Option(
         None, "--status-every", metavar="SECONDS", min=0.1,
         help="Status line period (default 1 s on a terminal, 60 s otherwise)."),
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", metavar="PORT", min=1, max=65535,
+        help="Serve Prometheus metrics on http://HOST:PORT/metrics (all addresses): packets, "
+             "SIP messages, calls, answered, failures by code, MOS histogram, kernel drops, "
+             "rows written, skip counters. Needs pip install 'sipprobe[metrics]'."),
     accounting: dict = None,
 ):
     """Account live traffic into SQLite, as `replay` does for files and with the same
-    accounting options: rows are committed at least every second. Says at once what it listens on and with which filter; then, on a
-    terminal, a status line redrawn every second (packets/s, SIP messages/s, calls open, rows
-    written, kernel drops, worst MOS of the last minute), otherwise that line once a minute.
+    accounting options: rows are committed at least every second. Says at once what it
+    listens on and with which filter; then, on a terminal, a status line redrawn every second
+    (packets/s, SIP messages/s, calls open, rows written, kernel drops, worst MOS of the last
+    minute), otherwise that line once a minute.
     Ctrl-C, SIGTERM or --duration end the run: calls still open are written as open CDRs and
     the summary is printed with the kernel's received and dropped counters. Running with
     CAP_NET_RAW only, as a systemd service: docs/operations.md.
@@ -371,17 +377,35 @@ def sniff(
     warning = link_warning(interface)
     if warning:
         typer.echo(f"sipprobe: {warning}", err=True)
-    status = LiveStatus(db, sip_ports=opts.sip_ports, interval=status_every)
+    metrics = _metrics(metrics_port)
+    status = LiveStatus(db, sip_ports=opts.sip_ports, interval=status_every, metrics=metrics)
     try:
         with _errors_taught():
             summary = sniff_interface(interface, db, opts, stop=_stop_condition(duration),
                                       promisc=promisc, buffer_mb=buffer_mb, monitor=status,
-                                      store_options=_store_options(db, probe_name), **accounting)
+                                      store_options=_store_options(db, probe_name),
+                                      on_call_end=status.call_ended, **accounting)
     finally:
         status.finish()
+        if metrics is not None:
+            metrics.stop()
     _echo_kernel(summary)
     _emit(summary, fmt, "print_replay")
     _exit_if_damaged(summary)
+
+
+def _metrics(port: int | None):
+    """The Prometheus endpoint, serving before capture starts, or None without --metrics-port."""
+    if port is None:
+        return None
+    from console.metrics import Metrics, MetricsUnavailable
+
+    metrics = Metrics(port)
+    try:
+        metrics.start()
+    except MetricsUnavailable as exc:
+        _fail(str(exc))
+    return metrics
 
 
 def _echo_kernel(result: dict) -> None:

@@ -102,3 +102,91 @@ def extract_cmd(captures: Annotated[List[str], typer.Argument(
     except OSError as exc:
         _fail(f"cannot write {output}: {exc.strerror or exc}")
     typer.echo(f"wrote {written} packets of {len(chosen.callids)} calls to {output}", err=True)
+
+
+class CrosscheckFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command("crosscheck")
+def crosscheck_cmd(captures: Annotated[List[str], typer.Argument(
+                       metavar="CAPTURE...", help="pcap or pcapng files (gzip too).")],
+                   sip_port: Annotated[Optional[List[int]], typer.Option(
+                       "--sip-port", metavar="PORT",
+                       help="SIP port for UDP and TCP besides 5060 and 5061 (repeatable); "
+                            "tshark is told to decode SIP there too.")] = None,
+                   fmt: Annotated[CrosscheckFormat, typer.Option(
+                       "--format", "-f",
+                       help="table: the disagreements and a verdict line; csv: the "
+                            "disagreements with a header row (verdict on stderr); json: "
+                            "verdict, counts per capture and disagreements.")]
+                   = CrosscheckFormat.table):
+    """Decode the SIP and RTCP of captures twice, with sipprobe's own decoder and with tshark
+    (Wireshark), and list every field where they disagree: per SIP message its frame, time,
+    addresses, transport, method or status, request-URI, Call-ID, CSeq, From/To tags, top Via
+    branch, Content-Length and body size; per RTCP compound every report, report block, CNAME
+    and BYE. A message only one side decodes is a disagreement too, with what the other side
+    made of that frame. Every frame is read (no filter, no SPAN de-duplication), so frame
+    numbers are Wireshark's. Needs tshark. Exit 0 when they agree, 1 when they differ, 2 when
+    tshark is missing or fails, 3 when a capture is damaged.
+
+    Example: sipprobe crosscheck capture.pcap --format csv > disagreements.csv
+    """
+    from console.crosscheck import crosscheck
+    from console.tshark import TsharkError
+
+    ports = tuple(sorted({5060, 5061, *(sip_port or ())}))
+    try:
+        from cli import _errors_taught
+
+        with _errors_taught():
+            result = crosscheck(captures, ports)
+    except TsharkError as exc:
+        _fail(str(exc))
+    result["verdict"] = _crosscheck_verdict(result)
+    with quiet_pipe():
+        if fmt is CrosscheckFormat.json:
+            typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            _print_disagreements(result, fmt.value)
+    from cli import _exit_if_damaged
+
+    _exit_if_damaged(result)
+    if not result["agree"]:
+        raise typer.Exit(EXIT_DIFFER)
+
+
+def _crosscheck_verdict(result: dict) -> str:
+    sip = sum(c["sip"] for c in result["compared"].values())
+    rtcp = sum(c["rtcp"] for c in result["compared"].values())
+    files = len(result["compared"])
+    seen = f"{sip} SIP messages and {rtcp} RTCP compounds in {files} capture" \
+           + ("s" if files != 1 else "")
+    rows = result["disagreements"]
+    if not rows:
+        return f"agree: sipprobe and tshark decode {seen} alike"
+    one_side = sum(1 for r in rows if r["field"] == "message")
+    frames = len({(r["capture"], r["frame"]) for r in rows})
+    return (f"differ: {len(rows) - one_side} fields and {one_side} messages seen by one side "
+            f"only, in {frames} frames; both decoded {seen}")
+
+
+CROSSCHECK_COLUMNS = ("capture", "frame", "item", "field", "sipprobe", "tshark", "note")
+
+
+def _print_disagreements(result: dict, fmt: str) -> None:
+    from console import output
+
+    columns = [output.Column(name, numeric=name == "frame",
+                             cuttable=name in ("sipprobe", "tshark", "note", "capture"))
+               for name in CROSSCHECK_COLUMNS]
+    rows = ([r[name] for name in CROSSCHECK_COLUMNS] for r in result["disagreements"])
+    if fmt == "csv":
+        output.write(rows, columns, "csv")
+        typer.echo(result["verdict"], err=True)
+        return
+    if result["disagreements"]:
+        output.write(rows, columns, "table")
+    typer.echo(result["verdict"])

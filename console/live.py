@@ -1,7 +1,8 @@
 """`sipprobe sniff`'s live status on stderr: what it listens on as soon as capture starts, then
 packets/s, SIP messages/s, calls open, rows written, kernel drops and the worst MOS of the last
 minute, redrawn in place about once a second on a terminal, or one plain line a minute when
-stderr is a file or a journal (systemd)."""
+stderr is a file or a journal (systemd). With --metrics-port it also feeds console/metrics.py
+from the same places: the batch tick, the voice quality records and the calls' ends."""
 from __future__ import annotations
 
 import sys
@@ -23,7 +24,7 @@ def link_name(linktype: int) -> str:
 
 class LiveStatus:
     def __init__(self, db: str, *, out=None, tty: bool | None = None,
-                 interval: float | None = None, sip_ports=(5060, 5061)):
+                 interval: float | None = None, sip_ports=(5060, 5061), metrics=None):
         self.out = out or sys.stderr
         self.tty = self.out.isatty() if tty is None else tty
         self.interval = interval or (1.0 if self.tty else 60.0)
@@ -33,6 +34,7 @@ class LiveStatus:
         self.mos: deque = deque()  # (packet time, MOS) of recent report blocks
         self.last = None  # (monotonic, frames, SIP messages) at the last line
         self.drawn = False
+        self.metrics = metrics  # console.metrics.Metrics, or None
 
     def started(self, interface: str, linktype: int, filter_text: str | None) -> None:
         if filter_text and len(filter_text) > 120:  # the built-in BPF runs to kilobytes
@@ -48,20 +50,33 @@ class LiveStatus:
 
     def attach(self, signalling, capture) -> None:
         self.sig, self.capture = signalling, capture
+        if self.metrics is not None:
+            self.metrics.attach(signalling, capture, self.store)
+
+    def call_ended(self, call) -> None:
+        """account()'s on_call_end: once per call, never per packet."""
+        if self.metrics is not None:
+            self.metrics.call_ended(call)
 
     def wrap(self, store, tick, media_sink):
         """The tick and the media sink to hand the pipeline: the store's, seen on the way."""
         self.store = store
 
+        metrics = self.metrics
+
         def seen(rec):
             mos = getattr(rec, "mos", None)
             if mos is not None and hasattr(rec, "time_epoch"):
                 self.mos.append((rec.time_epoch, mos))
+            elif metrics is not None and hasattr(rec, "mos_avg"):  # a call_quality record
+                metrics.quality(rec)
             media_sink(rec)
 
         def ticked():
             tick()
             self.tick()
+            if metrics is not None:
+                metrics.tick()
         return ticked, seen
 
     def worst_mos(self):
@@ -108,6 +123,8 @@ class LiveStatus:
         self.out.flush()
 
     def finish(self) -> None:
+        if self.metrics is not None:  # the final figures, while the process still serves them
+            self.metrics.tick(force=True)
         if self.drawn:
             self.out.write("\n")
             self.out.flush()

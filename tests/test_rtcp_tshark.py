@@ -12,17 +12,17 @@ XR packets are written to a pcap and compared against tshark's decode of that fi
 from __future__ import annotations
 
 import struct
-import subprocess
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from console import tshark
+from console.crosscheck import rtcp_shape
 from crafted import A_IP, B_IP, T0, frames, udp, write_pcap
 from pipeline import RTCP, ProbeOptions, classify, datagram_batches
 from probe.counters import Counters
 from probe.sources import CaptureStats, read_batches
-from rtcp_mos.rtcp import PACKET_TYPES, VoipMetrics, parse_compound
+from rtcp_mos.rtcp import VoipMetrics, parse_compound
 from shared_pcaps import SHARED_PCAPS, all_shared, require_tshark
 
 LAB_PCAPS = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "pcaps").glob("*/*.pcap*"))
@@ -36,10 +36,6 @@ MANIFEST_RTCP = {"voipshark_sip-rtp-b2bua-call-rtcp.pcap": 33,
                  "asterisk_ast-2017-012-rtp-rtcp-compound.pcap": 2}
 SRTCP_CAPTURES = {"voipshark_sip-srtp-b2bua-call-ipfrag.pcap"}
 
-SENDER_FIELDS = ("rtcp.timestamp.ntp.msw", "rtcp.timestamp.ntp.lsw", "rtcp.timestamp.rtp",
-                 "rtcp.sender.packetcount", "rtcp.sender.octetcount")
-BLOCK_FIELDS = ("rtcp.ssrc.identifier", "rtcp.ssrc.fraction", "rtcp.ssrc.cum_nr",
-                "rtcp.ssrc.ext_high", "rtcp.ssrc.jitter", "rtcp.ssrc.lsr", "rtcp.ssrc.dlsr")
 VOIP_FIELDS = {  # VoipMetrics field -> tshark field (RFC 3611 section 4.7)
     "source_ssrc": "rtcp.ssrc.identifier", "loss_rate": "rtcp.ssrc.fraction",
     "discard_rate": "rtcp.ssrc.discarded",
@@ -75,74 +71,10 @@ def sipprobe_rtcp(path: str) -> dict:
     return out
 
 
-def ours(compound) -> dict:
-    reports = [(r.packet_type, r.reporter_ssrc, None if r.sender is None else tuple(r.sender),
-                [tuple(b) for b in r.blocks]) for r in compound.reports]
-    return {"reports": reports, "srtcp": compound.srtcp,
-            "cnames": [(c.ssrc, c.cname) for c in compound.sdes if c.cname is not None],
-            "byes": [list(b.ssrcs) for b in compound.byes]}
-
-
-# -- tshark's side -----------------------------------------------------------------------------
-
-def _int(text: str) -> int:
-    return int(text, 0)
-
-
-def _fields(elem, wanted) -> list:
-    """Values of the fields named in `wanted` inside `elem` (any depth), in document order."""
-    return [f.get("show") for f in elem.iter("field") if f.get("name") in wanted]
-
-
-def tshark_pdml(path: str, *decode_as: str) -> list:
-    """tshark's PDML of the RTCP frames; `decode_as` ("udp.port==N,rtcp") where its heuristic,
-    which wants SR or RR first, would not look."""
-    options = [arg for rule in decode_as for arg in ("-d", rule)]
-    out = subprocess.run([require_tshark(), "-n", "-r", path, "-o", "rtcp.heuristic_rtcp:TRUE",
-                          *options, "-Y", "(rtcp or srtcp) and not icmp", "-T", "pdml"],
-                         capture_output=True, check=True).stdout
-    return ET.fromstring(out).findall("packet")
-
-
-def tshark_rtcp(path: str, *decode_as: str) -> dict:
-    """{frame: the same shape as `ours`} from tshark's PDML."""
-    result = {}
-    for packet in tshark_pdml(path, *decode_as):
-        frame = int(packet.find("proto[@name='geninfo']/field[@name='num']").get("show"))
-        entry = {"reports": [], "srtcp": False, "cnames": [], "byes": []}
-        for proto in packet.findall("proto"):
-            if proto.get("name") not in ("rtcp", "srtcp"):
-                continue
-            entry["srtcp"] |= proto.get("name") == "srtcp"
-            top = {f.get("name"): f.get("show") for f in proto.findall("field")}
-            pt = int(top["rtcp.pt"])
-            if pt in (200, 201):
-                sender = [_int(v) for v in _fields(proto, SENDER_FIELDS)]
-                blocks = []
-                for source in proto.findall("field"):
-                    if (source.get("show") or "").startswith("Source "):
-                        blocks.append(tuple(_int(v) for v in _fields(source, BLOCK_FIELDS)))
-                entry["reports"].append((PACKET_TYPES[pt], _int(top["rtcp.senderssrc"]),
-                                         tuple(sender) if sender else None, blocks))
-            elif pt == 202:
-                for chunk in proto.findall("field"):
-                    if (chunk.get("show") or "").startswith("Chunk "):
-                        ssrc = _int(_fields(chunk, ("rtcp.ssrc.identifier",))[0])
-                        cnames = []
-                        for f in chunk.iter("field"):  # type, length, then text if length > 0
-                            name = f.get("name")
-                            if name == "rtcp.sdes.type":
-                                kind = f.get("show")
-                            elif name == "rtcp.sdes.length" and kind == "1":
-                                cnames.append("")
-                            elif name == "rtcp.sdes.text" and kind == "1":
-                                cnames[-1] = f.get("show")
-                        entry["cnames"] += [(ssrc, text) for text in cnames[:1]]
-            elif pt == 203:
-                entry["byes"].append([_int(f.get("show")) for f in proto.findall("field")
-                                      if f.get("name") == "rtcp.ssrc.identifier"])
-        result[frame] = entry
-    return result
+ours = rtcp_shape  # RtcpCompound -> the shape tshark.rtcp_entry gives (console/crosscheck.py)
+tshark_rtcp = tshark.rtcp_frames  # {frame: that shape} from tshark's PDML
+tshark_pdml = tshark.pdml
+_int = tshark.number
 
 
 def captures() -> list:
