@@ -44,10 +44,12 @@ _TERMS = {
     "duration": "{floor_bye} - {floor_inv}", "sip_call_id": "i.callid",
     "sip_from_tag": "i.from_tag", "sip_to_tag": "i.to_tag", "src_ip": "i.src_ip",
     "call_start_epoch": "i.time_epoch",
-    "ended_by": "CASE WHEN b_crossed = 1 THEN 'callee' ELSE 'caller' END",
+    "ended_by": "CASE WHEN b.from_tag = i.from_tag AND b.to_tag = i.to_tag THEN 'caller' "
+                "ELSE 'callee' END",
 }
-# the earliest BYE of the call in either direction: (its packet time, 1 if the tags are crossed)
-_BYE = """(SELECT {what} FROM acc b WHERE b.callid = i.callid AND b.method = 'BYE'
+# the earliest BYE row of the call, its tags as the INVITE's or crossed: looked up once per
+# INVITE, then joined by id
+_BYE = """(SELECT b.id FROM acc b WHERE b.callid = i.callid AND b.method = 'BYE'
        AND ((b.from_tag = i.from_tag AND b.to_tag = i.to_tag)
          OR (b.from_tag = i.to_tag AND b.to_tag = i.from_tag))
      ORDER BY b.time_epoch, b.id LIMIT 1)"""
@@ -70,17 +72,15 @@ def pairs_sql(filters: Filters, *, columns=REPORT_COLUMNS, postgres: bool = Fals
     floor = "floor({})::bigint" if postgres else "CAST({} AS INTEGER)"
     terms = []
     for c in columns:
-        term = _TERMS[c].format(floor_bye=floor.format("b_epoch"),
+        term = _TERMS[c].format(floor_bye=floor.format("b.time_epoch"),
                                 floor_inv=floor.format("i.time_epoch"))
         if c == "call_start_time" and postgres:  # a timestamp there: its text, as SQLite's
             term = "to_char(i.time, 'YYYY-MM-DD HH24:MI:SS')"
         terms.append(f'{term} AS "{c}"')
     where, params = filters.where("acc", alias="i")
     where = (where + " AND " if where else " WHERE ") + "i.method = 'INVITE' AND " + _FIRST
-    crossed = "CASE WHEN b.from_tag = i.from_tag AND b.to_tag = i.to_tag THEN 0 ELSE 1 END"
-    inner = (f"SELECT i.*, {_BYE.format(what='b.time_epoch')} AS b_epoch, "
-             f"{_BYE.format(what=crossed)} AS b_crossed FROM acc i{where}")
-    sql = (f"SELECT {', '.join(terms)} FROM ({inner}) i WHERE b_epoch IS NOT NULL "
+    inner = f"SELECT i.*, {_BYE} AS bye_id FROM acc i{where}"
+    sql = (f"SELECT {', '.join(terms)} FROM ({inner}) i JOIN acc b ON b.id = i.bye_id "
            "ORDER BY i.time_epoch, i.id")
     if limit is not None:
         if limit < 1:
