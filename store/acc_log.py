@@ -72,15 +72,6 @@ def acc_line(rec) -> str:
     return "".join(values)
 
 
-def parse_line(line: str) -> tuple[str, dict[str, str]]:
-    """("ACC: transaction answered: " or "ACC: call missed: ", its attributes) of a line that
-    contains an ACC line (anything before "ACC:", such as Kamailio's prefix, is skipped)."""
-    line = line[line.index("ACC: "):].rstrip("\n")
-    text = next(t for t in TEXT.values() if line.startswith(t))
-    pairs = (item.partition("=") for item in line[len(text):].split(";"))
-    return text, {name: value for name, _, value in pairs}
-
-
 def facility_number(name: str) -> int:
     """A facility as Kamailio's log_facility names it (LOG_DAEMON, LOG_LOCAL0) or bare (daemon,
     local0); ValueError otherwise."""
