@@ -52,7 +52,8 @@ FACILITIES = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog":
               **{f"local{n}": 16 + n for n in range(8)}}
 LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6,
           "debug": 7}
-# Kamailio's log_level numbers (core/dprint.h L_ALERT ... L_DBG) as syslog levels
+# Kamailio's log_level numbers (core/dprint.h L_ALERT ... L_DBG) as its syslog levels
+# (core/dprint.c log_level_info)
 KAMAILIO_LEVELS = {-5: "alert", -4: "crit", -3: "crit", -2: "crit", -1: "err", 0: "warning",
                    1: "notice", 2: "info", 3: "debug"}
 DEFAULT_SOCKET = "/dev/log"
@@ -151,8 +152,11 @@ class AccLog:
     def __call__(self, rec) -> None:
         line = acc_line(rec)
         if self._file is not None:
-            self._file.write(line + "\n")
-            self.lines += 1
+            try:
+                self._file.write(line + "\n")
+                self.lines += 1
+            except OSError:  # a full disk: the accounting goes on, the line is counted
+                self.failed += 1
             return
         self._send(line)
 
@@ -180,7 +184,10 @@ class AccLog:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # what a full disk kept in the buffer: counted already
+                pass
         if self._sock is not None:
             self._sock.close()
             self._sock = None

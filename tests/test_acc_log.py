@@ -4,6 +4,7 @@ lab/kamailio.cfg: stock log_extra), received on a unix datagram socket the test 
 syslog daemon would."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -165,6 +166,19 @@ def test_a_daemon_gone_is_counted_and_the_replay_goes_on(daemon, tmp_path):
     finally:
         back.close()
         log.close()
+
+
+def test_a_full_disk_is_counted_and_the_rows_stored(tmp_path):
+    """/dev/full refuses every write (ENOSPC): the lines are counted as not sent, the replay
+    ends normally and the database has its rows."""
+    db = tmp_path / "a.db"
+    run = subprocess.run([SIPPROBE, "replay", str(LAB_PCAPS / "lab-basic-call" / "capture.pcap"),
+                          "--db", str(db), "--syslog-file", "/dev/full", "-f", "json"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert (summary["syslog_lines"], summary["syslog_failed"]) == (0, 2)
+    assert summary["acc_inserted"] == 2
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
