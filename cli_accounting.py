@@ -1,10 +1,11 @@
 """The accounting options `replay` and `sniff` share, declared once.
 
 A live probe must write what a replay of the same traffic writes, so both commands take the
-same options: the proxy, its acc and dialog module parameters, the timers, the time zone and the
-MOS formula. Each is one `typer.Option` in ACCOUNTING_OPTIONS; `with_accounting` adds them all to a
-command, which receives them gathered as one `accounting: dict` of pipeline.replay_files' and
-pipeline.sniff_interface's keyword arguments (see `pipeline_arguments`).
+same options: the proxy, its acc and dialog module parameters, the timers, the time zone, the
+MOS formula and the ACC log lines (syslog). Each is one `typer.Option` in ACCOUNTING_OPTIONS;
+`with_accounting` adds them all to a command, which receives them gathered as one
+`accounting: dict` of pipeline.replay_files' and pipeline.sniff_interface's keyword arguments
+(see `pipeline_arguments`).
 """
 from __future__ import annotations
 
@@ -62,6 +63,19 @@ ACCOUNTING_OPTIONS = [
             help="Also write a CDR (end_reason unanswered) for an INVITE that nothing answered "
                  "and no proxy relayed, such as a scanner's; by default it is only counted "
                  "(state.invite_unanswered)."),
+    _option(bool, False, "--syslog/--no-syslog",
+            help="Also log each acc and missed_calls row as Kamailio's acc module does with "
+                 "log_flag and log_missed_flag: `ACC: transaction answered: timestamp=...;"
+                 "method=...` (stock log_extra), to the local syslog (/dev/log)."),
+    _option(str, None, "--syslog-socket", metavar="PATH",
+            help="The syslog daemon's unix socket (implies --syslog; default /dev/log)."),
+    _option(str, None, "--syslog-file", metavar="FILE",
+            help="Append the ACC lines to FILE instead of syslog, one a line (implies --syslog)."),
+    _option(str, "daemon", "--syslog-facility", metavar="NAME",
+            help="acc log_facility: daemon (Kamailio's default), local0 ... local7, LOG_LOCAL0..."),
+    _option(str, "notice", "--syslog-level", metavar="LEVEL",
+            help="acc log_level: notice (Kamailio's default, its 1), info, warning... or "
+                 "Kamailio's number."),
     _option(RtpengineFormula, RtpengineFormula.g107, "--rtpengine-mos",
             help="The rtpengine whose MOS to reproduce in mos_rtpengine: g107 (its formula since "
                  "2024-10), g107.2 (--mos=G.107.2) or legacy (before; Debian 12's 10.5)."),
@@ -84,6 +98,7 @@ def pipeline_arguments(values: dict) -> dict:
                      detect_direction=values["detect_direction"],
                      methods=frozenset(m.upper() for m in values["acc_method"] or ()))
     return {
+        "syslog": syslog_options(values),
         "proxies": proxies, "acc_options": acc, "local_time": values["local_time"],
         "dialog_timeout": values["dialog_timeout"],
         "invite_timeout": values["invite_timeout"],
@@ -93,6 +108,21 @@ def pipeline_arguments(values: dict) -> dict:
                         "unanswered": values["cdr_unanswered"]},
         "rtpengine_formula": values["rtpengine_mos"].value,
     }
+
+
+def syslog_options(values: dict):
+    """store.acc_log.SyslogOptions when the ACC lines are asked for, else None. Raises
+    ValueError for an unknown facility or level, or both a socket and a file."""
+    if not (values["syslog"] or values["syslog_socket"] or values["syslog_file"]):
+        return None
+    from store.acc_log import DEFAULT_SOCKET, SyslogOptions, facility_number, level_number
+
+    if values["syslog_socket"] and values["syslog_file"]:
+        raise ValueError("give --syslog-socket or --syslog-file, not both")
+    return SyslogOptions(socket=values["syslog_socket"] or DEFAULT_SOCKET,
+                         file=values["syslog_file"],
+                         facility=facility_number(values["syslog_facility"]),
+                         level=level_number(values["syslog_level"]))
 
 
 def with_accounting(command):

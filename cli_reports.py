@@ -147,6 +147,46 @@ def report_cdrs(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilO
                min_mos=min_mos, max_mos=max_mos)
 
 
+PAIRS_TABLE_COLUMNS = ("call_start_time", "duration", "src_username", "dst_username",
+                       "dst_ousername", "src_ip", "ended_by", "sip_call_id")
+
+
+@report_app.command("pairs")
+def report_pairs(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
+                 callid: CallidOpt = None, user: UserOpt = None, ip: IpOpt = None,
+                 domain: DomainOpt = None, limit: LimitOpt = None, wide: WideOpt = False,
+                 fmt: RowFormatOpt = RowFormat.table):
+    """CDRs paired from the acc table as Siremis' kamailio_cdrs() pairs them: each INVITE row
+    with the first BYE row of its Call-ID whose From/To tags are the INVITE's, or crossed (the
+    callee hung up), in the columns of Siremis' cdrs table. call_start_time is the INVITE row's
+    time (the answer) and duration the BYE's time minus it in whole seconds, the proxy's
+    resolution: billable time, ringing excluded (acc_cdrs' talk_time). --since and --until
+    compare call_start_time. CSV and JSON add call_start_epoch and ended_by (caller, callee).
+
+    Example: sipprobe report pairs --db sipprobe.db --since yesterday --format csv
+    """
+    from console import output
+    from store.pairs import COLUMNS, REPORT_COLUMNS, pairs_stream
+    from store.query import Filters, time_column_clock
+
+    names = PAIRS_TABLE_COLUMNS if fmt is RowFormat.table else REPORT_COLUMNS
+    with store_errors():
+        filters = Filters.parse(since=since, until=until, callid=callid, user=user, ip=ip,
+                                domain=domain)
+        query_limit = TABLE_LIMIT + 1 if fmt is RowFormat.table and limit is None else limit
+        rows = pairs_stream(db, filters, columns=names, limit=query_limit)
+        clock = time_column_clock(db)
+        cols = [output.Column(n, header=f"{n} ({clock})" if n == "call_start_time" else None,
+                              precision=6 if n == "call_start_epoch" else None,
+                              numeric=n in ("duration", "call_start_epoch"),
+                              cuttable=n not in ("call_start_time", "src_ip") and n in COLUMNS)
+                for n in names]
+        with quiet_pipe():
+            output.write(rows, cols, fmt.value, wide=wide,
+                         limit=(limit or TABLE_LIMIT) if fmt is RowFormat.table else None,
+                         hint="--limit N for more, --format csv for all")
+
+
 QUALITY_COLUMNS = ("side", "reports", "codec", "mos_min", "mos_avg", "mos_max", "loss_pct_avg",
                    "jitter_ms_avg", "rtt_ms_avg", "mos_rtpengine_avg", "src_user", "dst_user",
                    "callid")  # what a terminal table shows; CSV and JSON have every column

@@ -458,27 +458,59 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
                     stop, promisc: bool = True, buffer_mb: int = 32, local_time: bool = False,
                     proxies=(), cdr_options: dict | None = None, monitor=None,
                     store_options: dict | None = None, carry_calls: bool = True,
-                    **accounting) -> dict:
+                    syslog=None, **accounting) -> dict:
     """`sipprobe sniff`: account live traffic into SQLite (or PostgreSQL); batches commit at
     least every second even on a quiet link. `monitor` (console.live.LiveStatus) is told when
     capture starts, sees the store and the voice quality records, and ticks after every
     batch. `carry_calls`: take up the calls the last run left going, and leave those going at
-    the end to the next (sip_dissect/carry.py)."""
+    the end to the next (sip_dissect/carry.py). `syslog` (store.acc_log.SyslogOptions): each
+    acc and missed_calls row the store gets is also logged as Kamailio's acc module logs it
+    (log_flag, log_missed_flag), to syslog or a file."""
     from sip_dissect.accounting import ProxySet
     from store.writer import open_store
 
     known = ProxySet(list(proxies))
-    with open_store(db_path, local_time=local_time, **(store_options or {})) as store:
+    with _acc_log(syslog) as acc_log, \
+            open_store(db_path, local_time=local_time, **(store_options or {})) as store:
         tick, media_sink, on_start = store.flush_if_due, store.add_media, None
         if monitor is not None:
             tick, media_sink = monitor.wrap(store, tick, media_sink)
             on_start = monitor.started
-        summary = account_live(interface, store.add, opts, stop=stop, promisc=promisc,
+        summary = account_live(interface, _acc_sink(store, acc_log), opts, stop=stop,
+                               promisc=promisc,
                                buffer_mb=buffer_mb, tick=tick, proxy_set=known,
                                subscribers=[_cdr_writer(store, known, cdr_options)],
                                media_sink=media_sink, on_start=on_start, monitor=monitor,
                                carry=_carrier(store, carry_calls), **accounting)
-    return _with_store_counts(summary, db_path, store)
+    return _with_acc_log(_with_store_counts(summary, db_path, store), acc_log)
+
+
+def _acc_log(syslog):
+    """An AccLog for these SyslogOptions (a context manager), or a null context for None."""
+    if syslog is None:
+        from contextlib import nullcontext
+        return nullcontext()
+    from store.acc_log import AccLog
+    return AccLog(syslog)
+
+
+def _acc_sink(store, acc_log):
+    """The acc sink: the store's, and the ACC log line of the same record when asked. One
+    accounting path: the log sees exactly the records the store gets, in the same order."""
+    if acc_log is None:
+        return store.add
+    add = store.add
+
+    def both(rec):
+        add(rec)
+        acc_log(rec)
+    return both
+
+
+def _with_acc_log(summary: dict, acc_log) -> dict:
+    if acc_log is not None:
+        summary.update(syslog_lines=acc_log.lines, syslog_failed=acc_log.failed)
+    return summary
 
 
 def _carrier(store, carry_calls: bool):
@@ -513,24 +545,27 @@ def _with_store_counts(summary: dict, db_path: str, store) -> dict:
 def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,
                  local_time: bool = False, proxies=(), cdr_options: dict | None = None,
                  store_options: dict | None = None, carry_calls: bool = True,
-                 **accounting) -> dict:
+                 syslog=None, **accounting) -> dict:
     """`sipprobe replay`: account captures into the SQLite database at `db_path`.
 
     Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
     keeps every batch it committed. Returns the summary of account_files plus what the store
     inserted and ignored as already present. `store_options`: open_store's (probe: the name
-    of the probe a PostgreSQL store marks its rows with). `carry_calls`: as sniff_interface's."""
+    of the probe a PostgreSQL store marks its rows with). `carry_calls`: as sniff_interface's.
+    `syslog` (store.acc_log.SyslogOptions): each acc and missed_calls row also as the line
+    Kamailio's acc module logs, as sniff_interface does."""
     from store.writer import open_store
 
     from sip_dissect.accounting import ProxySet
 
     known = ProxySet(list(proxies))
-    with open_store(db_path, local_time=local_time, **(store_options or {})) as store:
-        summary = account_files(paths, store.add, opts, proxy_set=known,
+    with _acc_log(syslog) as acc_log, \
+            open_store(db_path, local_time=local_time, **(store_options or {})) as store:
+        summary = account_files(paths, _acc_sink(store, acc_log), opts, proxy_set=known,
                                 subscribers=[_cdr_writer(store, known, cdr_options)],
                                 media_sink=store.add_media,
                                 carry=_carrier(store, carry_calls), **accounting)
-    return _with_store_counts(summary, db_path, store)
+    return _with_acc_log(_with_store_counts(summary, db_path, store), acc_log)
 
 
 def cdr_files(paths: list[str], opts: ProbeOptions | None = None, *,

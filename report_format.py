@@ -126,6 +126,9 @@ def print_replay(s: dict) -> None:
               f"missed_calls rows: {s['missed_rows']} ({s['missed_inserted']} new)  "
               f"already stored: {s['duplicates']}")
     con.print(f"acc_cdrs: {s['cdrs_inserted']} new, {s['cdrs_completed']} open calls completed")
+    if "syslog_lines" in s:
+        failed = f", {s['syslog_failed']} not sent" if s["syslog_failed"] else ""
+        con.print(f"ACC log lines: {s['syslog_lines']}{failed}")
     if "rtcp_reports_inserted" in s:
         con.print(f"rtcp_reports: {s['rtcp_reports_inserted']} new  "
                   f"call_quality: {s['call_quality_inserted']} new")

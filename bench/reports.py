@@ -67,7 +67,7 @@ def main() -> None:
     if not os.path.exists(args.db):
         make_db(args.db, args.calls)
     for words in (["cdrs"], ["acc"], ["acc", "--limit", "100000"], ["acc", "--format", "csv"],
-                  ["summary"]):
+                  ["summary"], ["pairs"], ["pairs", "--format", "csv"]):
         cmd = [args.sipprobe, "report", *words, "--db", args.db]
         first, total, rss = measure(cmd)
         print(f"report {' '.join(words):<28} first line {first:6.3f} s  all {total:6.3f} s  "

@@ -112,7 +112,7 @@ def test_replay_twice_adds_nothing_and_reports_read_it(server, tmp_path):
     assert kind == "timestamp without time zone"  # Kamailio's PostgreSQL DDL
     lite = str(tmp_path / "oracle.db")
     _done(_replay(captures, lite))
-    for report in ("acc", "missed", "cdrs", "quality"):
+    for report in ("acc", "missed", "cdrs", "quality", "pairs"):
         rows = {}
         for db in (url, lite):
             out = subprocess.run([sys.executable, "-m", "cli", "report", report, "--db", db,
