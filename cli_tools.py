@@ -33,9 +33,10 @@ def diff_cmd(proxy_db: Annotated[str, typer.Option(
                  "--proxy-db", metavar="FILE|URL",
                  help="The proxy's accounting database (acc, missed_calls, acc_cdrs): the "
                       "SQLite file Kamailio's db_sqlite writes (times as Julian days, datetime "
-                      "text or epoch seconds), or its PostgreSQL database, "
-                      "postgresql://USER@HOST/DB, read in read-only transactions (SELECT "
-                      "is enough). Times without a zone are read as UTC.")],
+                      "text or epoch seconds), or its PostgreSQL or MySQL/MariaDB database "
+                      "(postgresql://USER@HOST/DB, mysql://USER[:PASSWORD]@HOST/DB, MySQL "
+                      "needs pip install 'sipprobe[mysql]'), read in read-only transactions "
+                      "(SELECT is enough). Times without a zone are read as UTC.")],
              db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
              table: Annotated[DiffTable, typer.Option(
                  "--table", help="Compare this table only (default: all three).")]

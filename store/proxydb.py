@@ -1,6 +1,6 @@
 """The proxy's own accounting tables (Kamailio's acc, missed_calls and acc_cdrs, lab/schema.sql),
-for `sipprobe diff`: the SQLite file its db_sqlite module writes, or its PostgreSQL database
-(store/proxydb_server.py).
+for `sipprobe diff`: the SQLite file its db_sqlite module writes, or its PostgreSQL or MySQL
+database (store/proxydb_server.py).
 
 Time columns are decoded value by value, since the storage form depends on the backend and its
 version: a REAL Julian day number (db_sqlite 5.6 stores JD(floor(t) - 0.5 s), LAB-NOTES), text
@@ -23,8 +23,7 @@ TIME_COLUMNS = {"acc": ("time",), "missed_calls": ("time",),
 JD_UNIX_EPOCH = 2440587.5  # the Julian day of 1970-01-01T00:00:00Z
 # a number below this is a Julian day (year 4713 BC .. AD 22 666), above it epoch seconds
 JD_LIMIT = 1e7
-SERVER_SCHEMES = ("postgres://", "postgresql://")  # store/proxydb_server.py reads these
-URL_SCHEMES = ("mysql://",) + SERVER_SCHEMES
+SERVER_SCHEMES = ("postgres://", "postgresql://", "mysql://", "mariadb://")  # proxydb_server.py
 
 
 def epoch_of(value) -> float | None:
@@ -75,10 +74,10 @@ def read_tables(location: str, tables=TABLES) -> dict[str, tuple[tuple[str, ...]
     if location.lower().startswith(SERVER_SCHEMES):
         from store.proxydb_server import read_server
         return read_server(location, tables)
-    if location.lower().startswith(URL_SCHEMES):
-        raise StoreError(f"{location.split('://')[0]} databases are not supported yet: give "
-                         "the SQLite file Kamailio's db_sqlite writes (a copy of it will do) "
-                         "or a PostgreSQL URL")
+    if "://" in location:
+        raise StoreError(f"{location.split('://')[0]} databases are not supported: give the "
+                         "SQLite file Kamailio's db_sqlite writes (a copy of it will do), a "
+                         "postgresql:// or a mysql:// URL")
     path = Path(location)
     if not path.is_file():
         raise StoreError(f"no such proxy database: {location}")
