@@ -1,5 +1,6 @@
 """The filters every report shares, as one parameterised WHERE clause, and rows streamed from
-the SQLite cursor (a report of 40 000 rows starts printing at its first row).
+the cursor of the SQLite file or the PostgreSQL database (a report of 40 000 rows starts
+printing at its first row); open_report for the reports that aggregate (store/dialect.py).
 
 Filters (Filters): packet time (`since` inclusive, `until` exclusive; dates, epoch seconds or
 relative times: parse_time), `user` (partial; a number matches whatever its prefix: `+`, `00`
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from store import FilterError, StoreError, is_url
-from store.dialect import POSTGRES, SQLITE, Dialect
+from store.dialect import POSTGRES, SQLITE, Dialect, ReportDb
 from store.schema import CDR_TABLE, check_columns, connect, database_error
 from store.tables import BY_NAME, CALL_QUALITY, END_REASONS
 
@@ -198,8 +199,6 @@ def open_table(db_path: str, table: str):
 def open_report(db_path: str, table: str):
     """A store.dialect.ReportDb on the SQLite file or PostgreSQL URL `db_path`, checked to hold
     sipprobe's `table`; StoreError if it cannot be used."""
-    from store.dialect import ReportDb
-
     if is_url(db_path):
         import psycopg
 
