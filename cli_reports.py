@@ -24,8 +24,8 @@ TABLE_LIMIT = 50  # rows a terminal table shows unless --limit says otherwise
 
 DbOpt = Annotated[str, typer.Option("--db", metavar="FILE|URL",
                                     help="SQLite database written by sipprobe, or a PostgreSQL "
-                                         "one: postgresql://USER@HOST/DB (acc, missed, cdrs, "
-                                         "quality).")]
+                                         "one: postgresql://USER@HOST/DB (read in a read-only "
+                                         "transaction).")]
 SinceOpt = Annotated[Optional[str], typer.Option(
     metavar="TIME", help="Rows at or after TIME: a date or time (2026-11-23, "
                          "2026-11-23T10:57:25Z; UTC unless it has an offset), epoch seconds, a "

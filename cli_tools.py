@@ -30,11 +30,13 @@ EXIT_DIFFER = 1
 
 @app.command("diff")
 def diff_cmd(proxy_db: Annotated[str, typer.Option(
-                 "--proxy-db", metavar="FILE",
-                 help="The proxy's accounting database: the SQLite file Kamailio's db_sqlite "
-                      "writes (acc, missed_calls, acc_cdrs; times as Julian days, datetime "
-                      "text or epoch seconds). MySQL and PostgreSQL URLs are not supported "
-                      "yet.")],
+                 "--proxy-db", metavar="FILE|URL",
+                 help="The proxy's accounting database (acc, missed_calls, acc_cdrs): the "
+                      "SQLite file Kamailio's db_sqlite writes (times as Julian days, datetime "
+                      "text or epoch seconds), or its PostgreSQL or MySQL/MariaDB database "
+                      "(postgresql://USER@HOST/DB, mysql://USER[:PASSWORD]@HOST/DB, MySQL "
+                      "needs pip install 'sipprobe[mysql]'), read in read-only transactions "
+                      "(SELECT is enough). Times without a zone are read as UTC.")],
              db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOpt = None,
              table: Annotated[DiffTable, typer.Option(
                  "--table", help="Compare this table only (default: all three).")]
@@ -49,6 +51,8 @@ def diff_cmd(proxy_db: Annotated[str, typer.Option(
     agree, 1 when they differ, 2 when a database cannot be read.
 
     Example: sipprobe diff --proxy-db /var/lib/kamailio/acc.db --db sipprobe.db --since 1d
+
+    Example: sipprobe diff --proxy-db postgresql://reader@sip-db/kamailio --db sipprobe.db
     """
     from store.query import Filters
     from store.shadow import TABLES, diff

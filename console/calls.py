@@ -103,6 +103,10 @@ def print_timeline(db_path: str, callid: str, out=None, captures=()) -> None:
     out = out or sys.stdout
     events = timeline(db_path, callid)
     if not events:
+        from store import is_url
+        if is_url(db_path):
+            from store.postgres import shown
+            db_path = shown(db_path)  # no password on the screen
         out.write(f"no call {callid} in {db_path}\n")
         return
     if captures:

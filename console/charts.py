@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from typing import NamedTuple
 
-from store.query import Filters, open_table
+from store.query import Filters, open_report
 from store.schema import CDR_TABLE
-from store.summary import ANSWERED, GROUPS
+from store.summary import ANSWERED, group_key
 
 SETUP_BINS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds, left edges
 MOS_STEP = 0.25  # MOS histogram bins from 1.0 to 4.5 (G.107 Annex B's range)
@@ -21,22 +21,22 @@ class ChartData(NamedTuple):
     ylabel: str
 
 
-def _query(db_path: str, filters: Filters, sql: str, extra_where: str = ""):
-    where, params = filters.where(CDR_TABLE)
-    if extra_where:
-        where += (" AND " if where else " WHERE ") + extra_where
-    db, _ = open_table(db_path, CDR_TABLE)
-    try:
-        return db.conn.execute(sql.format(table=CDR_TABLE, where=where), params).fetchall()
-    finally:
-        db.close()
+def _query(db_path: str, filters: Filters, select, extra_where: str = ""):
+    """The rows of `select(dialect)`'s SQL with {table} and {where} filled: one query for the
+    SQLite file and the PostgreSQL database alike (store/dialect.py)."""
+    with open_report(db_path, CDR_TABLE) as db:
+        where, params = filters.where(CDR_TABLE, dialect=db.dialect)
+        if extra_where:
+            where += (" AND " if where else " WHERE ") + extra_where
+        return db.rows(select(db.dialect).format(table=CDR_TABLE, where=where), params)
 
 
 def calls_per_hour(db_path: str, filters: Filters = Filters()) -> ChartData:
     """Calls started per hour (UTC), answered and failed, hours with calls only."""
-    rows = _query(db_path, filters, f"SELECT {GROUPS['hour']}, sum({ANSWERED}), "
-                                    f"count(*) - sum({ANSWERED}) FROM {{table}}{{where}} "
-                                    "GROUP BY 1 ORDER BY 1")
+    rows = _query(db_path, filters, lambda d: f"SELECT {group_key(d, 'hour')}, "
+                                              f"{d.count_if(ANSWERED)}, "
+                                              f"count(*) - {d.count_if(ANSWERED)} "
+                                              "FROM {table}{where} GROUP BY 1 ORDER BY 1")
     return ChartData("Calls per hour (UTC)", [r[0] for r in rows],
                      {"answered": [r[1] for r in rows], "failed": [r[2] for r in rows]},
                      "hour (UTC)", "calls")
@@ -45,8 +45,9 @@ def calls_per_hour(db_path: str, filters: Filters = Filters()) -> ChartData:
 def setup_histogram(db_path: str, filters: Filters = Filters()) -> ChartData:
     """Answered calls by setup time (INVITE to 2xx), in SETUP_BINS."""
     case = " ".join(f"WHEN setuptime < {hi} THEN {i}" for i, hi in enumerate(SETUP_BINS[1:]))
-    rows = dict(_query(db_path, filters, f"SELECT CASE {case} ELSE {len(SETUP_BINS) - 1} END, "
-                                         "count(*) FROM {table}{where} GROUP BY 1",
+    rows = dict(_query(db_path, filters,
+                       lambda d: f"SELECT CASE {case} ELSE {len(SETUP_BINS) - 1} END, "
+                                 "count(*) FROM {table}{where} GROUP BY 1",
                        f"setuptime IS NOT NULL AND {ANSWERED}"))
     labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(SETUP_BINS, SETUP_BINS[1:])] + \
         [f">={SETUP_BINS[-1]:g}"]
@@ -59,10 +60,11 @@ def mos_histogram(db_path: str, filters: Filters = Filters()) -> ChartData:
     """Calls by their worst side's lowest MOS (acc_cdrs.mos_min), MOS_STEP bins from 1.0 to
     4.5, the last closed; calls without RTCP reports are left out."""
     n = round((4.5 - 1.0) / MOS_STEP)
-    rows = dict(_query(db_path, filters, f"SELECT min(max(CAST((mos_min - 1.0) / {MOS_STEP} AS "
-                                         f"INTEGER), 0), {n - 1}), count(*) "
-                                         "FROM {table}{where} GROUP BY 1",
-                       "mos_min IS NOT NULL"))
+
+    def select(d):
+        bin_ = d.least(d.greatest(d.truncate(f"(mos_min - 1.0) / {MOS_STEP}"), "0"), str(n - 1))
+        return f"SELECT {bin_}, count(*) FROM {{table}}{{where}} GROUP BY 1"
+    rows = dict(_query(db_path, filters, select, "mos_min IS NOT NULL"))
     labels = [f"{1.0 + i * MOS_STEP:.2f}" for i in range(n)] if rows else []
     return ChartData("Calls by lowest MOS (G.107, worst side)", labels,
                      {"calls": [rows.get(i, 0) for i in range(len(labels))]},

@@ -221,6 +221,7 @@ def select_list(table: str, columns, have, alias: str = "") -> str:
 def open_table(url: str, table: str):
     """(connection, the table's columns); StoreError if the database has no such table."""
     conn = connect(url, autocommit=False)
+    conn.read_only = True  # reports never write: BEGIN READ ONLY
     try:
         have = _columns(conn)
         if table not in have:

@@ -1,5 +1,6 @@
 """The filters every report shares, as one parameterised WHERE clause, and rows streamed from
-the SQLite cursor (a report of 40 000 rows starts printing at its first row).
+the cursor of the SQLite file or the PostgreSQL database (a report of 40 000 rows starts
+printing at its first row); open_report for the reports that aggregate (store/dialect.py).
 
 Filters (Filters): packet time (`since` inclusive, `until` exclusive; dates, epoch seconds or
 relative times: parse_time), `user` (partial; a number matches whatever its prefix: `+`, `00`
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from store import FilterError, StoreError, is_url
+from store.dialect import POSTGRES, SQLITE, Dialect, ReportDb
 from store.schema import CDR_TABLE, check_columns, connect, database_error
 from store.tables import BY_NAME, CALL_QUALITY, END_REASONS
 
@@ -62,12 +64,13 @@ class Filters:
                                   "between 1.0 and 5.0 (3.6, for example)")
         return cls(**values)
 
-    def party(self, prefix: str = "") -> tuple[list[str], list]:
+    def party(self, prefix: str = "", dialect: Dialect = SQLITE) -> tuple[list[str], list]:
         """The --user and --ip conditions on a row's users and addresses (`prefix`: the
         columns' table alias and dot)."""
         where, params = [], []
         if self.user is not None:
-            sql, more = user_condition(self.user, [prefix + c for c in USER_COLUMNS])
+            sql, more = user_condition(self.user, [prefix + c for c in USER_COLUMNS],
+                                       dialect.like_nocase)
             where.append(sql)
             params += more
         if self.ip is not None:
@@ -76,8 +79,9 @@ class Filters:
             params += [ip, f"[{ip}]"] * len(IP_COLUMNS)
         return where, params
 
-    def where(self, table: str, alias: str = "") -> tuple[str, list]:
-        """(' WHERE ...' or '', parameters) for `table`'s layout; `alias` prefixes columns."""
+    def where(self, table: str, alias: str = "", dialect: Dialect = SQLITE) -> tuple[str, list]:
+        """(' WHERE ...' or '', parameters) for `table`'s layout in `dialect`'s SQL (the
+        parameters as `?`); `alias` prefixes columns."""
         layout = BY_NAME[table]
         p = f"{alias}." if alias else ""
         clock = p + layout.clock
@@ -91,7 +95,7 @@ class Filters:
         if self.callid is not None:
             where.append(f"{p}callid = ?")
             params.append(self.callid)
-        more_where, more_params = self.party(p)
+        more_where, more_params = self.party(p, dialect)
         where += more_where
         params += more_params
         if self.domain is not None:
@@ -119,10 +123,11 @@ class Filters:
         return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
-def user_condition(text: str, columns) -> tuple[str, list]:
-    """A partial match of `text` in any of `columns`. A number (digits, with or without a
-    leading +) is compared without its international or trunk prefix on both sides
-    (`+`, `00`, `0`): 97239287044, +97239287044 and 0097239287044 are one number."""
+def user_condition(text: str, columns, like: str = "LIKE") -> tuple[str, list]:
+    """A partial match of `text` in any of `columns`, letters in any case (`like`: the
+    dialect's case-insensitive LIKE). A number (digits, with or without a leading +) is
+    compared without its international or trunk prefix on both sides (`+`, `00`, `0`):
+    97239287044, +97239287044 and 0097239287044 are one number."""
     text = text.strip()
     if not text:
         raise FilterError("empty --user: give a user name or a number, whole or in part")
@@ -133,7 +138,7 @@ def user_condition(text: str, columns) -> tuple[str, list]:
         return "(" + " OR ".join(f"ltrim({c}, '+0') LIKE ?" for c in columns) + ")", \
             [pattern] * len(columns)
     pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
-    return "(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns) + ")", \
+    return "(" + " OR ".join(f"{c} {like} ? ESCAPE '\\'" for c in columns) + ")", \
         [pattern] * len(columns)
 
 
@@ -191,6 +196,21 @@ def open_table(db_path: str, table: str):
         raise
 
 
+def open_report(db_path: str, table: str):
+    """A store.dialect.ReportDb on the SQLite file or PostgreSQL URL `db_path`, checked to hold
+    sipprobe's `table`; StoreError if it cannot be used."""
+    if is_url(db_path):
+        import psycopg
+
+        from store import postgres
+        conn, have = postgres.open_table(db_path, table)
+        return ReportDb(conn, POSTGRES, have, (psycopg.Error,),
+                        lambda exc: StoreError(f"{postgres.shown(db_path)}: {str(exc).strip()}"))
+    db, have = open_table(db_path, table)
+    return ReportDb(db.conn, SQLITE, have, (sqlite3.Error,),
+                    lambda exc: database_error(db_path, exc))
+
+
 def stream(table: str, db_path: str, filters: Filters = Filters(), *, columns=None,
            limit: int | None = None) -> Iterator[tuple]:
     """Rows of `table` as tuples of `columns` (default: every report column), in packet-time
@@ -199,7 +219,7 @@ def stream(table: str, db_path: str, filters: Filters = Filters(), *, columns=No
     (written before it was added) reads as NULL."""
     layout = BY_NAME[table]
     columns = tuple(columns or layout.report_columns)
-    where, params = filters.where(table)
+    where, params = filters.where(table, dialect=POSTGRES if is_url(db_path) else SQLITE)
     if limit is not None and limit < 1:
         raise FilterError(f"bad limit {limit}: give a positive number of rows")
     if is_url(db_path):  # PostgreSQL: the same query in its parameter style, timestamps as text
@@ -277,7 +297,7 @@ def quality_stream(db_path: str, filters: Filters = Filters(), *, max_mos: float
     if filters.callid is not None:
         where.append("q.callid = ?")
         params.append(filters.callid)
-    more_where, more_params = filters.party("c.")
+    more_where, more_params = filters.party("c.", POSTGRES if is_url(db_path) else SQLITE)
     where += more_where
     params += more_params
     max_mos = filters.max_mos if max_mos is None else max_mos

@@ -23,10 +23,10 @@ Definitions (docs/summary.md says the same, with sources):
 from __future__ import annotations
 
 import math
-import sqlite3
 
-from store.query import Filters, open_table
-from store.schema import CDR_TABLE, database_error
+from store.dialect import Dialect
+from store.query import Filters, open_report
+from store.schema import CDR_TABLE
 
 # failures the users decided, not the network (E.425 / IR.42 "user determined"): busy,
 # rejected, no answer, unknown or incomplete number, moved away
@@ -36,18 +36,23 @@ USER_ENDED = (f"({ANSWERED} OR end_reason = 'cancelled' OR sip_code IN "
               f"({', '.join(repr(c) for c in USER_CODES)}))")
 # talk time, also in files written before schema 4 (talk_time NULL until migrated)
 TALK = "coalesce(talk_time, CASE WHEN answer_time IS NOT NULL THEN end_epoch - answer_time END)"
-GROUPS = {
-    "hour": "strftime('%Y-%m-%d %H:00', start_epoch, 'unixepoch')",
-    "day": "strftime('%Y-%m-%d', start_epoch, 'unixepoch')",
-    "user": "src_user",
-    "domain": "dst_domain",
-    "code": "coalesce(sip_code, '-')",
-}
+GROUPS = ("hour", "day", "user", "domain", "code")
+
+
+def group_key(dialect: Dialect, by: str) -> str:
+    """The SQL of a --by group's key (one of GROUPS), text ordered by bytes in both stores."""
+    return dialect.text({"hour": dialect.utc_hour("start_epoch"),
+                         "day": dialect.utc_day("start_epoch"),
+                         "user": "src_user",
+                         "domain": "dst_domain",
+                         "code": "coalesce(sip_code, '-')"}[by])
+
+
 PERCENTILES = (50, 90, 99)
 FIGURES = ("calls", "answered", "asr", "ner", "acd", "minutes", "pdd_p50", "pdd_p90", "pdd_p99",
            "setup_p50", "setup_p90", "setup_p99", "mos_avg")
 # a call's MOS: the worse side's average (a side without reports does not count)
-CALL_MOS = "min(coalesce(mos_avg_a, mos_avg_b), coalesce(mos_avg_b, mos_avg_a))"
+CALL_SIDES = ("coalesce(mos_avg_a, mos_avg_b)", "coalesce(mos_avg_b, mos_avg_a)")
 MOS_POOR = 3.6  # G.109: below R 70 "many users dissatisfied"
 # ITU-T G.109 Table 1 bands on the MOS scale (G.107 Annex B of R 50, 60, 70, 80, 90)
 MOS_BANDS = ((1.0, 2.58, "not recommended"), (2.58, 3.1, "nearly all users dissatisfied"),
@@ -55,21 +60,27 @@ MOS_BANDS = ((1.0, 2.58, "not recommended"), (2.58, 3.1, "nearly all users dissa
              (4.03, 4.34, "satisfied"), (4.34, 4.5, "very satisfied"))
 
 
-def quality_figures(conn, where: str, params: list, have) -> dict:
+def call_mos(dialect: Dialect) -> str:
+    """A call's MOS: the worse side's average (a side without reports does not count)."""
+    return dialect.least(*CALL_SIDES)
+
+
+def quality_figures(db, where: str, params: list) -> dict:
     """mos_avg, mos_calls (calls with a MOS), mos_under_3_6 (percent of those whose worst side's
     lowest MOS is below MOS_POOR) and mos_distribution (calls per G.109 band of mos_min), from
-    acc_cdrs' quality summary; None / empty for a file without those columns."""
-    if "mos_min" not in have:
+    acc_cdrs' quality summary; None / empty for a file without those columns. `db`: a
+    store.dialect.ReportDb."""
+    if "mos_min" not in db.columns:
         return {"mos_avg": None, "mos_calls": 0, "mos_under_3_6": None, "mos_distribution": []}
+    d = db.dialect
     glue = " AND " if where else " WHERE "
-    mean, calls, poor = conn.execute(
-        f"SELECT avg({CALL_MOS}), count(mos_min), sum(mos_min < ?) FROM {CDR_TABLE}{where}",
-        [MOS_POOR] + params).fetchone()
+    mean, calls, poor = db.one(
+        f"SELECT avg({call_mos(d)}), count(mos_min), {d.count_if('mos_min < ?')} "
+        f"FROM {CDR_TABLE}{where}", [MOS_POOR] + params)
     case = " ".join(f"WHEN mos_min < {hi} THEN {i}" for i, (_, hi, _) in
                     enumerate(MOS_BANDS[:-1]))
-    counts = dict(conn.execute(f"SELECT CASE {case} ELSE {len(MOS_BANDS) - 1} END, count(*) "
-                               f"FROM {CDR_TABLE}{where}{glue}mos_min IS NOT NULL GROUP BY 1",
-                               params).fetchall())
+    counts = dict(db.rows(f"SELECT CASE {case} ELSE {len(MOS_BANDS) - 1} END, count(*) "
+                          f"FROM {CDR_TABLE}{where}{glue}mos_min IS NOT NULL GROUP BY 1", params))
     return {"mos_avg": round(mean, 2) if mean is not None else None,
             "mos_calls": calls,
             "mos_under_3_6": round(100.0 * poor / calls, 2) if calls else None,
@@ -105,72 +116,66 @@ def nearest_rank(sorted_values: list, p: float):
 def summary(db_path: str, filters: Filters = Filters(), *, by: str | None = None,
             top: int = 10) -> dict:
     """The figures over the rows `filters` keep: a dict of FIGURES plus `failures` (codes
-    ranked), `busiest_hours`, `in_progress` and `first`/`last` start times; with `by` (a key
-    of GROUPS) also `groups`, a list of the same figures per group."""
-    where, params = filters.where(CDR_TABLE)
-    db, have = open_table(db_path, CDR_TABLE)
-    try:
-        return _summary(db.conn, where, params, by, top, have)
-    except sqlite3.Error as exc:
-        raise database_error(db_path, exc) from None
-    finally:
-        db.close()
+    ranked), `busiest_hours`, `in_progress` and `first`/`last` start times; with `by` (one of
+    GROUPS) also `groups`, a list of the same figures per group. `db_path`: an SQLite file
+    or a PostgreSQL URL, the same queries on both (store/dialect.py)."""
+    with open_report(db_path, CDR_TABLE) as db:
+        where, params = filters.where(CDR_TABLE, dialect=db.dialect)
+        return _summary(db, where, params, by, top)
 
 
-def _aggregate(conn, where, params, key: str | None, have=()):
-    group = f"{key} AS k, " if key else ""
-    mos = f"avg({CALL_MOS})" if "mos_min" in have else "NULL"
-    sql = (f"SELECT {group}count(*), sum({ANSWERED}), sum({USER_ENDED}), "
+def _aggregate(db, where, params, key: str | None):
+    d = db.dialect
+    group = f"{key}, " if key else ""
+    mos = f"avg({call_mos(d)})" if "mos_min" in db.columns else "NULL"
+    sql = (f"SELECT {group}count(*), {d.count_if(ANSWERED)}, {d.count_if(USER_ENDED)}, "
            f"sum(CASE WHEN {ANSWERED} THEN {TALK} END), {mos} FROM {CDR_TABLE}{where}")
     if key:
-        sql += " GROUP BY k ORDER BY k"
-    return conn.execute(sql, params).fetchall()
+        sql += " GROUP BY 1 ORDER BY 1 NULLS FIRST"
+    return db.rows(sql, params)
 
 
-def _sorted_values(conn, where, params, column: str, key: str | None) -> dict:
+def _sorted_values(db, where, params, column: str, key: str | None) -> dict:
     """{group key: sorted values of `column`} (key None: one group), answered calls for
     setup time."""
     cond = f"{column} IS NOT NULL" + (f" AND {ANSWERED}" if column == "setuptime" else "")
     glue = " AND " if where else " WHERE "
-    k = key or "NULL"
     out: dict = {}
-    for group, value in conn.execute(f"SELECT {k}, {column} FROM {CDR_TABLE}{where}{glue}"
-                                     f"{cond} ORDER BY 1, 2", params):
+    for group, value in db.rows(f"SELECT {key or 'NULL'}, {column} FROM {CDR_TABLE}{where}"
+                                f"{glue}{cond} ORDER BY 2", params):
         out.setdefault(group, []).append(value)
     return out
 
 
-def _summary(conn, where, params, by, top, have=()) -> dict:
-    (row,) = _aggregate(conn, where, params, None)
-    pdd = _sorted_values(conn, where, params, "pdd", None).get(None, [])
-    setup = _sorted_values(conn, where, params, "setuptime", None).get(None, [])
+def _summary(db, where, params, by, top) -> dict:
+    d = db.dialect
+    (row,) = _aggregate(db, where, params, None)
+    pdd = _sorted_values(db, where, params, "pdd", None).get(None, [])
+    setup = _sorted_values(db, where, params, "setuptime", None).get(None, [])
     result = _figures(row[:4], {"pdd": pdd, "setup": setup})
-    result.update(quality_figures(conn, where, params, have))
+    result.update(quality_figures(db, where, params))
     glue = " AND " if where else " WHERE "
     result["failures"] = [
-        {"code": c, "reason": r, "calls": n} for c, r, n in conn.execute(
-            f"SELECT coalesce(sip_code, '-'), coalesce(max(sip_reason), 'no code stored'), "
-            "count(*) "
-            f"FROM {CDR_TABLE}{where}{glue}NOT coalesce({ANSWERED}, 0) "
-            "AND end_reason != 'open' "
-            f"GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT ?", params + [top])]
+        {"code": c, "reason": r, "calls": n} for c, r, n in db.rows(
+            f"SELECT {group_key(d, 'code')}, "
+            f"coalesce(max({d.text('sip_reason')}), 'no code stored'), count(*) "
+            f"FROM {CDR_TABLE}{where}{glue}NOT {ANSWERED} AND end_reason != 'open' "
+            "GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT ?", params + [top])]
     result["busiest_hours"] = [
-        {"hour": h, "calls": n} for h, n in conn.execute(
-            f"SELECT {GROUPS['hour']}, count(*) FROM {CDR_TABLE}{where} GROUP BY 1 "
-            f"ORDER BY 2 DESC, 1 LIMIT ?", params + [min(top, 5)])]
-    result["in_progress"] = conn.execute(
-        f"SELECT count(*) FROM {CDR_TABLE}{where}{glue}end_reason = 'open' "
-        f"AND NOT coalesce({ANSWERED}, 0)",
-        params).fetchone()[0]
-    first, last = conn.execute(f"SELECT min(start_epoch), max(start_epoch) FROM "
-                               f"{CDR_TABLE}{where}", params).fetchone()
-    result["first"], result["last"] = first, last
+        {"hour": h, "calls": n} for h, n in db.rows(
+            f"SELECT {group_key(d, 'hour')}, count(*) FROM {CDR_TABLE}{where} GROUP BY 1 "
+            "ORDER BY 2 DESC, 1 LIMIT ?", params + [min(top, 5)])]
+    (result["in_progress"],) = db.one(
+        f"SELECT count(*) FROM {CDR_TABLE}{where}{glue}end_reason = 'open' AND NOT {ANSWERED}",
+        params)
+    result["first"], result["last"] = db.one(
+        f"SELECT min(start_epoch), max(start_epoch) FROM {CDR_TABLE}{where}", params)
     if by:
-        key = GROUPS[by]
-        pdd = _sorted_values(conn, where, params, "pdd", key)
-        setup = _sorted_values(conn, where, params, "setuptime", key)
+        key = group_key(d, by)
+        pdd = _sorted_values(db, where, params, "pdd", key)
+        setup = _sorted_values(db, where, params, "setuptime", key)
         result["groups"] = []
-        for k, *figures in _aggregate(conn, where, params, key, have):
+        for k, *figures in _aggregate(db, where, params, key):
             item = {by: k, **_figures(figures[:4], {"pdd": pdd.get(k, []),
                                                     "setup": setup.get(k, [])})}
             item["mos_avg"] = round(figures[4], 2) if figures[4] is not None else None

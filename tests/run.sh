@@ -9,7 +9,8 @@ need=()
 # (the media lab: rtpengine-daemon, not the rtpengine metapackage, which pulls a kernel DKMS module)
 for tool in tshark:tshark tcpdump:tcpdump kamailio:kamailio sipp:sip-tester gcc:gcc \
     rtpengine:rtpengine-daemon baresip:baresip-core iptables:iptables \
-    tcpreplay:tcpreplay /usr/lib/postgresql/15/bin/pg_ctl:postgresql; do
+    tcpreplay:tcpreplay /usr/lib/postgresql/15/bin/pg_ctl:postgresql \
+    mariadb-install-db:mariadb-server; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -138,7 +138,7 @@ def test_errors_are_one_line_exit_2(tmp_path, basic_call):
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE subscriber (id INTEGER)").connection.commit()
     for args, words in (
-            (["--proxy-db", "mysql://kamailio@db/kamailio"], "not supported yet"),
+            (["--proxy-db", "oracle://kamailio@db/kamailio"], "not supported"),
             (["--proxy-db", str(tmp_path / "none.db"), "--db", str(db)], "no such proxy"),
             (["--proxy-db", str(other), "--db", str(db)], "none of Kamailio's"),
             (["--proxy-db", str(ROOT / "README.md"), "--db", str(db)], "not a SQLite")):
