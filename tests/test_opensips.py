@@ -177,3 +177,24 @@ def test_seed_trace_gives_no_row(tmp_path):
     summary = replay_files([str(pcap)], str(db), ProbeOptions(strict=True), flavour="opensips")
     assert summary["calls"] == 1 and summary["proxies"] == ["192.0.2.10:5060"]
     assert summary["acc_inserted"] == summary["missed_inserted"] == 0
+
+
+def test_cli_refuses_kamailio_only_options_and_reports(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    capture = str(LAB / "lab-basic-call" / "capture.pcap")
+    db = str(tmp_path / "o.db")
+    refused = runner.invoke(app, ["replay", capture, "--db", db, "--flavour", "opensips",
+                                  "--early-media", "--acc-method", "MESSAGE"])
+    assert refused.exit_code == 2
+    assert "--early-media, --acc-method: Kamailio-flavour options" in refused.output
+    assert runner.invoke(app, ["replay", capture, "--db", db, "--flavour", "opensips"]).exit_code == 0
+    for report in ("acc", "cdrs", "summary"):
+        result = runner.invoke(app, ["report", report, "--db", db])
+        assert result.exit_code == 2
+        assert "holds opensips's tables (--flavour opensips)" in result.output
+    again = runner.invoke(app, ["replay", capture, "--db", db])
+    assert again.exit_code != 0 and "replay into it with --flavour opensips" in again.output
