@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import ProbeOptions, replay_files
+from sip_dissect.accounting import AccOptions
 from sip_dissect.opensips import cdr_figures
 from store import StoreError
 from store.rows import time_text
@@ -126,8 +127,7 @@ def test_missed_calls_match_kamailio(both):
 def test_failed_flag_puts_the_failure_in_acc(tmp_path):
     db = tmp_path / "o.db"
     _replay(LAB / "lab-busy-486" / "capture.pcap", db, flavour="opensips",
-            acc_options=__import__("sip_dissect.accounting", fromlist=["AccOptions"])
-            .AccOptions(failed_transaction=True))
+            acc_options=AccOptions(failed_transaction=True))
     acc = _rows(db, "SELECT * FROM acc")
     missed = _rows(db, "SELECT * FROM missed_calls")
     assert [(r["sip_code"], r["duration"], r["ms_duration"]) for r in acc] == [("486", 0, 0)]
