@@ -17,6 +17,11 @@ from typing import List
 import typer
 
 
+class Flavour(str, Enum):  # sip_dissect.flavour.FLAVOURS
+    kamailio = "kamailio"
+    opensips = "opensips"
+
+
 class RtpengineFormula(str, Enum):  # rtcp_mos.rtpengine_mos.FORMULAS
     g107 = "g107"
     g107_2 = "g107.2"
@@ -31,6 +36,10 @@ def _option(annotation, default, *names, **kw) -> inspect.Parameter:
 
 
 ACCOUNTING_OPTIONS = [
+    _option(Flavour, Flavour.kamailio, "--flavour",
+            help="Whose acc tables to write: kamailio (acc, missed_calls, acc_cdrs) or opensips "
+                 "(OpenSIPS 3.x acc with CDR columns, missed_calls; docs/opensips.md). A file "
+                 "keeps the flavour it was created with."),
     _option(List[str], None, "--proxy", metavar="IP[:PORT]",
             help="The proxy whose accounting to reproduce (repeatable). Default: detected from the "
                  "requests it relays; give it when replies the proxy sends itself must be told "
@@ -81,6 +90,13 @@ ACCOUNTING_OPTIONS = [
                  "2024-10), g107.2 (--mos=G.107.2) or legacy (before; Debian 12's 10.5)."),
 ]
 NAMES = frozenset(p.name for p in ACCOUNTING_OPTIONS)
+# options with no OpenSIPS counterpart in sipprobe (docs/opensips.md): refused with --flavour
+KAMAILIO_ONLY = (("--report-cancels", "report_cancels"), ("--early-media", "early_media"),
+                 ("--detect-direction", "detect_direction"), ("--acc-method", "acc_method"),
+                 ("--cdr-start-on-confirmed", "cdr_start_on_confirmed"),
+                 ("--cdr-kamailio-exact", "cdr_kamailio_exact"),
+                 ("--cdr-unanswered", "cdr_unanswered"), ("--syslog", "syslog"),
+                 ("--syslog-socket", "syslog_socket"), ("--syslog-file", "syslog_file"))
 
 
 def pipeline_arguments(values: dict) -> dict:
@@ -97,8 +113,15 @@ def pipeline_arguments(values: dict) -> dict:
                      failed_transaction=values["failed_transaction"],
                      detect_direction=values["detect_direction"],
                      methods=frozenset(m.upper() for m in values["acc_method"] or ()))
+    flavour = values["flavour"].value
+    if flavour != "kamailio":
+        kamailio_only = [flag for flag, name in KAMAILIO_ONLY if values[name]]
+        if kamailio_only:
+            raise ValueError(f"{', '.join(kamailio_only)}: Kamailio-flavour options, not "
+                             f"available with --flavour {flavour}")
     return {
         "syslog": syslog_options(values),
+        "flavour": flavour,
         "proxies": proxies, "acc_options": acc, "local_time": values["local_time"],
         "dialog_timeout": values["dialog_timeout"],
         "invite_timeout": values["invite_timeout"],

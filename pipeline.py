@@ -291,7 +291,8 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
             acc_options=None, proxies: list[tuple[str, int | None]] = (),
             dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
             proxy_set=None, tick=None, subscribers=(), media_sink=None,
-            rtpengine_formula: str = "g107", monitor=None, carry=None, **timers) -> dict:
+            rtpengine_formula: str = "g107", monitor=None, carry=None, flavour=None,
+            **timers) -> dict:
     """Frames from `source(filters, capture)` through the signalling and media layers: `sink`
     receives every AccRecord, `subscribers` (sip_dissect.events.Subscriber) the call events,
     `on_call_end` each ended Call. `proxy_set` (a ProxySet built from `proxies`) lets the
@@ -303,19 +304,23 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     `monitor.attach(signalling, capture)` lets a live status read the counts as they grow.
     `carry`: a store that keeps the signalling state between runs (sip_dissect/carry.py):
     the calls going on when the last run ended are taken up before the first packet, and
-    those going on at the end are left for the next run. `timers`: Signalling's
+    those going on at the end are left for the next run. `flavour`: whose acc rows `sink`
+    receives (sip_dissect.flavour: KAMAILIO, the default, or OPENSIPS). `timers`: Signalling's
     invite_timeout, no_reply_timeout, max_calls and max_transactions."""
     from rtcp_mos.media import MediaLayer
-    from sip_dissect.accounting import AccOptions, ProxySet, acc_writer
+    from sip_dissect.accounting import AccOptions, ProxySet
     from sip_dissect.events import Publisher
+    from sip_dissect.flavour import KAMAILIO
     from sip_dissect.signalling import Signalling
 
     opts = opts or ProbeOptions()
+    flavour = flavour or KAMAILIO
+    table_of = flavour.table_of
     counters, capture = Counters(), CaptureStats()
     rows = {"acc": 0, "missed_calls": 0}  # a plain dict: a subclass's item get is a method call
 
     def count_and_sink(rec):
-        table = rec[0]  # AccRecord.table, by position: cheaper than the NamedTuple's name
+        table = table_of(rec)
         rows[table] = rows.get(table, 0) + 1
         try:
             sink(rec)
@@ -325,8 +330,8 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
 
     proxy_set = proxy_set if proxy_set is not None else ProxySet(list(proxies))
     media = MediaLayer(counters, media_sink, rtpengine_formula)
-    events = Publisher([acc_writer(acc_options or AccOptions(), proxy_set, count_and_sink),
-                        *subscribers, media])
+    events = Publisher([flavour.acc_subscriber(acc_options or AccOptions(), proxy_set,
+                                               count_and_sink), *subscribers, media])
     if on_call_end is not None:
         events.add_handler("call_ended", on_call_end)
     sig = Signalling(counters, events, proxies=proxy_set, dialog_timeout=dialog_timeout, **timers)
@@ -458,7 +463,7 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
                     stop, promisc: bool = True, buffer_mb: int = 32, local_time: bool = False,
                     proxies=(), cdr_options: dict | None = None, monitor=None,
                     store_options: dict | None = None, carry_calls: bool = True,
-                    syslog=None, **accounting) -> dict:
+                    syslog=None, flavour=None, **accounting) -> dict:
     """`sipprobe sniff`: account live traffic into SQLite (or PostgreSQL); batches commit at
     least every second even on a quiet link. `monitor` (console.live.LiveStatus) is told when
     capture starts, sees the store and the voice quality records, and ticks after every
@@ -470,18 +475,21 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
     from store.writer import open_store
 
     known = ProxySet(list(proxies))
+    flavour = _flavour(flavour)
     with _acc_log(syslog) as acc_log, \
-            open_store(db_path, local_time=local_time, **(store_options or {})) as store:
+            open_store(db_path, local_time=local_time, flavour=flavour.name,
+                       **(store_options or {})) as store:
         tick, media_sink, on_start = store.flush_if_due, store.add_media, None
         if monitor is not None:
             tick, media_sink = monitor.wrap(store, tick, media_sink)
             on_start = monitor.started
-        summary = account_live(interface, _acc_sink(store, acc_log), opts, stop=stop,
-                               promisc=promisc,
-                               buffer_mb=buffer_mb, tick=tick, proxy_set=known,
-                               subscribers=[_cdr_writer(store, known, cdr_options)],
+        summary = account_live(interface, _acc_sink(store, flavour, acc_log), opts,
+                               stop=stop, promisc=promisc, buffer_mb=buffer_mb, tick=tick,
+                               proxy_set=known,
+                               subscribers=_cdr_writers(flavour, store, known, cdr_options),
                                media_sink=media_sink, on_start=on_start, monitor=monitor,
-                               carry=_carrier(store, carry_calls), **accounting)
+                               carry=_carrier(store, carry_calls), flavour=flavour,
+                               **accounting)
     return _with_acc_log(_with_store_counts(summary, db_path, store), acc_log)
 
 
@@ -494,12 +502,13 @@ def _acc_log(syslog):
     return AccLog(syslog)
 
 
-def _acc_sink(store, acc_log):
-    """The acc sink: the store's, and the ACC log line of the same record when asked. One
-    accounting path: the log sees exactly the records the store gets, in the same order."""
+def _acc_sink(store, flavour, acc_log):
+    """The acc sink: the store's method for the flavour's records, and the ACC log line of the
+    same record when asked. One accounting path: the log sees exactly the records the store
+    gets, in the same order."""
+    add = getattr(store, flavour.store_method)
     if acc_log is None:
-        return store.add
-    add = store.add
+        return add
 
     def both(rec):
         add(rec)
@@ -519,6 +528,17 @@ def _carrier(store, carry_calls: bool):
     return store if carry_calls and getattr(store, "keeps_calls", True) else None
 
 
+def _flavour(flavour):
+    """The flavour policy (sip_dissect.flavour) of a name or a policy; None: Kamailio's."""
+    from sip_dissect.flavour import FLAVOURS, KAMAILIO
+    return FLAVOURS[flavour] if isinstance(flavour, str) else flavour or KAMAILIO
+
+
+def _cdr_writers(flavour, store, proxies, cdr_options: dict | None) -> list:
+    """The acc_cdrs subscriber, for a flavour that writes that table."""
+    return [_cdr_writer(store, proxies, cdr_options)] if flavour.writes_cdrs else []
+
+
 def _cdr_writer(store, proxies, cdr_options: dict | None):
     """The CDR subscriber: each ended call's CDR into the store."""
     from sip_dissect.cdr import CdrWriter
@@ -534,7 +554,9 @@ def _cdr_writer(store, proxies, cdr_options: dict | None):
 
 def _with_store_counts(summary: dict, db_path: str, store) -> dict:
     counts = {**store.counts(), **store.media_counts()}
-    summary.update(db=db_path, acc_inserted=counts["acc"], missed_inserted=counts["missed_calls"],
+    summary.update(db=db_path,
+                   acc_inserted=counts["acc"] + counts.get("opensips_acc", 0),
+                   missed_inserted=counts["missed_calls"] + counts.get("opensips_missed_calls", 0),
                    duplicates=counts["duplicates"], cdrs_inserted=counts["acc_cdrs"],
                    cdrs_completed=counts["cdrs_completed"],
                    rtcp_reports_inserted=counts["rtcp_reports"],
@@ -545,7 +567,7 @@ def _with_store_counts(summary: dict, db_path: str, store) -> dict:
 def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,
                  local_time: bool = False, proxies=(), cdr_options: dict | None = None,
                  store_options: dict | None = None, carry_calls: bool = True,
-                 syslog=None, **accounting) -> dict:
+                 syslog=None, flavour=None, **accounting) -> dict:
     """`sipprobe replay`: account captures into the SQLite database at `db_path`.
 
     Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
@@ -559,12 +581,16 @@ def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = Non
     from sip_dissect.accounting import ProxySet
 
     known = ProxySet(list(proxies))
+    flavour = _flavour(flavour)
     with _acc_log(syslog) as acc_log, \
-            open_store(db_path, local_time=local_time, **(store_options or {})) as store:
-        summary = account_files(paths, _acc_sink(store, acc_log), opts, proxy_set=known,
-                                subscribers=[_cdr_writer(store, known, cdr_options)],
+            open_store(db_path, local_time=local_time, flavour=flavour.name,
+                       **(store_options or {})) as store:
+        summary = account_files(paths, _acc_sink(store, flavour, acc_log), opts,
+                                proxy_set=known,
+                                subscribers=_cdr_writers(flavour, store, known, cdr_options),
                                 media_sink=store.add_media,
-                                carry=_carrier(store, carry_calls), **accounting)
+                                carry=_carrier(store, carry_calls), flavour=flavour,
+                                **accounting)
     return _with_acc_log(_with_store_counts(summary, db_path, store), acc_log)
 
 

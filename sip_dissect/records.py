@@ -1,6 +1,7 @@
 """Accounting records handed from sip_dissect/ to store/: one per row the proxy would write.
 
-AccRecord (acc, missed_calls) and CdrRecord (acc_cdrs) are NamedTuples built from the tables'
+AccRecord (acc, missed_calls) and CdrRecord (acc_cdrs), and with --flavour opensips
+OpensipsAccRecord and OpensipsMissedRecord, are NamedTuples built from the tables'
 declaration (store/tables.py: ACC, CDR), which gives their fields, in order, with their types
 and meanings (`help(AccRecord)`). Field names are Kamailio's column names.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from store.tables import ACC, CDR
+from store.tables import ACC, CDR, OPENSIPS_ACC, OPENSIPS_MISSED
 
 # sip_code text by status: f"{code:03d}" costs more than the rest of a row's fields together
 CODE_TEXT = {code: f"{code:03d}" for code in range(100, 700)}
@@ -30,3 +31,6 @@ def record_class(table) -> type:
 
 AccRecord = record_class(ACC)
 CdrRecord = record_class(CDR)
+# --flavour opensips (sip_dissect/opensips.py)
+OpensipsAccRecord = record_class(OPENSIPS_ACC)
+OpensipsMissedRecord = record_class(OPENSIPS_MISSED)

@@ -24,7 +24,8 @@ from store.rows import ACC_ROWS, CDR_ROWS, MEDIA_ROWS, TimeTexts
 from store.tables import ACC, BY_NAME, CALL_QUALITY, CDR, MEDIA_TABLES, OPEN
 from store.worker import CDR_QUALITY, by_table, run, serve_requests
 
-BUILDERS = {**{t: ACC_ROWS for t in ACC.names}, CDR.name: CDR_ROWS, **MEDIA_ROWS}
+BUILDERS = {**{t: ACC_ROWS for t in ACC.names}, CDR.name: CDR_ROWS,
+            **{t: MEDIA_ROWS[t] for t in MEDIA_TABLES}}  # Kamailio flavour only
 RETRIES = 5  # deadlocks of one transaction before it fails
 _CDR_KEY = tuple(CDR_ROWS.params.index(c) for c in CDR.identity)
 _CDR_END = CDR_ROWS.params.index("end_reason")

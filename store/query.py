@@ -19,7 +19,7 @@ from typing import Iterator
 
 from store import FilterError, StoreError, is_url
 from store.dialect import POSTGRES, SQLITE, Dialect, ReportDb
-from store.schema import CDR_TABLE, check_columns, connect, database_error
+from store.schema import CDR_TABLE, check_columns, connect, database_error, file_flavour
 from store.tables import BY_NAME, CALL_QUALITY, END_REASONS
 
 _CODE = re.compile(r"[1-6](\d\d|xx)", re.I)
@@ -181,6 +181,11 @@ def open_table(db_path: str, table: str):
     such table or not sipprobe's. The caller closes the database."""
     db = connect(db_path, create=False)
     try:
+        flavour = file_flavour(db)
+        if flavour != "kamailio":
+            raise StoreError(f"{db_path} holds {flavour}'s tables (--flavour {flavour}); the "
+                             "reports read Kamailio-flavour files: query its acc and "
+                             "missed_calls with SQL (docs/opensips.md)")
         if not db[table].exists():
             if table == CDR_TABLE and db["acc"].exists():
                 raise StoreError(f"{db_path} has no {table} table: it was written by an older "

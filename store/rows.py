@@ -18,7 +18,7 @@ import time
 from itertools import repeat
 from operator import add, itemgetter
 
-from store.tables import ACC, CALL_QUALITY, CDR, COPY, MILLISECONDS, RTCP_REPORTS, TIME_TEXT
+from store.tables import ACC, CDR, COPY, GENERIC, MILLISECONDS, TIME_TEXT
 
 
 def _milliseconds(times, values):
@@ -95,5 +95,6 @@ ACC_FIELDS, ACC_PARAMS = ACC_ROWS.fields, ACC_ROWS.params
 CDR_FIELDS, CDR_PARAMS = CDR_ROWS.fields, CDR_ROWS.params
 acc_rows = ACC_ROWS.build  # records of one of ACC.names
 cdr_rows = CDR_ROWS.build
-# the voice quality tables: every column copied from its field
-MEDIA_ROWS = {t.name: RowBuilder(t) for t in (RTCP_REPORTS, CALL_QUALITY)}
+# the layouts of the generic path, by key: the voice quality tables, OpenSIPS' acc and
+# missed_calls
+MEDIA_ROWS = {key: RowBuilder(t) for key, t in GENERIC.items()}

@@ -13,7 +13,7 @@ import sqlite3
 import time
 
 from store import StoreError
-from store.tables import ACC, BY_NAME, CDR, QUALITY_SUMMARY
+from store.tables import ACC, BY_NAME, CDR, FLAVOURS, OPENSIPS_VERSIONS, QUALITY_SUMMARY
 
 # a change to the columns bumps it and adds a migration to ensure_schema
 # 1: acc, missed_calls. 2: acc_cdrs (created in a version 1 file when a writer opens it).
@@ -21,8 +21,14 @@ from store.tables import ACC, BY_NAME, CDR, QUALITY_SUMMARY
 # columns instead (migrate_row_keys). 4: acc_cdrs.ring_duration and talk_time, the quality
 # summary columns (add_columns); rtcp_reports and call_quality (created when missing).
 # 5: open_calls, the signalling state a run leaves for the next (sip_dissect/carry.py;
-# created when missing)
+# created when missing). The meta table's `flavour` (kamailio when absent: files written before
+# --flavour) says whose layout the file holds; a file refuses the other flavour
 SCHEMA_VERSION = 5
+FLAVOUR_NAMES = tuple(FLAVOURS)  # kamailio (the default), opensips
+VERSION_TABLE = "version"  # OpenSIPS' table versions (an OpenSIPS-flavour file only)
+VERSION_DDL = (f'CREATE TABLE "{VERSION_TABLE}" (\n   "table_name" CHAR(32) NOT NULL,\n'
+               '   "table_version" INTEGER DEFAULT 0 NOT NULL,\n'
+               '   CONSTRAINT version_t_name_idx UNIQUE (table_name)\n);')
 # columns a schema version appended to a table: a file written before has the table without
 # them; add_columns() appends them and fills what the stored columns allow
 SUMMARY_NAMES = tuple(c.name for c in QUALITY_SUMMARY)  # the store fills them from call_quality
@@ -140,16 +146,22 @@ def database_error(path: str, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"{path}: {text}")
 
 
-def ensure_schema(db, path: str, *, local_time: bool) -> None:
+def ensure_schema(db, path: str, *, local_time: bool, flavour: str = "kamailio") -> None:
     """Create whatever of the schema is missing, in one transaction; refuse a database whose
-    tables sipprobe did not write, or whose `time` column uses the other clock. `db`: a plain
-    sqlite3 connection in autocommit mode (isolation_level None)."""
+    tables sipprobe did not write, whose `time` column uses the other clock, or that holds the
+    other flavour's tables. `db`: a plain sqlite3 connection in autocommit mode (isolation_level
+    None)."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour {flavour!r} is not one of {', '.join(FLAVOURS)}")
+    if flavour != "kamailio":
+        return _ensure_flavour(db, path, local_time, flavour)
     clock = "local" if local_time else "utc"
     # IMMEDIATE: two probes starting on one new file serialise here; the second finds the tables
     db.execute("BEGIN IMMEDIATE")
     try:
         names = {r[0] for r in db.execute("select name from sqlite_master where type = 'table'")}
         meta = read_meta(db) if META_TABLE in names else {}
+        _check_flavour(meta, path, flavour)
         foreign = sorted(names & set(ALL_TABLES))
         if not meta and foreign:
             listed = ", ".join(foreign[:-1]) + " and " + foreign[-1] if len(foreign) > 1 \
@@ -185,6 +197,67 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
         db.rollback()
         raise
     db.commit()
+
+
+def _ensure_flavour(db, path: str, local_time: bool, flavour: str) -> None:
+    """ensure_schema() for a flavour other than Kamailio's: its layouts (store/tables.py:
+    FLAVOURS) created when missing and refused when their columns differ; OpenSIPS' `version`
+    rows, so that OpenSIPS' own db_check_table_version accepts the tables."""
+    clock = "local" if local_time else "utc"
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        names = {r[0] for r in db.execute("select name from sqlite_master where type = 'table'")}
+        meta = read_meta(db) if META_TABLE in names else {}
+        layouts = {name: layout for layout in FLAVOURS[flavour] for name in layout.names}
+        if not meta and names & set(layouts):
+            raise StoreError(f"{path} has tables that sipprobe did not write (an OpenSIPS "
+                             "database?): give sipprobe a file of its own with --db")
+        if meta:
+            _check_flavour(meta, path, flavour)
+            _check_meta(meta, path, clock)
+        for table, layout in layouts.items():
+            if table in names:
+                have = tuple(r[1] for r in db.execute(f'PRAGMA table_info("{table}")'))
+                if have != layout.column_names:
+                    raise StoreError(f"{path}: table {table} has columns ({', '.join(have)}) "
+                                     "that sipprobe did not write: give sipprobe a file of its "
+                                     "own with --db")
+            else:
+                for statement in table_statements(layout, table):
+                    db.execute(statement)
+        if OPEN_CALLS_TABLE not in names:
+            db.execute(OPEN_CALLS_DDL)
+        if VERSION_TABLE not in names:
+            db.execute(VERSION_DDL)
+            db.executemany(f'INSERT INTO "{VERSION_TABLE}" (table_name, table_version) '
+                           'VALUES (?, ?)', list(OPENSIPS_VERSIONS.items()))
+        if not meta:
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            db.execute(META_DDL)
+            db.executemany(f'INSERT INTO "{META_TABLE}" ("key", "value") VALUES (?, ?)',
+                           [("schema_version", str(SCHEMA_VERSION)), ("created", created),
+                            ("time_column", clock), ("flavour", flavour)])
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+
+
+def _check_flavour(meta: dict, path: str, flavour: str) -> None:
+    stored = meta.get("flavour", "kamailio") if meta else flavour
+    if stored != flavour:
+        raise StoreError(f"{path} holds {stored}'s tables, not {flavour}'s: replay into it with "
+                         f"--flavour {stored}, or give another --db file")
+
+
+def file_flavour(db) -> str:
+    """The flavour of a sipprobe file (kamailio when it does not say): `db` an sqlite3
+    connection or an sqlite_utils.Database."""
+    try:
+        row = db.execute(f"SELECT value FROM [{META_TABLE}] WHERE key = 'flavour'").fetchone()
+    except sqlite3.Error:
+        return "kamailio"
+    return row[0] if row else "kamailio"
 
 
 def read_meta(db) -> dict[str, str]:

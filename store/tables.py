@@ -65,12 +65,12 @@ class Column:
     """A column of a table; see the module's docstring for how it is filled."""
 
     __slots__ = ("name", "type", "doc", "nullable", "default", "primary_key", "values", "field",
-                 "fill", "by_store", "precision")
+                 "fill", "by_store", "precision", "declared")
 
     def __init__(self, name: str, type, doc: str, *, nullable: bool = False,  # noqa: A002
                  default=None, primary_key: bool = False, values: tuple = (),
                  field: Field | str | None = None, fill: str = COPY, by_store: bool = False,
-                 precision: int | None = None):
+                 precision: int | None = None, declared: str | None = None):
         if type not in _SQL_TYPES:
             raise ValueError(f"column {name}: type {type!r} is not one of int, str, float")
         if fill not in FILLS:
@@ -82,6 +82,7 @@ class Column:
         self.values = tuple(values)
         self.fill = fill
         self.by_store = by_store
+        self.declared = declared  # the DDL's type as another project's DDL spells it
         # decimals a report prints (CSV, tables): a float is seconds, shown to the millisecond,
         # unless the column says otherwise (epoch stamps: the microsecond)
         self.precision = precision if precision is not None or type is not float \
@@ -97,7 +98,7 @@ class Column:
 
     @property
     def sql_type(self) -> str:
-        return _SQL_TYPES[self.type]
+        return self.declared or _SQL_TYPES[self.type]
 
     @property
     def source(self) -> str | None:
@@ -122,9 +123,12 @@ class Table:
 
     def __init__(self, names, *, record: str, doc: str, kamailio: tuple, extra: tuple = (),
                  route: Field | None = None, identity: tuple = (), indexed: tuple = (),
-                 clock: str | None = None, summary: tuple = ()):
+                 clock: str | None = None, summary: tuple = (), key: str | None = None):
         self.names = (names,) if isinstance(names, str) else tuple(names)
         self.name = self.names[0]
+        # what the store calls the layout (pipe messages, counts): its table's name, unless
+        # another flavour's layout has that name too (OpenSIPS' acc: "opensips_acc")
+        self.key = key or self.name
         self.record, self.doc, self.route = record, doc, route
         self.kamailio, self.extra = tuple(kamailio), tuple(extra)
         self.columns = self.kamailio + self.extra
@@ -451,9 +455,106 @@ CALL_QUALITY = Table(
              "jitter_ms_avg", "rtt_ms_avg", "mos_rtpengine_avg", "callid"),
 )
 
+# --- OpenSIPS 3.x acc (--flavour opensips, docs/opensips.md): acc and missed_calls as
+# OpenSIPS' scripts/sqlite/acc-create.sql declares them (acc version 7, missed_calls 5), column
+# types spelled as there; the proxy's columns go in `kamailio=` (the slot of the proxy's own).
+# sipprobe's src/dst columns follow, as the `db_extra` / `$acc_extra` an operator declares:
+#   modparam("acc", "extra_fields", "db: src_user; src_domain; src_ip; dst_ouser; dst_user;
+#            dst_domain")  with  $acc_extra(src_user) = $fU; ... in the script.
+
+def _opensips_core(time_doc: str) -> tuple:
+    """The columns OpenSIPS' acc and missed_calls begin with (acc.c: acc_db_init_keys)."""
+    return (
+        Column("id", int, "row number (INTEGER PRIMARY KEY AUTOINCREMENT in OpenSIPS)",
+               primary_key=True),
+        Column("method", str, "request method: INVITE", default="", declared="CHAR(16)"),
+        Column("from_tag", str, "From tag of the INVITE", default="", declared="CHAR(64)"),
+        Column("to_tag", str, "To tag of the final reply", default="", declared="CHAR(64)"),
+        Column("callid", str, "Call-ID", default="", declared="CHAR(64)"),
+        Column("sip_code", str, "final reply code, three digits", default="",
+               declared="CHAR(3)"),
+        Column("sip_reason", str, "reason phrase of the final reply", default="",
+               declared="CHAR(32)"),
+        Column("time", str, "'YYYY-MM-DD HH:MM:SS' of floor(time_epoch), UTC unless "
+                            "local_time", fill=TIME_TEXT, declared="DATETIME",
+               field=Field("time", float, time_doc)),
+    )
+
+
+def _opensips_created() -> tuple:
+    return (
+        Column("setuptime", int, "floor(time) - floor(created): whole seconds from the INVITE "
+                                 "to the answer (acc) or to the failure (missed_calls)",
+               default=0, declared="INTEGER"),
+        Column("created", str, "'YYYY-MM-DD HH:MM:SS' of floor(created_epoch): the INVITE",
+               nullable=True, fill=TIME_TEXT, declared="DATETIME",
+               field=Field("created", float, "arrival of the initial INVITE (do_accounting)")),
+    )
+
+
+def _opensips_extra() -> tuple:
+    return (
+        Column("src_user", str, "$fU: From URI user", default=""),
+        Column("src_domain", str, "$fd: From URI host", default=""),
+        Column("src_ip", str, "$si: source IP of the INVITE", default=""),
+        Column("dst_ouser", str, "$tU: To URI user", default=""),
+        Column("dst_user", str, "$rU: request-URI user as forwarded", default=""),
+        Column("dst_domain", str, "$rd: request-URI host as forwarded", default=""),
+        Column("time_epoch", float, "time as epoch seconds with microseconds", field="time",
+               precision=EPOCH_DECIMALS),
+        Column("created_epoch", float, "created as epoch seconds with microseconds",
+               field="created", precision=EPOCH_DECIMALS),
+        Column("cseq", int, "CSeq number of the INVITE: with callid and tags it identifies "
+                            "the row"),
+    )
+
+
+OPENSIPS_ACC = Table(
+    "acc", key="opensips_acc",
+    record="OpensipsAccRecord",
+    doc="""A row of OpenSIPS 3.x's `acc` as do_accounting("db", "cdr|missed[|failed]") writes
+    it: one row per answered call, written at its BYE (acc.c: acc_db_cdrs), or a failed INVITE
+    with the `failed` flag (acc.c: acc_db_request, duration 0).""",
+    kamailio=(
+        *_opensips_core("epoch seconds of the 2xx relayed upstream (the CDR's start), or of "
+                        "the failure reply"),
+        Column("duration", int, "ceil(ms_duration / 1000): seconds from the answer to the BYE",
+               default=0, declared="INTEGER"),
+        Column("ms_duration", int, "milliseconds from the answer to the BYE, truncated",
+               default=0, declared="INTEGER"),
+        *_opensips_created(),
+    ),
+    extra=_opensips_extra(),
+    identity=("callid", "method", "cseq", "from_tag", "to_tag", "sip_code"),
+    indexed=("time_epoch",),
+    clock="time_epoch",
+    summary=("time", "sip_code", "duration", "setuptime", "src_user", "dst_user", "callid"),
+)
+
+OPENSIPS_MISSED = Table(
+    "missed_calls", key="opensips_missed_calls",
+    record="OpensipsMissedRecord",
+    doc="""A row of OpenSIPS 3.x's `missed_calls`: the first failure of an INVITE marked
+    with do_accounting's `missed` flag (acc_logic.c: on_missed; acc.c: acc_db_request).""",
+    kamailio=(*_opensips_core("epoch seconds of the failure reply relayed upstream"),
+              *_opensips_created()),
+    extra=_opensips_extra(),
+    identity=("callid", "method", "cseq", "from_tag", "to_tag", "sip_code"),
+    indexed=("time_epoch",),
+    clock="time_epoch",
+    summary=("time", "sip_code", "sip_reason", "setuptime", "src_user", "dst_user", "callid"),
+)
+# the table versions OpenSIPS checks at start-up (db_check_table_version) in its `version` table
+OPENSIPS_VERSIONS = {"acc": 7, "missed_calls": 5}
+
 LAYOUTS = (ACC, CDR, RTCP_REPORTS, CALL_QUALITY)
 MEDIA_TABLES = (RTCP_REPORTS.name, CALL_QUALITY.name)
 BY_NAME = {name: table for table in LAYOUTS for name in table.names}  # "missed_calls": ACC
+# the layouts a database of each flavour holds (store/schema.py creates and checks them)
+FLAVOURS = {"kamailio": LAYOUTS, "opensips": (OPENSIPS_ACC, OPENSIPS_MISSED, RTCP_REPORTS,
+                                               CALL_QUALITY)}
+# the layouts the writer stores through its generic path (pipe key -> layout)
+GENERIC = {t.key: t for t in (RTCP_REPORTS, CALL_QUALITY, OPENSIPS_ACC, OPENSIPS_MISSED)}
 
 # A call's end_reason, spelled here only
 END_REASONS = CDR.column("end_reason").values

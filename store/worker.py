@@ -38,7 +38,7 @@ from operator import itemgetter
 from store.rows import ACC_ROWS, CDR_ROWS, MEDIA_ROWS, TimeTexts, acc_rows, cdr_rows
 from store.schema import (BUSY_TIMEOUT, CDR_TABLE, OPEN_CALLS_TABLE, TABLES, database_error,
                           sql_literal)
-from store.tables import CALL_QUALITY, CDR, MEDIA_TABLES, OPEN, QUALITY_SUMMARY
+from store.tables import CALL_QUALITY, CDR, GENERIC, MEDIA_TABLES, OPEN, QUALITY_SUMMARY
 
 try:
     from _pickle import dumps as _dumps
@@ -119,16 +119,18 @@ _PARAMS = {CDR_TABLE: CDR_ROWS.params, **{t: ACC_ROWS.params for t in TABLES},
 
 
 def insert_sql(table: str, rows: int) -> str:
-    """INSERT of `rows` rows of `table`: a row already there (the same identity) is ignored, and
-    so is a row breaking another constraint (a NULL), as before."""
+    """INSERT of `rows` rows of `table` (a table name, or a GENERIC key): a row already there
+    (the same identity) is ignored, and so is a row breaking another constraint (a NULL), as
+    before."""
     params = _PARAMS[table]
-    return (f"INSERT OR IGNORE INTO [{table}] ({', '.join(params)}) VALUES "
+    name = GENERIC[table].name if table in GENERIC else table
+    return (f"INSERT OR IGNORE INTO [{name}] ({', '.join(params)}) VALUES "
             + ", ".join(["(" + ", ".join("?" * len(params)) + ")"] * rows))
 
 
 # per table: the statement of one row, and of GROUP_ROWS rows
 INSERT = {t: (insert_sql(t, 1), insert_sql(t, GROUP_ROWS))
-          for t in TABLES + (CDR_TABLE,) + MEDIA_TABLES}
+          for t in TABLES + (CDR_TABLE,) + tuple(GENERIC)}
 # A call stored "open" is completed in place by a finished record; anything else changes
 # nothing. One CDR a statement: an upsert of many rows may abort halfway, and SQLite keeps a
 # statement journal for it, in a temporary file (three times the bytes written).
@@ -190,11 +192,14 @@ class Writer:
         self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page}")
         self.in_txn = False
         self.failed: str | None = None
+        # an OpenSIPS-flavour file has no acc_cdrs to hold a call's quality summary
+        self.has_cdrs = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                        "name = ?", [CDR_TABLE]).fetchone() is not None
         self._reset_counts()
 
     def _reset_counts(self):
         self.received = 0  # acc and missed_calls rows in the transaction
-        self.inserted = dict.fromkeys(TABLES + MEDIA_TABLES, 0)
+        self.inserted = dict.fromkeys(TABLES + MEDIA_TABLES, 0)  # and GENERIC keys as they come
         self.cdr_changes = 0  # inserted + completed
         self.cdr_max_id = None  # max(id) of acc_cdrs when the transaction began
         self.rejected: list[str] = []
@@ -248,7 +253,7 @@ class Writer:
             if rows:
                 self.inserted[table] = self.inserted.get(table, 0) + self._insert(table, rows)
         calls = sorted(set(map(_CALL_KEY, by_table.get(CALL_QUALITY.name, ()))))
-        if calls:
+        if calls and self.has_cdrs:
             self.db.executemany(CDR_QUALITY, calls)
 
     def _insert_acc(self, acc) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from store import StoreError, is_url
 from store.rows import ACC_FIELDS, CDR_FIELDS
-from store.tables import CALL_QUALITY, RTCP_REPORTS
+from store.tables import GENERIC
 from store.rows import time_text as time_text  # noqa: PLC0414  (public here)
 from store.schema import (OPEN_CALLS_TABLE, PAGE_SIZE, TABLES, database_error, ensure_schema,
                           open_connection)
@@ -50,8 +50,9 @@ CHUNK_ROWS = 1000  # rows per message to the writer process
 _ACC = operator.attrgetter(*ACC_FIELDS)
 _CDR = operator.attrgetter(*CDR_FIELDS)
 _AS_TUPLE: dict[type, object] = {}  # record class -> what makes its fields a plain tuple
-# the voice quality records (rtcp_mos/records.py) by class name: their table, their fields
-MEDIA_RECORDS = {t.record: (t.name, t.field_names) for t in (RTCP_REPORTS, CALL_QUALITY)}
+# the records of the generic path by class name: their layout's key, their fields (the voice
+# quality records of rtcp_mos/records.py; OpenSIPS' acc and missed_calls records)
+MEDIA_RECORDS = {t.record: (key, t.field_names) for key, t in GENERIC.items()}
 
 
 def _as_tuple(cls: type, fields: tuple[str, ...], getter) -> object:
@@ -67,7 +68,8 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
 
 
 def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
-               batch_seconds: float = 1.0, probe: str | None = None) -> AccStore:
+               batch_seconds: float = 1.0, probe: str | None = None,
+               flavour: str = "kamailio") -> AccStore:
     """Open (creating the file and tables if absent) the database at `path` for writing.
 
     A postgresql:// URL opens a PostgreSQL database instead (store/postgres.py), its rows
@@ -75,8 +77,13 @@ def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
 
     `local_time` writes the `time` column in this machine's time zone instead of UTC; the choice
     is recorded in the file, and reopening it with the other one is a StoreError.
+    `flavour`: whose tables the file holds (store/tables.py: FLAVOURS); recorded in the file
+    too, and reopening it with the other one is a StoreError.
     """
     if is_url(path):
+        if flavour != "kamailio":
+            raise StoreError(f"--flavour {flavour} writes SQLite files only for now: give a "
+                             "file name with --db, not a postgresql:// URL")
         from store.postgres import open_pg_store
         return open_pg_store(path, local_time=local_time, probe=probe, batch_rows=batch_rows,
                              batch_seconds=batch_seconds)
@@ -94,7 +101,7 @@ def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL; a file with tables: no-op
             db.execute("PRAGMA journal_mode=wal")
         db.execute("PRAGMA synchronous=NORMAL")
-        ensure_schema(db, path, local_time=local_time)
+        ensure_schema(db, path, local_time=local_time, flavour=flavour)
     except BaseException as exc:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -152,7 +159,7 @@ class AccStore:
         self._rejected: list[str] = []  # records the writer could not turn into rows
         self._counts = {"acc": 0, "missed_calls": 0, "duplicates": 0, "acc_cdrs": 0,
                         "cdrs_completed": 0}
-        self._media_counts = {"rtcp_reports": 0, "call_quality": 0}
+        self._media_counts = dict.fromkeys(GENERIC, 0)  # rtcp_reports, call_quality, opensips_*
         self._proc: subprocess.Popen | None = None
         self._tx = self._rx = -1
         self._closed = False
@@ -187,16 +194,18 @@ class AccStore:
         """Buffer one voice quality record (rtcp_mos.records: RtcpReportRecord or
         CallQualityRecord), committed with the rows of its batch; a row already stored (the
         same identity) is left as it is. A call_quality row also fills its call's acc_cdrs
-        quality summary."""
+        quality summary. OpenSIPS' acc and missed_calls records (add_row) take this path too."""
         if self._closed:
             raise ValueError(f"store {self.path} is closed")
         table = MEDIA_RECORDS.get(rec.__class__.__name__)
         if table is None or len(rec) != len(table[1]):
-            raise ValueError(f"not a voice quality record: {rec!r:.200}")
+            raise ValueError(f"not a record of {', '.join(GENERIC)}: {rec!r:.200}")
         self._media.append((table[0], tuple(rec)))
         n = self._batch = self._batch + 1
         if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
             self._added(n)
+
+    add_row = add_media  # an OpenSIPS-flavour acc or missed_calls record (tables.GENERIC)
 
     # --- the state carried to the next run (sip_dissect/carry.py describes the interface) ---
 
