@@ -35,6 +35,8 @@ def print_summary(r: dict, by: str | None, out=None) -> None:
       f"{_fmt(r['pdd_p99'])} s\n")
     w(f"setup time p50/p90/p99: {_fmt(r['setup_p50'])} / {_fmt(r['setup_p90'])} / "
       f"{_fmt(r['setup_p99'])} s\n")
+    w(f"disconnect delay (BYE to 2xx) p50/p90/p99: {_fmt(r['sdd_p50'])} / "
+      f"{_fmt(r['sdd_p90'])} / {_fmt(r['sdd_p99'])} s\n")
     if r.get("mos_calls"):
         w(f"MOS (G.107): average {r['mos_avg']:.2f} over {r['mos_calls']} calls with RTCP, "
           f"{r['mos_under_3_6']:.1f} % under 3.6 (worst side's lowest)\n")

@@ -12,8 +12,9 @@ Definitions (docs/summary.md says the same, with sources):
   not Kamailio's duration, which includes ringing);
 - minutes: sum of talk_time / 60;
 - pdd: first 180/183 - INVITE (RFC 6076 section 4.1 SRD, "successful session setup", when a
-  ringing reply came); setup: 2xx - INVITE. Percentiles by nearest rank. RFC 6076's SDD
-  (BYE to its reply, section 4.2) needs the BYE's reply time, which acc_cdrs does not keep.
+  ringing reply came); setup: 2xx - INVITE; sdd (RFC 6076 section 4.2, session disconnect
+  delay): the 2xx to the BYE that ended a completed call (its acc row's time) - the BYE (the
+  CDR's end). Percentiles by nearest rank.
 - mos_avg: the mean over calls with RTCP reports of the call's MOS, the worse side's average
   (acc_cdrs.mos_avg_a, mos_avg_b); mos_distribution and mos_under_3_6 (percent) bin the worst
   side's lowest MOS (acc_cdrs.mos_min) in the user-satisfaction bands of ITU-T G.109 Table 1
@@ -50,7 +51,15 @@ def group_key(dialect: Dialect, by: str) -> str:
 
 PERCENTILES = (50, 90, 99)
 FIGURES = ("calls", "answered", "asr", "ner", "acd", "minutes", "pdd_p50", "pdd_p90", "pdd_p99",
-           "setup_p50", "setup_p90", "setup_p99", "mos_avg")
+           "setup_p50", "setup_p90", "setup_p99", "sdd_p50", "sdd_p90", "sdd_p99", "mos_avg")
+# RFC 6076 SDD of a completed call: its BYE's 2xx (the acc row, written at the reply relayed
+# upstream; a callee's BYE has the tags crossed) minus the BYE (the CDR's end). Indexed: acc's
+# identity index starts with callid, method.
+SDD = (f"(SELECT min(a.time_epoch) FROM acc a WHERE a.callid = {CDR_TABLE}.callid "
+       "AND a.method = 'BYE' AND a.sip_code LIKE '2__' "
+       f"AND (a.from_tag = {CDR_TABLE}.from_tag OR a.to_tag = {CDR_TABLE}.from_tag) "
+       f"AND a.time_epoch >= {CDR_TABLE}.end_epoch) - end_epoch")
+METRICS = {"pdd": "pdd", "setup": "setuptime", "sdd": SDD}  # percentile figure: its values
 # a call's MOS: the worse side's average (a side without reports does not count)
 CALL_SIDES = ("coalesce(mos_avg_a, mos_avg_b)", "coalesce(mos_avg_b, mos_avg_a)")
 MOS_POOR = 3.6  # G.109: below R 70 "many users dissatisfied"
@@ -136,9 +145,11 @@ def _aggregate(db, where, params, key: str | None):
 
 
 def _sorted_values(db, where, params, column: str, key: str | None) -> dict:
-    """{group key: sorted values of `column`} (key None: one group), answered calls for
-    setup time."""
+    """{group key: sorted values of `column` (an SQL expression)} (key None: one group),
+    answered calls for setup time, completed ones for SDD."""
     cond = f"{column} IS NOT NULL" + (f" AND {ANSWERED}" if column == "setuptime" else "")
+    if column == SDD:
+        cond = f"end_reason = 'completed' AND {cond}"
     glue = " AND " if where else " WHERE "
     out: dict = {}
     for group, value in db.rows(f"SELECT {key or 'NULL'}, {column} FROM {CDR_TABLE}{where}"
@@ -150,9 +161,8 @@ def _sorted_values(db, where, params, column: str, key: str | None) -> dict:
 def _summary(db, where, params, by, top) -> dict:
     d = db.dialect
     (row,) = _aggregate(db, where, params, None)
-    pdd = _sorted_values(db, where, params, "pdd", None).get(None, [])
-    setup = _sorted_values(db, where, params, "setuptime", None).get(None, [])
-    result = _figures(row[:4], {"pdd": pdd, "setup": setup})
+    result = _figures(row[:4], {name: _sorted_values(db, where, params, sql, None).get(None, [])
+                                for name, sql in METRICS.items()})
     result.update(quality_figures(db, where, params))
     glue = " AND " if where else " WHERE "
     result["failures"] = [
@@ -172,12 +182,12 @@ def _summary(db, where, params, by, top) -> dict:
         f"SELECT min(start_epoch), max(start_epoch) FROM {CDR_TABLE}{where}", params)
     if by:
         key = group_key(d, by)
-        pdd = _sorted_values(db, where, params, "pdd", key)
-        setup = _sorted_values(db, where, params, "setuptime", key)
+        values = {name: _sorted_values(db, where, params, sql, key)
+                  for name, sql in METRICS.items()}
         result["groups"] = []
         for k, *figures in _aggregate(db, where, params, key):
-            item = {by: k, **_figures(figures[:4], {"pdd": pdd.get(k, []),
-                                                    "setup": setup.get(k, [])})}
+            item = {by: k, **_figures(figures[:4], {name: v.get(k, [])
+                                                    for name, v in values.items()})}
             item["mos_avg"] = round(figures[4], 2) if figures[4] is not None else None
             result["groups"].append(item)
     return result

@@ -121,6 +121,28 @@ def test_pdd_percentiles_are_tsharks_ringing_delay(tmp_path):
     assert got["pdd_p50"] == pytest.approx(ring - invite, abs=0.002)
 
 
+def test_sdd_percentiles_are_tsharks_bye_to_2xx(lab_db):
+    """RFC 6076 SDD per completed call: the first BYE seen to the 2xx the proxy relayed back
+    to its sender (the caller's BYE, and the callee's in lab-callee-bye)."""
+    delays = []
+    for lab in LAB:
+        rows = tshark(str(lab / "capture.pcap"), ["sip.Call-ID", "frame.time_epoch",
+                                                  "sip.Method", "sip.Status-Code", "udp.srcport"],
+                      'sip.CSeq.method == "BYE"')
+        for callid in {r[0] for r in rows}:
+            msgs = [r for r in rows if r[0] == callid]
+            bye = min(float(r[1]) for r in msgs if r[2] == "BYE")
+            relayed = [float(r[1]) for r in msgs if r[3].startswith("2") and r[4] == "5060"]
+            if relayed:
+                delays.append(max(relayed) - bye)
+    delays.sort()
+    got = json.loads(run("report", "summary", "--db", lab_db, "--format", "json").stdout)
+    from store.summary import nearest_rank
+    assert len(delays) > 20
+    for p in (50, 90, 99):
+        assert got[f"sdd_p{p}"] == pytest.approx(nearest_rank(delays, p), abs=0.0011)
+
+
 # --- CDR columns a billing clerk can use --------------------------------------------------------
 
 def test_talk_time_and_a_cancel_answered_408(public_db):
