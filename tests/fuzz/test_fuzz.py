@@ -64,4 +64,4 @@ def test_frame_decoder_c_equals_python(frames):
 @given(seed=st.integers(0, 2**32))
 def test_mutated_capture_files_never_raise(path, seed):
     data = path.read_bytes()
-    file_never_crashes(mutate(data, random.Random(seed), [data]), path.suffix)
+    file_never_crashes(mutate(data, random.Random(seed), [data]), filtered=seed % 2 == 0)
