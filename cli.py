@@ -381,7 +381,7 @@ def replay(
                                cdr_options={"start_on_confirmed": cdr_start_on_confirmed,
                                             "kamailio_exact": cdr_kamailio_exact,
                                             "unanswered": cdr_unanswered},
-                               store_options=_store_options(db, probe_name))
+                               store_options=_store_options(db, probe_name), notice=_notice)
     _emit(summary, fmt, "print_replay")
     _exit_if_damaged(summary)
 
@@ -438,12 +438,17 @@ def sniff(
                                       promisc=promisc, buffer_mb=buffer_mb,
                                       local_time=local_time, proxies=proxies, monitor=status,
                                       store_options=_store_options(db, probe_name),
-                                      rtpengine_formula=rtpengine_mos.value)
+                                      rtpengine_formula=rtpengine_mos.value, notice=_notice)
     finally:
         status.finish()
     _echo_kernel(summary)
     _emit(summary, fmt, "print_replay")
     _exit_if_damaged(summary)
+
+
+def _notice(line: str) -> None:
+    """An earlier run's unclean end (store/runs.py), on stderr as the run starts."""
+    typer.echo(f"sipprobe: {line}", err=True)
 
 
 def _echo_kernel(result: dict) -> None:

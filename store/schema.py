@@ -13,6 +13,7 @@ import sqlite3
 import time
 
 from store import StoreError
+from store.runs import RUNS_TABLE, SQLITE_DDL as RUNS_DDL
 from store.tables import ACC, BY_NAME, CDR, QUALITY_SUMMARY
 
 # a change to the columns bumps it and adds a migration to ensure_schema
@@ -21,8 +22,9 @@ from store.tables import ACC, BY_NAME, CDR, QUALITY_SUMMARY
 # columns instead (migrate_row_keys). 4: acc_cdrs.ring_duration and talk_time, the quality
 # summary columns (add_columns); rtcp_reports and call_quality (created when missing).
 # 5: open_calls, the signalling state a run leaves for the next (sip_dissect/carry.py;
-# created when missing)
-SCHEMA_VERSION = 5
+# created when missing). 6: sipprobe_runs, each run's start, last commit and clean end
+# (store/runs.py; created when missing)
+SCHEMA_VERSION = 6
 # columns a schema version appended to a table: a file written before has the table without
 # them; add_columns() appends them and fills what the stored columns allow
 SUMMARY_NAMES = tuple(c.name for c in QUALITY_SUMMARY)  # the store fills them from call_quality
@@ -172,6 +174,8 @@ def ensure_schema(db, path: str, *, local_time: bool) -> None:
                     db.execute(statement)
         if OPEN_CALLS_TABLE not in names:
             db.execute(OPEN_CALLS_DDL)
+        if RUNS_TABLE not in names:
+            db.execute(RUNS_DDL)
         if meta and int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
             db.execute(f"UPDATE [{META_TABLE}] SET value = ? WHERE key = 'schema_version'",
                        [str(SCHEMA_VERSION)])
