@@ -486,9 +486,8 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
 
 
 def _carrier(store, carry_calls: bool):
-    """The store as the keeper of calls between runs, when asked and when it can (the
-    PostgreSQL store does not keep them yet: its runs end their calls as before)."""
-    return store if carry_calls and getattr(store, "keeps_calls", True) else None
+    """The store as the keeper of calls between runs (SQLite and PostgreSQL), when asked."""
+    return store if carry_calls else None
 
 
 def _cdr_writer(store, proxies, cdr_options: dict | None):
