@@ -125,3 +125,56 @@ def notice(kind: str, pid: int, started: float, last_commit: float | None,
     if last_commit is None:
         return head + f"it committed nothing before it ended ({bound})"
     return head + f"nothing after its last commit at {utc(last_commit)} was recorded ({bound})"
+
+
+LISTED = ("id", "kind", "host", "pid", "started", "last_commit", "ended", "end")
+
+
+def listing(db_path: str) -> list[dict]:
+    """Every run recorded in the store (`sipprobe report runs`), oldest first: its times as UTC
+    text and how it ended: clean, running (its process is still there), unclean (reported by
+    run N) or unclean (not reported yet; another host's run may still be going)."""
+    from store import StoreError, is_url
+
+    if is_url(db_path):
+        from store import postgres
+
+        with postgres.connect(db_path) as conn:
+            try:
+                rows = conn.execute(f"SELECT id, kind, host, pid, pid_start, started, "
+                                    f"last_commit, ended, noticed_by FROM {RUNS_TABLE} "
+                                    "ORDER BY id").fetchall()
+            except Exception as exc:
+                raise StoreError(f"{postgres.shown(db_path)}: {str(exc).strip()}") from None
+    else:
+        import sqlite3
+
+        from store.schema import database_error, open_connection
+
+        db = open_connection(db_path, create=False)
+        try:
+            rows = db.execute(f"SELECT id, kind, host, pid, pid_start, started, last_commit, "
+                              f"ended, noticed_by FROM {RUNS_TABLE} ORDER BY id").fetchall()
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                raise StoreError(f"{db_path} has no {RUNS_TABLE} table: it was written by an "
+                                 "older sipprobe; the next replay or sniff into it adds it") \
+                    from None
+            raise database_error(db_path, exc) from None
+        finally:
+            db.close()
+    here = host_name()
+    out = []
+    for rid, kind, host, pid, pid_start, started, last, ended, noticed_by in rows:
+        if ended is not None:
+            end = "clean"
+        elif host == here and running(pid, pid_start):
+            end = "running"
+        elif noticed_by is not None:
+            end = f"unclean (reported by run {noticed_by})"
+        else:
+            end = "unclean" if host == here else "no clean end (another host: maybe running)"
+        out.append({"id": rid, "kind": kind, "host": host, "pid": pid,
+                    "started": utc(started), "last_commit": None if last is None else utc(last),
+                    "ended": None if ended is None else utc(ended), "end": end})
+    return out

@@ -148,3 +148,22 @@ def test_process_start_reads_field_22_past_any_command_name(tmp_path, monkeypatc
     monkeypatch.setattr("builtins.open", lambda p, *a, **k: real_open(
         stat if p == "/proc/4242/stat" else p, *a, **k))
     assert runs.process_start(4242) == field
+
+
+def test_report_runs_lists_each_run_and_how_it_ended(tmp_path):
+    db = tmp_path / "s.db"
+    pid, _ = killed_run(db)
+    pipeline.replay_files([str(CAPTURE)], str(db))
+    sipprobe = Path(sys.executable).with_name("sipprobe")
+    import json
+    out = subprocess.run([str(sipprobe), "report", "runs", "--db", str(db), "-f", "json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    killed, replay = json.loads(out.stdout)
+    assert (killed["kind"], killed["pid"], killed["ended"]) == ("sniff", pid, None)
+    assert killed["end"] == f"unclean (reported by run {replay['id']})"
+    assert (replay["kind"], replay["pid"], replay["end"]) == ("replay", os.getpid(), "clean")
+    assert replay["started"] <= replay["last_commit"] <= replay["ended"]
+    table = subprocess.run([str(sipprobe), "report", "runs", "--db", str(db)],
+                           capture_output=True, text=True).stdout
+    assert f"unclean (reported by run {replay['id']})" in table and str(pid) in table
