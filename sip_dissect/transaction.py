@@ -100,9 +100,9 @@ class Transaction:
     retransmissions: cython.int
     call: object  # the dialog-layer Call this initial INVITE or BYE belongs to
     __slots__ = ("key", "method", "uri", "from_value", "to_value", "src", "dst", "transport",
-                 "created", "frame", "state", "callid", "from_tag", "to_tag", "cseq", "final_status", "final_reason",
-                 "final_ts", "final_to_tag", "extra_2xx_tags", "upstream", "downstream",
-                 "cancel", "invite", "retransmissions", "call")
+                 "created", "frame", "state", "callid", "from_tag", "to_tag", "cseq",
+                 "final_status", "final_reason", "final_ts", "final_to_tag", "extra_2xx_tags",
+                 "upstream", "downstream", "cancel", "invite", "retransmissions", "call")
 
     def __init__(self, key, msg: SipHead, d: Datagram, method: str):
         self.key = key
