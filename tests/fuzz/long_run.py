@@ -6,7 +6,7 @@ OUT/<harness>-<n>.bin with its traceback beside it; add each to test_fuzz_regres
     python tests/fuzz/long_run.py scan --inputs 1000000 --out /tmp/fuzz
     python tests/fuzz/long_run.py all --inputs 1000000      # one harness after the other
 
-Prints one line per harness: inputs run, failures, seconds. docs/fuzzing.md has the results.
+Prints one line per harness: inputs run, failures, seconds. docs/reliability.md ("Fuzzing") has the results.
 """
 from __future__ import annotations
 
