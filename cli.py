@@ -327,7 +327,8 @@ def replay(
     opts = _options(sip_port, bpf, no_bpf, dedup_window_ms)
     with _errors_taught(), _progress() as progress:
         summary = replay_files(captures, db, opts, progress=progress,
-                               store_options=_store_options(db, probe_name), **accounting)
+                               store_options=_store_options(db, probe_name), notice=_notice,
+                               **accounting)
     _emit(summary, fmt, "print_replay")
     _exit_if_damaged(summary)
 
@@ -384,7 +385,8 @@ def sniff(
             summary = sniff_interface(interface, db, opts, stop=_stop_condition(duration),
                                       promisc=promisc, buffer_mb=buffer_mb, monitor=status,
                                       store_options=_store_options(db, probe_name),
-                                      on_call_end=status.call_ended, **accounting)
+                                      on_call_end=status.call_ended, notice=_notice,
+                                      **accounting)
     finally:
         status.finish()
         if metrics is not None:
@@ -406,6 +408,11 @@ def _metrics(port: int | None):
     except MetricsUnavailable as exc:
         _fail(str(exc))
     return metrics
+
+
+def _notice(line: str) -> None:
+    """An earlier run's unclean end (store/runs.py), on stderr as the run starts."""
+    typer.echo(f"sipprobe: {line}", err=True)
 
 
 def _echo_kernel(result: dict) -> None:

@@ -315,6 +315,26 @@ class Chart(str, Enum):
     mos = "mos"
 
 
+@report_app.command("runs")
+def report_runs(db: DbOpt = "sipprobe.db", fmt: RowFormatOpt = RowFormat.table) -> None:
+    """Every replay and sniff that wrote the database: host, pid, start, last commit, clean
+    end, and whether it ended without a clean stop (killed, crashed: nothing after its last
+    commit was recorded; the next run said so once).
+
+    Example: sipprobe report runs --db sipprobe.db
+    """
+    from console import output
+    from store import runs
+
+    with store_errors():
+        rows = runs.listing(db)
+    columns = [output.Column(n, numeric=n in ("id", "pid"), cuttable=False)
+               for n in runs.LISTED]
+    with quiet_pipe():
+        output.write((tuple(r[n] for n in runs.LISTED) for r in rows), columns, fmt.value,
+                     wide=True, limit=None, hint="")
+
+
 @report_app.command("chart")
 def report_chart(kind: Annotated[Chart, typer.Argument(
                      help="calls: calls per hour, answered and failed; setup: the "

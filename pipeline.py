@@ -463,9 +463,11 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
                     stop, promisc: bool = True, buffer_mb: int = 32, local_time: bool = False,
                     proxies=(), cdr_options: dict | None = None, monitor=None,
                     store_options: dict | None = None, carry_calls: bool = True,
-                    syslog=None, flavour=None, **accounting) -> dict:
+                    syslog=None, flavour=None, notice=None, **accounting) -> dict:
     """`sipprobe sniff`: account live traffic into SQLite (or PostgreSQL); batches commit at
-    least every second even on a quiet link. `monitor` (console.live.LiveStatus) is told when
+    least every second even on a quiet link. `notice(line)`: told, before the first packet,
+    of each earlier run that ended without a clean stop (store/runs.py; also the summary's
+    `unclean_runs`). `monitor` (console.live.LiveStatus) is told when
     capture starts, sees the store and the voice quality records, and ticks after every
     batch. `carry_calls`: take up the calls the last run left going, and leave those going at
     the end to the next (sip_dissect/carry.py). `syslog` (store.acc_log.SyslogOptions): each
@@ -477,8 +479,9 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
     known = ProxySet(list(proxies))
     flavour = _flavour(flavour)
     with _acc_log(syslog) as acc_log, \
-            open_store(db_path, local_time=local_time, flavour=flavour.name,
+            open_store(db_path, local_time=local_time, flavour=flavour.name, kind="sniff",
                        **(store_options or {})) as store:
+        _tell_unclean(store, notice)
         tick, media_sink, on_start = store.flush_if_due, store.add_media, None
         if monitor is not None:
             tick, media_sink = monitor.wrap(store, tick, media_sink)
@@ -523,9 +526,8 @@ def _with_acc_log(summary: dict, acc_log) -> dict:
 
 
 def _carrier(store, carry_calls: bool):
-    """The store as the keeper of calls between runs, when asked and when it can (the
-    PostgreSQL store does not keep them yet: its runs end their calls as before)."""
-    return store if carry_calls and getattr(store, "keeps_calls", True) else None
+    """The store as the keeper of calls between runs (SQLite and PostgreSQL), when asked."""
+    return store if carry_calls else None
 
 
 def _flavour(flavour):
@@ -552,8 +554,16 @@ def _cdr_writer(store, proxies, cdr_options: dict | None):
     return CdrWriter(add_cdr, proxies, **(cdr_options or {}))
 
 
+def _tell_unclean(store, notice) -> None:
+    if notice is not None:
+        for run in store.unclean_runs:
+            notice(run["message"])
+
+
 def _with_store_counts(summary: dict, db_path: str, store) -> dict:
     counts = {**store.counts(), **store.media_counts()}
+    if store.unclean_runs:  # earlier runs killed or crashed: what they lost (store/runs.py)
+        summary["unclean_runs"] = store.unclean_runs
     summary.update(db=db_path,
                    acc_inserted=counts["acc"] + counts.get("opensips_acc", 0),
                    missed_inserted=counts["missed_calls"] + counts.get("opensips_missed_calls", 0),
@@ -567,15 +577,15 @@ def _with_store_counts(summary: dict, db_path: str, store) -> dict:
 def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,
                  local_time: bool = False, proxies=(), cdr_options: dict | None = None,
                  store_options: dict | None = None, carry_calls: bool = True,
-                 syslog=None, flavour=None, **accounting) -> dict:
+                 syslog=None, flavour=None, notice=None, **accounting) -> dict:
     """`sipprobe replay`: account captures into the SQLite database at `db_path`.
 
     Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
     keeps every batch it committed. Returns the summary of account_files plus what the store
     inserted and ignored as already present. `store_options`: open_store's (probe: the name
-    of the probe a PostgreSQL store marks its rows with). `carry_calls`: as sniff_interface's.
-    `syslog` (store.acc_log.SyslogOptions): each acc and missed_calls row also as the line
-    Kamailio's acc module logs, as sniff_interface does."""
+    of the probe a PostgreSQL store marks its rows with). `carry_calls`, `notice`: as
+    sniff_interface's. `syslog` (store.acc_log.SyslogOptions): each acc and missed_calls row
+    also as the line Kamailio's acc module logs, as sniff_interface does."""
     from store.writer import open_store
 
     from sip_dissect.accounting import ProxySet
@@ -583,8 +593,9 @@ def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = Non
     known = ProxySet(list(proxies))
     flavour = _flavour(flavour)
     with _acc_log(syslog) as acc_log, \
-            open_store(db_path, local_time=local_time, flavour=flavour.name,
+            open_store(db_path, local_time=local_time, flavour=flavour.name, kind="replay",
                        **(store_options or {})) as store:
+        _tell_unclean(store, notice)
         summary = account_files(paths, _acc_sink(store, flavour, acc_log), opts,
                                 proxy_set=known,
                                 subscribers=_cdr_writers(flavour, store, known, cdr_options),

@@ -132,4 +132,6 @@ def print_replay(s: dict) -> None:
     if "rtcp_reports_inserted" in s:
         con.print(f"rtcp_reports: {s['rtcp_reports_inserted']} new  "
                   f"call_quality: {s['call_quality_inserted']} new")
+    for run in s.get("unclean_runs", ()):
+        con.print(f"earlier run: {run['message']}", markup=False)
     _section(con, "Counters", s["counters"], ("layer.reason", "count"))

@@ -121,11 +121,10 @@ class Accountant:
 
     def _row(self, table: str, txn: Transaction, status: int, reason: str, ts: float,
              swap: bool = False, to_tag: str | None = None) -> AccRecord:
-        req = txn.request
         src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(
-            req.from_value, req.to_value, req.uri)
+            txn.from_value, txn.to_value, txn.uri)
         if txn.downstream:  # relayed: $rU/$rd as the proxy forwarded the request
-            ruri = uri_parts(txn.winning_branch().request.uri or "")
+            ruri = uri_parts(txn.winning_branch().uri or "")
             dst_user, dst_domain = ruri.user, ruri.host
         from_tag = txn.from_tag
         to_tag = to_tag if to_tag is not None else (txn.final_to_tag or txn.to_tag)

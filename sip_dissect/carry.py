@@ -10,7 +10,8 @@ taken up only by a run whose first packet is not older than the group's last (pi
 rerun of an earlier capture leaves it for the run that continues it.
 
 A store that carries state implements two methods (store.writer.AccStore does, in its
-`open_calls` table; any other store only needs the same two):
+`open_calls` table, and store/postgres.py's PgStore, there per probe name; any other store only
+needs the same two):
 
     carried() -> list[tuple[str, float, str]]   (callid, last packet time, state) of each
                                                 group kept
@@ -33,16 +34,20 @@ from probe.records import Datagram
 
 from .dialog import TERMINATED, Call
 from .scan import SipHead
-from .transaction import LINGER, TIMER_F, Transaction
+from .transaction import Transaction
 
-SLACK = 2.0  # transaction.TIMER_SLACK (a C global once compiled: not importable)
-FORMAT = 2  # of the states (1: repr text); a state of another format is skipped (counted)
+# of the states (1: repr text; 2: each transaction's SipHead whole, read as 3); a state of
+# another format is skipped (counted)
+FORMAT = 3
 _PLAIN = (tuple, list, str, bytes, int, float, bool, type(None))
 PROXIES = ""  # the group of the learned proxies: no Call-ID is empty (transaction.py)
 # the fields that name other objects of the group: kept as indexes into its lists
 _TXN_REFS = ("upstream", "cancel", "invite")
 _TXN_PLAIN = tuple(s for s in Transaction.__slots__
-                   if s not in _TXN_REFS + ("downstream", "call", "request"))
+                   if s not in _TXN_REFS + ("downstream", "call"))
+_ADDRESSES = ("uri", "from_value", "to_value")  # format 2 kept them in the SipHead
+_TXN_PLAIN_2 = tuple(s for s in _TXN_PLAIN if s not in _ADDRESSES)
+_NO_HEAD = SipHead._make((None,) * len(SipHead._fields))  # every field is set after
 _CALL_PLAIN = tuple(s for s in Call.__slots__ if s not in ("invite", "media"))
 
 
@@ -85,7 +90,7 @@ def snapshot(sig) -> list[tuple[str, float, str]]:
     out = []
     for callid in txns.keys() | calls.keys():
         group_txns, group_calls = txns.get(callid, []), calls.get(callid, [])
-        encoded_txns = [(*[getattr(t, s) for s in _TXN_PLAIN], tuple(t.request),
+        encoded_txns = [(*[getattr(t, s) for s in _TXN_PLAIN],
                          *[ref(getattr(t, s)) for s in _TXN_REFS],
                          tuple(map(ref, t.downstream)), ref(t.call), by_key.get(t.key) is t)
                         for t in group_txns]
@@ -123,11 +128,11 @@ def restore(sig, groups, counters) -> set[str]:
     layer = sig.transactions
     for txn in sorted(restored, key=lambda t: t.created):
         if txn.final_ts is not None:
-            layer._finished.append((txn.final_ts + LINGER, txn.key))
+            layer._finished.append(txn)
         elif txn.method == "INVITE":
-            layer._open_invites.append((txn.created + layer.no_reply_timeout + SLACK, txn.key))
+            layer._open_invites.append(txn)
         else:
-            layer._open_others.append((txn.created + TIMER_F, txn.key))
+            layer._open_others.append(txn)
     if taken:
         counters["carry.calls_taken_up"] += sum(1 for c in taken if c != PROXIES)
     return taken
@@ -147,16 +152,26 @@ def _plain(obj):
     return obj
 
 
+def _from_format_2(enc) -> tuple:
+    """A transaction of a format 2 state (its plain fields, then its SipHead) as format 3's."""
+    n = len(_TXN_PLAIN_2)
+    plain = dict(zip(_TXN_PLAIN_2, enc[:n]))
+    head = SipHead._make(enc[n])
+    plain.update(uri=head.uri, from_value=head.from_value, to_value=head.to_value)
+    return (*[plain[s] for s in _TXN_PLAIN], *enc[n + 1:])
+
+
 def _restore_group(sig, state) -> list[Transaction]:
     fmt, txn_fields, call_fields, encoded_txns, encoded_calls = state
-    if fmt != FORMAT or tuple(txn_fields) != _TXN_PLAIN or tuple(call_fields) != _CALL_PLAIN:
+    if fmt == 2 and tuple(txn_fields) == _TXN_PLAIN_2 and tuple(call_fields) == _CALL_PLAIN:
+        encoded_txns = [_from_format_2(enc) for enc in encoded_txns]
+    elif fmt != FORMAT or tuple(txn_fields) != _TXN_PLAIN or tuple(call_fields) != _CALL_PLAIN:
         raise ValueError("state of another sipprobe version")
     n = len(_TXN_PLAIN)
     txns = []
+    d = Datagram(0.0, 0, "", "", 0, 0, "udp", b"")
     for enc in encoded_txns:
-        head = SipHead._make(enc[n])
-        d = Datagram(0.0, 0, "", "", 0, 0, "udp", b"")
-        txn = Transaction(enc[0], head, d, enc[_TXN_PLAIN.index("method")])
+        txn = Transaction(enc[0], _NO_HEAD, d, enc[_TXN_PLAIN.index("method")])
         for name, value in zip(_TXN_PLAIN, enc[:n]):
             setattr(txn, name, value)
         txns.append(txn)
@@ -165,11 +180,11 @@ def _restore_group(sig, state) -> list[Transaction]:
         invite = txns[enc[-1]]  # a call's INVITE is always in its group
         call = Call(invite)
         for name, value in zip(_CALL_PLAIN, enc[:-1]):
-            setattr(call, name, list(value) if name == "callee_tags" else value)
+            setattr(call, name, tuple(value) if name == "callee_tags" else value)
         calls.append(call)
     remembered = []
     for txn, enc in zip(txns, encoded_txns):
-        refs = enc[n + 1:]
+        refs = enc[n:]
         for name, i in zip(_TXN_REFS, refs[:3]):
             setattr(txn, name, None if i is None else txns[i])
         txn.downstream = tuple(txns[i] for i in refs[3])

@@ -62,9 +62,8 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         return None  # Kamailio writes no CDR for a dialog that has not ended
     start = invite.created
     # the request-URI as dialled (before the proxy rewrote it)
-    req = invite.request
     src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(
-        req.from_value, req.to_value, req.uri)
+        invite.from_value, invite.to_value, invite.uri)
     failed = code is not None and code >= 300
     if failed:
         end = start

@@ -49,12 +49,13 @@ class SipHead(NamedTuple):
 
 # positions of the fields the signalling and transaction layers read per message (by index:
 # a tuple item costs a fraction of a NamedTuple field name's lookup)
-(METHOD, STATUS, REASON, CALL_ID, CSEQ, CSEQ_METHOD, FROM_TAG, TO_TAG, VIA_SENT_BY, VIA_BRANCH,
- VIA2_SENT_BY, VIA2_BRANCH, CONTENT_LENGTH, BODY, ANOMALIES) = (
+(METHOD, URI, STATUS, REASON, CALL_ID, CSEQ, CSEQ_METHOD, FROM_VALUE, FROM_TAG, TO_VALUE,
+ TO_TAG, VIA_SENT_BY, VIA_BRANCH, VIA2_SENT_BY, VIA2_BRANCH, CONTENT_LENGTH, BODY,
+ ANOMALIES) = (
     SipHead._fields.index(name) for name in
-    ("method", "status", "reason", "call_id", "cseq", "cseq_method", "from_tag", "to_tag",
-     "via_sent_by", "via_branch", "via2_sent_by", "via2_branch", "content_length", "body",
-     "anomalies"))
+    ("method", "uri", "status", "reason", "call_id", "cseq", "cseq_method", "from_value",
+     "from_tag", "to_value", "to_tag", "via_sent_by", "via_branch", "via2_sent_by",
+     "via2_branch", "content_length", "body", "anomalies"))
 
 
 def scan_py(payload: bytes) -> SipHead | str:

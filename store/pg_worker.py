@@ -10,17 +10,21 @@ one record per call, the one SQLite's insert-then-complete would leave (the firs
 else the first), so that its upsert (DO UPDATE ... WHERE the stored row is open) touches each row
 once, as PostgreSQL requires. A row with NULL in a NOT NULL column is left out, as SQLite's INSERT
 OR IGNORE does. Two probes' transactions that still deadlock are retried: the chunks of the open
-transaction are kept until its commit and inserted again.
+transaction are kept until its commit and inserted again. The calls a run leaves going
+(sip_dissect/carry.py) go to open_calls under this probe's name, in the transaction of the
+run's last rows; each commit of rows stamps the run's last commit (store/runs.py).
 """
 from __future__ import annotations
 
 import os
+import time
 
 import psycopg
 from psycopg import errors as pg_errors
 
-from store.postgres import PROBE_COLUMN, pg_sql, time_columns
+from store.postgres import OPEN_CALLS_TABLE, PROBE_COLUMN, pg_sql, time_columns
 from store.rows import ACC_ROWS, CDR_ROWS, MEDIA_ROWS, TimeTexts
+from store.runs import STAMP_COMMIT, STAMP_END
 from store.tables import ACC, BY_NAME, CALL_QUALITY, CDR, MEDIA_TABLES, OPEN
 from store.worker import CDR_QUALITY, by_table, run, serve_requests
 
@@ -67,6 +71,14 @@ def _pg_type(column) -> str:
 
 STATEMENTS = {t: _statements(t) for t in BUILDERS}
 PG_CDR_QUALITY = pg_sql(CDR_QUALITY)
+DROP_CARRIED = (f'DELETE FROM "{OPEN_CALLS_TABLE}" WHERE "{PROBE_COLUMN}" = %s '
+                'AND callid = ANY(%s)')
+# as SQLite's (store/worker.py): a group is replaced only by a later one
+KEEP_CARRIED = (f'INSERT INTO "{OPEN_CALLS_TABLE}" ("{PROBE_COLUMN}", callid, time_epoch, state) '
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (probe, callid) DO UPDATE SET "
+                "time_epoch = excluded.time_epoch, state = excluded.state "
+                f'WHERE excluded.time_epoch >= "{OPEN_CALLS_TABLE}".time_epoch')
+PG_STAMP_COMMIT, PG_STAMP_END = pg_sql(STAMP_COMMIT), pg_sql(STAMP_END)
 
 
 def one_per_call(rows: list[tuple]) -> list[tuple]:
@@ -82,8 +94,8 @@ def one_per_call(rows: list[tuple]) -> list[tuple]:
 
 
 class PgWriter:
-    def __init__(self, url: str, shown: str, local_time: bool, probe: str):
-        self.shown, self.probe = shown, probe
+    def __init__(self, url: str, shown: str, local_time: bool, probe: str, run_id: int = 0):
+        self.shown, self.probe, self.run_id = shown, probe, run_id
         self.times = TimeTexts(local_time)
         self.conn = psycopg.connect(url, autocommit=False)
         # the session's clock: `time` texts are written as they are, never shifted
@@ -102,13 +114,13 @@ class PgWriter:
         self.rejected: list[str] = []
 
     def rows(self, acc, cdrs, media=(), carry=None) -> None:
-        """`carry` is always None: this store keeps no calls between runs (pipeline._carrier)."""
+        """`carry`: None, or (Call-IDs taken up, [(callid, time_epoch, state)]) for open_calls."""
         if self.failed:
             return
-        self.chunks.append((acc, cdrs, media))
+        self.chunks.append((acc, cdrs, media, carry))
         for attempt in range(RETRIES + 1):
             try:
-                self._rows(acc, cdrs, media)
+                self._rows(acc, cdrs, media, carry)
                 return
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
                 if attempt == RETRIES or not self._again():
@@ -131,7 +143,14 @@ class PgWriter:
             self.conn.rollback()
             return False
 
-    def _rows(self, acc, cdrs, media) -> None:
+    def _rows(self, acc, cdrs, media, carry=None) -> None:
+        if carry is not None:
+            taken, groups = carry
+            with self.conn.cursor() as cur:
+                if taken:
+                    cur.execute(DROP_CARRIED, [self.probe, list(taken)])
+                if groups:
+                    cur.executemany(KEEP_CARRIED, [(self.probe, *g) for g in groups])
         if acc:
             for table, recs in by_table(acc).items():
                 rows = self._build(table, recs)
@@ -183,6 +202,8 @@ class PgWriter:
         if self.failed:
             return None
         try:
+            if self.chunks and self.run_id:  # rows came: stamped in their transaction
+                self.conn.execute(PG_STAMP_COMMIT, [time.time(), self.run_id])
             self.conn.commit()
         except psycopg.Error as exc:
             self._fail(exc)
@@ -203,21 +224,30 @@ class PgWriter:
         self.chunks = []
         self._reset_counts()
 
+    def end(self) -> None:
+        """The probe closed the store: its run ended cleanly (store/runs.py)."""
+        if self.run_id:
+            try:
+                self.conn.execute(PG_STAMP_END, [time.time(), self.run_id])
+                self.conn.commit()
+            except psycopg.Error:  # the server is gone: its error was reported
+                pass
+
     def close(self):
         self.conn.close()
 
 
 def serve(rx: int, tx: int, url: str, shown: str, local_time: bool, parent: int,
-          probe: str) -> None:
+          probe: str, run_id: int = 0) -> None:
     try:
-        writer, opening = PgWriter(url, shown, local_time, probe), None
+        writer, opening = PgWriter(url, shown, local_time, probe, run_id), None
     except psycopg.Error as exc:
         writer, opening = None, f"{shown}: {str(exc).strip()}"
     serve_requests(rx, tx, writer, opening, parent)
 
 
 def main(argv: list[str]) -> None:
-    rx, tx, shown, clock, parent, probe = argv
+    rx, tx, shown, clock, parent, probe, run_id = argv
     url = os.environ.pop("SIPPROBE_PG_URL")
-    run(int(tx), shown,
-        lambda: serve(int(rx), int(tx), url, shown, clock == "local", int(parent), probe))
+    run(int(tx), shown, lambda: serve(int(rx), int(tx), url, shown, clock == "local",
+                                      int(parent), probe, int(run_id)))

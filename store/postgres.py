@@ -23,8 +23,15 @@ import time
 from store import StoreError, is_url  # noqa: F401  (is_url: public here too)
 from store.tables import BY_NAME, LAYOUTS, TIME_TEXT
 
-SCHEMA_VERSION = 4  # the SQLite schema's (store/schema.py) columns, plus `probe`
+# the SQLite schema's (store/schema.py) columns, plus `probe`; 5: open_calls and
+# sipprobe_runs, per probe (created when missing)
+SCHEMA_VERSION = 5
 META_TABLE = "sipprobe_meta"
+OPEN_CALLS_TABLE = "open_calls"  # the calls a run left going (sip_dissect/carry.py)
+# keyed by probe too: two probes into one database each take up their own calls
+OPEN_CALLS_DDL = (f'CREATE TABLE IF NOT EXISTS "{OPEN_CALLS_TABLE}" ("probe" TEXT NOT NULL, '
+                  '"callid" TEXT NOT NULL, "time_epoch" DOUBLE PRECISION NOT NULL, '
+                  '"state" BYTEA NOT NULL, PRIMARY KEY ("probe", "callid"))')
 PROBE_COLUMN = "probe"
 _LOCK_KEY = 0x51970BE  # pg_advisory_xact_lock: two probes creating the schema at once serialise
 _PG_TYPES = {int: "BIGINT", str: "TEXT", float: "DOUBLE PRECISION"}
@@ -125,6 +132,11 @@ def ensure_schema(url: str, *, local_time: bool) -> None:
                                      f"({', '.join(have[table])}) that sipprobe did not write")
                 for statement in table_statements(table):
                     conn.execute(statement)
+            conn.execute(OPEN_CALLS_DDL)
+            conn.execute(runs_ddl())
+            if meta and int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
+                conn.execute(f'UPDATE "{META_TABLE}" SET value = %s WHERE key = %s',
+                             [str(SCHEMA_VERSION), "schema_version"])
             if not meta:
                 conn.execute(f'CREATE TABLE IF NOT EXISTS "{META_TABLE}" '
                              '("key" TEXT PRIMARY KEY, "value" TEXT NOT NULL)')
@@ -134,6 +146,31 @@ def ensure_schema(url: str, *, local_time: bool) -> None:
                               "time_column", clock])
         except psycopg.Error as exc:
             raise StoreError(f"{shown(url)}: {str(exc).strip()}") from None
+
+
+def runs_ddl() -> str:
+    """store/runs.py's table, in PostgreSQL types, with the probe name."""
+    from store.runs import COLUMNS, RUNS_TABLE
+
+    types = {"INTEGER PRIMARY KEY": "SERIAL PRIMARY KEY", "INTEGER": "BIGINT",
+             "TEXT": "TEXT", "REAL": "DOUBLE PRECISION"}
+    lines = [f'"{n}" {types[t]}' + (" NOT NULL" if nn else "") for n, t, nn in COLUMNS]
+    return (f'CREATE TABLE IF NOT EXISTS "{RUNS_TABLE}" ('
+            + ", ".join(lines) + f', "{PROBE_COLUMN}" TEXT NOT NULL DEFAULT \'\')')
+
+
+def start_run(url: str, kind: str, commit_interval: float, probe: str):
+    """store.runs.start on PostgreSQL, for this probe name's runs on this host."""
+    import psycopg
+
+    from store import runs
+
+    try:
+        with connect(url) as conn:
+            return runs.start(conn, kind, commit_interval, param="%s",
+                              extra_where=f' AND "{PROBE_COLUMN}" = %s', extra=(probe,))
+    except psycopg.Error as exc:
+        raise StoreError(f"{shown(url)}: {str(exc).strip()}") from None
 
 
 def _columns(conn) -> dict[str, tuple[str, ...]]:
@@ -147,7 +184,7 @@ def _columns(conn) -> dict[str, tuple[str, ...]]:
 
 
 def open_pg_store(url: str, *, local_time: bool = False, probe: str | None = None,
-                  batch_rows: int = 50_000, batch_seconds: float = 1.0):
+                  batch_rows: int = 50_000, batch_seconds: float = 1.0, kind: str = ""):
     """store.writer.AccStore's interface over PostgreSQL: the same batches, chunks and writer
     process protocol, with store/pg_worker.py as the writer."""
     if batch_rows < 1 or batch_seconds < 0:
@@ -156,6 +193,7 @@ def open_pg_store(url: str, *, local_time: bool = False, probe: str | None = Non
     store = PgStore()(url, local_time=local_time, batch_rows=batch_rows,
                     batch_seconds=batch_seconds)
     store.probe = probe or default_probe_name()
+    store.run_id, store.unclean_runs = start_run(url, kind, batch_seconds, store.probe)
     store._spawn()
     return store
 
@@ -171,8 +209,20 @@ def PgStore():  # noqa: N802  (the class, made on first use: importing this modu
     class PgStore(AccStore):
         """AccStore whose writer process is store/pg_worker.py."""
 
-        keeps_calls = False  # no open_calls table yet: see pipeline._carrier
         probe = ""
+
+        def carried(self) -> list[tuple[str, float, str]]:
+            """(callid, last packet time, state) of every group this probe's last runs left
+            in open_calls (sip_dissect/carry.py)."""
+            import psycopg
+
+            try:
+                with connect(self.path) as conn:
+                    return conn.execute(
+                        f'SELECT callid, time_epoch, state FROM "{OPEN_CALLS_TABLE}" '
+                        f'WHERE "{PROBE_COLUMN}" = %s', [self.probe]).fetchall()
+            except psycopg.Error as exc:
+                raise StoreError(f"{shown(self.path)}: {str(exc).strip()}") from None
 
         def _command(self, child_rx: int, child_tx: int) -> list[str]:
             import sys
@@ -184,7 +234,8 @@ def PgStore():  # noqa: N802  (the class, made on first use: importing this modu
                     "import sys; sys.path.insert(0, sys.argv[1]); "
                     "from store.pg_worker import main; main(sys.argv[2:])",
                     root, str(child_rx), str(child_tx), shown(self.path),
-                    "local" if self.local_time else "utc", str(os.getpid()), self.probe]
+                    "local" if self.local_time else "utc", str(os.getpid()), self.probe,
+                    str(self.run_id)]
 
         def _environment(self) -> dict:
             return {**os.environ, "SIPPROBE_PG_URL": self.path}

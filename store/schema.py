@@ -13,6 +13,7 @@ import sqlite3
 import time
 
 from store import StoreError
+from store.runs import RUNS_TABLE, SQLITE_DDL as RUNS_DDL
 from store.tables import ACC, BY_NAME, CDR, FLAVOURS, OPENSIPS_VERSIONS, QUALITY_SUMMARY
 
 # a change to the columns bumps it and adds a migration to ensure_schema
@@ -21,9 +22,11 @@ from store.tables import ACC, BY_NAME, CDR, FLAVOURS, OPENSIPS_VERSIONS, QUALITY
 # columns instead (migrate_row_keys). 4: acc_cdrs.ring_duration and talk_time, the quality
 # summary columns (add_columns); rtcp_reports and call_quality (created when missing).
 # 5: open_calls, the signalling state a run leaves for the next (sip_dissect/carry.py;
-# created when missing). The meta table's `flavour` (kamailio when absent: files written before
-# --flavour) says whose layout the file holds; a file refuses the other flavour
-SCHEMA_VERSION = 5
+# created when missing). 6: sipprobe_runs, each run's start, last commit and clean end
+# (store/runs.py; created when missing). The meta table's `flavour` (kamailio when absent:
+# files written before --flavour) says whose layout the file holds; a file refuses the other
+# flavour
+SCHEMA_VERSION = 6
 FLAVOUR_NAMES = tuple(FLAVOURS)  # kamailio (the default), opensips
 VERSION_TABLE = "version"  # OpenSIPS' table versions (an OpenSIPS-flavour file only)
 VERSION_DDL = (f'CREATE TABLE "{VERSION_TABLE}" (\n   "table_name" CHAR(32) NOT NULL,\n'
@@ -184,6 +187,8 @@ def ensure_schema(db, path: str, *, local_time: bool, flavour: str = "kamailio")
                     db.execute(statement)
         if OPEN_CALLS_TABLE not in names:
             db.execute(OPEN_CALLS_DDL)
+        if RUNS_TABLE not in names:
+            db.execute(RUNS_DDL)
         if meta and int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
             db.execute(f"UPDATE [{META_TABLE}] SET value = ? WHERE key = 'schema_version'",
                        [str(SCHEMA_VERSION)])

@@ -18,7 +18,8 @@ Wire format (store.writer builds it): a 4-byte big-endian length, then a pickle 
       (Call-IDs taken up, [(callid, time_epoch, state)]) for the open_calls table
   ("commit", commit_id, seq)  commit every chunk up to seq
   ("reset",)  leave the failed state: the parent sends the rolled back chunks again
-  ("close",)  commit, close the database (its checkpoint), answer ("closed",), exit
+  ("close",)  commit, stamp the run's clean end (store/runs.py), close the database (its
+      checkpoint), answer ("closed",), exit
 Answers: ("ok", commit_id, seq, counts, rejected) or ("error", commit_id, message).
 """
 from __future__ import annotations
@@ -32,12 +33,14 @@ import select
 import sqlite3
 import struct
 import sys
+import time
 from itertools import chain
 from operator import itemgetter
 
 from store.rows import ACC_ROWS, CDR_ROWS, MEDIA_ROWS, TimeTexts, acc_rows, cdr_rows
 from store.schema import (BUSY_TIMEOUT, CDR_TABLE, OPEN_CALLS_TABLE, TABLES, database_error,
                           sql_literal)
+from store.runs import STAMP_COMMIT, STAMP_END
 from store.tables import CALL_QUALITY, CDR, GENERIC, MEDIA_TABLES, OPEN, QUALITY_SUMMARY
 
 try:
@@ -181,8 +184,9 @@ def by_table(acc: list) -> dict[str, list]:
 
 
 class Writer:
-    def __init__(self, path: str, shown: str, local_time: bool):
+    def __init__(self, path: str, shown: str, local_time: bool, run_id: int = 0):
         self.shown = shown  # the path as the user gave it, for messages
+        self.run_id = run_id  # the run's row in sipprobe_runs (store/runs.py); 0: none
         self.times = TimeTexts(local_time)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                   timeout=BUSY_TIMEOUT)
@@ -317,6 +321,8 @@ class Writer:
                 # completions
                 added = (self._max_cdr_id() - self.cdr_max_id) if self.cdr_max_id is not None \
                     else 0
+                if self.run_id:  # in the commit's own transaction: true if and only if it is
+                    self.db.execute(STAMP_COMMIT, (time.time(), self.run_id))
                 self.db.execute("COMMIT")
                 self.in_txn = False
                 counts = {**self.inserted, CDR_TABLE: added,
@@ -339,13 +345,22 @@ class Writer:
         self.in_txn = False
         self._reset_counts()
 
+    def end(self) -> None:
+        """The probe closed the store: its run ended cleanly (store/runs.py)."""
+        if self.run_id:
+            try:
+                self.db.execute(STAMP_END, (time.time(), self.run_id))
+            except sqlite3.Error:  # a full disk, a read-only file: its error was reported
+                pass
+
     def close(self):
         self.db.close()
 
 
-def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int) -> None:
+def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int,
+          run_id: int = 0) -> None:
     try:
-        writer, opening = Writer(path, shown, local_time), None
+        writer, opening = Writer(path, shown, local_time, run_id), None
     except sqlite3.Error as exc:
         writer, opening = None, str(database_error(shown, exc))
     serve_requests(rx, tx, writer, opening, parent)
@@ -353,7 +368,7 @@ def serve(rx: int, tx: int, path: str, shown: str, local_time: bool, parent: int
 
 def serve_requests(rx: int, tx: int, writer, opening: str | None, parent: int) -> None:
     """The requests of the pipe (the module's wire format) to `writer` (a Writer here, a
-    PgWriter for PostgreSQL: rows, commit, close and `failed`) until the parent closes the
+    PgWriter for PostgreSQL: rows, commit, end, close and `failed`) until the parent closes the
     store or is gone; `writer` None: the database could not be opened (`opening` says why)."""
     answers = _Answers(tx)
     while True:
@@ -385,6 +400,7 @@ def serve_requests(rx: int, tx: int, writer, opening: str | None, parent: int) -
             writer.failed = None
         elif kind == "close":
             writer.commit()
+            writer.end()  # only here: a parent gone without closing is an unclean end
             writer.close()  # the last connection checkpoints the WAL into the file
             answers.send(("closed",))
             return
@@ -463,9 +479,9 @@ def run(tx: int, shown: str, serve_now) -> None:
 
 
 def main(argv: list[str]) -> None:
-    rx, tx, path, shown, clock, parent = argv
+    rx, tx, path, shown, clock, parent, run_id = argv
 
     def serve_now():
         single_threaded_sqlite()  # before the first connection
-        serve(int(rx), int(tx), path, shown, clock == "local", int(parent))
+        serve(int(rx), int(tx), path, shown, clock == "local", int(parent), int(run_id))
     run(int(tx), shown, serve_now)

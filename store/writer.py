@@ -34,7 +34,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING
 
-from store import StoreError, is_url
+from store import StoreError, is_url, runs
 from store.rows import ACC_FIELDS, CDR_FIELDS
 from store.tables import GENERIC
 from store.rows import time_text as time_text  # noqa: PLC0414  (public here)
@@ -69,8 +69,12 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
 
 def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
                batch_seconds: float = 1.0, probe: str | None = None,
-               flavour: str = "kamailio") -> AccStore:
+               flavour: str = "kamailio", kind: str = "") -> AccStore:
     """Open (creating the file and tables if absent) the database at `path` for writing.
+
+    The run is recorded in sipprobe_runs (`kind`: store.runs.REPLAY, SNIFF or ''); earlier
+    runs of this host that ended without a clean stop are in the store's `unclean_runs`
+    (store/runs.py), each with the line that says what it lost.
 
     A postgresql:// URL opens a PostgreSQL database instead (store/postgres.py), its rows
     marked with `probe` (default: the host name).
@@ -86,7 +90,7 @@ def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
                              "file name with --db, not a postgresql:// URL")
         from store.postgres import open_pg_store
         return open_pg_store(path, local_time=local_time, probe=probe, batch_rows=batch_rows,
-                             batch_seconds=batch_seconds)
+                             batch_seconds=batch_seconds, kind=kind)
     if batch_rows < 1 or batch_seconds < 0:
         raise ValueError("batch_rows must be at least 1 and batch_seconds not negative")
     import sqlite3
@@ -102,6 +106,13 @@ def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
             db.execute("PRAGMA journal_mode=wal")
         db.execute("PRAGMA synchronous=NORMAL")
         ensure_schema(db, path, local_time=local_time, flavour=flavour)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            run_id, unclean = runs.start(db, kind, batch_seconds)
+        except BaseException:
+            db.rollback()
+            raise
+        db.commit()
     except BaseException as exc:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -113,6 +124,7 @@ def open_store(path: str, *, local_time: bool = False, batch_rows: int = 50_000,
     store = AccStore(path, local_time=local_time, batch_rows=batch_rows,
                      batch_seconds=batch_seconds)
     store._scratch = scratch
+    store.run_id, store.unclean_runs = run_id, unclean
     try:
         store._spawn()
     except BaseException:
@@ -165,6 +177,8 @@ class AccStore:
         self._closed = False
         self._pid = os.getpid()
         self._scratch: str | None = None  # the directory of a :memory: store's file
+        self.run_id = 0  # this run's row in sipprobe_runs (store/runs.py)
+        self.unclean_runs: list[dict] = []  # earlier runs found without a clean stop
 
     # --- the caller's side -----------------------------------------------------------------
 
@@ -500,7 +514,7 @@ class AccStore:
         """The writer process's command line (store/postgres.py: another writer)."""
         return [sys.executable, "-S", "-c", _BOOT, _ROOT, str(child_rx), str(child_tx),
                 self._file(), self.path, "local" if self.local_time else "utc",
-                str(os.getpid())]  # -S: no site-packages, the stdlib is enough
+                str(os.getpid()), str(self.run_id)]  # -S: no site-packages, the stdlib is enough
 
     def _environment(self) -> dict | None:
         return None  # the parent's

@@ -109,3 +109,27 @@ def test_a_state_that_cannot_be_read_is_counted_and_kept(tmp_path):
     assert summary["counters"]["carry.bad_state"] == 1
     assert summary["duplicates"] == summary["acc_rows"] + summary["missed_rows"]
     assert conn.execute("SELECT count(*) FROM open_calls WHERE callid = 'bogus'").fetchone() == (1,)
+
+
+def test_a_state_written_before_format_3_is_taken_up(tmp_path):
+    """tests/carry-format-2.marshal: the open_calls rows that sipprobe at commit 4cf032a
+    (carry format 2: each transaction's SipHead kept whole) left after the first half of issue
+    14's call (cut before the first BYE). This version reads them: the second half completes
+    the call as when one version ran both halves."""
+    path = Path(shared("voipshark_sip-rtp-b2bua-call-rtcp.pcap"))
+    first, second, db = tmp_path / "a.pcap", tmp_path / "b.pcap", tmp_path / "x.db"
+    bye = next(i for i in sip_frames(path) if _is_bye(path, i))
+    split(path, bye, first, second)
+    pipeline.replay_files([str(first)], str(db), carry_calls=False)  # the rows, no state
+    old = marshal.loads((ROOT / "tests/carry-format-2.marshal").read_bytes())
+    assert {marshal.loads(state)[0] for _, _, state in old} == {2}
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.executemany("INSERT INTO open_calls VALUES (?, ?, ?)", old)
+    two = pipeline.replay_files([str(second)], str(db))
+    assert "carry.bad_state" not in two["counters"]
+    assert two["counters"]["carry.calls_taken_up"] == len(old)  # a B2BUA: no proxies learned
+    assert two["cdrs_completed"] == 2
+    after = conn.execute("SELECT end_reason, duration, ended_by, talk_time FROM acc_cdrs "
+                         "WHERE callid = ?", ["3cfe1c77155241bb89eb003ab8e2f87b"]).fetchone()
+    assert after == ("completed", 34.087, "callee", 26.921)

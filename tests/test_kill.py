@@ -52,6 +52,13 @@ def test_sigkill_halfway_then_a_rerun_leaves_the_rows_of_one_clean_run(big_captu
                            capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert rows(killed) == want
+    # the rerun said what the killed run lost (store/runs.py), once
+    (notice,) = [x for x in rerun.stderr.splitlines() if "without a clean stop" in x]
+    assert notice.startswith("sipprobe: the replay started ") and f"(pid {proc.pid})" in notice
+    assert "nothing after its last commit at " in notice
+    again = subprocess.run([SIPPROBE, "replay", str(ROOT / "pcaps/lab-basic-call/capture.pcap"),
+                            "--db", str(killed)], capture_output=True, text=True)
+    assert again.returncode == 0 and "clean stop" not in again.stderr + again.stdout
 
 
 def _committed_acc_rows(db: Path) -> int:

@@ -132,3 +132,72 @@ def test_bad_url_says_what_to_do(server):
     assert out.returncode != 0
     assert "no_such_db" in out.stderr + out.stdout
     assert "Traceback" not in out.stderr
+
+
+def test_a_call_split_across_two_replays_completes_its_cdr(server, tmp_path):
+    """Issue 14's call (voipshark B2BUA capture) cut before its BYEs: the second half's replay
+    takes up the calls the first left in open_calls and completes their open rows in place, as
+    the SQLite store does (tests/test_carry.py); another probe name takes up nothing of it."""
+    import pipeline
+    from pcap_split import records, sip_frames, split
+    from shared_pcaps import shared
+
+    url = server.database("carried")
+    from pathlib import Path
+
+    path = Path(shared("voipshark_sip-rtp-b2bua-call-rtcp.pcap"))
+    frames = records(path)[1]
+    bye = next(i for i in sip_frames(path) if b"BYE sip:" in frames[i])
+    first, second = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    split(path, bye, first, second)
+    one = pipeline.replay_files([str(first)], url, store_options={"probe": "p1"})
+    assert one["cdrs_inserted"] == 2
+    with psycopg.connect(url) as conn:
+        carried = conn.execute("SELECT count(*) FROM open_calls WHERE probe = 'p1' "
+                               "AND callid != ''").fetchone()[0]
+    assert carried >= 2
+    other = pipeline.replay_files([str(second)], url, store_options={"probe": "p2"})
+    assert "carry.calls_taken_up" not in other["counters"] and other["cdrs_completed"] == 0
+    two = pipeline.replay_files([str(second)], url, store_options={"probe": "p1"})
+    assert two["counters"]["carry.calls_taken_up"] == carried
+    assert two["cdrs_completed"] == 2 and two["cdrs_inserted"] == 0
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT end_reason, duration, ended_by, talk_time FROM acc_cdrs "
+                           "WHERE callid = %s", ["3cfe1c77155241bb89eb003ab8e2f87b"]).fetchone()
+    assert row == ("completed", 34.087, "callee", 26.921)
+    # the oracle: the same halves into SQLite, with the same probe run after each
+    lite = str(tmp_path / "oracle.db")
+    pipeline.replay_files([str(first)], lite)
+    pipeline.replay_files([str(second)], lite)
+    for table in ("acc", "missed_calls", "acc_cdrs"):
+        assert _pg_rows(url, table) == _sqlite_rows(lite, table), table
+
+
+def test_a_killed_run_is_reported_to_the_next_run_of_its_probe(server):
+    """store/runs.py on PostgreSQL: the run killed after a commit is reported once, by the
+    next run of the same probe name on this host; another probe's run does not judge it."""
+    import pipeline
+    from store.runs import notice
+    from test_runs import CAPTURE, killed_run
+
+    url = server.database("runs")
+    pid, run_id = killed_run(url)
+    with psycopg.connect(url) as conn:
+        started, last, ended, probe = conn.execute(
+            "SELECT started, last_commit, ended, probe FROM sipprobe_runs WHERE id = %s",
+            [run_id]).fetchone()
+    assert ended is None and last >= started
+    told = []
+    other = pipeline.replay_files([str(CAPTURE)], url, store_options={"probe": probe + "-x"},
+                                  notice=told.append)
+    assert told == [] and "unclean_runs" not in other
+    summary = pipeline.replay_files([str(CAPTURE)], url, notice=told.append)
+    assert told == [notice("sniff", pid, started, last, 1.0)]
+    assert summary["unclean_runs"][0]["pid"] == pid
+    told.clear()
+    pipeline.replay_files([str(CAPTURE)], url, notice=told.append)
+    assert told == []
+    with psycopg.connect(url) as conn:
+        clean = conn.execute("SELECT count(*) FROM sipprobe_runs WHERE ended IS NOT NULL "
+                             "AND last_commit <= ended").fetchone()[0]
+    assert clean == 3

@@ -47,7 +47,7 @@ def test_uri_parts_give_the_plain_rows(scenario, proxies):
         assert isinstance(rec.sip_code, str) and isinstance(rec.time, float)
         assert isinstance(rec.cseq, int) and isinstance(rec.src_user, str)
     for call, cdr in calls:
-        req = call.invite.request
+        req = call.invite  # its uri, from_value and to_value: the INVITE's
         if cdr is None:
             continue
         assert type(cdr) is CdrRecord and len(cdr) == len(CdrRecord._fields)
@@ -65,4 +65,4 @@ def test_a_resent_invite_gives_the_uris_of_the_resent_request():
     (call, cdr), = calls
     assert call.challenges == 1
     assert (cdr.src_user, cdr.src_domain, cdr.dst_ouser, cdr.dst_user,
-            cdr.dst_domain) == plain_uri_parts(call.invite.request)
+            cdr.dst_domain) == plain_uri_parts(call.invite)

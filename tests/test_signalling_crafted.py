@@ -117,7 +117,7 @@ def test_plain_proxied_call(tmp_path):
         "missed_rows": 0, "counters": {"sip.ack_2xx": 2}}
     (call,) = calls
     assert (call.callee_tags, call.confirmed_tag, call.end_reason, call.ended_by) == (
-        ["b1"], "b1", "completed", "caller")
+        ("b1",), "b1", "completed", "caller")
     assert (call.answer_time, call.end_time) == (pytest.approx(T0 + 2.005),
                                                  pytest.approx(T0 + 10.0))
 
@@ -175,7 +175,7 @@ def test_forked_invite_accounted_once_with_the_answering_branch(tmp_path, loser)
     assert summary["counters"] == {"sip.ack_2xx": 2, "sip.ack_non2xx": 1}
     (call,) = calls
     assert (call.callee_tags, call.confirmed_tag, call.end_reason) == (
-        ["desk", "mobile"], "desk", "completed")
+        ("desk", "mobile"), "desk", "completed")
 
 
 # -- request-URI rewritten by a location lookup ----------------------------------------------

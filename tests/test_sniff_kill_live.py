@@ -2,7 +2,9 @@
 namespace of the test's own) loses at most the rows of the last commit interval (one second):
 what the database holds is rows of an offline replay of tcpdump's capture of the same traffic,
 and every one of that replay's rows older than a second before the kill is there
-(docs/reliability.md, "Crashes")."""
+(docs/reliability.md, "Crashes"). The next run says so: the killed run's start, pid and last
+commit, which is after the newest row it committed and within the commit interval of the kill
+(store/runs.py)."""
 from __future__ import annotations
 
 import os
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import pipeline
+from store import runs
 from test_restarts_live import capture_and_callee, netns  # noqa: F401  (netns: the fixture)
 
 SIPPROBE = shutil.which("sipprobe", path=os.path.dirname(sys.executable)) or "sipprobe"
@@ -92,3 +95,20 @@ def test_sigkill_of_a_live_sniff_loses_at_most_the_last_commit_interval(
           f"{len(missing)}, the oldest lost {lost:.3f} s before the kill")
     assert len(live) > 0
     assert lost <= COMMIT_INTERVAL + SLACK, (lost, len(missing))
+    # the next run (a short sniff) says what the killed one lost, on stderr and in its summary
+    con = sqlite3.connect(db)
+    (started, last_commit, ended), = con.execute(
+        "SELECT started, last_commit, ended FROM sipprobe_runs WHERE pid = ?", (sniff.pid,))
+    con.close()
+    assert ended is None
+    assert max(live.values()) <= last_commit <= killed_at + COMMIT_INTERVAL + SLACK
+    assert killed_at - last_commit <= COMMIT_INTERVAL + SLACK  # what the notice promises
+    after = subprocess.run([*ns, SIPPROBE, "sniff", "-i", "lo", "--db", str(db), "--duration",
+                            "1", "-f", "json"], capture_output=True, text=True, timeout=60)
+    assert after.returncode == 0, after.stderr
+    want_line = "sipprobe: " + runs.notice("sniff", sniff.pid, started, last_commit, 1.0)
+    assert want_line in after.stderr.splitlines()
+    import json
+    (noticed,) = json.loads(after.stdout)["unclean_runs"]
+    assert (noticed["pid"], noticed["last_commit"]) == (sniff.pid, last_commit)
+    print(f"last commit {killed_at - last_commit:.3f} s before the kill; {want_line}")

@@ -185,7 +185,7 @@ def sqlite_utils_schema(path: str) -> None:
     """The tables as sipprobe created them with sqlite_utils before writing the DDL itself."""
     import sqlite_utils
 
-    from store import schema, tables
+    from store import runs, schema, tables
 
     db = sqlite_utils.Database(sqlite3.connect(path), execute_plugins=False)
     db.enable_wal()
@@ -195,6 +195,12 @@ def sqlite_utils_schema(path: str) -> None:
     # schema 5: the state carried between runs (sip_dissect/carry.py)
     db[schema.OPEN_CALLS_TABLE].create({"callid": str, "time_epoch": float, "state": str},
                                        pk="callid", not_null={"time_epoch", "state"})
+    # schema 6: each run's start, last commit and clean end (store/runs.py)
+    db[runs.RUNS_TABLE].create({"id": int, "kind": str, "host": str, "pid": int,
+                                "pid_start": int, "commit_interval": float, "started": float,
+                                "last_commit": float, "ended": float, "noticed_by": int},
+                               pk="id", not_null={"kind", "host", "pid", "pid_start",
+                                                  "commit_interval", "started"})
     db[schema.META_TABLE].insert_all(
         [{"key": "schema_version", "value": str(schema.SCHEMA_VERSION)},
          {"key": "created", "value": "x"},
@@ -234,8 +240,9 @@ def test_the_schema_is_what_sqlite_utils_created(db, tmp_path):
                        con.execute("PRAGMA journal_mode").fetchone()))
         con.close()
     assert shapes[0] == shapes[1]
-    # 5 tables with 2 indexes each, open_calls and the meta table with their keys' indexes
-    assert len(shapes[0][0]) == 19
+    # 5 tables with 2 indexes each, open_calls and the meta table with their keys' indexes,
+    # sipprobe_runs
+    assert len(shapes[0][0]) == 20
 
 
 def test_a_version_1_database_gains_acc_cdrs_and_keeps_its_rows(db):
@@ -728,7 +735,7 @@ def test_a_database_from_a_newer_sipprobe(db):
     with con:
         con.execute("UPDATE sipprobe_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 5\)"):
+    with pytest.raises(StoreError, match=r"newer sipprobe \(schema 99, this one knows 6\)"):
         open_store(db)
 
 

@@ -283,7 +283,7 @@ def test_a_writer_whose_parent_died_commits_every_row_it_was_handed(db):
     rx, child_tx = os.pipe()
     os.close(rx)  # the parent is gone before the first answer
     proc = subprocess.Popen([sys.executable, "-S", "-c", writer._BOOT, writer._ROOT,
-                             str(child_rx), str(child_tx), db, db, "utc", str(os.getpid())],
+                             str(child_rx), str(child_tx), db, db, "utc", str(os.getpid()), "0"],
                             pass_fds=(child_rx, child_tx))
     os.close(child_rx)
     os.close(child_tx)

@@ -6,7 +6,7 @@ OUT/<harness>-<n>.bin with its traceback beside it; add each to test_fuzz_regres
     python tests/fuzz/long_run.py scan --inputs 1000000 --out /tmp/fuzz
     python tests/fuzz/long_run.py all --inputs 1000000      # one harness after the other
 
-Prints one line per harness: inputs run, failures, seconds. docs/fuzzing.md has the results.
+Prints one line per harness: inputs run, failures, seconds. docs/reliability.md ("Fuzzing") has the results.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ HARNESSES = {
     "rtcp": ("rtcp", h.rtcp_never_raises),
     "decode": ("frame", lambda f: h.decode_differential([f])),
 }
+FILTERED_EVERY = 256  # files: one input in 256 with the built-in BPF filter (harnesses.py)
 
 
 def run(name: str, inputs: int, seed: int, out: Path) -> tuple[int, int, float]:
@@ -36,11 +37,12 @@ def run(name: str, inputs: int, seed: int, out: Path) -> tuple[int, int, float]:
     failures = 0
     t = time.perf_counter()
     if name == "files":
-        datas = [(p.read_bytes(), p.suffix) for p in FILES]
+        datas = [p.read_bytes() for p in FILES]
         for n in range(inputs):
-            data, suffix = rnd.choice(datas)
+            data = rnd.choice(datas)
             x = mutate(data, rnd, [data])
-            failures += _try(lambda: h.file_never_crashes(x, suffix), x, name, n, out)
+            filtered = n % FILTERED_EVERY == 0
+            failures += _try(lambda: h.file_never_crashes(x, filtered), x, name, n, out)
     else:
         kind, check = HARNESSES[name]
         pool = seeds()[kind]
