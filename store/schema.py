@@ -185,10 +185,7 @@ def ensure_schema(db, path: str, *, local_time: bool, flavour: str = "kamailio")
             else:  # acc_cdrs missing from a version 1 file: this is its migration
                 for statement in create_statements(table):
                     db.execute(statement)
-        if OPEN_CALLS_TABLE not in names:
-            db.execute(OPEN_CALLS_DDL)
-        if RUNS_TABLE not in names:
-            db.execute(RUNS_DDL)
+        _ensure_run_tables(db, names)
         if meta and int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
             db.execute(f"UPDATE [{META_TABLE}] SET value = ? WHERE key = 'schema_version'",
                        [str(SCHEMA_VERSION)])
@@ -202,6 +199,15 @@ def ensure_schema(db, path: str, *, local_time: bool, flavour: str = "kamailio")
         db.rollback()
         raise
     db.commit()
+
+
+def _ensure_run_tables(db, names: set) -> None:
+    """The tables of every flavour's file that keep runs going: open_calls (the calls a run
+    leaves to the next) and sipprobe_runs (each run's start, last commit and clean end)."""
+    if OPEN_CALLS_TABLE not in names:
+        db.execute(OPEN_CALLS_DDL)
+    if RUNS_TABLE not in names:
+        db.execute(RUNS_DDL)
 
 
 def _ensure_flavour(db, path: str, local_time: bool, flavour: str) -> None:
@@ -230,8 +236,7 @@ def _ensure_flavour(db, path: str, local_time: bool, flavour: str) -> None:
             else:
                 for statement in table_statements(layout, table):
                     db.execute(statement)
-        if OPEN_CALLS_TABLE not in names:
-            db.execute(OPEN_CALLS_DDL)
+        _ensure_run_tables(db, names)
         if VERSION_TABLE not in names:
             db.execute(VERSION_DDL)
             db.executemany(f'INSERT INTO "{VERSION_TABLE}" (table_name, table_version) '
