@@ -42,6 +42,10 @@ ACCOUNTING_OPTIONS = [
             help="acc failed_transaction_flag on INVITE: failed calls also go to acc."),
     _option(bool, False, "--detect-direction/--no-detect-direction",
             help="acc detect_direction: write a callee's BYE with the caller's tags."),
+    _option(bool, False, "--missed-local-replies/--no-missed-local-replies",
+            help="The proxy's script sets the missed-call flag before routing: its own stateful "
+                 "negative replies to INVITEs (404 of a failed lookup, 408, 5xx) are missed "
+                 "calls too; stateless ones and 401/407 challenges never are (docs/kamailio.md)."),
     _option(List[str], None, "--acc-method", metavar="METHOD",
             help="Also account this method's 2xx (repeatable)."),
     _option(bool, False, "--local-time/--no-local-time",
@@ -82,6 +86,7 @@ def pipeline_arguments(values: dict) -> dict:
     acc = AccOptions(report_cancels=values["report_cancels"], early_media=values["early_media"],
                      failed_transaction=values["failed_transaction"],
                      detect_direction=values["detect_direction"],
+                     missed_local_replies=values["missed_local_replies"],
                      methods=frozenset(m.upper() for m in values["acc_method"] or ()))
     return {
         "proxies": proxies, "acc_options": acc, "local_time": values["local_time"],

@@ -51,7 +51,7 @@ SIPP_TIMEOUT_S = 15          # SIPp's own global timeout (-timeout), unless a sc
 WAIT_SLACK_S = 5             # on top of SIPp's timeout before we kill it
 RUN_BUDGET_S = 170           # whole run: later scenarios are skipped past this
 # the scenarios that wait for Kamailio's fr_timer / fr_inv_timer run only when named (--only)
-SLOW = ("no-answer-408", "ringing-no-answer")
+SLOW = ("no-answer-408", "ringing-no-answer", "missed-early-no-answer-408")
 LINGER_S = 0.5               # late retransmissions / ACKs before capture stops
 
 
@@ -72,6 +72,9 @@ class Scenario:
     expect_rows: dict = dataclasses.field(default_factory=dict)
     expect_sip_messages: int | None = None   # tshark sip,stat total
     sipp_timeout_s: int = 15  # SIPp's -timeout: longer where the proxy's own timer must fire
+    # kamailio.cfg variant: each name is passed as `-A NAME` (a #!define); recorded in
+    # kamailio-acc.json as "kamailio_defines" so that tests know which script wrote the rows
+    defines: tuple[str, ...] = ()
 
 
 SCENARIOS: list[Scenario] = [
@@ -184,6 +187,51 @@ SCENARIOS: list[Scenario] = [
         "What Kamailio writes when fr_inv_timer fires after a provisional reply.",
         uac="uac-no-answer.xml", uas="uas-ringing.xml", user="ringing",
         sipp_timeout_s=140),
+    # ---- kamailio.cfg -A WITH_MISSED_EARLY: acc flags set before routing (lab/README.md)
+    Scenario(
+        "missed-early-notfound-proxy-404",
+        "notfound-proxy-404 with the acc flags set before routing: Kamailio answers the unknown "
+        "user with its own stateful 404 (t_newtran + send_reply, no 100); ACK.",
+        "With the missed-call flag set before t_newtran() the proxy's own 404 is a missed call: "
+        "one missed_calls row with the proxy's to_tag (sipprobe --missed-local-replies).",
+        uac="uac-notfound.xml", uas=None, user="nobody", defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 0, "missed_calls": 1, "acc_cdrs": 1},
+        expect_sip_messages=3),
+    Scenario(
+        "missed-early-blocked-403",
+        "INVITE to user `blocked`, flags set before routing: Kamailio answers a stateless 403 "
+        "(sl_send_reply); ACK.",
+        "A stateless reply has no transaction, so acc never sees it whatever the flags: no row "
+        "(sipprobe tells it by the To tag's '.' separator, sl's; tm's is '-'). Without a "
+        "transaction the dialog module creates no dialog either: no CDR.",
+        uac="uac-blocked.xml", uas=None, user="blocked", defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 0, "missed_calls": 0, "acc_cdrs": 0},
+        expect_sip_messages=3),
+    Scenario(
+        "missed-early-auth-407",
+        "auth-407 with the flags set before the challenge: 407 (stateless), ACK, INVITE with "
+        "credentials, call, BYE.",
+        "The 407 challenge leaves no missed_calls row even with the flag set before it "
+        "(proxy_challenge replies statelessly); the call is accounted as in stock.",
+        uac="uac-auth.xml", uas="uas-answer.xml", user="uas", defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 2, "missed_calls": 0, "acc_cdrs": 1},
+        expect_sip_messages=17),
+    Scenario(
+        "missed-early-busy-486",
+        "busy-486 with the flags set before routing: 180, 486 from the UAS, ACK.",
+        "A relayed 486 is one missed call, not two: acc resets the missed-call flag when it "
+        "writes the row on the branch failure, so the reply sent upstream adds nothing.",
+        uac="uac-busy.xml", uas="uas-busy.xml", user="busy", defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 0, "missed_calls": 1, "acc_cdrs": 1},
+        expect_sip_messages=10),
+    Scenario(
+        "missed-early-no-answer-408",
+        "no-answer-408 with the flags set before routing: 100, INVITE retransmissions downstream, "
+        "408 from the proxy at fr_timer (30 s); ACK.",
+        "The proxy's own 408 on its timer is one missed call, as in stock.",
+        uac="uac-no-answer.xml", uas=None, user="silent", sipp_timeout_s=45,
+        defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 0, "missed_calls": 1, "acc_cdrs": 1}),
 ]
 
 
@@ -265,6 +313,8 @@ def run_scenario(sc: Scenario, out_root: Path, ports: dict[str, int], versions: 
         create_db(db)
         kam_argv = ["kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E",
                     "-A", f'DBURL="sqlite:///{db}"']   # sqlite:// + /abs/path = 4 slashes
+        for name in sc.defines:
+            kam_argv += ["-A", name]
         kam = Proc("kamailio", kam_argv, tmp, tmp / "kamailio.log")
         procs.append(kam)
         commands.append(shlex.join(kam_argv))
@@ -371,6 +421,7 @@ def write_outputs(sc: Scenario, out_root: Path, tmp: Path, tables: dict, counts:
     doc = {
         "scenario": sc.name,
         "summary": sc.summary,
+        "kamailio_defines": list(sc.defines),
         "generated_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "versions": versions,
         "time_columns_note": (
@@ -395,7 +446,9 @@ def write_outputs(sc: Scenario, out_root: Path, tmp: Path, tables: dict, counts:
         f"{sc.calls} call(s){f', {sc.rate}/s' if sc.rate else ''}, -d {sc.talk_ms} ms)",
         "- UAS scenario: " + (f"`lab/scenarios/{sc.uas}`" if sc.uas else
                                "none, the proxy answers (user unknown to `route[LOOKUP]`)"),
-        "- Proxy: `lab/kamailio.cfg`, schema `lab/schema.sql`",
+        "- Proxy: `lab/kamailio.cfg`"
+        + (f" with {', '.join(f'`-A {d}`' for d in sc.defines)}" if sc.defines else "")
+        + ", schema `lab/schema.sql`",
         f"- Generated: {started.strftime('%Y-%m-%d %H:%M:%S UTC')} in {elapsed:.1f} s, "
         + ("inside a private network namespace (unshare --net)" if netns else "on the host loopback"),
         "",

@@ -8,6 +8,12 @@ a real Kamailio 5.6 in lab/ (see lab/README.md for each fact):
 - re-INVITEs, CANCEL, ACK and other methods give nothing;
 - only transactions the proxy relayed are accounted: a reply the proxy generates itself
   before relaying (a stateless 404, an auth challenge) leaves no row.
+With `missed_local_replies` (a script that sets the missed-call flag before routing, lab
+variant WITH_MISSED_EARLY) the proxy's own negative final reply to an initial INVITE is a
+missed call too, when it was sent statefully: acc registers its tm callbacks when the
+transaction is created (acc_logic.c acc_onreq), so a stateless sl reply never reaches it.
+Kamailio's To tags tell them apart: MD5 hex, then '-' from tm, '.' from sl (tags.h
+init_tags; tm/config.h TM_TAG_SEPARATOR, sl/sl_funcs.h SL_TOTAG_SEPARATOR).
 The row is the proxy's view of its upstream (server) transaction: the request as the proxy
 received it, the final reply it relayed back (time, code, reason), and the request-URI as it
 forwarded it ($rU/$rd after rewriting). Without a proxy in the capture, every transaction is
@@ -15,6 +21,7 @@ accounted as seen.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Collection
 
@@ -34,6 +41,12 @@ class AccOptions:
     failed_transaction: bool = False  # failed initial INVITEs also go to acc
     detect_direction: bool = False  # a callee's BYE is written with the caller's direction
     methods: frozenset = field(default_factory=frozenset)  # more methods to account (2xx)
+    missed_local_replies: bool = False  # missed-call flag set before routing: own replies count
+
+
+# the To tag Kamailio's sl module puts on a stateless reply: 32 hex digits of MD5, '.', the
+# 8-hex CRC of the request's Via and Call-ID (core/tags.h)
+STATELESS_TAG = re.compile(r"[0-9a-f]{32}\.[0-9a-f]{8}")
 
 
 class ProxySet:
@@ -85,8 +98,15 @@ class Accountant:
             return False
         if proxies.holds(txn.dst):
             relayed = txn.invite if txn.method == "CANCEL" else txn
-            return relayed is not None and bool(relayed.downstream)
+            if relayed is not None and relayed.downstream:
+                return True
+            return self.options.missed_local_replies and self.is_local_missed(txn)
         return True
+
+    def is_local_missed(self, txn: Transaction) -> bool:
+        """A negative final reply the proxy sent itself, statefully, to an INVITE."""
+        return (txn.method == "INVITE" and (txn.final_status or 0) >= 300
+                and STATELESS_TAG.fullmatch(txn.final_to_tag or "") is None)
 
     def on_final(self, txn: Transaction, callee_tag: str = "") -> list[AccRecord]:
         if not self.is_accounted(txn):
