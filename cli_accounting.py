@@ -45,7 +45,7 @@ ACCOUNTING_OPTIONS = [
     _option(bool, False, "--missed-local-replies/--no-missed-local-replies",
             help="The proxy's script sets the missed-call flag before routing: its own stateful "
                  "negative replies to INVITEs (404 of a failed lookup, 408, 5xx) are missed "
-                 "calls too; stateless ones and 401/407 challenges never are (docs/kamailio.md)."),
+                 "calls too; stateless ones and 401/407 challenges never are (docs/configuration.md)."),
     _option(List[str], None, "--acc-method", metavar="METHOD",
             help="Also account this method's 2xx (repeatable)."),
     _option(bool, False, "--local-time/--no-local-time",
