@@ -46,6 +46,10 @@ ACCOUNTING_OPTIONS = [
             help="The proxy's script sets the missed-call flag before routing: its own stateful "
                  "negative replies to INVITEs (404 of a failed lookup, 408, 5xx) are missed "
                  "calls too; stateless ones and 401/407 challenges never are (docs/configuration.md)."),
+    _option(bool, False, "--missed-per-branch/--no-missed-per-branch",
+            help="The script sets the missed-call flag again in failure_route before relaying "
+                 "to the next destination: every failed serial attempt is a missed call, not "
+                 "only the first (docs/configuration.md)."),
     _option(List[str], None, "--acc-method", metavar="METHOD",
             help="Also account this method's 2xx (repeatable)."),
     _option(bool, False, "--local-time/--no-local-time",
@@ -87,6 +91,7 @@ def pipeline_arguments(values: dict) -> dict:
                      failed_transaction=values["failed_transaction"],
                      detect_direction=values["detect_direction"],
                      missed_local_replies=values["missed_local_replies"],
+                     missed_per_branch=values["missed_per_branch"],
                      methods=frozenset(m.upper() for m in values["acc_method"] or ()))
     return {
         "proxies": proxies, "acc_options": acc, "local_time": values["local_time"],

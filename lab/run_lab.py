@@ -75,6 +75,8 @@ class Scenario:
     # kamailio.cfg variant: each name is passed as `-A NAME` (a #!define); recorded in
     # kamailio-acc.json as "kamailio_defines" so that tests know which script wrote the rows
     defines: tuple[str, ...] = ()
+    # a second SIPp UAS (scenario file, the user whose port it listens on), for serial forking
+    uas2: tuple[str, str] | None = None
 
 
 SCENARIOS: list[Scenario] = [
@@ -232,6 +234,40 @@ SCENARIOS: list[Scenario] = [
         uac="uac-no-answer.xml", uas=None, user="silent", sipp_timeout_s=45,
         defines=("WITH_MISSED_EARLY",),
         expect_rows={"acc": 0, "missed_calls": 1, "acc_cdrs": 1}),
+    # ---- serial forking: failure_route relays to a second UAS after the first failed
+    Scenario(
+        "serial-reject",
+        "INVITE to the busy UAS (100, 180, 486, ACK from the proxy), then from failure_route to "
+        "a second UAS that answers 404 (ACK); the caller gets the 404.",
+        "Stock flags: acc writes the missed call when the first attempt fails and resets the "
+        "flag, so the row is the 486 of the first branch, not the 404 the caller got.",
+        uac="uac-notfound.xml", uas="uas-busy.xml", user="serialreject",
+        uas2=("uas-notfound.xml", "notfound"),
+        expect_rows={"acc": 0, "missed_calls": 1, "acc_cdrs": 1}),
+    Scenario(
+        "serial-answer",
+        "INVITE to the busy UAS (180, 486), then from failure_route to a UAS that answers "
+        "(180, 200); 2 s talk, caller BYE.",
+        "A call answered on its second attempt still has a missed_calls row for the first "
+        "(stock flags), besides its acc INVITE and BYE rows.",
+        uac="uac-serial-call.xml", uas="uas-busy.xml", user="serialanswer",
+        uas2=("uas-answer.xml", "uas"),
+        expect_rows={"acc": 2, "missed_calls": 1, "acc_cdrs": 1}),
+    Scenario(
+        "missed-per-branch-serial-reject",
+        "serial-reject with failure_route setting the missed-call flag again before relaying.",
+        "One missed_calls row per failed attempt: the 486 and the 404 "
+        "(sipprobe --missed-per-branch).",
+        uac="uac-notfound.xml", uas="uas-busy.xml", user="serialreject",
+        uas2=("uas-notfound.xml", "notfound"), defines=("WITH_MISSED_PER_BRANCH",),
+        expect_rows={"acc": 0, "missed_calls": 2, "acc_cdrs": 1}),
+    Scenario(
+        "missed-per-branch-serial-answer",
+        "serial-answer with failure_route setting the missed-call flag again before relaying.",
+        "The answered second attempt adds no missed row: one for the 486, acc INVITE and BYE.",
+        uac="uac-serial-call.xml", uas="uas-busy.xml", user="serialanswer",
+        uas2=("uas-answer.xml", "uas"), defines=("WITH_MISSED_PER_BRANCH",),
+        expect_rows={"acc": 2, "missed_calls": 1, "acc_cdrs": 1}),
 ]
 
 
@@ -335,6 +371,15 @@ def run_scenario(sc: Scenario, out_root: Path, ports: dict[str, int], versions: 
             procs.append(uas)
             commands.append(shlex.join(uas_argv))
             wait_udp_port(ports[sc.user], 10)
+        uas2 = None
+        if sc.uas2:
+            file2, user2 = sc.uas2
+            uas2_argv = ["sipp", "-sf", str(SCEN_DIR / file2), "-p", str(ports[user2]),
+                         "-mp", str(UAS_MEDIA_PORT + 100), *common]
+            uas2 = Proc("sipp-uas2", uas2_argv, tmp, tmp / "sipp-uas2.out")
+            procs.append(uas2)
+            commands.append(shlex.join(uas2_argv))
+            wait_udp_port(ports[user2], 10)
 
         uac_argv = ["sipp", "-sf", str(SCEN_DIR / sc.uac), "-p", str(UAC_PORT),
                     "-mp", str(UAC_MEDIA_PORT), "-t", sc.transport,
@@ -358,6 +403,12 @@ def run_scenario(sc: Scenario, out_root: Path, ports: dict[str, int], versions: 
                 uas.stop(signal.SIGTERM)
             if rc_uas != 0:
                 problems.append(f"SIPp UAS: {sipp_rc_text(rc_uas)}")
+        if uas2 is not None:
+            rc_uas2 = uas2.wait(WAIT_SLACK_S if rc_uac == 0 else 1)
+            if rc_uas2 is None:
+                uas2.stop(signal.SIGTERM)
+            if rc_uas2 != 0:
+                problems.append(f"SIPp second UAS: {sipp_rc_text(rc_uas2)}")
 
         time.sleep(LINGER_S)
         td.stop(signal.SIGINT)    # SIGINT: tcpdump flushes and prints its counters
@@ -445,7 +496,9 @@ def write_outputs(sc: Scenario, out_root: Path, tmp: Path, tables: dict, counts:
         f"- UAC scenario: `lab/scenarios/{sc.uac}` (user `{sc.user}`, transport `{sc.transport}`, "
         f"{sc.calls} call(s){f', {sc.rate}/s' if sc.rate else ''}, -d {sc.talk_ms} ms)",
         "- UAS scenario: " + (f"`lab/scenarios/{sc.uas}`" if sc.uas else
-                               "none, the proxy answers (user unknown to `route[LOOKUP]`)"),
+                               "none, the proxy answers (user unknown to `route[LOOKUP]`)")
+        + (f"; second UAS (serial forking from failure_route): `lab/scenarios/{sc.uas2[0]}`"
+           if sc.uas2 else ""),
         "- Proxy: `lab/kamailio.cfg`"
         + (f" with {', '.join(f'`-A {d}`' for d in sc.defines)}" if sc.defines else "")
         + ", schema `lab/schema.sql`",

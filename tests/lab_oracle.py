@@ -11,7 +11,8 @@ LAB_PCAPS = Path(__file__).resolve().parents[1] / "pcaps"
 PROXY = ("127.0.0.1", 5060)  # lab/kamailio.cfg listens there
 # The sipprobe options that match each lab/kamailio.cfg variant (`-A NAME`, recorded per
 # scenario in kamailio-acc.json "kamailio_defines"); lab/README.md describes the variants
-VARIANT_OPTIONS = {"WITH_MISSED_EARLY": {"missed_local_replies": True}}
+VARIANT_OPTIONS = {"WITH_MISSED_EARLY": {"missed_local_replies": True},
+                   "WITH_MISSED_PER_BRANCH": {"missed_per_branch": True}}
 # scenarios where the proxy relays nothing: only --proxy tells its own replies apart
 NOTHING_RELAYED = {"lab-notfound-proxy-404", "lab-missed-early-notfound-proxy-404",
                    "lab-missed-early-blocked-403"}

@@ -101,3 +101,38 @@ def test_missed_local_replies_with_failed_transaction_also_writes_acc():
                         acc_options=AccOptions(missed_local_replies=True, failed_transaction=True))
     assert sorted((r.table, r.sip_code) for r in records) == [("acc", "404"),
                                                               ("missed_calls", "404")]
+
+
+def test_serial_forking_missed_call_is_the_first_failed_attempt():
+    """Stock flags: acc writes the missed call when the first attempt fails and resets the
+    flag; the 404 the caller finally got is in no row (Kamailio's own rows, lab serial-reject)."""
+    scenario = LAB_PCAPS / "lab-serial-reject"
+    records, _ = replay(scenario)
+    assert [(r.table, r.sip_code) for r in records] == [("missed_calls", "486")]
+    per_branch, _ = replay(scenario, acc_options=AccOptions(missed_per_branch=True))
+    assert [(r.table, r.sip_code) for r in per_branch] == [("missed_calls", "486"),
+                                                           ("missed_calls", "404")]
+    assert per_branch[0].to_tag != per_branch[1].to_tag  # each attempt's own callee tag
+
+
+def test_serial_forking_answered_call_keeps_the_missed_attempt():
+    records, _ = replay(LAB_PCAPS / "lab-serial-answer")
+    assert sorted((r.table, r.method, r.sip_code) for r in records) == [
+        ("acc", "BYE", "200"), ("acc", "INVITE", "200"), ("missed_calls", "INVITE", "486")]
+
+
+def test_parallel_branches_are_one_attempt():
+    """Two branches relayed at once that both fail: one ON_FAILURE in tm, one row, even per
+    branch (crafted: the lab proxy forks serially only)."""
+    from sip_dissect.accounting import failed_attempts
+
+    class Branch:
+        def __init__(self, created, status, final_ts):
+            self.created, self.final_status, self.final_ts = created, status, final_ts
+
+    class Txn:
+        downstream = (Branch(1.0, 486, 2.0), Branch(1.0, 404, 2.5), Branch(3.0, 480, 4.0))
+
+    assert [b.final_status for b in failed_attempts(Txn())] == [404]  # lower 4xx picked
+    Txn.downstream = (Branch(1.0, 486, 2.0), Branch(1.0, 603, 2.5))
+    assert failed_attempts(Txn()) == []  # one attempt only: the final reply's row
