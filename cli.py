@@ -39,10 +39,28 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _config(ctx: typer.Context, path: Optional[str]) -> Optional[str]:
+    """Options from a TOML file become the commands' defaults (click's default_map)."""
+    if path:
+        from cli_config import ConfigError, default_map
+
+        try:
+            ctx.default_map = {**(ctx.default_map or {}), **default_map(path, ctx.command)}
+        except ConfigError as exc:
+            typer.echo(f"sipprobe: {exc}", err=True)
+            raise typer.Exit(2) from None
+    return path
+
+
 @app.callback()
 def _main(version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
-        = False):
+        = False,
+        config: Annotated[Optional[str], typer.Option(
+            "--config", metavar="FILE", envvar="SIPPROBE_CONFIG", callback=_config,
+            is_eager=True, help="TOML file of option values, per command or for all "
+                                "(docs/configuration.md); the command line wins. Also "
+                                "$SIPPROBE_CONFIG.")] = None):
     """Passive VoIP accounting probe: SIP transactions, dialogs, acc rows and RTCP quality
     from a mirror port or from pcap/pcapng files.
 

@@ -52,6 +52,14 @@ ACCOUNTING_OPTIONS = [
             help="acc failed_transaction_flag on INVITE: failed calls also go to acc."),
     _option(bool, False, "--detect-direction/--no-detect-direction",
             help="acc detect_direction: write a callee's BYE with the caller's tags."),
+    _option(bool, False, "--missed-local-replies/--no-missed-local-replies",
+            help="The proxy's script sets the missed-call flag before routing: its own stateful "
+                 "negative replies to INVITEs (404 of a failed lookup, 408, 5xx) are missed "
+                 "calls too; stateless ones and 401/407 challenges never are (docs/configuration.md)."),
+    _option(bool, False, "--missed-per-branch/--no-missed-per-branch",
+            help="The script sets the missed-call flag again in failure_route before relaying "
+                 "to the next destination: every failed serial attempt is a missed call, not "
+                 "only the first (docs/configuration.md)."),
     _option(List[str], None, "--acc-method", metavar="METHOD",
             help="Also account this method's 2xx (repeatable)."),
     _option(bool, False, "--local-time/--no-local-time",
@@ -112,6 +120,8 @@ def pipeline_arguments(values: dict) -> dict:
     acc = AccOptions(report_cancels=values["report_cancels"], early_media=values["early_media"],
                      failed_transaction=values["failed_transaction"],
                      detect_direction=values["detect_direction"],
+                     missed_local_replies=values["missed_local_replies"],
+                     missed_per_branch=values["missed_per_branch"],
                      methods=frozenset(m.upper() for m in values["acc_method"] or ()))
     flavour = values["flavour"].value
     if flavour != "kamailio":

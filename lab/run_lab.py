@@ -51,7 +51,7 @@ SIPP_TIMEOUT_S = 15          # SIPp's own global timeout (-timeout), unless a sc
 WAIT_SLACK_S = 5             # on top of SIPp's timeout before we kill it
 RUN_BUDGET_S = 170           # whole run: later scenarios are skipped past this
 # the scenarios that wait for Kamailio's fr_timer / fr_inv_timer run only when named (--only)
-SLOW = ("no-answer-408", "ringing-no-answer")
+SLOW = ("no-answer-408", "ringing-no-answer", "missed-early-no-answer-408")
 LINGER_S = 0.5               # late retransmissions / ACKs before capture stops
 
 
@@ -72,6 +72,11 @@ class Scenario:
     expect_rows: dict = dataclasses.field(default_factory=dict)
     expect_sip_messages: int | None = None   # tshark sip,stat total
     sipp_timeout_s: int = 15  # SIPp's -timeout: longer where the proxy's own timer must fire
+    # kamailio.cfg variant: each name is passed as `-A NAME` (a #!define); recorded in
+    # kamailio-acc.json as "kamailio_defines" so that tests know which script wrote the rows
+    defines: tuple[str, ...] = ()
+    # a second SIPp UAS (scenario file, the user whose port it listens on), for serial forking
+    uas2: tuple[str, str] | None = None
 
 
 SCENARIOS: list[Scenario] = [
@@ -184,6 +189,85 @@ SCENARIOS: list[Scenario] = [
         "What Kamailio writes when fr_inv_timer fires after a provisional reply.",
         uac="uac-no-answer.xml", uas="uas-ringing.xml", user="ringing",
         sipp_timeout_s=140),
+    # ---- kamailio.cfg -A WITH_MISSED_EARLY: acc flags set before routing (lab/README.md)
+    Scenario(
+        "missed-early-notfound-proxy-404",
+        "notfound-proxy-404 with the acc flags set before routing: Kamailio answers the unknown "
+        "user with its own stateful 404 (t_newtran + send_reply, no 100); ACK.",
+        "With the missed-call flag set before t_newtran() the proxy's own 404 is a missed call: "
+        "one missed_calls row with the proxy's to_tag (sipprobe --missed-local-replies).",
+        uac="uac-notfound.xml", uas=None, user="nobody", defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 0, "missed_calls": 1, "acc_cdrs": 1},
+        expect_sip_messages=3),
+    Scenario(
+        "missed-early-blocked-403",
+        "INVITE to user `blocked`, flags set before routing: Kamailio answers a stateless 403 "
+        "(sl_send_reply); ACK.",
+        "A stateless reply has no transaction, so acc never sees it whatever the flags: no row "
+        "(sipprobe tells it by the To tag's '.' separator, sl's; tm's is '-'). Without a "
+        "transaction the dialog module creates no dialog either: no CDR.",
+        uac="uac-blocked.xml", uas=None, user="blocked", defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 0, "missed_calls": 0, "acc_cdrs": 0},
+        expect_sip_messages=3),
+    Scenario(
+        "missed-early-auth-407",
+        "auth-407 with the flags set before the challenge: 407 (stateless), ACK, INVITE with "
+        "credentials, call, BYE.",
+        "The 407 challenge leaves no missed_calls row even with the flag set before it "
+        "(proxy_challenge replies statelessly); the call is accounted as in stock.",
+        uac="uac-auth.xml", uas="uas-answer.xml", user="uas", defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 2, "missed_calls": 0, "acc_cdrs": 1},
+        expect_sip_messages=17),
+    Scenario(
+        "missed-early-busy-486",
+        "busy-486 with the flags set before routing: 180, 486 from the UAS, ACK.",
+        "A relayed 486 is one missed call, not two: acc resets the missed-call flag when it "
+        "writes the row on the branch failure, so the reply sent upstream adds nothing.",
+        uac="uac-busy.xml", uas="uas-busy.xml", user="busy", defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 0, "missed_calls": 1, "acc_cdrs": 1},
+        expect_sip_messages=10),
+    Scenario(
+        "missed-early-no-answer-408",
+        "no-answer-408 with the flags set before routing: 100, INVITE retransmissions downstream, "
+        "408 from the proxy at fr_timer (30 s); ACK.",
+        "The proxy's own 408 on its timer is one missed call, as in stock.",
+        uac="uac-no-answer.xml", uas=None, user="silent", sipp_timeout_s=45,
+        defines=("WITH_MISSED_EARLY",),
+        expect_rows={"acc": 0, "missed_calls": 1, "acc_cdrs": 1}),
+    # ---- serial forking: failure_route relays to a second UAS after the first failed
+    Scenario(
+        "serial-reject",
+        "INVITE to the busy UAS (100, 180, 486, ACK from the proxy), then from failure_route to "
+        "a second UAS that answers 404 (ACK); the caller gets the 404.",
+        "Stock flags: acc writes the missed call when the first attempt fails and resets the "
+        "flag, so the row is the 486 of the first branch, not the 404 the caller got.",
+        uac="uac-notfound.xml", uas="uas-busy.xml", user="serialreject",
+        uas2=("uas-notfound.xml", "notfound"),
+        expect_rows={"acc": 0, "missed_calls": 1, "acc_cdrs": 1}),
+    Scenario(
+        "serial-answer",
+        "INVITE to the busy UAS (180, 486), then from failure_route to a UAS that answers "
+        "(180, 200); 2 s talk, caller BYE.",
+        "A call answered on its second attempt still has a missed_calls row for the first "
+        "(stock flags), besides its acc INVITE and BYE rows.",
+        uac="uac-serial-call.xml", uas="uas-busy.xml", user="serialanswer",
+        uas2=("uas-answer.xml", "uas"),
+        expect_rows={"acc": 2, "missed_calls": 1, "acc_cdrs": 1}),
+    Scenario(
+        "missed-per-branch-serial-reject",
+        "serial-reject with failure_route setting the missed-call flag again before relaying.",
+        "One missed_calls row per failed attempt: the 486 and the 404 "
+        "(sipprobe --missed-per-branch).",
+        uac="uac-notfound.xml", uas="uas-busy.xml", user="serialreject",
+        uas2=("uas-notfound.xml", "notfound"), defines=("WITH_MISSED_PER_BRANCH",),
+        expect_rows={"acc": 0, "missed_calls": 2, "acc_cdrs": 1}),
+    Scenario(
+        "missed-per-branch-serial-answer",
+        "serial-answer with failure_route setting the missed-call flag again before relaying.",
+        "The answered second attempt adds no missed row: one for the 486, acc INVITE and BYE.",
+        uac="uac-serial-call.xml", uas="uas-busy.xml", user="serialanswer",
+        uas2=("uas-answer.xml", "uas"), defines=("WITH_MISSED_PER_BRANCH",),
+        expect_rows={"acc": 2, "missed_calls": 1, "acc_cdrs": 1}),
 ]
 
 
@@ -265,6 +349,8 @@ def run_scenario(sc: Scenario, out_root: Path, ports: dict[str, int], versions: 
         create_db(db)
         kam_argv = ["kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E",
                     "-A", f'DBURL="sqlite:///{db}"']   # sqlite:// + /abs/path = 4 slashes
+        for name in sc.defines:
+            kam_argv += ["-A", name]
         kam = Proc("kamailio", kam_argv, tmp, tmp / "kamailio.log")
         procs.append(kam)
         commands.append(shlex.join(kam_argv))
@@ -285,6 +371,15 @@ def run_scenario(sc: Scenario, out_root: Path, ports: dict[str, int], versions: 
             procs.append(uas)
             commands.append(shlex.join(uas_argv))
             wait_udp_port(ports[sc.user], 10)
+        uas2 = None
+        if sc.uas2:
+            file2, user2 = sc.uas2
+            uas2_argv = ["sipp", "-sf", str(SCEN_DIR / file2), "-p", str(ports[user2]),
+                         "-mp", str(UAS_MEDIA_PORT + 100), *common]
+            uas2 = Proc("sipp-uas2", uas2_argv, tmp, tmp / "sipp-uas2.out")
+            procs.append(uas2)
+            commands.append(shlex.join(uas2_argv))
+            wait_udp_port(ports[user2], 10)
 
         uac_argv = ["sipp", "-sf", str(SCEN_DIR / sc.uac), "-p", str(UAC_PORT),
                     "-mp", str(UAC_MEDIA_PORT), "-t", sc.transport,
@@ -308,6 +403,12 @@ def run_scenario(sc: Scenario, out_root: Path, ports: dict[str, int], versions: 
                 uas.stop(signal.SIGTERM)
             if rc_uas != 0:
                 problems.append(f"SIPp UAS: {sipp_rc_text(rc_uas)}")
+        if uas2 is not None:
+            rc_uas2 = uas2.wait(WAIT_SLACK_S if rc_uac == 0 else 1)
+            if rc_uas2 is None:
+                uas2.stop(signal.SIGTERM)
+            if rc_uas2 != 0:
+                problems.append(f"SIPp second UAS: {sipp_rc_text(rc_uas2)}")
 
         time.sleep(LINGER_S)
         td.stop(signal.SIGINT)    # SIGINT: tcpdump flushes and prints its counters
@@ -371,6 +472,7 @@ def write_outputs(sc: Scenario, out_root: Path, tmp: Path, tables: dict, counts:
     doc = {
         "scenario": sc.name,
         "summary": sc.summary,
+        "kamailio_defines": list(sc.defines),
         "generated_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "versions": versions,
         "time_columns_note": (
@@ -394,8 +496,12 @@ def write_outputs(sc: Scenario, out_root: Path, tmp: Path, tables: dict, counts:
         f"- UAC scenario: `lab/scenarios/{sc.uac}` (user `{sc.user}`, transport `{sc.transport}`, "
         f"{sc.calls} call(s){f', {sc.rate}/s' if sc.rate else ''}, -d {sc.talk_ms} ms)",
         "- UAS scenario: " + (f"`lab/scenarios/{sc.uas}`" if sc.uas else
-                               "none, the proxy answers (user unknown to `route[LOOKUP]`)"),
-        "- Proxy: `lab/kamailio.cfg`, schema `lab/schema.sql`",
+                               "none, the proxy answers (user unknown to `route[LOOKUP]`)")
+        + (f"; second UAS (serial forking from failure_route): `lab/scenarios/{sc.uas2[0]}`"
+           if sc.uas2 else ""),
+        "- Proxy: `lab/kamailio.cfg`"
+        + (f" with {', '.join(f'`-A {d}`' for d in sc.defines)}" if sc.defines else "")
+        + ", schema `lab/schema.sql`",
         f"- Generated: {started.strftime('%Y-%m-%d %H:%M:%S UTC')} in {elapsed:.1f} s, "
         + ("inside a private network namespace (unshare --net)" if netns else "on the host loopback"),
         "",

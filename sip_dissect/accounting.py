@@ -8,6 +8,18 @@ a real Kamailio 5.6 in lab/ (see lab/README.md for each fact):
 - re-INVITEs, CANCEL, ACK and other methods give nothing;
 - only transactions the proxy relayed are accounted: a reply the proxy generates itself
   before relaying (a stateless 404, an auth challenge) leaves no row.
+With `missed_local_replies` (a script that sets the missed-call flag before routing, lab
+variant WITH_MISSED_EARLY) the proxy's own negative final reply to an initial INVITE is a
+missed call too, when it was sent statefully: acc registers its tm callbacks when the
+transaction is created (acc_logic.c acc_onreq), so a stateless sl reply never reaches it.
+Kamailio's To tags tell them apart: MD5 hex, then '-' from tm, '.' from sl (tags.h
+init_tags; tm/config.h TM_TAG_SEPARATOR, sl/sl_funcs.h SL_TOTAG_SEPARATOR).
+Serial forking (failure_route relays to a new destination after an attempt failed): acc
+writes the missed call when the first attempt fails (tm's TMCB_ON_FAILURE, acc_logic.c
+on_missed) and resets the flag, so the row is that attempt's reply, whatever follows (lab
+serial-reject, serial-answer); with `missed_per_branch` (the script sets the flag again in
+failure_route, as the acc docs advise for serial forking) every failed attempt is a row (lab
+missed-per-branch-serial-*). Parallel branches of one attempt fail together: one row.
 The row is the proxy's view of its upstream (server) transaction: the request as the proxy
 received it, the final reply it relayed back (time, code, reason), and the request-URI as it
 forwarded it ($rU/$rd after rewriting). Without a proxy in the capture, every transaction is
@@ -15,6 +27,7 @@ accounted as seen.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Collection
 
@@ -34,6 +47,13 @@ class AccOptions:
     failed_transaction: bool = False  # failed initial INVITEs also go to acc
     detect_direction: bool = False  # a callee's BYE is written with the caller's direction
     methods: frozenset = field(default_factory=frozenset)  # more methods to account (2xx)
+    missed_local_replies: bool = False  # missed-call flag set before routing: own replies count
+    missed_per_branch: bool = False  # failure_route sets the missed-call flag again
+
+
+# the To tag Kamailio's sl module puts on a stateless reply: 32 hex digits of MD5, '.', the
+# 8-hex CRC of the request's Via and Call-ID (core/tags.h)
+STATELESS_TAG = re.compile(r"[0-9a-f]{32}\.[0-9a-f]{8}")
 
 
 class ProxySet:
@@ -70,6 +90,26 @@ class ProxySet:
                       [ip for ip in self.given_ips])
 
 
+def _pick_prio(code: int) -> int:
+    """tm's preference among an attempt's failed branches (t_reply.c get_prio): 6xx first,
+    then 3xx, 4xx, 5xx, the lower code first within a class."""
+    return (0 if code >= 600 else code // 100 * 1000) + code % 100
+
+
+def failed_attempts(txn) -> list:
+    """For each serial attempt before the last (all its branches failed before the next
+    attempt was relayed), the branch whose reply acc reports, in order."""
+    picked = []
+    attempt: list = []
+    for branch in sorted(txn.downstream, key=lambda b: b.created):
+        if attempt and all(b.final_status is not None and b.final_status >= 300
+                           and b.final_ts <= branch.created for b in attempt):
+            picked.append(min(attempt, key=lambda b: _pick_prio(b.final_status)))
+            attempt = []
+        attempt.append(branch)
+    return picked
+
+
 class Accountant:
     """Turns finished transactions into AccRecords."""
 
@@ -85,8 +125,15 @@ class Accountant:
             return False
         if proxies.holds(txn.dst):
             relayed = txn.invite if txn.method == "CANCEL" else txn
-            return relayed is not None and bool(relayed.downstream)
+            if relayed is not None and relayed.downstream:
+                return True
+            return self.options.missed_local_replies and self.is_local_missed(txn)
         return True
+
+    def is_local_missed(self, txn: Transaction) -> bool:
+        """A negative final reply the proxy sent itself, statefully, to an INVITE."""
+        return (txn.method == "INVITE" and (txn.final_status or 0) >= 300
+                and STATELESS_TAG.fullmatch(txn.final_to_tag or "") is None)
 
     def on_final(self, txn: Transaction, callee_tag: str = "") -> list[AccRecord]:
         if not self.is_accounted(txn):
@@ -95,11 +142,14 @@ class Accountant:
         if method == "INVITE":
             if not txn.is_initial_invite():
                 return []  # re-INVITE: stock flags account the initial INVITE only
+            rows = self._failed_attempts(txn) if len(txn.downstream) > 1 else []
             if status < 300:
-                return [self._row("acc", txn, status, txn.final_reason, txn.final_ts)]
+                return rows + [self._row("acc", txn, status, txn.final_reason, txn.final_ts)]
             if status in CHALLENGES:
-                return []
-            rows = [self._row("missed_calls", txn, status, txn.final_reason, txn.final_ts)]
+                return rows
+            if not rows or o.missed_per_branch:  # else the flag went with the first attempt
+                rows.append(self._row("missed_calls", txn, status, txn.final_reason,
+                                      txn.final_ts))
             if o.failed_transaction:
                 rows.append(self._row("acc", txn, status, txn.final_reason, txn.final_ts))
             return rows
@@ -112,6 +162,18 @@ class Accountant:
             return [self._row("acc", txn, status, txn.final_reason, txn.final_ts)]
         return []
 
+    def _failed_attempts(self, txn: Transaction) -> list[AccRecord]:
+        """The missed_calls rows of the serial attempts that failed before the last one."""
+        rows = []
+        for branch in failed_attempts(txn):
+            if branch.final_status in CHALLENGES:
+                continue
+            rows.append(self._row("missed_calls", txn, branch.final_status, branch.final_reason,
+                                  branch.final_ts, to_tag=branch.final_to_tag, branch=branch))
+            if not self.options.missed_per_branch:
+                break
+        return rows
+
     def on_early_media(self, txn: Transaction, status: int, reason: str, ts: float,
                        to_tag: str) -> list[AccRecord]:
         if not (self.options.early_media and status == 183 and txn.is_initial_invite()
@@ -120,11 +182,14 @@ class Accountant:
         return [self._row("acc", txn, status, reason, ts, to_tag=to_tag)]
 
     def _row(self, table: str, txn: Transaction, status: int, reason: str, ts: float,
-             swap: bool = False, to_tag: str | None = None) -> AccRecord:
+             swap: bool = False, to_tag: str | None = None,
+             branch: Transaction | None = None) -> AccRecord:
         src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(
             txn.from_value, txn.to_value, txn.uri)
         if txn.downstream:  # relayed: $rU/$rd as the proxy forwarded the request
-            ruri = uri_parts(txn.winning_branch().uri or "")
+            if branch is None:
+                branch = txn.winning_branch()
+            ruri = uri_parts(branch.uri or "")
             dst_user, dst_domain = ruri.user, ruri.host
         from_tag = txn.from_tag
         to_tag = to_tag if to_tag is not None else (txn.final_to_tag or txn.to_tag)

@@ -13,6 +13,9 @@ the dlg_var extras of lab/kamailio.cfg (lab/README.md, facts 2-9):
   sip_code and sip_reason NULL (None), the onreply_route that sets them never ran; to_tag is
   the one a callee's 1xx set, NULL if none;
 - only 401/407 challenges and no INVITE after them: no dialog, no row;
+- a stateless rejection (sl_send_reply, To tag with sl's '.' separator; lab scenario
+  missed-early-blocked-403): no transaction, so no dialog and no row; sipprobe writes a
+  "rejected" row unless `kamailio_exact`;
 - a dialog still open at the end (no BYE): Kamailio writes nothing. sipprobe writes a row
   with end_reason "open" (or "expired" after dialog_timeout) unless `kamailio_exact`;
 - an INVITE that nothing answered (not even a 100) and no proxy relayed (a scanner's): no
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 from store.tables import CANCELLED, UNANSWERED, UNENDED
 
+from .accounting import STATELESS_TAG
 from .dialog import CHALLENGES, Call
 from .events import Subscriber
 # CdrRecord is declared with the acc_cdrs table (store/tables.py) and built in records.py;
@@ -60,6 +64,9 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         return None  # a scanner's INVITE: counted (state.invite_unanswered), no row
     if kamailio_exact and call.end_reason in UNENDED:
         return None  # Kamailio writes no CDR for a dialog that has not ended
+    if kamailio_exact and not invite.downstream and code is not None and code >= 300 \
+            and STATELESS_TAG.fullmatch(invite.final_to_tag or "") is not None:
+        return None  # rejected statelessly: no transaction, so the dialog was never created
     start = invite.created
     # the request-URI as dialled (before the proxy rewrote it)
     src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(

@@ -5,9 +5,17 @@ import json
 from pathlib import Path
 
 from pipeline import ProbeOptions, account_files
+from sip_dissect.accounting import AccOptions
 
 LAB_PCAPS = Path(__file__).resolve().parents[1] / "pcaps"
 PROXY = ("127.0.0.1", 5060)  # lab/kamailio.cfg listens there
+# The sipprobe options that match each lab/kamailio.cfg variant (`-A NAME`, recorded per
+# scenario in kamailio-acc.json "kamailio_defines"); lab/README.md describes the variants
+VARIANT_OPTIONS = {"WITH_MISSED_EARLY": {"missed_local_replies": True},
+                   "WITH_MISSED_PER_BRANCH": {"missed_per_branch": True}}
+# scenarios where the proxy relays nothing: only --proxy tells its own replies apart
+NOTHING_RELAYED = {"lab-notfound-proxy-404", "lab-missed-early-notfound-proxy-404",
+                   "lab-missed-early-blocked-403"}
 COLUMNS = ("method", "from_tag", "to_tag", "callid", "sip_code", "sip_reason", "src_user",
            "src_domain", "src_ip", "dst_ouser", "dst_user", "dst_domain")
 
@@ -25,7 +33,30 @@ def probe_rows(records, table: str) -> list[tuple[tuple, float]]:
                   if r.table == table)
 
 
+def kamailio_defines(scenario_dir: Path) -> list[str]:
+    """The #!defines the scenario's Kamailio ran with (none: the stock-style script)."""
+    data = json.loads((scenario_dir / "kamailio-acc.json").read_text())
+    return data.get("kamailio_defines", [])
+
+
+def scenario_acc_options(scenario_dir: Path) -> AccOptions:
+    """The AccOptions that describe the script the scenario's Kamailio ran."""
+    kw = {}
+    for name in kamailio_defines(scenario_dir):
+        kw.update(VARIANT_OPTIONS[name])
+    return AccOptions(**kw)
+
+
+def scenario_flags(scenario_dir: Path) -> list[str]:
+    """The same as `sipprobe replay` switches (--missed-local-replies...)."""
+    return ["--" + name.replace("_", "-") for define in kamailio_defines(scenario_dir)
+            for name, on in VARIANT_OPTIONS[define].items() if on]
+
+
 def replay(scenario_dir: Path, proxies=(PROXY,), **kw):
+    """sipprobe's rows for the scenario's capture, with the options of its Kamailio script
+    unless `acc_options` is given."""
+    kw.setdefault("acc_options", scenario_acc_options(scenario_dir))
     records = []
     summary = account_files([str(scenario_dir / "capture.pcap")], records.append,
                             ProbeOptions(strict=True), proxies=list(proxies), **kw)

@@ -6,12 +6,13 @@ import json
 import math
 
 import pytest
-from lab_oracle import LAB_PCAPS, PROXY
+from lab_oracle import LAB_PCAPS, NOTHING_RELAYED, PROXY
 
 from pipeline import ProbeOptions, cdr_files
 from sip_dissect.cdr import CdrRecord
 
 SCENARIOS = sorted(p.parent for p in LAB_PCAPS.glob("lab-*/capture.pcap"))
+STATELESS_403 = "lab-missed-early-blocked-403"
 TEXT_COLUMNS = [c for c in CdrRecord.KAMAILIO_COLUMNS
                 if c not in ("start_time", "end_time", "duration")]
 
@@ -45,7 +46,8 @@ def test_cdrs_equal_kamailio(scenario):
     assert_same_cdrs(scenario, probe_cdrs(scenario, kamailio_exact=True))
 
 
-@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s.name != "lab-notfound-proxy-404"],
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS
+                                      if s.name not in NOTHING_RELAYED - {STATELESS_403}],
                          ids=lambda p: p.name)
 def test_cdrs_equal_kamailio_with_proxy_detected(scenario):
     """Without --proxy only the proxy's own replies cannot be told apart (see the 404 below)."""
@@ -57,6 +59,16 @@ def test_proxy_generated_404_has_null_code_and_tag():
     [cdr] = probe_cdrs(LAB_PCAPS / "lab-notfound-proxy-404", kamailio_exact=True)
     assert (cdr.to_tag, cdr.sip_code, cdr.sip_reason) == (None, None, None)
     assert (cdr.duration, cdr.end_time, cdr.end_reason) == (0.0, cdr.start_time, "rejected")
+
+
+def test_stateless_rejection_has_no_cdr_in_kamailio():
+    """sl_send_reply("403") before any transaction: the dialog module never created the
+    dialog, so Kamailio wrote no acc_cdrs row; sipprobe keeps its "rejected" row by default."""
+    scenario = LAB_PCAPS / STATELESS_403
+    assert kamailio_cdrs(scenario) == []
+    assert probe_cdrs(scenario, kamailio_exact=True) == []
+    [cdr] = probe_cdrs(scenario)
+    assert (cdr.end_reason, cdr.sip_code, cdr.duration) == ("rejected", None, 0.0)
 
 
 def test_no_bye_call_gets_an_open_row_unless_kamailio_exact():
