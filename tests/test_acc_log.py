@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from lab_oracle import LAB_PCAPS, PROXY
+from lab_oracle import LAB_PCAPS, PROXY, scenario_acc_options
 from pipeline import ProbeOptions, replay_files
 from store.acc_log import AccLog, SyslogOptions
 
@@ -84,6 +84,7 @@ def daemon(tmp_path):
 def test_lines_equal_kamailios_on_every_lab_capture(scenario, daemon, tmp_path):
     summary = replay_files([str(scenario / "capture.pcap")], str(tmp_path / "acc.db"),
                            ProbeOptions(strict=True), proxies=[PROXY],
+                           acc_options=scenario_acc_options(scenario),  # its cfg's variant
                            syslog=SyslogOptions(socket=daemon.path))
     frames = [FRAME.fullmatch(m) for m in daemon.received()]
     assert all(frames), frames
@@ -100,11 +101,11 @@ def test_lines_equal_kamailios_on_every_lab_capture(scenario, daemon, tmp_path):
 
 
 def test_every_lab_capture_has_lines_to_compare():
-    """The oracle is not empty: 16 of the 17 captures have ACC lines (the proxy's own
-    stateless 404 is not accounted), 64 in all, both kinds."""
+    """The oracle is not empty: 24 of the 26 captures have ACC lines (the proxy's own
+    stateless 404 and 403 are not accounted), 78 in all, both kinds."""
     lines = [line for s in SCENARIOS for line in kamailio_lines(s)]
-    assert len(SCENARIOS) == 17 and len(lines) == 64
-    assert sum(1 for s in SCENARIOS if kamailio_lines(s)) == 16
+    assert len(SCENARIOS) == 26 and len(lines) == 78
+    assert sum(1 for s in SCENARIOS if kamailio_lines(s)) == 24
     assert {attributes(line)[0] for line in lines} == {"transaction answered", "call missed"}
 
 
