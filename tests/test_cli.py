@@ -93,10 +93,16 @@ def test_filter_command_prints_an_expression_tcpdump_accepts():
     assert check.returncode == 0, check.stderr
 
 
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
 def test_live_capture_on_loopback_counts_messages_and_kernel_stats():
     """Five OPTIONS to an unused loopback port while `stats -i lo` runs for a bounded time."""
-    port = 35060
+    port, source = _free_udp_port(), _free_udp_port()  # another run on this host sends to its own
     proc = subprocess.Popen(
         [SIPPROBE, "stats", "-i", "lo", "--duration", "4",
          "--sip-port", str(port), "--format", "json"],
@@ -105,7 +111,7 @@ def test_live_capture_on_loopback_counts_messages_and_kernel_stats():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for i in range(5):
             msg = (f"OPTIONS sip:probe@127.0.0.1:{port} SIP/2.0\r\n"
-                   f"Via: SIP/2.0/UDP 127.0.0.1:35070;branch=z9hG4bK-live-{i}\r\n"
+                   f"Via: SIP/2.0/UDP 127.0.0.1:{source};branch=z9hG4bK-live-{i}\r\n"
                    f"From: <sip:test@127.0.0.1>;tag=t{i}\r\nTo: <sip:probe@127.0.0.1>\r\n"
                    f"Call-ID: live-{i}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
             s.sendto(msg.encode(), ("127.0.0.1", port))
@@ -182,7 +188,7 @@ def test_sniff_accounts_a_live_call_on_loopback(tmp_path):
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TZ": "Asia/Kolkata"})
     time.sleep(1.5)
-    _send_call(35180, 35190)
+    _send_call(_free_udp_port(), _free_udp_port())
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     summary = json.loads(out)
