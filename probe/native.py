@@ -22,11 +22,15 @@ PURE = os.environ.get("SIPPROBE_PURE") == "1"  # read once, at import, as the mo
 
 # Compiled by Cython at install (setup.py reads this list); dependencies first
 COMPILED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
-            "sip_dissect.cdr", "sip_dissect.signalling", "pipeline")
+            "sip_dissect.cdr", "sip_dissect.signalling",
+            "rtcp_mos.emodel", "rtcp_mos.rtpengine_mos", "rtcp_mos.metrics", "rtcp_mos.rtcp",
+            "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media", "pipeline")
 # those whose annotations Cython reads as types (their classes are extension types); in the
 # others annotations are documentation only, as when interpreted (`proxies: list = ()`)
 TYPED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
-         "sip_dissect.cdr", "sip_dissect.signalling")
+         "sip_dissect.cdr", "sip_dissect.signalling",
+         "rtcp_mos.emodel", "rtcp_mos.rtpengine_mos", "rtcp_mos.metrics", "rtcp_mos.rtcp",
+         "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media")
 C_EXTENSIONS = ("probe._fastdecode", "sip_dissect._sipscan")
 
 

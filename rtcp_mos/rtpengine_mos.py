@@ -1,3 +1,5 @@
+# cython: cpow=True
+# (a ** b of C doubles is C pow(), as Python's float ** is; bases here are never negative)
 """rtpengine's MOS, reproduced: the value Sipwise rtpengine computes per RTCP report block and the
 per-SSRC minimum / average / maximum it returns to Kamailio's rtpengine module.
 
