@@ -34,6 +34,9 @@ SWEEP_EVERY = 5.0  # seconds of packet time between looks for calls past their g
 MAX_REMEMBERED = 200_000  # SRs and reporter/source pairs per generation (two kept)
 XR_UNAVAILABLE = 127  # RFC 3611 section 4.7.5-6: the metric is not available
 STRICT = os.environ.get("SIPPROBE_STRICT") == "1"  # tests: a bug raises, not a counter
+# a NamedTuple built as tuple.__new__(Class, values): the same object, without the class's
+# Python-level __new__ (a frame per record, on the per-report path)
+_new = tuple.__new__
 
 
 class LegMedia:
@@ -247,9 +250,9 @@ class MediaLayer(Subscriber):
             if rtt_s is not None:
                 cq.last_rtt_us[side] = int(rtt_s * 1e6)
             cq.sides[side].add(ts, block.source_ssrc, m, xr_cq, self.formula)
-        return RtcpReportRecord(*head, *raw, m.loss_pct, m.jitter_ms, m.rtt_ms, m.delay_ms,
-                                m.codec, m.codec_fallback, m.burst_ratio, m.r_factor, m.mos,
-                                m.mos_rtpengine, xr_r, xr_lq, xr_cq)
+        return _new(RtcpReportRecord, (*head, *raw, m.loss_pct, m.jitter_ms, m.rtt_ms,
+                                       m.delay_ms, m.codec, m.codec_fallback, m.burst_ratio,
+                                       m.r_factor, m.mos, m.mos_rtpengine, xr_r, xr_lq, xr_cq))
 
     def _sweep(self, now: float | None) -> None:
         """Write call_quality rows of the calls whose grace period has passed (all: None)."""

@@ -36,6 +36,9 @@ DEFAULT_PTIME_MS = 20.0
 # another leg (a relay forwards at once; endpoints report every few seconds, rtpengine keeps
 # no two reports of an SSRC less than 1 s apart)
 COPY_WINDOW_S = 0.5
+# a NamedTuple built as tuple.__new__(Class, values): the same object, without the class's
+# Python-level __new__ (a frame per record, on the per-report path)
+_new = tuple.__new__
 
 
 def interval_loss(prev_seq: int, prev_lost: int, seq: int, lost: int) -> float | None:
@@ -153,9 +156,9 @@ def block_metrics(block, loss_pct: float | None, rtt_s: float | None, last_rtt_s
     r_jitter = rtpengine_jitter_ms(block.jitter, clock)
     r_loss = rtpengine_packetloss(block.fraction_lost)
     e1 = rtpengine_mos_e1(rtt_us, r_jitter, r_loss, formula) if rtt_us > 0 else 0
-    return BlockMetrics(loss_pct, jitter_ms, None if rtt_s is None else rtt_s * 1000.0, delay,
-                        codec.encoding, fallback,
-                        burst, r, mos, e1 / 10 if e1 else None, rtt_us, r_jitter, r_loss, e1)
+    return _new(BlockMetrics, (loss_pct, jitter_ms, None if rtt_s is None else rtt_s * 1000.0,
+                               delay, codec.encoding, fallback, burst, r, mos,
+                               e1 / 10 if e1 else None, rtt_us, r_jitter, r_loss, e1))
 
 
 class PairState:

@@ -33,6 +33,9 @@ _VOIP = Struct("!I4B4H2b2B4BBxHHH")
 VOIP_METRICS_WORDS = 8  # the VoIP Metrics block's length field (36 bytes)
 SRTCP_TAG_LENGTHS = (10, 4, 0)  # HMAC-SHA1-80 (RFC 4568 6.2), -32, AEAD (RFC 7714: tag inside)
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP era 0) to 1970
+# a NamedTuple built as tuple.__new__(Class, values): the same object, without the class's
+# Python-level __new__ (a frame per record, on the per-report path)
+_new = tuple.__new__
 
 
 class SenderInfo(NamedTuple):
@@ -244,8 +247,8 @@ def parse_compound(payload: bytes) -> RtcpCompound:
             anomalies.append("rtcp.unknown_type")
         pos = end
     if stop is None and pos == size:
-        return RtcpCompound(tuple(reports), tuple(sdes), tuple(byes), tuple(apps), tuple(xrs),
-                            tuple(anomalies), False)
+        return _new(RtcpCompound, (tuple(reports), tuple(sdes), tuple(byes), tuple(apps),
+                                   tuple(xrs), tuple(anomalies), False))
     if first_end:
         encrypted = _srtcp_trailer(payload, first_end, -1 if stop == "rtcp.bad_length" else pos)
         if encrypted is not None:
@@ -306,7 +309,7 @@ def _report(payload: bytes, pt: int, p: int, end: int, count: int, out: list,
             anomalies.append("rtcp.truncated_packet")
             return
         ssrc, msw, lsw, rtp_ts, packets, octets = _SR_HEAD.unpack_from(payload, p)
-        sender: SenderInfo | None = SenderInfo(msw, lsw, rtp_ts, packets, octets)
+        sender: SenderInfo | None = _new(SenderInfo, (msw, lsw, rtp_ts, packets, octets))
         p += 24
     else:
         if p + 4 > end:
@@ -324,9 +327,9 @@ def _report(payload: bytes, pt: int, p: int, end: int, count: int, out: list,
         lost = word & 0xFFFFFF
         if lost & 0x800000:
             lost -= 0x1000000
-        blocks.append(ReportBlock(source, word >> 24, lost, ext, jitter, lsr, dlsr))
+        blocks.append(_new(ReportBlock, (source, word >> 24, lost, ext, jitter, lsr, dlsr)))
         p += 24
-    out.append(Report("SR" if pt == 200 else "RR", ssrc, sender, tuple(blocks)))
+    out.append(_new(Report, ("SR" if pt == 200 else "RR", ssrc, sender, tuple(blocks))))
 
 
 def _sdes(payload: bytes, p: int, end: int, count: int, out: list, anomalies: list) -> None:
@@ -360,7 +363,7 @@ def _sdes(payload: bytes, p: int, end: int, count: int, out: list, anomalies: li
                 cname = value.decode("utf-8", "replace")
             items.append((kind, value))
             p += 2 + len(value)
-        out.append(SdesChunk(ssrc, cname, tuple(items)))
+        out.append(_new(SdesChunk, (ssrc, cname, tuple(items))))
 
 
 def _bye(payload: bytes, p: int, end: int, count: int, out: list, anomalies: list) -> None:
