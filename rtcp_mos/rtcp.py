@@ -18,6 +18,8 @@ from __future__ import annotations
 from struct import Struct
 from typing import NamedTuple
 
+from probe.native import load
+
 PACKET_TYPES = {200: "SR", 201: "RR", 202: "SDES", 203: "BYE", 204: "APP",
                 205: "RTPFB", 206: "PSFB", 207: "XR"}
 
@@ -187,6 +189,17 @@ def packet_spans(payload: bytes) -> tuple[list[tuple[int, int, int]], str | None
 
 
 def parse_compound(payload: bytes) -> RtcpCompound:
+    """parse_compound_py's result, from the C parser (rtcp_mos/_rtcpscan.c: the SR/RR, SDES
+    and BYE compounds endpoints send) when it is built, else, or when it hands the compound
+    back, from Python."""
+    if parse_compound_c is not None:
+        found = parse_compound_c(payload)
+        if found is not None:
+            return found
+    return parse_compound_py(payload)
+
+
+def parse_compound_py(payload: bytes) -> RtcpCompound:
     """Parse every packet of a compound (RFC 3550 section 6.1) with the validity checks of
     appendix A.2: version 2 in every packet; the first packet SR or RR (otherwise a reduced-
     size compound, RFC 5506, parsed and counted `rtcp.reduced_size`); the padding bit only on
@@ -410,3 +423,16 @@ def _xr(payload: bytes, p: int, end: int, out: list, anomalies: list) -> None:
     if p != end and p + 4 > end:
         anomalies.append("rtcp.xr_bad_block")  # a partial block header at the end
     out.append(Xr(ssrc, tuple(metrics), tuple(others)))
+
+
+def _native():
+    """The C parser's entry point, or None (not built, or SIPPROBE_PURE=1)."""
+    _rtcpscan = load("rtcp_mos._rtcpscan")
+    if _rtcpscan is None:
+        return None
+    _rtcpscan.init(SenderInfo, ReportBlock, Report, SdesChunk, Bye, RtcpCompound)
+    return _rtcpscan.parse
+
+
+parse_compound_c = _native()  # None when not built or turned off
+NATIVE = parse_compound_c is not None
