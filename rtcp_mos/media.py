@@ -71,10 +71,12 @@ class LegMedia:
         self.pending = sdp  # a first offer, or one that replaces an unanswered one (glare)
         return "offer"
 
-    def descriptions(self) -> tuple[Sdp | None, Sdp | None]:
-        """(offer, answer) in force, parsed; the pending offer when none was answered yet."""
+    def descriptions(self, parse=None) -> tuple[Sdp | None, Sdp | None]:
+        """(offer, answer) in force, parsed (by `parse`: CallMedia.sdp, which parses each
+        message once); the pending offer when none was answered yet."""
         offer = self.offer if self.offer is not None else self.pending
-        return _parsed(offer), _parsed(self.answer)
+        parse = parse or _parsed
+        return parse(offer), parse(self.answer)
 
 
 def _parsed(seen: SdpSeen | None) -> Sdp | None:
@@ -84,11 +86,23 @@ def _parsed(seen: SdpSeen | None) -> Sdp | None:
 class CallMedia:
     """A call's SDP messages in the order seen; legs worked out on demand."""
 
-    __slots__ = ("seen", "indexed")
+    __slots__ = ("seen", "indexed", "_sdps")
 
     def __init__(self, first: SdpSeen):
         self.seen = [first]
         # `indexed`: SDPs of `seen` the binder has indexed; set by the binder (unset: none)
+        self._sdps: dict = {}  # id() of an SdpSeen of `seen` -> its body parsed
+
+    def sdp(self, seen: SdpSeen | None) -> Sdp | None:
+        """The body of `seen` (one of `seen`, or None) parsed, once: the binder reads each
+        message's endpoints and then the codec of the offer and answer in force."""
+        if seen is None:
+            return None
+        key = id(seen)
+        found = self._sdps.get(key, self)
+        if found is self:
+            found = self._sdps[key] = _parsed(seen)
+        return found
 
     @property
     def legs(self) -> dict[str, LegMedia]:

@@ -159,8 +159,9 @@ class RtpengineSsrcStats:
         same inputs)."""
         if mos is None:
             mos = rtpengine_mos_e1(rtt_us, jitter_ms, packetloss, formula, mode)
-        block = StatsBlock(int(reported_us), mos, int(rtt_us), int(rtt_leg_us),
-                           int(jitter_ms), int(packetloss))
+        # tuple.__new__: the same NamedTuple without its Python-level __new__
+        block = tuple.__new__(StatsBlock, (int(reported_us), mos, int(rtt_us), int(rtt_leg_us),
+                                           int(jitter_ms), int(packetloss)))
         if self.blocks and block.reported_us - self.blocks[-1].reported_us < 1000000:
             return None
         self.blocks.append(block)
