@@ -12,6 +12,7 @@ Usage:
     python bench/instructions.py                  # quick sig-only capture vs the lab call
     python bench/instructions.py --src /tmp/old   # another checkout (with its built .so)
     python bench/instructions.py --big B.pcap --small S.pcap
+    python bench/instructions.py --rtcp           # per RTCP datagram (see rtcp_pair)
 
 Needs valgrind (apt-get install valgrind); under it the quick capture takes about 20 s.
 """
@@ -30,6 +31,20 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_BIG = Path("/tmp/sipprobe-bench/quick/sig-only.pcap")
 DEFAULT_SMALL = REPO / "pcaps" / "lab-basic-call" / "capture.pcap"
+RTP_HEAVY = Path("/tmp/sipprobe-bench/rtp-heavy.pcap")
+# what bench/gen_captures.py's RTCP looks like to BPF (its RTP has payload type 0)
+RTCP_BPF = "udp[8] & 0xc0 = 0x80 and udp[9] >= 200 and udp[9] <= 207"
+
+
+def rtcp_pair(workdir: Path) -> tuple[Path, Path]:
+    """From rtp-heavy.pcap, its SIP and RTCP (big) and its SIP alone (small), with tcpdump: the
+    same calls with and without their 23,714 RTCP datagrams. RTP is left out of both: libpcap's
+    filter drops it before Python either way."""
+    big, small = workdir / "sip-rtcp.pcap", workdir / "sip.pcap"
+    for out, expr in ((big, f"udp port 5060 or ({RTCP_BPF})"), (small, "udp port 5060")):
+        subprocess.run(["tcpdump", "-r", str(RTP_HEAVY), "-w", str(out), expr],
+                       capture_output=True, check=True)
+    return big, small
 
 REPLAY = r"""
 import json, sys
@@ -38,7 +53,10 @@ import pipeline
 carry = {"carry_calls": sys.argv[4] == "1"} if len(sys.argv) > 4 else {}
 s = pipeline.replay_files([sys.argv[2]], sys.argv[3], **carry)
 print(json.dumps({"sip_messages": s["sip_messages"], "acc": s["acc_inserted"],
-                  "cdrs": s["cdrs_inserted"]}))
+                  "cdrs": s["cdrs_inserted"],
+                  "rtcp": s["counters"].get("rtcp.datagrams", 0),
+                  "media_rows": s.get("rtcp_reports_inserted", 0)
+                  + s.get("call_quality_inserted", 0)}))
 """
 
 
@@ -73,7 +91,11 @@ def main() -> None:
     ap.add_argument("--src", type=Path, default=REPO, help="checkout to measure (default: this)")
     ap.add_argument("--big", type=Path, default=DEFAULT_BIG)
     ap.add_argument("--small", type=Path, default=DEFAULT_SMALL)
+    ap.add_argument("--rtcp", action="store_true",
+                    help=f"per RTCP datagram: {RTP_HEAVY.name}'s SIP and RTCP minus its SIP")
     args = ap.parse_args()
+    if args.rtcp:
+        return rtcp_main(args)
     if shutil.which("valgrind") is None:
         sys.exit("valgrind not found: apt-get install valgrind")
     if not args.big.exists():
@@ -99,6 +121,25 @@ def main() -> None:
         print(f" carry: {(big_carry['probe'] - big['probe']) / 1e6:,.0f} M probe instructions "
               "at the end of the run, to keep the calls going (and transactions remembered) "
               "for the next run")
+
+
+def rtcp_main(args) -> None:
+    """Instructions per RTCP datagram: parse, bind, figures, records and their hand-off (probe),
+    rows (writer), from two replays of the same calls with and without their RTCP."""
+    if not RTP_HEAVY.exists():
+        sys.exit(f"{RTP_HEAVY} missing: python bench/gen_captures.py --only rtp")
+    with tempfile.TemporaryDirectory() as tmp:
+        big, small = rtcp_pair(Path(tmp))
+        without = count(args.src, small, Path(tmp))
+        with_ = count(args.src, big, Path(tmp))
+    n = with_["rtcp"] - without["rtcp"]
+    rows = with_["media_rows"] - without["media_rows"]
+    print(f"checkout: {args.src}")
+    print(f"captures: {RTP_HEAVY.name}'s SIP and RTCP ({with_['rtcp']:,} RTCP datagrams, "
+          f"{rows:,} voice quality rows) minus its SIP alone")
+    for part in ("probe", "writer"):
+        print(f"{part:>6}: {(with_[part] - without[part]) / n:10,.0f} instructions per RTCP "
+              f"datagram")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 bisecting, a fault to tell apart from a compiler's).
 
 Two kinds, both optional at install (setup.py), so that an install without a compiler works:
-- C extensions for byte parsing (`probe._fastdecode`, `sip_dissect._sipscan`), each with a
+- C extensions for byte parsing (`probe._fastdecode`, `sip_dissect._sipscan`,
+  `rtcp_mos._rtcpscan`), each with a
   pure-Python twin its module picks through `load`;
 - the modules of COMPILED, compiled by Cython from their own .py source (pure-Python mode,
   native/pxdgen.py): the same file runs interpreted when the .so is absent, or under PURE,
@@ -22,12 +23,16 @@ PURE = os.environ.get("SIPPROBE_PURE") == "1"  # read once, at import, as the mo
 
 # Compiled by Cython at install (setup.py reads this list); dependencies first
 COMPILED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
-            "sip_dissect.cdr", "sip_dissect.signalling", "pipeline")
+            "sip_dissect.cdr", "sip_dissect.signalling",
+            "rtcp_mos.emodel", "rtcp_mos.rtpengine_mos", "rtcp_mos.metrics", "rtcp_mos.rtcp",
+            "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media", "pipeline")
 # those whose annotations Cython reads as types (their classes are extension types); in the
 # others annotations are documentation only, as when interpreted (`proxies: list = ()`)
 TYPED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
-         "sip_dissect.cdr", "sip_dissect.signalling")
-C_EXTENSIONS = ("probe._fastdecode", "sip_dissect._sipscan")
+         "sip_dissect.cdr", "sip_dissect.signalling",
+         "rtcp_mos.emodel", "rtcp_mos.rtpengine_mos", "rtcp_mos.metrics", "rtcp_mos.rtcp",
+         "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media")
+C_EXTENSIONS = ("probe._fastdecode", "sip_dissect._sipscan", "rtcp_mos._rtcpscan")
 
 
 def load(name: str):

@@ -23,8 +23,6 @@ MEDIA_GRACE seconds after its end (late RRs and the RTCP BYE follow the SIP BYE)
 """
 from __future__ import annotations
 
-from sip_dissect.sdp import parse_sdp
-
 from .metrics import DEFAULT_CLOCK_RATE, Codec
 
 MEDIA_GRACE = 10.0  # seconds after a call's end during which its reports still bind
@@ -59,7 +57,7 @@ def codec_in_force(media) -> dict[tuple[str, int], Codec]:
     the offer's while unanswered), with its clock rate and ptime (RFC 3264 section 6.1)."""
     out = {}
     for leg_name, leg in media.legs.items():
-        offer, answer = leg.descriptions()
+        offer, answer = leg.descriptions(media.sdp)
         for i, m in enumerate((answer or offer).media if (answer or offer) else ()):
             other = offer.media[i] if offer is not None and i < len(offer.media) else None
             ptime = m.ptime if m.ptime is not None else (other.ptime if other else None)
@@ -113,7 +111,7 @@ class Binder:
         endpoints = self.endpoints
         keys = list(self.indexed[id(call)][1]) if id(call) in self.indexed else []
         for seen in media.seen[getattr(media, "indexed", 0):]:
-            sdp = parse_sdp(seen.message.body)
+            sdp = media.sdp(seen)
             if sdp is None:
                 continue
             side = "A" if seen.from_caller else "B"

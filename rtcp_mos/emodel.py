@@ -1,3 +1,5 @@
+# cython: cpow=True
+# (a ** b of C doubles is C pow(), as Python's float ** is; bases here are never negative)
 """The E-model of ITU-T G.107 (06/2015): transmission rating R and MOS from one-way delay, packet
 loss and the codec, every other parameter at its Table 3 default.
 
@@ -11,14 +13,22 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Optional
 
+import cython
+
 # G.107 Table 3 default values (the "default connection"); T (mean one-way delay of the echo
 # path) is Ta and Tr (round trip of the listener-echo loop) is 2 Ta, as for a four-wire path
-SLR, RLR, STMR, LSTR, DS, DR = 8.0, 2.0, 15.0, 18.0, 3.0, 3.0
-TELR, WEPL, NC, NFOR, PS, PR, QDU, A = 65.0, 110.0, -70.0, -64.0, 35.0, 35.0, 1.0, 0.0
+SLR, LSTR, DS, DR, NC, NFOR, PS, PR, QDU = 8.0, 18.0, 3.0, 3.0, -70.0, -64.0, 35.0, 35.0, 1.0
+# those the per-report terms read: C doubles once compiled (native/pxdgen.py's .pxd)
+RLR: cython.double = 2.0
+STMR: cython.double = 15.0
+TELR: cython.double = 65.0
+WEPL: cython.double = 110.0
+A: cython.double = 0.0
 # G.107 (06/2015) clause 7.5: delay sensitivity sT and minimum perceivable delay mT, defaults
-ST, MT = 1.0, 100.0
+ST: cython.double = 1.0
+MT: cython.double = 100.0
 OLR = SLR + RLR
-MAX_DELAY_MS = 1e6   # a clamp, not G.107's: beyond any call, and keeps infinity out
+MAX_DELAY_MS: cython.double = 1e6   # a clamp, not G.107's: beyond any call, and keeps infinity out
 
 
 class EModel(NamedTuple):
@@ -51,7 +61,9 @@ def _number(value, default: float, low: float, high: float = math.inf) -> float:
     return min(max(x, low), high)
 
 
-def _lg(x: float) -> float:
+@cython.cfunc
+@cython.inline
+def _lg(x: cython.double) -> cython.double:
     return math.log10(x)
 
 
@@ -65,7 +77,8 @@ def _ro() -> tuple[float, float]:
     return 15 - 1.5 * (SLR + no), no
 
 
-def _ist(stmro: float) -> float:
+@cython.cfunc
+def _ist(stmro: cython.double) -> cython.double:
     """Sidetone impairment, eq. 7-13."""
     return (12 * (1 + ((stmro - 13) / 6) ** 8) ** (1 / 8)
             - 28 * (1 + ((stmro + 1) / 19.4) ** 35) ** (1 / 35)
@@ -84,49 +97,56 @@ def _iolr_iq(ro: float, no: float) -> tuple[float, float]:
     return iolr, iq
 
 
-def _is(ro: float, no: float, t: float) -> tuple[float, float]:
-    """Is = Iolr + Ist + Iq, clause 7.3 (eq. 7-9 to 7-20); returns (Is, Ist). Only the
-    sidetone term depends on the delay (through T)."""
-    iolr, iq = _IOLR_IQ if (ro, no) == (_RO, _NO) else _iolr_iq(ro, no)
-    stmro = -10 * _lg(10 ** (-STMR / 10) + math.exp(-t / 4) * 10 ** (-TELR / 10))
-    ist = _ist(stmro)
-    return iolr + ist + iq, ist
+@cython.cfunc
+def _ist_at(t: cython.double) -> cython.double:
+    """Ist at the delay T (eq. 7-9, 7-13): of Is = Iolr + Ist + Iq (clause 7.3), the only
+    term that depends on the delay."""
+    stmro: cython.double = -10 * _lg(10 ** (-STMR / 10) + math.exp(-t / 4) * 10 ** (-TELR / 10))
+    return _ist(stmro)
 
 
 # the parts of R that do not depend on the inputs, computed once (a report block needs an R)
-_RO, _NO = _ro()
+_RO_NO = _ro()
+_RO: cython.double = _RO_NO[0]
+_NO: cython.double = _RO_NO[1]
 _IOLR_IQ = _iolr_iq(_RO, _NO)
+_IOLR: cython.double = _IOLR_IQ[0]
+_IQ: cython.double = _IOLR_IQ[1]
 
 
-def _idte(no: float, t: float, ist: float) -> float:
+@cython.cfunc
+def _idte(no: cython.double, t: cython.double, ist: cython.double) -> cython.double:
     """Talker echo, eq. 7-21 to 7-27 (with the STMR < 9 and STMR > 20 variants)."""
-    terv = TELR - 40 * _lg((1 + t / 10) / (1 + t / 150)) + 6 * math.exp(-0.3 * t * t)
+    terv: cython.double = TELR - 40 * _lg((1 + t / 10) / (1 + t / 150)) + 6 * math.exp(-0.3 * t * t)
     if STMR < 9:
         terv += ist / 2
-    roe = -1.5 * (no - RLR)
-    re = 80 + 2.5 * (terv - 14)
-    idte = ((roe - re) / 2 + math.sqrt((roe - re) ** 2 / 4 + 100) - 1) * (1 - math.exp(-t)) + 0.0
+    roe: cython.double = -1.5 * (no - RLR)
+    re: cython.double = 80 + 2.5 * (terv - 14)
+    idte: cython.double = ((roe - re) / 2 + math.sqrt((roe - re) ** 2 / 4 + 100) - 1) * (1 - math.exp(-t)) + 0.0
     if STMR > 20:
         idte = math.sqrt(idte * idte + ist * ist)
     return idte
 
 
-def _idle(ro: float, tr: float) -> float:
+@cython.cfunc
+def _idle(ro: cython.double, tr: cython.double) -> cython.double:
     """Listener echo, eq. 7-30 and 7-31."""
-    rle = 10.5 * (WEPL + 7) * (tr + 1) ** -0.25
+    rle: cython.double = 10.5 * (WEPL + 7) * (tr + 1) ** -0.25
     return (ro - rle) / 2 + math.sqrt((ro - rle) ** 2 / 4 + 169)
 
 
-def _idd(ta: float) -> float:
+@cython.cfunc
+def _idd(ta: cython.double) -> cython.double:
     """Absolute delay, eq. 7-32 to 7-34: 0 up to mT = 100 ms, then with X = lg(Ta/mT) / lg 2."""
     if ta <= MT:
         return 0.0
-    x = _lg(ta / MT) / _lg(2)
-    six = 6 * ST
+    x: cython.double = _lg(ta / MT) / _lg(2)
+    six: cython.double = 6 * ST
     return 25 * ((1 + x ** six) ** (1 / six) - 3 * (1 + (x / 3) ** six) ** (1 / six) + 2)
 
 
-def ie_eff(ie: float, ppl: float, burst_r: float, bpl: float) -> float:
+def ie_eff(ie: cython.double, ppl: cython.double, burst_r: cython.double,
+           bpl: cython.double) -> cython.double:
     """Effective equipment impairment, G.107 clause 7.5 eq. 7-36:
     Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl). Above 95 only for bursty loss (BurstR > 1)."""
     if ppl <= 0:
@@ -134,17 +154,18 @@ def ie_eff(ie: float, ppl: float, burst_r: float, bpl: float) -> float:
     return ie + (95 - ie) * ppl / (ppl / burst_r + bpl)
 
 
-def r_to_mos(r: float) -> float:
+def r_to_mos(r: cython.double) -> cython.double:
     """G.107 Annex B (eq. B-4): MOS 1 for R < 0, 4.5 above 100, the cubic between; held at 1.0
     where the cubic dips below it (0 < R < 6.5, by up to 0.005), as rtpengine's mos_from_rx
     does, so that MOS never rises while R falls."""
-    if r is None or math.isnan(r) or r < 0:
+    if r is None or r != r or r < 0:  # r != r: NaN
         return 1.0
     if r > 100:
         return 4.5
     return max(1.0, 1 + 0.035 * r + r * (r - 60) * (100 - r) * 7e-6)
 
 
+@cython.annotation_typing(False)  # any input is taken: None, NaN, text
 def g107(ta_ms: Optional[float] = 0.0, ppl: Optional[float] = 0.0,
          burst_r: Optional[float] = 1.0, ie: Optional[float] = 0.0,
          bpl: Optional[float] = 25.1) -> EModel:
@@ -160,13 +181,42 @@ def g107(ta_ms: Optional[float] = 0.0, ppl: Optional[float] = 0.0,
     ie_ = _number(ie, 0.0, 0.0, 95.0)
     bpl_ = _number(bpl, 25.1, 1.0)
     ro, no = _RO, _NO
-    is_, ist = _is(ro, no, ta)
+    ist = _ist_at(ta)
+    is_ = _IOLR + ist + _IQ
     idte, idle, idd = _idte(no, ta, ist), _idle(ro, 2 * ta), _idd(ta)
     id_ = idte + idle + idd
     ief = ie_eff(ie_, loss, burst, bpl_)
     r = ro - is_ - id_ - ief + A
     return EModel(R=r, MOS=r_to_mos(r), Ro=ro, Is=is_, Id=id_, Idte=idte, Idle=idle, Idd=idd,
                   Ie_eff=ief, A=A, Ta=ta, Ppl=loss, BurstR=burst, Ie=ie_, Bpl=bpl_)
+
+
+@cython.cfunc
+@cython.inline
+def _clamp(x: cython.double, default: cython.double, low: cython.double,
+           high: cython.double) -> cython.double:
+    """_number for a float: NaN the default, then min(max(x, low), high) as Python orders it."""
+    if x != x:
+        return default
+    if low > x:
+        x = low
+    return high if high < x else x
+
+
+def r_and_mos(ta_ms: cython.double, ppl: cython.double, burst_r: cython.double,
+              ie: cython.double, bpl: cython.double) -> tuple:
+    """(R, MOS) of `g107` for float inputs, computed in the same order (the same bits), without
+    the terms: what each report block needs, in C doubles once compiled."""
+    ta: cython.double = _clamp(ta_ms, 0.0, 0.0, MAX_DELAY_MS)
+    loss: cython.double = _clamp(ppl, 0.0, 0.0, 100.0)
+    burst: cython.double = _clamp(burst_r, 1.0, 1.0, math.inf)
+    ie_: cython.double = _clamp(ie, 0.0, 0.0, 95.0)
+    bpl_: cython.double = _clamp(bpl, 25.1, 1.0, math.inf)
+    ist: cython.double = _ist_at(ta)
+    is_: cython.double = _IOLR + ist + _IQ
+    id_: cython.double = _idte(_NO, ta, ist) + _idle(_RO, 2 * ta) + _idd(ta)
+    r: cython.double = _RO - is_ - id_ - ie_eff(ie_, loss, burst, bpl_) + A
+    return r, r_to_mos(r)
 
 
 class Simplified(NamedTuple):
@@ -184,6 +234,7 @@ class Simplified(NamedTuple):
 SIMPLIFIED_FITS = {"G.711": (0.0, 30.0, 15.0), "G.729A": (11.0, 40.0, 10.0)}
 
 
+@cython.annotation_typing(False)  # any input is taken: None, NaN, text
 def simplified(ta_ms: Optional[float] = 0.0, ppl: Optional[float] = 0.0,
                codec: str = "G.711") -> Simplified:
     """R = 94.2 - Id(d) - Ie(e) of Cole & Rosenbluth (2001), the E-model reduced to delay and

@@ -34,6 +34,9 @@ SWEEP_EVERY = 5.0  # seconds of packet time between looks for calls past their g
 MAX_REMEMBERED = 200_000  # SRs and reporter/source pairs per generation (two kept)
 XR_UNAVAILABLE = 127  # RFC 3611 section 4.7.5-6: the metric is not available
 STRICT = os.environ.get("SIPPROBE_STRICT") == "1"  # tests: a bug raises, not a counter
+# a NamedTuple built as tuple.__new__(Class, values): the same object, without the class's
+# Python-level __new__ (a frame per record, on the per-report path)
+_new = tuple.__new__
 
 
 class LegMedia:
@@ -68,10 +71,12 @@ class LegMedia:
         self.pending = sdp  # a first offer, or one that replaces an unanswered one (glare)
         return "offer"
 
-    def descriptions(self) -> tuple[Sdp | None, Sdp | None]:
-        """(offer, answer) in force, parsed; the pending offer when none was answered yet."""
+    def descriptions(self, parse=None) -> tuple[Sdp | None, Sdp | None]:
+        """(offer, answer) in force, parsed (by `parse`: CallMedia.sdp, which parses each
+        message once); the pending offer when none was answered yet."""
         offer = self.offer if self.offer is not None else self.pending
-        return _parsed(offer), _parsed(self.answer)
+        parse = parse or _parsed
+        return parse(offer), parse(self.answer)
 
 
 def _parsed(seen: SdpSeen | None) -> Sdp | None:
@@ -81,11 +86,23 @@ def _parsed(seen: SdpSeen | None) -> Sdp | None:
 class CallMedia:
     """A call's SDP messages in the order seen; legs worked out on demand."""
 
-    __slots__ = ("seen", "indexed")
+    __slots__ = ("seen", "indexed", "_sdps")
 
     def __init__(self, first: SdpSeen):
         self.seen = [first]
         # `indexed`: SDPs of `seen` the binder has indexed; set by the binder (unset: none)
+        self._sdps: dict = {}  # id() of an SdpSeen of `seen` -> its body parsed
+
+    def sdp(self, seen: SdpSeen | None) -> Sdp | None:
+        """The body of `seen` (one of `seen`, or None) parsed, once: the binder reads each
+        message's endpoints and then the codec of the offer and answer in force."""
+        if seen is None:
+            return None
+        key = id(seen)
+        found = self._sdps.get(key, self)
+        if found is self:
+            found = self._sdps[key] = _parsed(seen)
+        return found
 
     @property
     def legs(self) -> dict[str, LegMedia]:
@@ -247,9 +264,9 @@ class MediaLayer(Subscriber):
             if rtt_s is not None:
                 cq.last_rtt_us[side] = int(rtt_s * 1e6)
             cq.sides[side].add(ts, block.source_ssrc, m, xr_cq, self.formula)
-        return RtcpReportRecord(*head, *raw, m.loss_pct, m.jitter_ms, m.rtt_ms, m.delay_ms,
-                                m.codec, m.codec_fallback, m.burst_ratio, m.r_factor, m.mos,
-                                m.mos_rtpengine, xr_r, xr_lq, xr_cq)
+        return _new(RtcpReportRecord, (*head, *raw, m.loss_pct, m.jitter_ms, m.rtt_ms,
+                                       m.delay_ms, m.codec, m.codec_fallback, m.burst_ratio,
+                                       m.r_factor, m.mos, m.mos_rtpengine, xr_r, xr_lq, xr_cq))
 
     def _sweep(self, now: float | None) -> None:
         """Write call_quality rows of the calls whose grace period has passed (all: None)."""

@@ -1,3 +1,5 @@
+# cython: cpow=True
+# (a ** b of C doubles is C pow(), as Python's float ** is; bases here are never negative)
 """Per report block figures: interval loss, jitter in ms, round-trip time, one-way delay, burst
 ratio, and the two MOS (G.107 and rtpengine's). Pure functions and small state, no I/O.
 
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .emodel import codec_impairment, coding_delay_ms, g107
+import cython
+
+from .emodel import codec_impairment, coding_delay_ms, r_and_mos
 from .rtpengine_mos import G107, rtpengine_jitter_ms, rtpengine_mos_e1, rtpengine_packetloss
 
 NTP_UNIT = 65536.0  # LSR and DLSR count 1/65536 s
@@ -32,6 +36,9 @@ DEFAULT_PTIME_MS = 20.0
 # another leg (a relay forwards at once; endpoints report every few seconds, rtpengine keeps
 # no two reports of an SSRC less than 1 s apart)
 COPY_WINDOW_S = 0.5
+# a NamedTuple built as tuple.__new__(Class, values): the same object, without the class's
+# Python-level __new__ (a frame per record, on the per-report path)
+_new = tuple.__new__
 
 
 def interval_loss(prev_seq: int, prev_lost: int, seq: int, lost: int) -> float | None:
@@ -105,6 +112,22 @@ class BlockMetrics(NamedTuple):
     rtpengine_e1: int  # rtpengine's MOS x 10 as it stores it (0: none)
 
 
+_CODEC_FIGURES: dict = {}  # Codec -> _codec_figures(codec): a few per capture
+MAX_CODECS = 1000  # distinct codecs remembered (SDP is the sender's to invent)
+
+
+def _codec_figures(codec: Codec) -> tuple:
+    """(coding delay ms, Ie, Bpl, fallback 0/1) of a codec, worked out once (a report block
+    would otherwise upper-case and look up its encoding name twice)."""
+    impairment = codec_impairment(codec.encoding)
+    figures = (coding_delay_ms(codec.encoding, codec.ptime), impairment.ie, impairment.bpl,
+               int(impairment.fallback or codec.encoding is None))
+    if len(_CODEC_FIGURES) >= MAX_CODECS:
+        _CODEC_FIGURES.clear()
+    _CODEC_FIGURES[codec] = figures
+    return figures
+
+
 def block_metrics(block, loss_pct: float | None, rtt_s: float | None, last_rtt_s: float,
                   other_rtt_us: int, codec: Codec, vm, formula: str = G107) -> BlockMetrics:
     """The figures of one block. `loss_pct`: interval loss (None: none expected); `rtt_s`:
@@ -114,15 +137,17 @@ def block_metrics(block, loss_pct: float | None, rtt_s: float | None, last_rtt_s
     same source, or None; `formula`: rtpengine's MOS formula (rtpengine_mos.FORMULAS: g107
     since rtpengine 2024-10, legacy before, as in Debian 12's rtpengine 10.5)."""
     clock = codec.clock_rate or DEFAULT_CLOCK_RATE
-    jitter_ms = block.jitter * 1000.0 / clock
-    rtt = rtt_s if rtt_s is not None else last_rtt_s
-    delay = rtt * 500.0 + 2.0 * jitter_ms + coding_delay_ms(codec.encoding, codec.ptime)
-    impairment = codec_impairment(codec.encoding)
+    jitter_ms: cython.double = block.jitter * 1000.0 / clock
+    rtt: cython.double = rtt_s if rtt_s is not None else last_rtt_s
+    figures = _CODEC_FIGURES.get(codec)
+    if figures is None:
+        figures = _codec_figures(codec)
+    coding_ms, ie, bpl, fallback = figures
+    delay: cython.double = rtt * 500.0 + 2.0 * jitter_ms + coding_ms
     burst = burst_ratio(vm, codec.ptime)
     r = mos = None
     if loss_pct is not None:
-        e = g107(delay, loss_pct, burst, impairment.ie, impairment.bpl)
-        r, mos = e.R, e.MOS
+        r, mos = r_and_mos(delay, loss_pct, burst, ie, bpl)
     # rtpengine (ssrc.c): this leg's RTT plus the other leg's last; whole ms of jitter; the
     # fraction as percent; CQ mode: no MOS without an RTT
     rtt_us = 0
@@ -131,9 +156,9 @@ def block_metrics(block, loss_pct: float | None, rtt_s: float | None, last_rtt_s
     r_jitter = rtpengine_jitter_ms(block.jitter, clock)
     r_loss = rtpengine_packetloss(block.fraction_lost)
     e1 = rtpengine_mos_e1(rtt_us, r_jitter, r_loss, formula) if rtt_us > 0 else 0
-    return BlockMetrics(loss_pct, jitter_ms, None if rtt_s is None else rtt_s * 1000.0, delay,
-                        codec.encoding, int(impairment.fallback or codec.encoding is None),
-                        burst, r, mos, e1 / 10 if e1 else None, rtt_us, r_jitter, r_loss, e1)
+    return _new(BlockMetrics, (loss_pct, jitter_ms, None if rtt_s is None else rtt_s * 1000.0,
+                               delay, codec.encoding, fallback, burst, r, mos,
+                               e1 / 10 if e1 else None, rtt_us, r_jitter, r_loss, e1))
 
 
 class PairState:

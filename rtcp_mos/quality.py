@@ -34,26 +34,30 @@ class SideQuality:
     def add(self, ts: float, source_ssrc: int, m, xr_cq: float | None,
             formula: str = G107) -> None:
         """One report block's metrics (metrics.BlockMetrics); `formula` rtpengine's."""
+        # the fields in one unpacking (BlockMetrics' order): a C tuple walk once compiled,
+        # where each m.name is an attribute lookup through the class
+        (loss_pct, jitter_ms, rtt_ms, delay_ms, codec, _, _, _, mos, _, rtpengine_rtt_us,
+         rtpengine_jitter_ms, rtpengine_loss, rtpengine_e1) = m
         self.reports += 1
-        if m.codec is not None:
-            self.codec = m.codec
-        for i, value in enumerate((m.mos, m.loss_pct, m.jitter_ms, m.rtt_ms, m.delay_ms)):
+        if codec is not None:
+            self.codec = codec
+        for i, value in enumerate((mos, loss_pct, jitter_ms, rtt_ms, delay_ms)):
             if value is not None:
                 self.sums[i] += value
                 self.counts[i] += 1
-        if m.mos is not None:
-            if self.worst is None or m.mos < self.worst[0]:
-                self.worst = (m.mos, ts, m.loss_pct, m.jitter_ms, m.rtt_ms, m.delay_ms)
-            if self.best is None or m.mos > self.best:
-                self.best = m.mos
+        if mos is not None:
+            if self.worst is None or mos < self.worst[0]:
+                self.worst = (mos, ts, loss_pct, jitter_ms, rtt_ms, delay_ms)
+            if self.best is None or mos > self.best:
+                self.best = mos
         if xr_cq is not None and (self.xr_cq_min is None or xr_cq < self.xr_cq_min):
             self.xr_cq_min = xr_cq
         stats = self.rtpengine.get(source_ssrc)
         if stats is None:
             stats = self.rtpengine[source_ssrc] = RtpengineSsrcStats()
-        rtt_leg = 0 if m.rtt_ms is None else int(m.rtt_ms * 1000)
-        stats.add(int(ts * 1e6), m.rtpengine_rtt_us, rtt_leg, m.rtpengine_jitter_ms,
-                  m.rtpengine_loss, formula, mos=m.rtpengine_e1)
+        rtt_leg = 0 if rtt_ms is None else int(rtt_ms * 1000)
+        stats.add(int(ts * 1e6), rtpengine_rtt_us, rtt_leg, rtpengine_jitter_ms,
+                  rtpengine_loss, formula, mos=rtpengine_e1)
 
     def averages(self) -> list[float | None]:
         return [s / n if n else None for s, n in zip(self.sums, self.counts)]

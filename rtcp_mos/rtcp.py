@@ -18,6 +18,8 @@ from __future__ import annotations
 from struct import Struct
 from typing import NamedTuple
 
+from probe.native import load
+
 PACKET_TYPES = {200: "SR", 201: "RR", 202: "SDES", 203: "BYE", 204: "APP",
                 205: "RTPFB", 206: "PSFB", 207: "XR"}
 
@@ -33,6 +35,9 @@ _VOIP = Struct("!I4B4H2b2B4BBxHHH")
 VOIP_METRICS_WORDS = 8  # the VoIP Metrics block's length field (36 bytes)
 SRTCP_TAG_LENGTHS = (10, 4, 0)  # HMAC-SHA1-80 (RFC 4568 6.2), -32, AEAD (RFC 7714: tag inside)
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP era 0) to 1970
+# a NamedTuple built as tuple.__new__(Class, values): the same object, without the class's
+# Python-level __new__ (a frame per record, on the per-report path)
+_new = tuple.__new__
 
 
 class SenderInfo(NamedTuple):
@@ -184,6 +189,17 @@ def packet_spans(payload: bytes) -> tuple[list[tuple[int, int, int]], str | None
 
 
 def parse_compound(payload: bytes) -> RtcpCompound:
+    """parse_compound_py's result, from the C parser (rtcp_mos/_rtcpscan.c: the SR/RR, SDES
+    and BYE compounds endpoints send) when it is built, else, or when it hands the compound
+    back, from Python."""
+    if parse_compound_c is not None:
+        found = parse_compound_c(payload)
+        if found is not None:
+            return found
+    return parse_compound_py(payload)
+
+
+def parse_compound_py(payload: bytes) -> RtcpCompound:
     """Parse every packet of a compound (RFC 3550 section 6.1) with the validity checks of
     appendix A.2: version 2 in every packet; the first packet SR or RR (otherwise a reduced-
     size compound, RFC 5506, parsed and counted `rtcp.reduced_size`); the padding bit only on
@@ -244,8 +260,8 @@ def parse_compound(payload: bytes) -> RtcpCompound:
             anomalies.append("rtcp.unknown_type")
         pos = end
     if stop is None and pos == size:
-        return RtcpCompound(tuple(reports), tuple(sdes), tuple(byes), tuple(apps), tuple(xrs),
-                            tuple(anomalies), False)
+        return _new(RtcpCompound, (tuple(reports), tuple(sdes), tuple(byes), tuple(apps),
+                                   tuple(xrs), tuple(anomalies), False))
     if first_end:
         encrypted = _srtcp_trailer(payload, first_end, -1 if stop == "rtcp.bad_length" else pos)
         if encrypted is not None:
@@ -306,7 +322,7 @@ def _report(payload: bytes, pt: int, p: int, end: int, count: int, out: list,
             anomalies.append("rtcp.truncated_packet")
             return
         ssrc, msw, lsw, rtp_ts, packets, octets = _SR_HEAD.unpack_from(payload, p)
-        sender: SenderInfo | None = SenderInfo(msw, lsw, rtp_ts, packets, octets)
+        sender: SenderInfo | None = _new(SenderInfo, (msw, lsw, rtp_ts, packets, octets))
         p += 24
     else:
         if p + 4 > end:
@@ -324,9 +340,9 @@ def _report(payload: bytes, pt: int, p: int, end: int, count: int, out: list,
         lost = word & 0xFFFFFF
         if lost & 0x800000:
             lost -= 0x1000000
-        blocks.append(ReportBlock(source, word >> 24, lost, ext, jitter, lsr, dlsr))
+        blocks.append(_new(ReportBlock, (source, word >> 24, lost, ext, jitter, lsr, dlsr)))
         p += 24
-    out.append(Report("SR" if pt == 200 else "RR", ssrc, sender, tuple(blocks)))
+    out.append(_new(Report, ("SR" if pt == 200 else "RR", ssrc, sender, tuple(blocks))))
 
 
 def _sdes(payload: bytes, p: int, end: int, count: int, out: list, anomalies: list) -> None:
@@ -360,7 +376,7 @@ def _sdes(payload: bytes, p: int, end: int, count: int, out: list, anomalies: li
                 cname = value.decode("utf-8", "replace")
             items.append((kind, value))
             p += 2 + len(value)
-        out.append(SdesChunk(ssrc, cname, tuple(items)))
+        out.append(_new(SdesChunk, (ssrc, cname, tuple(items))))
 
 
 def _bye(payload: bytes, p: int, end: int, count: int, out: list, anomalies: list) -> None:
@@ -407,3 +423,16 @@ def _xr(payload: bytes, p: int, end: int, out: list, anomalies: list) -> None:
     if p != end and p + 4 > end:
         anomalies.append("rtcp.xr_bad_block")  # a partial block header at the end
     out.append(Xr(ssrc, tuple(metrics), tuple(others)))
+
+
+def _native():
+    """The C parser's entry point, or None (not built, or SIPPROBE_PURE=1)."""
+    _rtcpscan = load("rtcp_mos._rtcpscan")
+    if _rtcpscan is None:
+        return None
+    _rtcpscan.init(SenderInfo, ReportBlock, Report, SdesChunk, Bye, RtcpCompound)
+    return _rtcpscan.parse
+
+
+parse_compound_c = _native()  # None when not built or turned off
+NATIVE = parse_compound_c is not None

@@ -1,3 +1,5 @@
+# cython: cpow=True
+# (a ** b of C doubles is C pow(), as Python's float ** is; bases here are never negative)
 """rtpengine's MOS, reproduced: the value Sipwise rtpengine computes per RTCP report block and the
 per-SSRC minimum / average / maximum it returns to Kamailio's rtpengine module.
 
@@ -157,8 +159,9 @@ class RtpengineSsrcStats:
         same inputs)."""
         if mos is None:
             mos = rtpengine_mos_e1(rtt_us, jitter_ms, packetloss, formula, mode)
-        block = StatsBlock(int(reported_us), mos, int(rtt_us), int(rtt_leg_us),
-                           int(jitter_ms), int(packetloss))
+        # tuple.__new__: the same NamedTuple without its Python-level __new__
+        block = tuple.__new__(StatsBlock, (int(reported_us), mos, int(rtt_us), int(rtt_leg_us),
+                                           int(jitter_ms), int(packetloss)))
         if self.blocks and block.reported_us - self.blocks[-1].reported_us < 1000000:
             return None
         self.blocks.append(block)

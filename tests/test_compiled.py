@@ -129,13 +129,15 @@ def test_the_console_script_runs_the_compiled_modules(tmp_path):
 
 def test_build_products_of_compiled_modules_are_ignored_by_git():
     """Cython's .c and pxdgen's .pxd of every compiled module are build products, never
-    committed (a hand-written C file such as _sipscan.c is source and is not ignored)."""
+    committed (a hand-written C file such as _sipscan.c or _rtcpscan.c is source and is not
+    ignored)."""
     import shutil
 
     root = Path(__file__).resolve().parents[1]
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout")
     products = [name.replace(".", "/") + ext for name in native.COMPILED for ext in (".c", ".pxd")]
-    res = subprocess.run(["git", "check-ignore", *products, "sip_dissect/_sipscan.c"],
+    res = subprocess.run(["git", "check-ignore", *products, "sip_dissect/_sipscan.c",
+                          "rtcp_mos/_rtcpscan.c"],
                          cwd=root, capture_output=True, text=True)
     assert sorted(res.stdout.split()) == sorted(products)
