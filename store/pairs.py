@@ -26,12 +26,10 @@ per INVITE through acc's unique index (Call-ID first), streamed like every repor
 """
 from __future__ import annotations
 
-import sqlite3
 from typing import Iterator
 
 from store import FilterError, is_url
-from store.query import Filters, _rows, open_table
-from store.schema import database_error
+from store.query import Filters, open_table, stream_sqlite
 
 COLUMNS = ("src_username", "src_domain", "dst_username", "dst_domain", "dst_ousername",
            "call_start_time", "duration", "sip_call_id", "sip_from_tag", "sip_to_tag", "src_ip")
@@ -101,9 +99,4 @@ def pairs_stream(db_path: str, filters: Filters = Filters(), *, columns=REPORT_C
         return postgres.stream_query(conn, db_path, sql, params)
     sql, params = pairs_sql(filters, columns=columns, limit=limit)
     db, _ = open_table(db_path, "acc")
-    try:
-        cursor = db.conn.execute(sql, params)
-    except sqlite3.Error as exc:
-        db.close()
-        raise database_error(db_path, exc) from None
-    return _rows(cursor, db, db_path)
+    return stream_sqlite(db, db_path, sql, params)

@@ -240,6 +240,12 @@ def stream(table: str, db_path: str, filters: Filters = Filters(), *, columns=No
         params.append(limit)
     if is_url(db_path):
         return postgres.stream_query(db, db_path, sql, params)
+    return stream_sqlite(db, db_path, sql, params)
+
+
+def stream_sqlite(db, db_path: str, sql: str, params: list) -> Iterator[tuple]:
+    """The rows of `sql` on the open sqlite_utils database `db`, one at a time; the database
+    is closed when they end (or at once, with a StoreError, if the query fails)."""
     try:
         cursor = db.conn.execute(sql, params)
     except sqlite3.Error as exc:

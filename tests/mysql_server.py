@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
+
+from pg_server import free_port
 
 INSTALL_DB = shutil.which("mariadb-install-db")
 MARIADBD = shutil.which("mariadbd", path="/usr/sbin:/usr/bin") or shutil.which("mariadbd")
@@ -20,12 +21,6 @@ def available() -> bool:
     return bool(INSTALL_DB and MARIADBD)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self):
         if not available():
@@ -33,7 +28,7 @@ class Server:
         self.dir = tempfile.mkdtemp(prefix="sipprobe-mariadb-")
         self.data = os.path.join(self.dir, "data")
         self.socket = os.path.join(self.dir, "sock")
-        self.port = _free_port()
+        self.port = free_port()
         self.prefix = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "mysql")

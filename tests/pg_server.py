@@ -18,7 +18,8 @@ def binaries() -> str | None:
     return os.path.dirname(found[-1]) if found else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nothing listens on now (the servers the tests start take it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -31,7 +32,7 @@ class Server:
             raise RuntimeError("no PostgreSQL server: apt-get install postgresql")
         self.dir = tempfile.mkdtemp(prefix="sipprobe-pg-")
         self.data = os.path.join(self.dir, "data")
-        self.port = _free_port()
+        self.port = free_port()
         self.prefix = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
