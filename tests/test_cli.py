@@ -30,9 +30,29 @@ def sipprobe(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([SIPPROBE, *args], capture_output=True, text=True, **kw)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+def _every_command() -> list[list[str]]:
+    """Every command and subcommand of the CLI as its words (`report pairs`), from click's tree,
+    so that a command added later is checked too."""
+    import cli_reports  # noqa: F401  (registers the report group's commands)
+    import cli_tools  # noqa: F401
+    import typer.main
+
+    def walk(group, words):
+        for name, command in sorted(getattr(group, "commands", {}).items()):
+            yield from walk(command, words + [name]) if hasattr(command, "commands") \
+                else [words + [name]]
+    return list(walk(typer.main.get_command(app), []))
+
+
+def test_the_command_list_is_complete():
+    names = {" ".join(c) for c in _every_command()}
+    assert set(COMMANDS) | {"crosscheck", "diff", "extract", "report pairs", "report runs",
+                            "report summary", "report calls", "report chart"} <= names
+
+
+@pytest.mark.parametrize("command", _every_command(), ids=" ".join)
 def test_every_command_has_help_with_an_example(command):
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Example: sipprobe" in result.output or "Example: tcpdump" in result.output
 
