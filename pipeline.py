@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -292,7 +293,7 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
             dialog_timeout: float = 7200.0, on_call_end=None, progress=None,
             proxy_set=None, tick=None, subscribers=(), media_sink=None,
             rtpengine_formula: str = "g107", monitor=None, carry=None, flavour=None,
-            **timers) -> dict:
+            carry_every: float | None = None, **timers) -> dict:
     """Frames from `source(filters, capture)` through the signalling and media layers: `sink`
     receives every AccRecord, `subscribers` (sip_dissect.events.Subscriber) the call events,
     `on_call_end` each ended Call. `proxy_set` (a ProxySet built from `proxies`) lets the
@@ -304,9 +305,10 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     `monitor.attach(signalling, capture)` lets a live status read the counts as they grow.
     `carry`: a store that keeps the signalling state between runs (sip_dissect/carry.py):
     the calls going on when the last run ended are taken up before the first packet, and
-    those going on at the end are left for the next run. `flavour`: whose acc rows `sink`
-    receives (sip_dissect.flavour: KAMAILIO, the default, or OPENSIPS). `timers`: Signalling's
-    invite_timeout, no_reply_timeout, max_calls and max_transactions."""
+    those going on at the end are left for the next run; with `carry_every` (seconds of wall
+    time, a live run's) they are also kept while the run goes (KeptCalls). `flavour`: whose
+    acc rows `sink` receives (sip_dissect.flavour: KAMAILIO, the default, or OPENSIPS).
+    `timers`: Signalling's invite_timeout, no_reply_timeout, max_calls and max_transactions."""
     from rtcp_mos.media import MediaLayer
     from sip_dissect.accounting import AccOptions, ProxySet
     from sip_dissect.events import Publisher
@@ -342,8 +344,12 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     taken: set = set()
     frames = source(opts.filters(), capture)
     batches = datagram_batches(frames, opts, counters)
+    kept = None
     if carry is not None:
         batches = _taking_up(batches, sig, carry.carried(), counters, taken)
+        if carry_every:
+            kept = KeptCalls(sig, carry, taken, carry_every)
+            tick = kept.after(tick)
     try:
         with gc_spaced():
             _account_batches(batches, sig.add, media.rtcp,
@@ -358,8 +364,8 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
         groups = snapshot(sig)  # before close() ends the calls
     sig.close()
     media.close()  # after the calls' ends: their quality rows follow their CDRs
-    if groups is not None:
-        carry.keep_carried(taken, groups)  # committed with the open calls' rows
+    if groups is not None:  # committed with the open calls' rows
+        carry.keep_carried(taken | kept.kept if kept is not None else taken, groups)
     totals = sig.dialogs.totals
     summary = {
         "files": capture.files,
@@ -380,6 +386,40 @@ def account(source, sink, opts: ProbeOptions | None = None, *,
     if capture.damaged:
         summary["damaged"] = capture.damaged  # the CLI exits 3
     return summary
+
+
+class KeptCalls:
+    """The signalling state kept in the store while a live run goes, not only at its end, so
+    that a SIGKILL loses the calls' state of at most the last interval: their BYE after a
+    restart still completes them (sip_dissect/carry.py). Every `every` seconds of wall time,
+    and never sooner than 20 times the last snapshot's own time after it (at most 5 % of the
+    capture thread; a snapshot costs about 30 k instructions an open call). Each keep replaces
+    the groups of the last keep and of those taken up at the start, in the transaction of the
+    rows buffered with it."""
+
+    def __init__(self, sig, carry, taken: set, every: float):
+        self.sig, self.carry, self.taken, self.every = sig, carry, taken, every
+        self.kept: set = set()  # the Call-IDs the last keep wrote
+        self.due = time.monotonic() + every
+
+    def after(self, tick):
+        """`tick` (or nothing) followed by a keep when one is due."""
+        def run():
+            if tick is not None:
+                tick()
+            if time.monotonic() >= self.due:
+                self.keep()
+        return run
+
+    def keep(self) -> None:
+        from sip_dissect.carry import snapshot
+
+        start = time.monotonic()
+        groups = snapshot(self.sig)
+        self.carry.keep_carried(self.taken | self.kept, groups)
+        self.kept = {callid for callid, _, _ in groups}
+        now = time.monotonic()
+        self.due = now + max(self.every, 20 * (now - start))
 
 
 def _taking_up(batches, sig, groups, counters: Counters, taken: set):
@@ -470,7 +510,8 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
     `unclean_runs`). `monitor` (console.live.LiveStatus) is told when
     capture starts, sees the store and the voice quality records, and ticks after every
     batch. `carry_calls`: take up the calls the last run left going, and leave those going at
-    the end to the next (sip_dissect/carry.py). `syslog` (store.acc_log.SyslogOptions): each
+    the end to the next (sip_dissect/carry.py), kept every CARRY_EVERY seconds meanwhile, so
+    that a SIGKILL loses no more of them (KeptCalls). `syslog` (store.acc_log.SyslogOptions): each
     acc and missed_calls row the store gets is also logged as Kamailio's acc module logs it
     (log_flag, log_missed_flag), to syslog or a file."""
     from sip_dissect.accounting import ProxySet
@@ -492,8 +533,11 @@ def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = No
                                subscribers=_cdr_writers(flavour, store, known, cdr_options),
                                media_sink=media_sink, on_start=on_start, monitor=monitor,
                                carry=_carrier(store, carry_calls), flavour=flavour,
-                               **accounting)
+                               carry_every=CARRY_EVERY, **accounting)
     return _with_acc_log(_with_store_counts(summary, db_path, store), acc_log)
+
+
+CARRY_EVERY = 1.0  # sniff keeps its calls' state this often (seconds; the commit interval)
 
 
 def _acc_log(syslog):

@@ -1,5 +1,5 @@
-"""Real processes: `sipprobe sniff` stopped (SIGTERM) and restarted while SIPp calls are going
-on, in a network namespace of the test's own; the rows equal an offline replay of tcpdump's
+"""Real processes: `sipprobe sniff` stopped (SIGTERM), or killed (SIGKILL), and restarted while
+SIPp calls are going on, in a network namespace of the test's own; the rows equal an offline replay of tcpdump's
 capture of the same traffic, times included (to the 1.5 ms: two capture sockets stamp a packet
 microseconds apart, and durations are rounded to the millisecond; docs/reliability.md)."""
 from __future__ import annotations
@@ -67,7 +67,11 @@ def _stop(proc) -> dict:
     return json.loads(out)
 
 
-def test_sniff_restarted_during_calls_completes_them(netns, tmp_path):
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_sniff_restarted_during_calls_completes_them(netns, tmp_path, how):
+    """SIGTERM: the first run writes the six calls as open CDRs, the second completes them in
+    place. SIGKILL: the first run wrote no CDR, but it kept the calls' state every second
+    (pipeline.KeptCalls), so the second takes them up and writes their CDRs whole."""
     ns = netns
     full, db = tmp_path / "full.pcap", tmp_path / "live.db"
     dump, uas = capture_and_callee(ns, full, tmp_path)
@@ -78,8 +82,12 @@ def test_sniff_restarted_during_calls_completes_them(netns, tmp_path):
                                 "-p", "5070", "-m", "6", "-r", "4", "-d", "4000",
                                 "-timeout", "30", "-nostdin"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(2.0)
-        one = _stop(first)
+        time.sleep(2.0 if how == "SIGTERM" else 2.6)  # SIGKILL: a keep after the last set-up
+        if how == "SIGTERM":
+            one = _stop(first)
+        else:
+            first.kill()
+            first.wait(timeout=10)
         second = _sniff(ns, db, tmp_path, 2)
         assert uac.wait(timeout=30) == 0  # every call completed
         time.sleep(0.5)
@@ -90,8 +98,12 @@ def test_sniff_restarted_during_calls_completes_them(netns, tmp_path):
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=10)
-    assert one["calls"] == 6 and one["answered"] == 6 and one["cdrs_inserted"] == 6
-    assert two["calls"] == 0 and two["cdrs_completed"] == 6
+    if how == "SIGTERM":
+        assert one["calls"] == 6 and one["answered"] == 6 and one["cdrs_inserted"] == 6
+        assert two["calls"] == 0 and two["cdrs_completed"] == 6
+    else:
+        assert two["calls"] == 0 and two["cdrs_inserted"] == 6 and two["cdrs_completed"] == 0
+        assert len(two["unclean_runs"]) == 1
     assert two["counters"]["carry.calls_taken_up"] == 6
     offline = tmp_path / "offline.db"
     pipeline.replay_files([str(full)], str(offline))
