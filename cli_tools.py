@@ -55,9 +55,9 @@ def diff_cmd(proxy_db: Annotated[str, typer.Option(
     Example: sipprobe diff --proxy-db postgresql://reader@sip-db/kamailio --db sipprobe.db
     """
     from store.query import Filters
-    from store.shadow import TABLES, diff
+    from store.shadow import diff
 
-    tables = TABLES if table is DiffTable.all else (table.value,)
+    tables = None if table is DiffTable.all else (table.value,)
     with store_errors():
         result = diff(db, proxy_db, Filters.parse(since=since, until=until), tables)
     with quiet_pipe():

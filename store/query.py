@@ -243,6 +243,17 @@ def _open_layout(db_path: str, table: str, any_flavour: bool):
         raise
 
 
+def flavour_of(db_path: str) -> str:
+    """The flavour of the sipprobe file at `db_path` (a PostgreSQL database: kamailio)."""
+    if is_url(db_path):
+        return "kamailio"
+    db = connect(db_path, create=False)
+    try:
+        return file_flavour(db)
+    finally:
+        db.close()
+
+
 def file_layout(db_path: str, table: str) -> Table:
     """The layout the row reports print for `table` of the file or database at `db_path`
     (layout_of; a PostgreSQL database holds Kamailio's)."""
