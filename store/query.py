@@ -129,8 +129,8 @@ class Filters:
         return (" WHERE " + " AND ".join(where) if where else ""), params
 
     def _check_columns(self, table: str, layout: Table) -> None:
-        """Each filter given needs its columns in the layout: OpenSIPS' rows have no
-        end_reason, for one."""
+        """Each filter given needs its columns in the layout (OpenSIPS' acc and missed_calls
+        have them all; rtcp_reports has no users)."""
         needed = {"callid": ("callid",), "user": USER_COLUMNS, "ip": IP_COLUMNS,
                   "domain": ("src_domain", "dst_domain"), "code": ("sip_code",)}
         for name, columns in needed.items():
@@ -210,15 +210,15 @@ def refusal(flavour: str) -> str:
             "of acc): docs/opensips.md")
 
 
-def open_table(db_path: str, table: str, *, any_flavour: bool = False):
+def open_table(db_path: str, table: str):
     """(sqlite_utils.Database, the table's columns in that file); StoreError if the file has no
-    such table or not sipprobe's, or (without `any_flavour`) is not Kamailio-flavour. The
-    caller closes the database."""
-    return _open_layout(db_path, table, any_flavour)[:2]
+    such table, is not sipprobe's or not Kamailio-flavour. The caller closes the database."""
+    return _open_layout(db_path, table, any_flavour=False)[:2]
 
 
 def _open_layout(db_path: str, table: str, any_flavour: bool):
-    """(database, columns, layout) of open_table."""
+    """(database, columns, layout) of open_table; `any_flavour`: an OpenSIPS-flavour file's
+    acc and missed_calls too (layout_of)."""
     db = connect(db_path, create=False)
     try:
         flavour = file_flavour(db)

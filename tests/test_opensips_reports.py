@@ -125,3 +125,13 @@ def test_other_reports_refuse_in_one_line(db, report):
     assert result.output.count("\n") == 1
     assert "holds opensips's tables (--flavour opensips): `report acc` and `report missed` " \
            "read them" in result.output
+
+
+def test_a_filter_the_layout_cannot_answer_is_refused():
+    from store import FilterError
+    from store.query import Filters
+
+    Filters(user="alice", ip="127.0.0.1", code="4xx").where("acc", layout=OPENSIPS_MISSED)
+    with pytest.raises(FilterError, match="--user does not apply to rtcp_reports: it has no "
+                                          "src_user, dst_user, dst_ouser column"):
+        Filters(user="alice").where("rtcp_reports")
