@@ -1,6 +1,6 @@
 """The proxy's own accounting tables (Kamailio's acc, missed_calls and acc_cdrs, lab/schema.sql;
-or OpenSIPS' acc and missed_calls, lab/opensips-acc-create.sql), for `sipprobe diff`: the SQLite file its db_sqlite module writes, or its PostgreSQL or MySQL
-database (store/proxydb_server.py).
+or OpenSIPS' acc and missed_calls, lab/opensips-acc-create.sql), for `sipprobe diff`: the SQLite
+file its db_sqlite module writes, or its PostgreSQL or MySQL database (store/proxydb_server.py).
 
 Time columns are decoded value by value, since the storage form depends on the backend and its
 version: a REAL Julian day number (db_sqlite 5.6 stores JD(floor(t) - 0.5 s), LAB-NOTES), text

@@ -185,8 +185,8 @@ def test_a_deleted_row_is_only_in_sipprobe(serial, tmp_path):
     assert r.returncode == 1
     assert "missed_calls: 0 paired (0 equal), 1 only in sipprobe, 0 only at the proxy" \
         in r.stdout
-    assert r.stdout.splitlines()[-1] == \
-        "differ: 1 rows only in sipprobe, 0 only at the proxy, 0 rows with different values, 1 equal"
+    assert r.stdout.splitlines()[-1] == ("differ: 1 rows only in sipprobe, 0 only at the proxy, "
+                                         "0 rows with different values, 1 equal")
 
 
 def test_flavour_mismatch_is_one_line_exit_2(serial, tmp_path):
