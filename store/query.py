@@ -27,9 +27,10 @@ _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)", re.I)
 _UNIT = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 USER_COLUMNS = ("src_user", "dst_user", "dst_ouser")
 IP_COLUMNS = ("src_ip", "dst_domain")  # the request-URI host is the destination's address
-# the tables the row reports (`report acc`, `report missed`) read in each flavour's file; every
-# other report reads Kamailio's acc_cdrs or pairs Kamailio's acc rows (docs/opensips.md)
-ROW_REPORTS = {"kamailio": tuple(BY_NAME), "opensips": ("acc", "missed_calls")}
+# the tables the row reports (`report acc`, `report missed`) read in a file of another flavour
+# than Kamailio's (which has them all); every other report reads Kamailio's acc_cdrs or pairs
+# Kamailio's acc rows (docs/opensips.md)
+ROW_REPORTS = {"opensips": ("acc", "missed_calls")}
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,9 @@ def layout_of(db, table: str) -> Table:
     sqlite_utils.Database), by the flavour the file records: the one place a report learns
     whose columns it reads. StoreError when the reports do not read that table there."""
     flavour = file_flavour(db)
-    if table not in ROW_REPORTS[flavour]:
+    if flavour == "kamailio":
+        return BY_NAME[table]
+    if table not in ROW_REPORTS.get(flavour, ()):
         raise StoreError(refusal(flavour))
     return next(t for t in FLAVOURS[flavour] if table in t.names)
 
