@@ -79,14 +79,15 @@ def store_errors():
 def print_rows(table: str, db: str, fmt: RowFormat, *, limit=None, wide=False, columns=None,
                **filters) -> None:
     """Rows of `table`, streamed from the cursor. The table shows the layout's summary
-    columns; CSV and JSON every column."""
+    columns; CSV and JSON every column. The layout is the file's flavour's (Kamailio's or
+    OpenSIPS' acc and missed_calls: store.query.layout_of)."""
     from console import output
-    from store.query import Filters, stream, time_column_clock
-    from store.tables import BY_NAME
+    from store.query import Filters, file_layout, stream, time_column_clock
 
-    layout = BY_NAME[table]
-    names = columns or (layout.summary if fmt is RowFormat.table else layout.report_columns)
     with store_errors():
+        layout = file_layout(db, table)
+        names = columns or (layout.summary if fmt is RowFormat.table else
+                            layout.report_columns)
         parsed = Filters.parse(**filters)
         query_limit = limit
         if fmt is RowFormat.table and limit is None:
@@ -107,6 +108,8 @@ def report_acc(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: UntilOp
                wide: WideOpt = False, fmt: RowFormatOpt = RowFormat.table):
     """Accounted transactions (acc table): a row per INVITE or BYE and its final reply, as
     Kamailio's acc module writes it, in packet-time order. CSV and JSON add time_epoch and cseq.
+    A file written --flavour opensips shows OpenSIPS' acc: a row per answered call (duration,
+    ms_duration and setuptime; created is the INVITE), CSV and JSON adding created_epoch too.
 
     Example: sipprobe report acc --db sipprobe.db --since 2h --method bye --format csv
     """
@@ -121,6 +124,7 @@ def report_missed(db: DbOpt = "sipprobe.db", since: SinceOpt = None, until: Unti
                   wide: WideOpt = False, fmt: RowFormatOpt = RowFormat.table):
     """Missed calls (missed_calls table): a row per INVITE that ended in a failure reply, as
     Kamailio's acc module writes it, in packet-time order. CSV and JSON add time_epoch and cseq.
+    A file written --flavour opensips shows OpenSIPS' missed_calls (setuptime, created).
 
     Example: sipprobe report missed --db sipprobe.db --code 4xx --since 2026-11-23
     """

@@ -1,6 +1,6 @@
-"""The proxy's own accounting tables (Kamailio's acc, missed_calls and acc_cdrs, lab/schema.sql),
-for `sipprobe diff`: the SQLite file its db_sqlite module writes, or its PostgreSQL or MySQL
-database (store/proxydb_server.py).
+"""The proxy's own accounting tables (Kamailio's acc, missed_calls and acc_cdrs, lab/schema.sql;
+or OpenSIPS' acc and missed_calls, lab/opensips-acc-create.sql), for `sipprobe diff`: the SQLite
+file its db_sqlite module writes, or its PostgreSQL or MySQL database (store/proxydb_server.py).
 
 Time columns are decoded value by value, since the storage form depends on the backend and its
 version: a REAL Julian day number (db_sqlite 5.6 stores JD(floor(t) - 0.5 s), LAB-NOTES), text
@@ -18,7 +18,8 @@ from pathlib import Path
 from store import StoreError
 
 TABLES = ("acc", "missed_calls", "acc_cdrs")
-TIME_COLUMNS = {"acc": ("time",), "missed_calls": ("time",),
+# `created`: OpenSIPS' (the INVITE's second); Kamailio's tables have no such column
+TIME_COLUMNS = {"acc": ("time", "created"), "missed_calls": ("time", "created"),
                 "acc_cdrs": ("start_time", "end_time")}
 JD_UNIX_EPOCH = 2440587.5  # the Julian day of 1970-01-01T00:00:00Z
 # a number below this is a Julian day (year 4713 BC .. AD 22 666), above it epoch seconds
@@ -93,8 +94,8 @@ def read_tables(location: str, tables=TABLES) -> dict[str, tuple[tuple[str, ...]
                 continue
             out[table] = (columns, decoded(table, columns, con.execute(f'SELECT * FROM "{table}"')))
         if not out:
-            raise StoreError(f"{location} has none of Kamailio's accounting tables "
-                             f"({', '.join(tables)})")
+            raise StoreError(f"{location} has none of Kamailio's or OpenSIPS' "
+                             f"accounting tables ({', '.join(tables)})")
         return out
     except sqlite3.Error as exc:
         if "not a database" in str(exc):

@@ -127,8 +127,8 @@ def read_server(url: str, tables=TABLES) -> dict[str, tuple[tuple[str, ...], lis
                 out[table] = (columns, decoded(table, columns, _rows(
                     conn, f"SELECT {select} FROM {q}{table}{q}")))
         if not out:
-            raise StoreError(f"{shown(url)} has none of Kamailio's accounting tables "
-                             f"({', '.join(tables)}) in its current schema")
+            raise StoreError(f"{shown(url)} has none of Kamailio's or OpenSIPS' "
+                             f"accounting tables ({', '.join(tables)}) in its current schema")
         return out
     except driver.Error as exc:
         raise StoreError(f"proxy database {shown(url)}: {str(exc).strip()}") from None

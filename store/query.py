@@ -20,13 +20,17 @@ from typing import Iterator
 from store import FilterError, StoreError, is_url
 from store.dialect import POSTGRES, SQLITE, Dialect, ReportDb
 from store.schema import CDR_TABLE, check_columns, connect, database_error, file_flavour
-from store.tables import BY_NAME, CALL_QUALITY, END_REASONS
+from store.tables import BY_NAME, CALL_QUALITY, END_REASONS, FLAVOURS, Table
 
 _CODE = re.compile(r"[1-6](\d\d|xx)", re.I)
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)", re.I)
 _UNIT = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 USER_COLUMNS = ("src_user", "dst_user", "dst_ouser")
 IP_COLUMNS = ("src_ip", "dst_domain")  # the request-URI host is the destination's address
+# the tables the row reports (`report acc`, `report missed`) read in a file of another flavour
+# than Kamailio's (which has them all); every other report reads Kamailio's acc_cdrs or pairs
+# Kamailio's acc rows (docs/opensips.md)
+ROW_REPORTS = {"opensips": ("acc", "missed_calls")}
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,13 @@ class Filters:
             params += [ip, f"[{ip}]"] * len(IP_COLUMNS)
         return where, params
 
-    def where(self, table: str, alias: str = "", dialect: Dialect = SQLITE) -> tuple[str, list]:
-        """(' WHERE ...' or '', parameters) for `table`'s layout in `dialect`'s SQL (the
-        parameters as `?`); `alias` prefixes columns."""
-        layout = BY_NAME[table]
+    def where(self, table: str, alias: str = "", dialect: Dialect = SQLITE,
+              layout: Table | None = None) -> tuple[str, list]:
+        """(' WHERE ...' or '', parameters) for `table`'s layout (default: the Kamailio
+        flavour's; layout_of gives a file's) in `dialect`'s SQL (the parameters as `?`);
+        `alias` prefixes columns. FilterError for a filter whose columns the layout lacks."""
+        layout = layout or BY_NAME[table]
+        self._check_columns(table, layout)
         p = f"{alias}." if alias else ""
         clock = p + layout.clock
         where, params = [], []
@@ -121,6 +128,17 @@ class Filters:
                 where.append(f"{p}mos_min {op} ?")
                 params.append(float(value))
         return (" WHERE " + " AND ".join(where) if where else ""), params
+
+    def _check_columns(self, table: str, layout: Table) -> None:
+        """Each filter given needs its columns in the layout (OpenSIPS' acc and missed_calls
+        have them all; rtcp_reports has no users)."""
+        needed = {"callid": ("callid",), "user": USER_COLUMNS, "ip": IP_COLUMNS,
+                  "domain": ("src_domain", "dst_domain"), "code": ("sip_code",)}
+        for name, columns in needed.items():
+            missing = [c for c in columns if c not in layout.column_names]
+            if getattr(self, name) is not None and missing:
+                raise FilterError(f"--{name} does not apply to {table}: it has no "
+                                  f"{', '.join(missing)} column")
 
 
 def user_condition(text: str, columns, like: str = "LIKE") -> tuple[str, list]:
@@ -176,16 +194,43 @@ def parse_time(value, *, now: float | None = None) -> float:
     return moment.timestamp()
 
 
+def layout_of(db, table: str) -> Table:
+    """The layout of `table` in the open sipprobe SQLite file `db` (a connection or an
+    sqlite_utils.Database), by the flavour the file records: the one place a report learns
+    whose columns it reads. StoreError when the reports do not read that table there."""
+    flavour = file_flavour(db)
+    if flavour == "kamailio":
+        return BY_NAME[table]
+    if table not in ROW_REPORTS.get(flavour, ()):
+        raise StoreError(refusal(flavour))
+    return next(t for t in FLAVOURS[flavour] if table in t.names)
+
+
+def refusal(flavour: str) -> str:
+    """What a report that needs Kamailio's tables says of a file of another flavour."""
+    return (f"holds {flavour}'s tables (--flavour {flavour}): `report acc` and `report missed` "
+            "read them; the others need Kamailio's tables (acc_cdrs, the INVITE and BYE rows "
+            "of acc): docs/opensips.md")
+
+
 def open_table(db_path: str, table: str):
     """(sqlite_utils.Database, the table's columns in that file); StoreError if the file has no
-    such table or not sipprobe's. The caller closes the database."""
+    such table, is not sipprobe's or not Kamailio-flavour. The caller closes the database."""
+    return _open_layout(db_path, table, any_flavour=False)[:2]
+
+
+def _open_layout(db_path: str, table: str, any_flavour: bool):
+    """(database, columns, layout) of open_table; `any_flavour`: an OpenSIPS-flavour file's
+    acc and missed_calls too (layout_of)."""
     db = connect(db_path, create=False)
     try:
         flavour = file_flavour(db)
-        if flavour != "kamailio":
-            raise StoreError(f"{db_path} holds {flavour}'s tables (--flavour {flavour}); the "
-                             "reports read Kamailio-flavour files: query its acc and "
-                             "missed_calls with SQL (docs/opensips.md)")
+        if flavour != "kamailio" and not any_flavour:
+            raise StoreError(f"{db_path} {refusal(flavour)}")
+        try:
+            layout = layout_of(db, table)
+        except StoreError as exc:
+            raise StoreError(f"{db_path} {exc}") from None
         if not db[table].exists():
             if table == CDR_TABLE and db["acc"].exists():
                 raise StoreError(f"{db_path} has no {table} table: it was written by an older "
@@ -193,12 +238,33 @@ def open_table(db_path: str, table: str):
                                  f"(sipprobe replay CAPTURE --db {db_path})")
             raise StoreError(f"{db_path} has no {table} table: it was not written by sipprobe; "
                              f"run `sipprobe replay CAPTURE --db {db_path}` first")
-        return db, check_columns(db, db_path, table)
+        return db, check_columns(db, db_path, table, layout), layout
     except BaseException as exc:
         db.close()
         if isinstance(exc, sqlite3.Error):
             raise database_error(db_path, exc) from None
         raise
+
+
+def flavour_of(db_path: str) -> str:
+    """The flavour of the sipprobe file at `db_path` (a PostgreSQL database: kamailio)."""
+    if is_url(db_path):
+        return "kamailio"
+    db = connect(db_path, create=False)
+    try:
+        return file_flavour(db)
+    finally:
+        db.close()
+
+
+def file_layout(db_path: str, table: str) -> Table:
+    """The layout the row reports print for `table` of the file or database at `db_path`
+    (layout_of; a PostgreSQL database holds Kamailio's)."""
+    if is_url(db_path):
+        return BY_NAME[table]
+    db, _, layout = _open_layout(db_path, table, any_flavour=True)
+    db.close()
+    return layout
 
 
 def open_report(db_path: str, table: str):
@@ -221,18 +287,25 @@ def stream(table: str, db_path: str, filters: Filters = Filters(), *, columns=No
     """Rows of `table` as tuples of `columns` (default: every report column), in packet-time
     order, read from the cursor one at a time. Opening the database and checking it happen
     at the call; the rows come as the caller iterates. A column the file does not have yet
-    (written before it was added) reads as NULL."""
-    layout = BY_NAME[table]
-    columns = tuple(columns or layout.report_columns)
-    where, params = filters.where(table, dialect=POSTGRES if is_url(db_path) else SQLITE)
+    (written before it was added) reads as NULL. An OpenSIPS-flavour file's acc and
+    missed_calls are read in OpenSIPS' layout (layout_of)."""
     if limit is not None and limit < 1:
         raise FilterError(f"bad limit {limit}: give a positive number of rows")
     if is_url(db_path):  # PostgreSQL: the same query in its parameter style, timestamps as text
         from store import postgres
+        layout = BY_NAME[table]
+        columns = tuple(columns or layout.report_columns)
+        where, params = filters.where(table, dialect=POSTGRES)
         db, have = postgres.open_table(db_path, table)
         select = postgres.select_list(table, columns, have)
     else:
-        db, have = open_table(db_path, table)
+        db, have, layout = _open_layout(db_path, table, any_flavour=True)
+        columns = tuple(columns or layout.report_columns)
+        try:
+            where, params = filters.where(table, layout=layout)
+        except FilterError:
+            db.close()
+            raise
         select = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in columns)
     sql = f'SELECT {select} FROM "{table}"{where} ORDER BY {layout.clock}, id'
     if limit is not None:

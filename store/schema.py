@@ -274,12 +274,14 @@ def read_meta(db) -> dict[str, str]:
     return dict(db.execute(f"SELECT key, value FROM [{META_TABLE}]").fetchall())
 
 
-def check_columns(db, path: str, table: str) -> tuple[str, ...]:
+def check_columns(db, path: str, table: str, layout=None) -> tuple[str, ...]:
     """The table's columns. `db`: an sqlite3 connection or an sqlite_utils.Database. A table of
     a version 1 or 2 file, which a writer has not migrated yet (its row_key last), passes:
-    reports read it."""
+    reports read it. `layout`: the file's (store.query.layout_of), Kamailio's by default."""
     have = tuple(r[1] for r in db.execute(f'PRAGMA table_info("{table}")').fetchall())
-    if have not in _known_layouts(table):
+    known = _known_layouts(table) if layout is None or layout is BY_NAME.get(table) \
+        else [layout.column_names]
+    if have not in known:
         raise StoreError(f"{path}: table {table} has columns ({', '.join(have)}) that sipprobe "
                          "did not write: give sipprobe a file of its own with --db")
     return have

@@ -106,7 +106,7 @@ def test_errors_are_one_line_exit_2(server, tmp_path):
     empty = server.database("no_kamailio")
     for proxy, words in ((server.url + "none_such", "cannot connect"),
                          (server.url, "give the database"),
-                         (empty, "none of Kamailio's accounting tables")):
+                         (empty, "none of Kamailio's or OpenSIPS' accounting tables")):
         r = sipprobe("diff", "--proxy-db", proxy, "--db", str(db))
         assert r.returncode == 2 and words in r.stderr, r.stderr
         assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
