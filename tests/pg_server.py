@@ -12,6 +12,8 @@ import socket
 import subprocess
 import tempfile
 
+import pytest
+
 
 def binaries() -> str | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
@@ -63,3 +65,14 @@ class Server:
             self._run("pg_ctl", "-D", self.data, "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A PostgreSQL server of the test module's own, stopped after its last test (import this
+    fixture into the module)."""
+    srv = Server().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -11,22 +11,13 @@ from pathlib import Path
 import pytest
 from test_diff_opensips import EXTRA, STOCK, opensips_proxy_db, replayed
 
-from tests.pg_server import Server, binaries
+from tests.pg_server import Server, binaries, server  # noqa: F401  (the fixture)
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.skipif(binaries() is None, reason="no PostgreSQL server installed")
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("lab-serial-answer", "lab-ringing-then-answer", "lab-concurrent", "lab-cancel-487")
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = Server().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def pg_opensips_db(server: Server, lite: Path, name: str) -> str:

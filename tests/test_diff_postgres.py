@@ -13,21 +13,12 @@ from pathlib import Path
 import pytest
 from test_diff import ROOT, SCENARIOS, proxy_db, replayed, sipprobe
 
-from tests.pg_server import Server, binaries
+from tests.pg_server import Server, binaries, server  # noqa: F401  (the fixture)
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.skipif(binaries() is None, reason="no PostgreSQL server installed")
 
 BASIC = next(s for s in SCENARIOS if s.name == "lab-basic-call")
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = Server().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def _kamailio_text(epoch: float) -> str:

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from tests.pg_server import Server, binaries
+from tests.pg_server import binaries, server  # noqa: F401  (server: the fixture)
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.skipif(binaries() is None, reason="no PostgreSQL server installed")
@@ -27,15 +27,6 @@ SITE_B = ["lab-basic-call", "lab-cancel-487", "lab-concurrent", "lab-reinvite", 
 
 def _captures(names):
     return [os.path.join(LAB, n) for n in names]
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = Server().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def _replay(captures, db, probe=None):
