@@ -500,44 +500,113 @@ def _signalling_error(exc: Exception, d: Datagram, opts: ProbeOptions,
 
 
 def sniff_interface(interface: str, db_path: str, opts: ProbeOptions | None = None, *,
-                    stop, promisc: bool = True, buffer_mb: int = 32, local_time: bool = False,
-                    proxies=(), cdr_options: dict | None = None, monitor=None,
-                    store_options: dict | None = None, carry_calls: bool = True,
-                    syslog=None, flavour=None, notice=None, **accounting) -> dict:
+                    stop, promisc: bool = True, buffer_mb: int = 32, monitor=None,
+                    **run) -> dict:
     """`sipprobe sniff`: account live traffic into SQLite (or PostgreSQL); batches commit at
-    least every second even on a quiet link. `notice(line)`: told, before the first packet,
-    of each earlier run that ended without a clean stop (store/runs.py; also the summary's
-    `unclean_runs`). `monitor` (console.live.LiveStatus) is told when
-    capture starts, sees the store and the voice quality records, and ticks after every
-    batch. `carry_calls`: take up the calls the last run left going, and leave those going at
-    the end to the next (sip_dissect/carry.py), kept every CARRY_EVERY seconds meanwhile, so
-    that a SIGKILL loses no more of them (KeptCalls). `syslog` (store.acc_log.SyslogOptions): each
-    acc and missed_calls row the store gets is also logged as Kamailio's acc module logs it
-    (log_flag, log_missed_flag), to syslog or a file."""
-    from sip_dissect.accounting import ProxySet
-    from store.writer import open_store
-
-    known = ProxySet(list(proxies))
-    flavour = _flavour(flavour)
-    with _acc_log(syslog) as acc_log, \
-            open_store(db_path, local_time=local_time, flavour=flavour.name, kind="sniff",
-                       **(store_options or {})) as store:
-        _tell_unclean(store, notice)
-        tick, media_sink, on_start = store.flush_if_due, store.add_media, None
+    least every second even on a quiet link, and the calls going on are kept every
+    CARRY_EVERY seconds, so that a SIGKILL loses no more of them (KeptCalls). `monitor`
+    (console.live.LiveStatus) is told when capture starts, sees the store and the voice
+    quality records, and ticks after every batch. `run`: StoreRun's options (the store, the
+    proxies, the flavour, the syslog, the notice of unclean runs), then account's."""
+    with StoreRun(db_path, "sniff", **run) as r:
+        tick, media_sink, on_start = r.store.flush_if_due, r.store.add_media, None
         if monitor is not None:
-            tick, media_sink = monitor.wrap(store, tick, media_sink)
+            tick, media_sink = monitor.wrap(r.store, tick, media_sink)
             on_start = monitor.started
-        summary = account_live(interface, _acc_sink(store, flavour, acc_log), opts,
-                               stop=stop, promisc=promisc, buffer_mb=buffer_mb, tick=tick,
-                               proxy_set=known,
-                               subscribers=_cdr_writers(flavour, store, known, cdr_options),
-                               media_sink=media_sink, on_start=on_start, monitor=monitor,
-                               carry=_carrier(store, carry_calls), flavour=flavour,
-                               carry_every=CARRY_EVERY, **accounting)
-    return _with_acc_log(_with_store_counts(summary, db_path, store), acc_log)
+        summary = account_live(interface, r.sink, opts, stop=stop, promisc=promisc,
+                               buffer_mb=buffer_mb, tick=tick, media_sink=media_sink,
+                               on_start=on_start, monitor=monitor, carry_every=CARRY_EVERY,
+                               **r.arguments)
+    return r.summary(summary)
 
 
 CARRY_EVERY = 1.0  # sniff keeps its calls' state this often (seconds; the commit interval)
+
+
+def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None,
+                 **run) -> dict:
+    """`sipprobe replay`: account captures into the SQLite database (or PostgreSQL) at
+    `db_path`.
+
+    Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
+    keeps every batch it committed. Returns the summary of account_files plus what the store
+    inserted and ignored as already present. `run`: as sniff_interface's."""
+    with StoreRun(db_path, "replay", **run) as r:
+        summary = account_files(paths, r.sink, opts, media_sink=r.store.add_media,
+                                **r.arguments)
+    return r.summary(summary)
+
+
+class StoreRun:
+    """What `replay` and `sniff` share around their accounting: the store opened for this
+    run (open_store: `local_time`, `store_options`, the run's `kind`), the earlier runs that
+    ended without a clean stop told to `notice(line)` (store/runs.py; also the summary's
+    `unclean_runs`), the flavour's acc sink and CDR subscriber, the ACC log lines of
+    `syslog` (store.acc_log.SyslogOptions: each acc and missed_calls row the store gets is
+    also logged as Kamailio's acc module logs it), the calls carried between runs
+    (`carry_calls`: sip_dissect/carry.py), and the store's counts in the summary.
+    `arguments`: account's keyword arguments of all that, with the rest of `accounting`."""
+
+    def __init__(self, db_path: str, kind: str, *, local_time: bool = False, proxies=(),
+                 cdr_options: dict | None = None, store_options: dict | None = None,
+                 carry_calls: bool = True, syslog=None, flavour=None, notice=None,
+                 **accounting):
+        self.db_path, self.kind, self.local_time = db_path, kind, local_time
+        self.cdr_options, self.store_options = cdr_options, store_options or {}
+        self.carry_calls, self.syslog, self.notice = carry_calls, syslog, notice
+        self.flavour = _flavour(flavour)
+        self.known = self._proxy_set(proxies)  # learns the relaying proxies as the run goes
+        self.accounting = accounting
+
+    @staticmethod
+    def _proxy_set(proxies):
+        from sip_dissect.accounting import ProxySet
+        return ProxySet(list(proxies))
+
+    def __enter__(self) -> "StoreRun":
+        from contextlib import ExitStack
+
+        from store.writer import open_store
+
+        self._stack = ExitStack()
+        try:
+            self.acc_log = self._stack.enter_context(_acc_log(self.syslog))
+            self.store = self._stack.enter_context(open_store(
+                self.db_path, local_time=self.local_time, flavour=self.flavour.name,
+                kind=self.kind, **self.store_options))
+        except BaseException:
+            self._stack.close()
+            raise
+        if self.notice is not None:
+            for run in self.store.unclean_runs:
+                self.notice(run["message"])
+        self.sink = _acc_sink(self.store, self.flavour, self.acc_log)
+        subscribers = [_cdr_writer(self.store, self.known, self.cdr_options)] \
+            if self.flavour.writes_cdrs else []
+        self.arguments = {"proxy_set": self.known, "subscribers": subscribers,
+                          "carry": self.store if self.carry_calls else None,
+                          "flavour": self.flavour, **self.accounting}
+        return self
+
+    def __exit__(self, *exc):
+        return self._stack.__exit__(*exc)
+
+    def summary(self, summary: dict) -> dict:
+        """The run's summary with what the store inserted and ignored (after the exit)."""
+        store, counts = self.store, {**self.store.counts(), **self.store.media_counts()}
+        if store.unclean_runs:  # earlier runs killed or crashed: what they lost
+            summary["unclean_runs"] = store.unclean_runs
+        summary.update(db=self.db_path,
+                       acc_inserted=counts["acc"] + counts.get("opensips_acc", 0),
+                       missed_inserted=counts["missed_calls"]
+                       + counts.get("opensips_missed_calls", 0),
+                       duplicates=counts["duplicates"], cdrs_inserted=counts["acc_cdrs"],
+                       cdrs_completed=counts["cdrs_completed"],
+                       rtcp_reports_inserted=counts["rtcp_reports"],
+                       call_quality_inserted=counts["call_quality"])
+        if self.acc_log is not None:
+            summary.update(syslog_lines=self.acc_log.lines, syslog_failed=self.acc_log.failed)
+        return summary
 
 
 def _acc_log(syslog):
@@ -563,26 +632,10 @@ def _acc_sink(store, flavour, acc_log):
     return both
 
 
-def _with_acc_log(summary: dict, acc_log) -> dict:
-    if acc_log is not None:
-        summary.update(syslog_lines=acc_log.lines, syslog_failed=acc_log.failed)
-    return summary
-
-
-def _carrier(store, carry_calls: bool):
-    """The store as the keeper of calls between runs (SQLite and PostgreSQL), when asked."""
-    return store if carry_calls else None
-
-
 def _flavour(flavour):
     """The flavour policy (sip_dissect.flavour) of a name or a policy; None: Kamailio's."""
     from sip_dissect.flavour import FLAVOURS, KAMAILIO
     return FLAVOURS[flavour] if isinstance(flavour, str) else flavour or KAMAILIO
-
-
-def _cdr_writers(flavour, store, proxies, cdr_options: dict | None) -> list:
-    """The acc_cdrs subscriber, for a flavour that writes that table."""
-    return [_cdr_writer(store, proxies, cdr_options)] if flavour.writes_cdrs else []
 
 
 def _cdr_writer(store, proxies, cdr_options: dict | None):
@@ -596,57 +649,6 @@ def _cdr_writer(store, proxies, cdr_options: dict | None):
             exc.from_sink = True  # the store's, as in account(): not a signalling bug
             raise
     return CdrWriter(add_cdr, proxies, **(cdr_options or {}))
-
-
-def _tell_unclean(store, notice) -> None:
-    if notice is not None:
-        for run in store.unclean_runs:
-            notice(run["message"])
-
-
-def _with_store_counts(summary: dict, db_path: str, store) -> dict:
-    counts = {**store.counts(), **store.media_counts()}
-    if store.unclean_runs:  # earlier runs killed or crashed: what they lost (store/runs.py)
-        summary["unclean_runs"] = store.unclean_runs
-    summary.update(db=db_path,
-                   acc_inserted=counts["acc"] + counts.get("opensips_acc", 0),
-                   missed_inserted=counts["missed_calls"] + counts.get("opensips_missed_calls", 0),
-                   duplicates=counts["duplicates"], cdrs_inserted=counts["acc_cdrs"],
-                   cdrs_completed=counts["cdrs_completed"],
-                   rtcp_reports_inserted=counts["rtcp_reports"],
-                   call_quality_inserted=counts["call_quality"])
-    return summary
-
-
-def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = None, *,
-                 local_time: bool = False, proxies=(), cdr_options: dict | None = None,
-                 store_options: dict | None = None, carry_calls: bool = True,
-                 syslog=None, flavour=None, notice=None, **accounting) -> dict:
-    """`sipprobe replay`: account captures into the SQLite database at `db_path`.
-
-    Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
-    keeps every batch it committed. Returns the summary of account_files plus what the store
-    inserted and ignored as already present. `store_options`: open_store's (probe: the name
-    of the probe a PostgreSQL store marks its rows with). `carry_calls`, `notice`: as
-    sniff_interface's. `syslog` (store.acc_log.SyslogOptions): each acc and missed_calls row
-    also as the line Kamailio's acc module logs, as sniff_interface does."""
-    from store.writer import open_store
-
-    from sip_dissect.accounting import ProxySet
-
-    known = ProxySet(list(proxies))
-    flavour = _flavour(flavour)
-    with _acc_log(syslog) as acc_log, \
-            open_store(db_path, local_time=local_time, flavour=flavour.name, kind="replay",
-                       **(store_options or {})) as store:
-        _tell_unclean(store, notice)
-        summary = account_files(paths, _acc_sink(store, flavour, acc_log), opts,
-                                proxy_set=known,
-                                subscribers=_cdr_writers(flavour, store, known, cdr_options),
-                                media_sink=store.add_media,
-                                carry=_carrier(store, carry_calls), flavour=flavour,
-                                **accounting)
-    return _with_acc_log(_with_store_counts(summary, db_path, store), acc_log)
 
 
 def cdr_files(paths: list[str], opts: ProbeOptions | None = None, *,
