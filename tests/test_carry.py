@@ -26,13 +26,14 @@ CAPTURES = [str(ROOT / "pcaps/lab-basic-call/capture.pcap"),
             "sngrep_aaa-sip-rtp-cancel-auth.pcap"]  # CANCEL, 403/408/480, retransmissions
 
 
-def rows(db: Path) -> dict[str, list]:
+def rows(db: Path, not_compared=NOT_COMPARED) -> dict[str, list]:
+    """Each accounting table's rows as sorted (column, value) tuples, without `not_compared`."""
     conn = sqlite3.connect(db)
     out = {}
     for table in ("acc", "missed_calls", "acc_cdrs"):
         cur = conn.execute(f"SELECT * FROM {table}")
         names = [d[0] for d in cur.description]
-        out[table] = sorted(tuple((n, v) for n, v in zip(names, r) if n not in NOT_COMPARED)
+        out[table] = sorted(tuple((n, v) for n, v in zip(names, r) if n not in not_compared)
                             for r in cur)
     conn.close()
     return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from store.tables import ACC, CDR, TIME_TEXT
+from test_carry import rows as carried_rows
 from veth_replay import SIPPROBE, replay_live, veth_namespace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,15 +47,8 @@ def capture(tmp_path_factory) -> tuple[Path, dict]:
 
 def rows(db: Path) -> dict[str, Counter]:
     """Each table's rows without id and times, as a multiset."""
-    conn = sqlite3.connect(db)
-    out = {}
-    for table in ("acc", "missed_calls", "acc_cdrs"):
-        cur = conn.execute(f"SELECT * FROM {table}")
-        names = [d[0] for d in cur.description]
-        out[table] = Counter(tuple((n, v) for n, v in zip(names, r) if n not in NOT_COMPARED)
-                             for r in cur)
-    conn.close()
-    return out
+    return {table: Counter(table_rows) for table, table_rows in
+            carried_rows(db, NOT_COMPARED).items()}
 
 
 def test_rows_equal_an_offline_replay_at_a_rate_without_drops(capture, tmp_path):
