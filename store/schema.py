@@ -186,15 +186,7 @@ def ensure_schema(db, path: str, *, local_time: bool, flavour: str = "kamailio")
                 for statement in create_statements(table):
                     db.execute(statement)
         _ensure_run_tables(db, names)
-        if meta and int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
-            db.execute(f"UPDATE [{META_TABLE}] SET value = ? WHERE key = 'schema_version'",
-                       [str(SCHEMA_VERSION)])
-        if not meta:
-            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            db.execute(META_DDL)
-            db.execute(f'INSERT INTO "{META_TABLE}" ("key", "value") VALUES (?, ?), (?, ?), (?, ?)',
-                       ["schema_version", str(SCHEMA_VERSION), "created", created,
-                        "time_column", clock])
+        _write_meta(db, meta, clock, flavour)
     except BaseException:
         db.rollback()
         raise
@@ -208,6 +200,21 @@ def _ensure_run_tables(db, names: set) -> None:
         db.execute(OPEN_CALLS_DDL)
     if RUNS_TABLE not in names:
         db.execute(RUNS_DDL)
+
+
+def _write_meta(db, meta: dict, clock: str, flavour: str) -> None:
+    """The meta table of a new file (its schema version, creation time, clock and, for a
+    flavour other than Kamailio's, the flavour), or the schema version of an older one."""
+    if meta and int(meta.get("schema_version", "0")) < SCHEMA_VERSION:
+        db.execute(f"UPDATE [{META_TABLE}] SET value = ? WHERE key = 'schema_version'",
+                   [str(SCHEMA_VERSION)])
+    if not meta:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        rows = [("schema_version", str(SCHEMA_VERSION)), ("created", created),
+                ("time_column", clock)]
+        db.execute(META_DDL)
+        db.executemany(f'INSERT INTO "{META_TABLE}" ("key", "value") VALUES (?, ?)',
+                       rows + ([("flavour", flavour)] if flavour != "kamailio" else []))
 
 
 def _ensure_flavour(db, path: str, local_time: bool, flavour: str) -> None:
@@ -241,12 +248,7 @@ def _ensure_flavour(db, path: str, local_time: bool, flavour: str) -> None:
             db.execute(VERSION_DDL)
             db.executemany(f'INSERT INTO "{VERSION_TABLE}" (table_name, table_version) '
                            'VALUES (?, ?)', list(OPENSIPS_VERSIONS.items()))
-        if not meta:
-            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            db.execute(META_DDL)
-            db.executemany(f'INSERT INTO "{META_TABLE}" ("key", "value") VALUES (?, ?)',
-                           [("schema_version", str(SCHEMA_VERSION)), ("created", created),
-                            ("time_column", clock), ("flavour", flavour)])
+        _write_meta(db, meta, clock, flavour)
     except BaseException:
         db.rollback()
         raise

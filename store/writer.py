@@ -52,7 +52,7 @@ _CDR = operator.attrgetter(*CDR_FIELDS)
 _AS_TUPLE: dict[type, object] = {}  # record class -> what makes its fields a plain tuple
 # the records of the generic path by class name: their layout's key, their fields (the voice
 # quality records of rtcp_mos/records.py; OpenSIPS' acc and missed_calls records)
-MEDIA_RECORDS = {t.record: (key, t.field_names) for key, t in GENERIC.items()}
+GENERIC_RECORDS = {t.record: (key, t.field_names) for key, t in GENERIC.items()}
 
 
 def _as_tuple(cls: type, fields: tuple[str, ...], getter) -> object:
@@ -211,7 +211,7 @@ class AccStore:
         quality summary. OpenSIPS' acc and missed_calls records (add_row) take this path too."""
         if self._closed:
             raise ValueError(f"store {self.path} is closed")
-        table = MEDIA_RECORDS.get(rec.__class__.__name__)
+        table = GENERIC_RECORDS.get(rec.__class__.__name__)
         if table is None or len(rec) != len(table[1]):
             raise ValueError(f"not a record of {', '.join(GENERIC)}: {rec!r:.200}")
         self._media.append((table[0], tuple(rec)))
@@ -247,7 +247,6 @@ class AccStore:
         self._send_chunk()
 
     def _acc_row(self, rec: AccRecord) -> tuple:
-
         if self._closed:
             raise ValueError(f"store {self.path} is closed")
         convert = _AS_TUPLE.get(rec.__class__) or _as_tuple(rec.__class__, ACC_FIELDS, _ACC)
