@@ -20,7 +20,7 @@ import os
 import socket
 import time
 
-from store import StoreError, is_url  # noqa: F401  (is_url: public here too)
+from store import StoreError, is_url, shown  # noqa: F401  (is_url, shown: public here too)
 from store.tables import BY_NAME, LAYOUTS, TIME_TEXT
 
 # the SQLite schema's (store/schema.py) columns, plus `probe`; 5: open_calls and
@@ -39,18 +39,6 @@ _PG_TYPES = {int: "BIGINT", str: "TEXT", float: "DOUBLE PRECISION"}
 
 def default_probe_name() -> str:
     return socket.gethostname() or "sipprobe"
-
-
-def shown(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-        parts = conninfo_to_dict(url)
-    except Exception:
-        return url.split("@")[-1]
-    where = f"{parts.get('host', '')}:{parts.get('port', '')}/{parts.get('dbname', '')}"
-    return f"postgresql://{parts['user']}@{where}" if parts.get("user") else \
-        f"postgresql://{where}"
 
 
 def pg_type(column) -> str:

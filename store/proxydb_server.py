@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from store import StoreError
+from store import StoreError, shown
 from store.proxydb import TABLES, decoded
 
 
@@ -74,14 +74,6 @@ def backend_name(url: str) -> str | None:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     return {"postgres": "postgresql", "postgresql": "postgresql", "mysql": "mysql",
             "mariadb": "mysql"}.get(scheme)
-
-
-def shown(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", "@", 1)
 
 
 def connect_read_only(url: str):

@@ -990,3 +990,27 @@ def test_a_version_3_file_gains_talk_time_and_ring_duration_from_its_own_columns
     assert [(r["ring_duration"], r["talk_time"]) for r in rows] == [(0.007, 2.004), (None, 0.0)]
     assert dict(sqlite3.connect(db).execute("SELECT key, value FROM sipprobe_meta"))[
         "schema_version"] == str(schema.SCHEMA_VERSION)
+
+
+def test_database_urls_in_messages_hide_their_password(tmp_path):
+    """The one `store.shown` every message about a database URL uses: no password, neither in
+    the user part nor as a parameter; the rest (user, host, port, database, other parameters)
+    kept so the operator knows which database it was."""
+    from store import shown
+
+    assert shown("postgresql://probe:s3cret@db.example:5433/acc") == \
+        "postgresql://probe@db.example:5433/acc"
+    assert shown("mysql://kam:s3cret@127.0.0.1/kamailio?unix_socket=/run/m.sock") == \
+        "mysql://kam@127.0.0.1/kamailio?unix_socket=%2Frun%2Fm.sock"
+    assert shown("postgresql://probe@db/acc?password=s3cret&sslmode=require") == \
+        "postgresql://probe@db/acc?sslmode=require"
+    assert shown("postgresql://[::1]:5432/acc") == "postgresql://[::1]:5432/acc"
+    for db, proxy in (("postgresql://u:s3cret@127.0.0.1:1/x", None),
+                      ("sipprobe.db", "mysql://u:s3cret@127.0.0.1:1/x"),
+                      ("sipprobe.db", "postgresql://u@127.0.0.1:1/x?password=s3cret")):
+        args = ["report", "acc", "--db", db] if proxy is None else \
+            ["diff", "--db", db, "--proxy-db", proxy]
+        r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "sipprobe"), *args],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert r.returncode == 2 and "u@127.0.0.1:1/x" in r.stderr, r.stderr
+        assert "s3cret" not in r.stderr + r.stdout
