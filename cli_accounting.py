@@ -101,6 +101,8 @@ NAMES = frozenset(p.name for p in ACCOUNTING_OPTIONS)
 # options with no OpenSIPS counterpart in sipprobe (docs/opensips.md): refused with --flavour
 KAMAILIO_ONLY = (("--report-cancels", "report_cancels"), ("--early-media", "early_media"),
                  ("--detect-direction", "detect_direction"), ("--acc-method", "acc_method"),
+                 ("--missed-local-replies", "missed_local_replies"),
+                 ("--missed-per-branch", "missed_per_branch"),
                  ("--cdr-start-on-confirmed", "cdr_start_on_confirmed"),
                  ("--cdr-kamailio-exact", "cdr_kamailio_exact"),
                  ("--cdr-unanswered", "cdr_unanswered"), ("--syslog", "syslog"),

@@ -33,8 +33,7 @@ class Opensips:
     name = "opensips"
     writes_cdrs = False  # the CDR is OpenSIPS' acc row itself
     store_method = "add_row"  # AccStore.add_row: the generic path (tables.GENERIC)
-    # AccOptions that OpenSIPS' CDR mode has no counterpart for here
-    UNSUPPORTED = ("report_cancels", "early_media", "detect_direction", "methods")
+    # the AccOptions it has no counterpart for are refused by the CLI (cli_accounting.py)
 
     @staticmethod
     def acc_subscriber(options: AccOptions, proxies: ProxySet, sink):

@@ -191,6 +191,10 @@ def test_cli_refuses_kamailio_only_options_and_reports(tmp_path):
                                   "--early-media", "--acc-method", "MESSAGE"])
     assert refused.exit_code == 2
     assert "--early-media, --acc-method: Kamailio-flavour options" in refused.output
+    refused = runner.invoke(app, ["replay", capture, "--db", db, "--flavour", "opensips",
+                                  "--missed-local-replies", "--missed-per-branch"])
+    assert refused.exit_code == 2  # Kamailio script variants: OpenSIPS' writer has no such switch
+    assert "--missed-local-replies, --missed-per-branch: Kamailio-flavour" in refused.output
     assert runner.invoke(app, ["replay", capture, "--db", db, "--flavour", "opensips"]).exit_code == 0
     assert runner.invoke(app, ["report", "acc", "--db", db]).exit_code == 0
     for report in ("cdrs", "summary"):
