@@ -93,13 +93,8 @@ class LiveStatus:
         frames, sip = self.capture.frames, self.sig.messages
         rows = sum(v for k, v in self.store.counts().items()
                    if k in ("acc", "missed_calls", "acc_cdrs"))
-        drops = "-"
-        if self.capture.kernel_poll is not None:
-            try:
-                _, dropped, if_dropped = self.capture.kernel_poll()
-                drops = str(dropped + if_dropped)
-            except Exception:  # pcapy: stats not available on this link type
-                pass
+        kernel = self.capture.kernel_now()
+        drops = "-" if kernel is None else str(kernel[1] + kernel[2])
         worst = self.worst_mos()
         self.last = (now, frames, sip)
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")

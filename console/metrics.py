@@ -96,12 +96,8 @@ class Metrics:
     def take(self) -> dict:
         """Copies of the live counts (the collector reads only this)."""
         sig, capture = self.sig, self.capture
-        kernel = (capture.kernel_received, capture.kernel_dropped, capture.interface_dropped)
-        if capture.kernel_poll is not None:
-            try:
-                kernel = capture.kernel_poll()
-            except Exception:  # pcapy: no stats on this link type
-                pass
+        kernel = capture.kernel_now() or (capture.kernel_received, capture.kernel_dropped,
+                                           capture.interface_dropped)
         rows = {**self.store.counts(), **self.store.media_counts()}
         return {"frames": capture.frames, "sip_messages": sig.messages,
                 "totals": dict(sig.dialogs.totals), "calls_open": len(sig.dialogs.calls),

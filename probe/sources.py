@@ -49,6 +49,17 @@ class CaptureStats:
     # one line per damaged file: what was wrong and how much of it was read
     damaged: list[str] = field(default_factory=list)
 
+    def kernel_now(self) -> tuple | None:
+        """(received, dropped, interface dropped) as the kernel counts them now, on a live
+        interface whose link type has them; None otherwise (files; pcapy raises on links
+        without stats)."""
+        if self.kernel_poll is None:
+            return None
+        try:
+            return self.kernel_poll()
+        except Exception:
+            return None
+
     def kernel_counters(self) -> dict:
         """What the kernel counted on a live interface (None for files)."""
         return {"kernel_received": self.kernel_received, "kernel_dropped": self.kernel_dropped,
