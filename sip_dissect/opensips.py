@@ -38,7 +38,12 @@ def _us(epoch: float) -> int:
 def cdr_figures(answer: float, bye: float, created: float) -> tuple[int, int, int]:
     """(duration, ms_duration, setuptime) as acc.c's acc_db_cdrs computes them."""
     ms = max(_us(bye) - _us(answer), 0) // 1000  # TIMEVAL_MS_DIFF: unsigned, truncated
-    return -(-ms // 1000), ms, math.floor(answer) - math.floor(created)
+    return -(-ms // 1000), ms, setuptime(answer, created)
+
+
+def setuptime(reply: float, created: float) -> int:
+    """acc's setuptime: the final reply's second minus the INVITE's (whole seconds)."""
+    return math.floor(reply) - math.floor(created)
 
 
 class OpensipsAccWriter(Subscriber):
@@ -73,5 +78,5 @@ class OpensipsAccWriter(Subscriber):
 
     @staticmethod
     def _failure(cls, rec, created: float, durations: tuple):
-        setup = math.floor(rec.time) - math.floor(created)
-        return new_record(cls, (*rec[1:8], *durations, setup, created, *rec[8:]))
+        return new_record(cls, (*rec[1:8], *durations, setuptime(rec.time, created), created,
+                                *rec[8:]))
