@@ -32,18 +32,18 @@ def option_keys(command) -> dict:
     return keys
 
 
-def _leaves(command, path: tuple = ()):
+def leaves(command, path: tuple = ()):
     """(path of command names, command) for every command that runs (not the groups)."""
     if _subcommands(command):
         for name, sub in _subcommands(command).items():
-            yield from _leaves(sub, path + (name,))
+            yield from leaves(sub, path + (name,))
     else:
         yield path, command
 
 
 def _known_under(command) -> set[str]:
     """The option keys a table for `command` may hold: its own, or any of its subcommands'."""
-    return {key for _, leaf in _leaves(command) for key in option_keys(leaf)}
+    return {key for _, leaf in leaves(command) for key in option_keys(leaf)}
 
 
 def _check(table: dict, command, where: str, path: str) -> None:
@@ -79,7 +79,7 @@ def default_map(path: str, root) -> dict:
     data = load(path)
     _check(data, root, "", path)
     result: dict = {}
-    for names, leaf in _leaves(root):
+    for names, leaf in leaves(root):
         options = option_keys(leaf)
         values = {}
         table = data

@@ -36,12 +36,9 @@ def _every_command() -> list[list[str]]:
     import cli_reports  # noqa: F401  (registers the report group's commands)
     import cli_tools  # noqa: F401
     import typer.main
+    from cli_config import leaves
 
-    def walk(group, words):
-        for name, command in sorted(getattr(group, "commands", {}).items()):
-            yield from walk(command, words + [name]) if hasattr(command, "commands") \
-                else [words + [name]]
-    return list(walk(typer.main.get_command(app), []))
+    return sorted(list(path) for path, _ in leaves(typer.main.get_command(app)))
 
 
 def test_the_command_list_is_complete():

@@ -13,7 +13,7 @@ from lab_oracle import LAB_PCAPS, kamailio_rows
 
 import cli
 import typer.main
-from cli_config import ConfigError, _leaves, default_map, option_keys
+from cli_config import ConfigError, leaves, default_map, option_keys
 
 SIPPROBE = shutil.which("sipprobe", path=os.path.dirname(sys.executable)) or \
     shutil.which("sipprobe")
@@ -119,9 +119,9 @@ def test_every_long_option_of_every_command_is_a_key(tmp_path):
     """Generic by construction: whatever option a command has (now or added later), its long
     name is accepted in the command's table and at the top level."""
     root = typer.main.get_command(cli.app)
-    leaves = list(_leaves(root))
-    assert {("replay",), ("sniff",), ("report", "acc")} <= {names for names, _ in leaves}
-    for names, command in leaves:
+    commands = list(leaves(root))
+    assert {("replay",), ("sniff",), ("report", "acc")} <= {names for names, _ in commands}
+    for names, command in commands:
         for key, param in option_keys(command).items():
             if key in ("help", "version", "config"):
                 continue
