@@ -32,7 +32,8 @@ TYPED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accountin
          "sip_dissect.cdr", "sip_dissect.signalling",
          "rtcp_mos.emodel", "rtcp_mos.rtpengine_mos", "rtcp_mos.metrics", "rtcp_mos.rtcp",
          "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media")
-C_EXTENSIONS = ("probe._fastdecode", "sip_dissect._sipscan", "rtcp_mos._rtcpscan")
+C_EXTENSIONS = ("probe._fastdecode", "sip_dissect._sipscan", "probe._pcapfile",
+                "rtcp_mos._rtcpscan")
 
 
 def load(name: str):

@@ -172,6 +172,20 @@ class FilterSet:
 def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Iterator:
     import pcapy
 
+    done = 0  # frames the mapped reader handed out; libpcap goes on after them
+    mapped = _mapped_reader(path, filters)
+    if mapped is not None:
+        n = stats.frames
+        while True:
+            data, meta = mapped.next_batch(BATCH)
+            if not meta:
+                break
+            yield RawBatch(mapped.linktype, data, meta, n + 1)
+            n += len(meta) // 16
+            stats.frames = n
+        if mapped.unsure is None:
+            return
+        done = mapped.frames
     try:
         reader = pcapy.open_offline(path)
     except pcapy.PcapError as exc:
@@ -187,8 +201,35 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
             except SourceError as err:
                 raise SourceError(f"{path}: {err}") from None
             text = None
-    yield from _drain_batches(reader, linktype, stats, live=False, path=path,
+    for _ in range(done):
+        reader.next()
+    yield from _drain_batches(reader, linktype, stats, live=False, path=path, done=done,
                               reread=lambda skip: _reread_tail(path, text, linktype, skip))
+
+
+def _mapped_reader(path: str, filters: FilterSet):
+    """probe._pcapfile's Reader for a classic pcap file it takes, its filter set; None where
+    libpcap reads the file (not built, SIPPROBE_PURE, pcapng, a header or link type it does not
+    take, a filter libpcap does not compile for the link type)."""
+    from probe.native import load
+
+    native = load("probe._pcapfile")
+    if native is None:
+        return None
+    try:
+        reader = native.Reader(path)
+    except (OSError, ValueError):
+        return None
+    text = filters.text_for(reader.linktype)
+    if text is not None:
+        import pcapy
+
+        try:
+            reader.set_program(pcapy.compile(reader.linktype, SNAPLEN, text, 1,
+                                             0xFFFFFFFF).get_bpf())
+        except (pcapy.PcapError, ValueError):
+            return None
+    return reader
 
 
 def _reread_tail(path: str, text: str | None, linktype: int, skip: int) -> Iterator[Frame]:
@@ -213,7 +254,9 @@ def _reread_tail(path: str, text: str | None, linktype: int, skip: int) -> Itera
 
 
 def _drain_batches(reader, linktype: int, stats: CaptureStats, live: bool,
-                   stop=lambda: False, reread=None, path: str = "") -> Iterator[Frame]:
+                   stop=lambda: False, reread=None, path: str = "",
+                   done: int = 0) -> Iterator[Frame]:
+    """`done`: frames of the file read before this reader's first (the mapped reader's)."""
     import pcapy
 
     n = first = stats.frames
@@ -233,9 +276,9 @@ def _drain_batches(reader, linktype: int, stats: CaptureStats, live: bool,
             # a file cut mid-record ends like EOF; what was read stands. next_batch discards
             # the whole batch that hit the cut (a small file: every frame), so reread it
             if reread is not None:
-                good = n - first
+                good = n - first + done
                 tail = []
-                for fr in reread(n - first):
+                for fr in reread(good):
                     n += 1
                     tail.append(fr._replace(frame=n))
                 stats.frames = n

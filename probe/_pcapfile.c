@@ -1,0 +1,585 @@
+/* Classic pcap files read in place: the file mapped, its records walked without copying,
+ * libpcap's own compiled BPF program (pcapy's get_bpf) run on each, and the matching frames
+ * handed out in batches laid out as pcapy-ng's next_batch lays them out (data, meta), so that
+ * the decoder cannot tell the two apart.
+ *
+ * Why: libpcap reads a file with two stdio reads per record; on a media-heavy mirror, where
+ * the filter drops 99.6 % of the records, that is most of the time of a replay.
+ *
+ * Only what it is sure of: the four standard magics (micro- and nanosecond, either byte
+ * order), version 2.4, Ethernet, Linux cooked (v1, v2) and raw IP (228, 229, 101 -> 12),
+ * records no longer than the snapshot length, BPF programs that pass the same checks as
+ * libpcap's bpf_validate. A file it does not take raises ValueError at open; a record it does
+ * not take (cut, longer than the snapshot) ends the walk with `unsure` set, and the caller
+ * goes on with libpcap from that frame, which says what it makes of it.
+ * tests/test_pcapfile.py compares the frames of both readers on every capture.
+ *
+ * BPF semantics: the classic BPF machine (McCanne and Jacobson, 1993) as libpcap 1.9-1.10 runs
+ * it on files: a load outside the captured bytes rejects the frame, a division by X = 0
+ * rejects it, a shift by X >= 32 gives 0.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_SNAPLEN 262144 /* libpcap's max_snaplen_for_dlt for every link type taken here */
+#define MAX_INSNS 4096     /* libpcap's BPF_MAXINSNS */
+#define MEMWORDS 16
+/* pages walked are let go of every this many bytes: the mapping would otherwise count the
+ * whole file in the process's resident size (shared page cache, but alarming in `ps`) */
+#define RELEASE_EVERY (8u << 20)
+
+/* classic BPF opcodes (pcap/bpf.h) */
+#define CLS(c) ((c) & 0x07)
+#define B_LD 0x00
+#define B_LDX 0x01
+#define B_ST 0x02
+#define B_STX 0x03
+#define B_ALU 0x04
+#define B_JMP 0x05
+#define B_RET 0x06
+#define B_MISC 0x07
+#define B_W 0x00
+#define B_H 0x08
+#define B_B 0x10
+#define B_IMM 0x00
+#define B_ABS 0x20
+#define B_IND 0x40
+#define B_MEM 0x60
+#define B_LEN 0x80
+#define B_MSH 0xa0
+#define B_K 0x00
+#define B_X 0x08
+#define B_A 0x10
+
+typedef struct {
+    uint16_t code;
+    uint8_t jt, jf;
+    uint32_t k;
+} Insn;
+
+static inline uint32_t be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline uint32_t be16(const uint8_t *p) { return ((uint32_t)p[0] << 8) | p[1]; }
+
+/* Whether `code` is an instruction run() knows (and libpcap's bpf_validate accepts). */
+static int known(uint16_t code)
+{
+    switch (code) {
+    case B_RET | B_K: case B_RET | B_A:
+    case B_LD | B_W | B_ABS: case B_LD | B_H | B_ABS: case B_LD | B_B | B_ABS:
+    case B_LD | B_W | B_IND: case B_LD | B_H | B_IND: case B_LD | B_B | B_IND:
+    case B_LD | B_W | B_LEN: case B_LDX | B_W | B_LEN:
+    case B_LD | B_IMM: case B_LDX | B_IMM: case B_LD | B_MEM: case B_LDX | B_MEM:
+    case B_LDX | B_MSH | B_B: case B_ST: case B_STX:
+    case B_JMP | 0x00: /* JA */
+    case B_JMP | 0x10 | B_K: case B_JMP | 0x10 | B_X: /* JEQ */
+    case B_JMP | 0x20 | B_K: case B_JMP | 0x20 | B_X: /* JGT */
+    case B_JMP | 0x30 | B_K: case B_JMP | 0x30 | B_X: /* JGE */
+    case B_JMP | 0x40 | B_K: case B_JMP | 0x40 | B_X: /* JSET */
+    case B_MISC | 0x00: case B_MISC | 0x80:            /* TAX, TXA */
+    case B_ALU | 0x80:                                 /* NEG */
+        return 1;
+    }
+    if (CLS(code) == B_ALU && (code & ~0xf8) == B_ALU) {
+        unsigned op = code & 0xf0;
+        return op <= 0xa0 && op != 0x80;  /* ADD..RSH, MOD, XOR with K or X */
+    }
+    return 0;
+}
+
+/* libpcap's bpf_validate: known opcodes, jumps forward inside the program, scratch memory
+ * indexes in range, no division by a constant 0, a return at the end. NULL: valid. */
+static const char *validate(const Insn *prog, Py_ssize_t n)
+{
+    if (n < 1 || n > MAX_INSNS)
+        return "program length";
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Insn *p = &prog[i];
+        uint16_t c = p->code;
+        if (!known(c))
+            return "unknown instruction";
+        if (CLS(c) == B_JMP) {
+            Py_ssize_t rest = n - i - 1;
+            if ((c & 0xf0) == 0x00 ? (Py_ssize_t)p->k >= rest : p->jt >= rest || p->jf >= rest)
+                return "jump out of the program";
+        }
+        if ((c == (B_LD | B_MEM) || c == (B_LDX | B_MEM) || c == B_ST || c == B_STX)
+            && p->k >= MEMWORDS)
+            return "scratch memory index";
+        if (CLS(c) == B_ALU && (c & B_X) == 0) {
+            unsigned op = c & 0xf0;
+            if ((op == 0x30 || op == 0x90) && p->k == 0)
+                return "division by zero";
+            if ((op == 0x60 || op == 0x70) && p->k >= 32)
+                return "shift of 32 or more";
+        }
+    }
+    return CLS(prog[n - 1].code) == B_RET ? NULL : "no return at the end";
+}
+
+/* The program's verdict on one frame: 0 rejects. `wirelen`: its length on the wire,
+ * `buflen`: the bytes captured. */
+static uint32_t run(const Insn *pc, const uint8_t *p, uint32_t wirelen, uint32_t buflen)
+{
+    uint32_t A = 0, X = 0, k, mem[MEMWORDS] = {0};
+    for (;; pc++) {
+        switch (pc->code) {
+        case B_RET | B_K: return pc->k;
+        case B_RET | B_A: return A;
+        case B_LD | B_W | B_ABS:
+            k = pc->k;
+            if (k > buflen || 4 > buflen - k) return 0;
+            A = be32(p + k);
+            continue;
+        case B_LD | B_H | B_ABS:
+            k = pc->k;
+            if (k > buflen || 2 > buflen - k) return 0;
+            A = be16(p + k);
+            continue;
+        case B_LD | B_B | B_ABS:
+            k = pc->k;
+            if (k >= buflen) return 0;
+            A = p[k];
+            continue;
+        case B_LD | B_W | B_LEN: A = wirelen; continue;
+        case B_LDX | B_W | B_LEN: X = wirelen; continue;
+        case B_LD | B_W | B_IND:
+            if (pc->k > buflen || X > buflen - pc->k || 4 > buflen - pc->k - X) return 0;
+            A = be32(p + pc->k + X);
+            continue;
+        case B_LD | B_H | B_IND:
+            if (pc->k > buflen || X > buflen - pc->k || 2 > buflen - pc->k - X) return 0;
+            A = be16(p + pc->k + X);
+            continue;
+        case B_LD | B_B | B_IND:
+            if (pc->k >= buflen || X >= buflen - pc->k) return 0;
+            A = p[pc->k + X];
+            continue;
+        case B_LDX | B_MSH | B_B:
+            k = pc->k;
+            if (k >= buflen) return 0;
+            X = (uint32_t)(p[k] & 0xf) << 2;
+            continue;
+        case B_LD | B_IMM: A = pc->k; continue;
+        case B_LDX | B_IMM: X = pc->k; continue;
+        case B_LD | B_MEM: A = mem[pc->k]; continue;
+        case B_LDX | B_MEM: X = mem[pc->k]; continue;
+        case B_ST: mem[pc->k] = A; continue;
+        case B_STX: mem[pc->k] = X; continue;
+        case B_JMP | 0x00: pc += pc->k; continue;
+        case B_JMP | 0x10 | B_K: pc += (A == pc->k) ? pc->jt : pc->jf; continue;
+        case B_JMP | 0x20 | B_K: pc += (A > pc->k) ? pc->jt : pc->jf; continue;
+        case B_JMP | 0x30 | B_K: pc += (A >= pc->k) ? pc->jt : pc->jf; continue;
+        case B_JMP | 0x40 | B_K: pc += (A & pc->k) ? pc->jt : pc->jf; continue;
+        case B_JMP | 0x10 | B_X: pc += (A == X) ? pc->jt : pc->jf; continue;
+        case B_JMP | 0x20 | B_X: pc += (A > X) ? pc->jt : pc->jf; continue;
+        case B_JMP | 0x30 | B_X: pc += (A >= X) ? pc->jt : pc->jf; continue;
+        case B_JMP | 0x40 | B_X: pc += (A & X) ? pc->jt : pc->jf; continue;
+        case B_ALU | 0x00 | B_X: A += X; continue;
+        case B_ALU | 0x10 | B_X: A -= X; continue;
+        case B_ALU | 0x20 | B_X: A *= X; continue;
+        case B_ALU | 0x30 | B_X: if (X == 0) return 0; A /= X; continue;
+        case B_ALU | 0x90 | B_X: if (X == 0) return 0; A %= X; continue;
+        case B_ALU | 0x40 | B_X: A |= X; continue;
+        case B_ALU | 0x50 | B_X: A &= X; continue;
+        case B_ALU | 0xa0 | B_X: A ^= X; continue;
+        case B_ALU | 0x60 | B_X: A = X < 32 ? A << X : 0; continue;
+        case B_ALU | 0x70 | B_X: A = X < 32 ? A >> X : 0; continue;
+        case B_ALU | 0x00 | B_K: A += pc->k; continue;
+        case B_ALU | 0x10 | B_K: A -= pc->k; continue;
+        case B_ALU | 0x20 | B_K: A *= pc->k; continue;
+        case B_ALU | 0x30 | B_K: A /= pc->k; continue;
+        case B_ALU | 0x90 | B_K: A %= pc->k; continue;
+        case B_ALU | 0x40 | B_K: A |= pc->k; continue;
+        case B_ALU | 0x50 | B_K: A &= pc->k; continue;
+        case B_ALU | 0xa0 | B_K: A ^= pc->k; continue;
+        case B_ALU | 0x60 | B_K: A <<= pc->k; continue;
+        case B_ALU | 0x70 | B_K: A >>= pc->k; continue;
+        case B_ALU | 0x80: A = (uint32_t)0 - A; continue;
+        case B_MISC | 0x00: X = A; continue;
+        case B_MISC | 0x80: A = X; continue;
+        default: return 0; /* validate() lets none through */
+        }
+    }
+}
+
+/* A file shrunk under the mapping raises SIGBUS on the next page touched: the walk in progress
+ * jumps back and ends as a cut file would (the GIL is held, one walk at a time). */
+static sigjmp_buf bus_jump;
+static volatile sig_atomic_t walking;
+
+static void on_bus(int sig)
+{
+    if (walking)
+        siglongjmp(bus_jump, 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+typedef struct {
+    PyObject_HEAD
+    const uint8_t *base; /* the mapping (NULL: empty file) */
+    size_t size, pos;
+    size_t released;     /* bytes from the start let go of (madvise) */
+    int swapped, nano;
+    uint32_t snaplen, linktype;
+    Insn *prog;          /* NULL: every frame */
+    Py_ssize_t nprog;
+    unsigned long long records, frames;
+    const char *unsure;  /* why the walk stopped before the end; NULL at the end */
+    uint8_t *out;        /* the batch being built */
+    size_t out_cap;
+} Reader;
+
+static inline uint32_t field(const Reader *r, const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return r->swapped ? __builtin_bswap32(v) : v;
+}
+
+/* LINKTYPE_* in the file -> DLT_* libpcap reports, for the link types taken here; -1 others.
+ * Not BSD loopback (NULL, LOOP): libpcap compiles their filters for the file's byte order,
+ * which a program compiled apart from the file does not know. */
+static long dlt_of(uint32_t linktype)
+{
+    switch (linktype) {
+    case 1: case 113: case 228: case 229: case 276:
+        return (long)linktype;
+    case 101:
+        return 12; /* LINKTYPE_RAW: DLT_RAW on Linux */
+    }
+    return -1;
+}
+
+static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *path_obj;
+    static char *kwlist[] = {"path", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&", kwlist, PyUnicode_FSConverter, &path_obj))
+        return -1;
+    int fd = open(PyBytes_AS_STRING(path_obj), O_RDONLY | O_CLOEXEC);
+    Py_DECREF(path_obj);
+    if (fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        PyErr_SetString(PyExc_ValueError, "not a regular file");
+        return -1;
+    }
+    if ((size_t)st.st_size < 24) {
+        close(fd);
+        PyErr_SetString(PyExc_ValueError, "shorter than a pcap file header");
+        return -1;
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
+    self->base = map;
+    self->size = (size_t)st.st_size;
+    uint32_t magic;
+    memcpy(&magic, self->base, 4);
+    const char *why = NULL;
+    if (magic == 0xa1b2c3d4 || magic == 0xa1b23c4d) {
+        self->swapped = 0;
+    } else if (magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1) {
+        self->swapped = 1;
+        magic = __builtin_bswap32(magic);
+    } else {
+        why = "not a standard pcap magic";
+    }
+    self->nano = magic == 0xa1b23c4d;
+    if (why == NULL) {
+        uint16_t major, minor;
+        memcpy(&major, self->base + 4, 2);
+        memcpy(&minor, self->base + 6, 2);
+        if (self->swapped) {
+            major = __builtin_bswap16(major);
+            minor = __builtin_bswap16(minor);
+        }
+        self->snaplen = field(self, self->base + 16);
+        self->linktype = field(self, self->base + 20);
+        if (major != 2 || minor != 4)
+            why = "pcap version other than 2.4";
+        else if (dlt_of(self->linktype) < 0)
+            why = "link type not taken";
+    }
+    if (why != NULL) {
+        PyErr_SetString(PyExc_ValueError, why);
+        return -1;  /* dealloc unmaps */
+    }
+    /* libpcap: a snapshot length of 0 or past the maximum means the maximum */
+    if (self->snaplen == 0 || self->snaplen > MAX_SNAPLEN)
+        self->snaplen = MAX_SNAPLEN;
+    self->pos = 24;
+    return 0;
+}
+
+static void Reader_dealloc(Reader *self)
+{
+    if (self->base != NULL)
+        munmap((void *)self->base, self->size);
+    PyMem_Free(self->prog);
+    PyMem_RawFree(self->out);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Reader_set_program(Reader *self, PyObject *arg)
+{
+    PyObject *seq = PySequence_Fast(arg, "a BPF program is a sequence of (code, jt, jf, k)");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Insn *prog = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Insn));
+    if (prog == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned int code, jt, jf;
+        unsigned long k;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "IIIk", &code, &jt, &jf, &k)) {
+            PyMem_Free(prog);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (code > 0xffff || jt > 0xff || jf > 0xff || k > 0xffffffffUL) {
+            PyMem_Free(prog);
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "BPF instruction field out of range");
+            return NULL;
+        }
+        prog[i] = (Insn){(uint16_t)code, (uint8_t)jt, (uint8_t)jf, (uint32_t)k};
+    }
+    Py_DECREF(seq);
+    const char *why = validate(prog, n);
+    if (why != NULL) {
+        PyMem_Free(prog);
+        return PyErr_Format(PyExc_ValueError, "BPF program not taken: %s", why);
+    }
+    PyMem_Free(self->prog);
+    self->prog = prog;
+    self->nprog = n;
+    Py_RETURN_NONE;
+}
+
+/* Room for `more` bytes at `used` in the batch buffer; 0 on failure (no memory). */
+static int reserve(Reader *self, size_t used, size_t more)
+{
+    if (used + more <= self->out_cap)
+        return 1;
+    size_t cap = self->out_cap ? self->out_cap : 65536;
+    while (cap < used + more)
+        cap *= 2;
+    uint8_t *out = PyMem_RawRealloc(self->out, cap);
+    if (out == NULL)
+        return 0;
+    self->out = out;
+    self->out_cap = cap;
+    return 1;
+}
+
+/* next_batch(n) -> (data, meta): up to n matching frames; meta holds per frame four native
+ * uint32 (seconds, microseconds, offset in data, captured length), as pcapy-ng's. An empty
+ * meta: the walk has ended (`unsure` says whether at the end of the file). */
+static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
+{
+    Py_ssize_t want = PyLong_AsSsize_t(arg);
+    if (want == -1 && PyErr_Occurred())
+        return NULL;
+    if (want < 1) {
+        PyErr_SetString(PyExc_ValueError, "n must be at least 1");
+        return NULL;
+    }
+    uint32_t *meta = PyMem_RawMalloc((size_t)want * 16);
+    if (meta == NULL)
+        return PyErr_NoMemory();
+    /* volatile: read after a jump back from SIGBUS */
+    volatile size_t used = 0;
+    volatile Py_ssize_t got = 0;
+    volatile int nomem = 0;
+    size_t pos = self->pos;
+    const uint8_t *base = self->base;
+    const size_t size = self->size;
+    struct sigaction bus = {0}, old_bus;
+    bus.sa_handler = on_bus;
+    sigemptyset(&bus.sa_mask);
+    sigaction(SIGBUS, &bus, &old_bus);
+    if (sigsetjmp(bus_jump, 1)) {
+        self->unsure = "the file shrank while it was read";
+        goto walked;
+    }
+    walking = 1;
+    while (got < want && self->unsure == NULL) {
+        if (pos == size)
+            break;
+        if (size - pos < 16) {
+            self->unsure = "cut inside a record header";
+            break;
+        }
+        const uint8_t *h = base + pos;
+        uint32_t sec = field(self, h), usec = field(self, h + 4), caplen = field(self, h + 8),
+                 len = field(self, h + 12);
+        if (caplen > self->snaplen) {
+            self->unsure = "a record longer than the snapshot length";
+            break;
+        }
+        if (size - pos - 16 < caplen) {
+            self->unsure = "cut inside a record";
+            break;
+        }
+        pos += 16 + (size_t)caplen;
+        self->pos = pos;
+        if (pos - self->released >= RELEASE_EVERY) {
+            size_t upto = pos & ~(size_t)(RELEASE_EVERY - 1);  /* page-aligned: a power of 2 */
+            madvise((void *)(base + self->released), upto - self->released, MADV_DONTNEED);
+            self->released = upto;
+        }
+        self->records++;
+        if (self->prog != NULL && !run(self->prog, h + 16, len, caplen))
+            continue;
+        if (!reserve(self, used, caplen)) {
+            nomem = 1;
+            break;
+        }
+        memcpy(self->out + used, h + 16, caplen);
+        uint32_t *m = meta + 4 * got;
+        m[0] = sec;
+        m[1] = self->nano ? usec / 1000 : usec;  /* libpcap scales nanoseconds down so */
+        m[2] = (uint32_t)used;
+        m[3] = caplen;
+        used += caplen;
+        got++;
+    }
+walked:
+    walking = 0;
+    sigaction(SIGBUS, &old_bus, NULL);
+    if (nomem) {
+        PyMem_RawFree(meta);
+        return PyErr_NoMemory();
+    }
+    self->frames += (unsigned long long)got;
+    PyObject *data = PyBytes_FromStringAndSize((const char *)self->out, (Py_ssize_t)used);
+    PyObject *m = PyBytes_FromStringAndSize((const char *)meta, got * 16);
+    PyMem_RawFree(meta);
+    if (data == NULL || m == NULL) {
+        Py_XDECREF(data);
+        Py_XDECREF(m);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", data, m);
+}
+
+static PyObject *Reader_get_unsure(Reader *self, void *closure)
+{
+    if (self->unsure == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(self->unsure);
+}
+
+static PyObject *Reader_get_linktype(Reader *self, void *closure)
+{
+    return PyLong_FromLong(dlt_of(self->linktype));
+}
+
+static PyObject *Reader_get_records(Reader *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->records);
+}
+
+static PyObject *Reader_get_frames(Reader *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->frames);
+}
+
+static PyGetSetDef Reader_getset[] = {
+    {"unsure", (getter)Reader_get_unsure, NULL,
+     "why the walk stopped before the end of the file (None: it did not)", NULL},
+    {"linktype", (getter)Reader_get_linktype, NULL, "the DLT libpcap reports for the file",
+     NULL},
+    {"records", (getter)Reader_get_records, NULL, "records walked", NULL},
+    {"frames", (getter)Reader_get_frames, NULL, "frames handed out (the filter's matches)",
+     NULL},
+    {NULL},
+};
+
+static PyMethodDef Reader_methods[] = {
+    {"set_program", (PyCFunction)Reader_set_program, METH_O,
+     "set_program(insns): the BPF program (pcapy BPFProgram.get_bpf()) every frame must pass"},
+    {"next_batch", (PyCFunction)Reader_next_batch, METH_O,
+     "next_batch(n) -> (data, meta): up to n matching frames, as pcapy-ng's next_batch"},
+    {NULL},
+};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "probe._pcapfile.Reader",
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Reader(path): a classic pcap file mapped and walked in place",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Reader_init,
+    .tp_dealloc = (destructor)Reader_dealloc,
+    .tp_methods = Reader_methods,
+    .tp_getset = Reader_getset,
+};
+
+static PyObject *py_run(PyObject *mod, PyObject *args)
+{
+    PyObject *reader;
+    Py_buffer frame;
+    unsigned int wirelen;
+    if (!PyArg_ParseTuple(args, "O!y*I", &ReaderType, &reader, &frame, &wirelen))
+        return NULL;
+    Reader *r = (Reader *)reader;
+    uint32_t v = r->prog == NULL ? 1 : run(r->prog, frame.buf, wirelen, (uint32_t)frame.len);
+    PyBuffer_Release(&frame);
+    return PyLong_FromUnsignedLong(v);
+}
+
+static PyMethodDef module_methods[] = {
+    {"run", py_run, METH_VARARGS,
+     "run(reader, frame, wirelen) -> the reader's BPF program's verdict on one frame (tests)"},
+    {NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "probe._pcapfile",
+    "Classic pcap files mapped and filtered in place (see the comment at the top of the source).",
+    -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__pcapfile(void)
+{
+    if (PyType_Ready(&ReaderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&ReaderType);
+    if (PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0) {
+        Py_DECREF(&ReaderType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
