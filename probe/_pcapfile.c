@@ -20,6 +20,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -232,23 +233,53 @@ L_TAX: X = A; NEXT();
 L_TXA: A = X; NEXT();
 }
 
-/* A file shrunk under the mapping raises SIGBUS on the next page touched: the walk in progress
- * jumps back and ends as a cut file would (the GIL is held, one walk at a time). */
-static sigjmp_buf bus_jump;
-static volatile sig_atomic_t walking;
+/* A file shrunk since the last walk ends where it ends now (fstat before each walk). Shrunk
+ * during a walk, the rest of its last page reads as zeros (a record of zeros stops the walk; the
+ * frame cut there keeps zeros for its lost bytes) and the pages after it raise SIGBUS: the walk
+ * in progress (in this thread: walks run without the GIL) jumps back and ends as a cut file
+ * would, without the frames past the new end. Any other SIGBUS goes to the handler that was there before (Python's faulthandler, or
+ * the default: the process dies of it as it would have). */
+static struct sigaction prev_bus;
+static __thread sigjmp_buf bus_jump;
+static __thread volatile sig_atomic_t walking;
 
-static void on_bus(int sig)
+static void on_bus(int sig, siginfo_t *info, void *ctx)
 {
     if (walking)
         siglongjmp(bus_jump, 1);
-    signal(sig, SIG_DFL);
+    if (prev_bus.sa_flags & SA_SIGINFO) {
+        if (prev_bus.sa_sigaction != NULL) {
+            prev_bus.sa_sigaction(sig, info, ctx);
+            return;
+        }
+    } else if (prev_bus.sa_handler != SIG_DFL && prev_bus.sa_handler != SIG_IGN) {
+        prev_bus.sa_handler(sig);
+        return;
+    }
+    sigaction(sig, &prev_bus, NULL);
     raise(sig);
+}
+
+/* on_bus in place (again, if something replaced it since): called with the GIL held */
+static void catch_bus(void)
+{
+    struct sigaction now;
+    if (sigaction(SIGBUS, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO)
+        && now.sa_sigaction == on_bus)
+        return;
+    struct sigaction ours = {0};
+    ours.sa_sigaction = on_bus;
+    ours.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&ours.sa_mask);
+    sigaction(SIGBUS, &ours, &prev_bus);
 }
 
 typedef struct {
     PyObject_HEAD
     const uint8_t *base; /* the mapping (NULL: empty file) */
-    size_t size, pos;
+    size_t size, pos;    /* size: of the file now, at most `mapped` */
+    size_t mapped;       /* bytes mapped: the file's size at open */
+    int fd;
     size_t released;     /* bytes from the start let go of (madvise) */
     int swapped, nano;
     uint32_t snaplen, linktype;
@@ -258,7 +289,19 @@ typedef struct {
     const char *unsure;  /* why the walk stopped before the end; NULL at the end */
     uint8_t *out;        /* the batch being built */
     size_t out_cap;
+    int busy;            /* a walk is under way (without the GIL) */
+    int skip_size_check; /* tests: walk into a shrunk file's lost pages (the SIGBUS path) */
 } Reader;
+
+/* One call's walk: its output, filled without the GIL */
+typedef struct {
+    uint32_t *meta;
+    size_t *ends;           /* each frame's record's end in the file */
+    Py_ssize_t want;
+    volatile size_t used;   /* volatile: read after a jump back from SIGBUS */
+    volatile Py_ssize_t got;
+    volatile int nomem;
+} Walk;
 
 static inline uint32_t field(const Reader *r, const uint8_t *p)
 {
@@ -305,14 +348,15 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
     if (map == MAP_FAILED) {
+        close(fd);
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    self->fd = fd;  /* kept: the file's size is checked before each walk */
     madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
     self->base = map;
-    self->size = (size_t)st.st_size;
+    self->size = self->mapped = (size_t)st.st_size;
     uint32_t magic;
     memcpy(&magic, self->base, 4);
     const char *why = NULL;
@@ -354,7 +398,9 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 static void Reader_dealloc(Reader *self)
 {
     if (self->base != NULL)
-        munmap((void *)self->base, self->size);
+        munmap((void *)self->base, self->mapped);
+    if (self->fd > 0)
+        close(self->fd);
     PyMem_Free(self->prog);
     PyMem_RawFree(self->out);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -362,6 +408,10 @@ static void Reader_dealloc(Reader *self)
 
 static PyObject *Reader_set_program(Reader *self, PyObject *arg)
 {
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "set_program: the reader is in use by another thread");
+        return NULL;
+    }
     PyObject *seq = PySequence_Fast(arg, "a BPF program is a sequence of (code, jt, jf, k)");
     if (seq == NULL)
         return NULL;
@@ -432,38 +482,27 @@ static int reserve(Reader *self, size_t used, size_t more)
     return 1;
 }
 
-/* next_batch(n) -> (data, meta): up to n matching frames; meta holds per frame four native
- * uint32 (seconds, microseconds, offset in data, captured length), as pcapy-ng's. An empty
- * meta: the walk has ended (`unsure` says whether at the end of the file). */
-static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
+/* Up to w->want matching frames into self->out and w->meta; no Python API (no GIL held). */
+static void walk(Reader *self, Walk *w)
 {
-    Py_ssize_t want = PyLong_AsSsize_t(arg);
-    if (want == -1 && PyErr_Occurred())
-        return NULL;
-    if (want < 1) {
-        PyErr_SetString(PyExc_ValueError, "n must be at least 1");
-        return NULL;
-    }
-    uint32_t *meta = PyMem_RawMalloc((size_t)want * 16);
-    if (meta == NULL)
-        return PyErr_NoMemory();
-    /* volatile: read after a jump back from SIGBUS */
-    volatile size_t used = 0;
-    volatile Py_ssize_t got = 0;
-    volatile int nomem = 0;
     size_t pos = self->pos;
     const uint8_t *base = self->base;
     const size_t size = self->size;
-    struct sigaction bus = {0}, old_bus;
-    bus.sa_handler = on_bus;
-    sigemptyset(&bus.sa_mask);
-    sigaction(SIGBUS, &bus, &old_bus);
-    if (sigsetjmp(bus_jump, 1)) {
+    if (sigsetjmp(bus_jump, 0)) {
+        /* the bytes of the last page past the new end read as zeros: not frames */
+        walking = 0;
+        struct stat st;
+        size_t now = fstat(self->fd, &st) == 0 ? (size_t)st.st_size : 0;
+        Py_ssize_t keep = w->got;
+        while (keep > 0 && w->ends[keep - 1] > now)
+            keep--;
+        w->got = keep;
+        w->used = keep ? w->meta[4 * (keep - 1) + 2] + w->meta[4 * (keep - 1) + 3] : 0;
         self->unsure = "the file shrank while it was read";
-        goto walked;
+        return;
     }
     walking = 1;
-    while (got < want && self->unsure == NULL) {
+    while (w->got < w->want && self->unsure == NULL) {
         if (pos == size)
             break;
         if (size - pos < 16) {
@@ -473,6 +512,11 @@ static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
         const uint8_t *h = base + pos;
         uint32_t sec = field(self, h), usec = field(self, h + 4), caplen = field(self, h + 8),
                  len = field(self, h + 12);
+        if ((sec | usec | caplen | len) == 0) {
+            /* what the rest of a page past a shrunk file's end reads as; never a real frame */
+            self->unsure = "a record of zeros";
+            break;
+        }
         if (caplen > self->snaplen) {
             self->unsure = "a record longer than the snapshot length";
             break;
@@ -491,23 +535,61 @@ static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
         self->records++;
         if (self->prog != NULL && !run(self->prog, h + 16, len, caplen))
             continue;
+        size_t used = w->used;
         if (!reserve(self, used, caplen)) {
-            nomem = 1;
+            w->nomem = 1;
             break;
         }
         memcpy(self->out + used, h + 16, caplen);
-        uint32_t *m = meta + 4 * got;
+        uint32_t *m = w->meta + 4 * w->got;
         m[0] = sec;
         m[1] = self->nano ? usec / 1000 : usec;  /* libpcap scales nanoseconds down so */
         m[2] = (uint32_t)used;
         m[3] = caplen;
-        used += caplen;
-        got++;
+        w->ends[w->got] = pos;
+        w->used = used + caplen;
+        w->got++;
     }
-walked:
     walking = 0;
-    sigaction(SIGBUS, &old_bus, NULL);
-    if (nomem) {
+}
+
+/* next_batch(n) -> (data, meta): up to n matching frames; meta holds per frame four native
+ * uint32 (seconds, microseconds, offset in data, captured length), as pcapy-ng's. An empty
+ * meta: the walk has ended (`unsure` says whether at the end of the file). */
+static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
+{
+    Py_ssize_t want = PyLong_AsSsize_t(arg);
+    if (want == -1 && PyErr_Occurred())
+        return NULL;
+    if (want < 1) {
+        PyErr_SetString(PyExc_ValueError, "n must be at least 1");
+        return NULL;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "next_batch: the reader is in use by another thread");
+        return NULL;
+    }
+    Walk w = {.meta = PyMem_RawMalloc((size_t)want * 16),
+              .ends = PyMem_RawMalloc((size_t)want * sizeof(size_t)), .want = want};
+    if (w.meta == NULL || w.ends == NULL) {
+        PyMem_RawFree(w.meta);
+        PyMem_RawFree(w.ends);
+        return PyErr_NoMemory();
+    }
+    struct stat st;  /* a file shrunk since the last walk ends where it ends now */
+    if (!self->skip_size_check && self->fd > 0 && fstat(self->fd, &st) == 0 && (size_t)st.st_size < self->size)
+        self->size = (size_t)st.st_size;
+    catch_bus();
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    walk(self, &w);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyMem_RawFree(w.ends);
+    uint32_t *meta = w.meta;
+    Py_ssize_t got = w.got;
+    size_t used = w.used;
+    if (w.nomem) {
         PyMem_RawFree(meta);
         return PyErr_NoMemory();
     }
@@ -545,6 +627,12 @@ static PyObject *Reader_get_frames(Reader *self, void *closure)
     return PyLong_FromUnsignedLongLong(self->frames);
 }
 
+static PyMemberDef Reader_members[] = {
+    {"skip_size_check", T_INT, offsetof(Reader, skip_size_check), 0,
+     "tests: 1 skips the check of the file's size before each walk"},
+    {NULL},
+};
+
 static PyGetSetDef Reader_getset[] = {
     {"unsure", (getter)Reader_get_unsure, NULL,
      "why the walk stopped before the end of the file (None: it did not)", NULL},
@@ -575,6 +663,7 @@ static PyTypeObject ReaderType = {
     .tp_dealloc = (destructor)Reader_dealloc,
     .tp_methods = Reader_methods,
     .tp_getset = Reader_getset,
+    .tp_members = Reader_members,
 };
 
 static PyObject *py_run(PyObject *mod, PyObject *args)
