@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 from .records import Frame, RawBatch, batch_frames
 
 BATCH = 1024
+READ_AHEAD = 4  # batches a file's reader thread walks ahead of the layers
 POLL = 0.1  # seconds between checks of the stop condition on an idle live interface
 SNAPLEN = 262144
 DLT_EN10MB = 1
@@ -177,10 +178,7 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
     mapped = _mapped_reader(path, filters)
     if mapped is not None:
         n = stats.frames
-        while True:
-            data, meta = mapped.next_batch(BATCH)
-            if not meta:
-                break
+        for data, meta in _read_ahead(mapped):
             yield RawBatch(mapped.linktype, data, meta, n + 1)
             n += len(meta) // 16
             stats.frames = n
@@ -206,6 +204,49 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
         reader.next()
     yield from _drain_batches(reader, linktype, stats, live=False, path=path, done=done,
                               reread=lambda skip: _reread_tail(path, text, linktype, skip))
+
+
+def _read_ahead(mapped, depth: int = READ_AHEAD) -> Iterator[tuple[bytes, bytes]]:
+    """The mapped reader's batches, walked by a thread of their own: the walk holds no GIL, so
+    on a media-heavy file, where it passes over millions of records for each batch, it runs
+    on the other core while this thread's layers work on the batch before."""
+    import queue
+    import threading
+
+    batches: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def offer(item) -> None:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def walk() -> None:
+        try:
+            while not stop.is_set():
+                batch = mapped.next_batch(BATCH)
+                offer(batch)
+                if not batch[1]:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+
+    reader = threading.Thread(target=walk, name="sipprobe-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            batch = batches.get()
+            if isinstance(batch, BaseException):
+                raise batch
+            if not batch[1]:
+                return
+            yield batch
+    finally:
+        stop.set()  # the consumer stopped early (an error, a limit): the thread ends too
+        reader.join()
 
 
 def _mapped_reader(path: str, filters: FilterSet):
