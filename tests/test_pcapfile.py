@@ -230,3 +230,16 @@ def test_a_file_shrunk_while_mapped_ends_like_a_cut_one(tmp_path):
         assert reader.unsure == why
         whole = got[:-1] if why == "a record of zeros" else got
         assert 0 < len(got) < len(everything) and whole == everything[:len(whole)], why
+
+
+def test_the_reader_thread_ends_with_its_consumer():
+    """A replay that stops early (an error, a limit) closes the batches' generator: the thread
+    that walks ahead stops too, and nothing is left running."""
+    import threading
+
+    path = REPO / "pcaps" / "lab-media-loss-5" / "capture.pcap"
+    batches = sources._read_ahead(native.Reader(str(path)), depth=1)
+    data, meta = next(batches)
+    assert meta and any(t.name == "sipprobe-read" for t in threading.enumerate())
+    batches.close()
+    assert not any(t.name == "sipprobe-read" for t in threading.enumerate())
