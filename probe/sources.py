@@ -299,7 +299,9 @@ def _reread_tail(path: str, text: str | None, linktype: int, skip: int) -> Itera
             return
         seen += 1
         if seen > skip:
-            sec, usec = hdr.getts()
+            # as 32-bit unsigned, as next_batch hands them over (libpcap's are signed): a
+            # frame's time does not depend on the batch a damaged file's end cut
+            sec, usec = (v & 0xFFFFFFFF for v in hdr.getts())
             yield Frame(sec + usec * 1e-6, 0, linktype, data, hdr.getlen())
 
 

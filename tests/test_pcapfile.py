@@ -243,3 +243,20 @@ def test_the_reader_thread_ends_with_its_consumer():
     assert meta and any(t.name == "sipprobe-read" for t in threading.enumerate())
     batches.close()
     assert not any(t.name == "sipprobe-read" for t in threading.enumerate())
+
+
+def test_times_past_2038_in_a_damaged_files_last_batch_as_in_the_others(tmp_path, monkeypatch):
+    """Found by tests/fuzz/long_run.py pcapfile: libpcap's per-frame re-read of a damaged
+    file's last batch gave its times signed (before 1970), its batches and the mapped reader
+    unsigned; both readers now give the same frames."""
+    raw = bytearray((REPO / "pcaps" / "lab-basic-call" / "capture.pcap").read_bytes())
+    pos, records = 24, []
+    while pos < len(raw):
+        records.append(pos)
+        pos += 16 + struct.unpack_from("<I", raw, pos + 8)[0]
+    struct.pack_into("<II", raw, records[3], 0x90000000, 0xFFFFFFF0)
+    path = tmp_path / "late.pcap"
+    path.write_bytes(bytes(raw[:records[5] + 40]))
+    got = _replayed(path, True, monkeypatch)
+    assert got == _replayed(path, False, monkeypatch)
+    assert got[0][3][0] == 0x90000000 + 0xFFFFFFF0 * 1e-6 and got[1]

@@ -9,7 +9,8 @@ import pipeline
 from probe import decode
 from probe.counters import Counters
 from probe.records import META, RawBatch
-from probe.sources import SourceError
+from probe import sources
+from probe.sources import CaptureStats, SourceError
 from rtcp_mos.rtcp import parse_compound
 from sip_dissect.scan import scan_native, scan_py
 from sip_dissect.sdp import parse_sdp
@@ -93,3 +94,32 @@ def file_never_crashes(content: bytes, filtered: bool = True) -> None:
             run()
         except SourceError:
             pass
+
+
+def _file_outcome(path: str, opts, mapped: bool) -> tuple:
+    """Frames (time, number, bytes) and damage reports of one file, or the SourceError's text;
+    `mapped`: as replays read it (probe._pcapfile where it takes the file), else libpcap only."""
+    keep = sources._mapped_reader
+    if not mapped:
+        sources._mapped_reader = lambda path, filters: None
+    stats = CaptureStats()
+    try:
+        frames = [(f.ts, f.frame, f.data) for batch in
+                  sources.open_file(path, opts.filters(), stats)
+                  for f in sources.batch_frames(batch)]
+    except SourceError as exc:
+        return ("error", str(exc))
+    finally:
+        sources._mapped_reader = keep
+    return frames, stats.damaged
+
+
+def pcapfile_differential(content: bytes, filtered: bool = True) -> None:
+    """A (mutated) capture file gives the same frames, and the same damage report, read by
+    probe._pcapfile (and libpcap after it where it is unsure) as by libpcap alone."""
+    if not _FILE:
+        _FILE.append(MemoryFile())
+    path = _FILE[0].write(content)
+    opts = BUILT_IN if filtered else NO_FILTER
+    mapped, alone = _file_outcome(path, opts, True), _file_outcome(path, opts, False)
+    assert mapped == alone, (len(mapped[0]), len(alone[0]))

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The long fuzz run: the harnesses of harnesses.py on random mutations of the seed corpus,
 as many inputs as asked, in one process per harness. An input that fails is written to
-OUT/<harness>-<n>.bin with its traceback beside it; add each to test_fuzz_regressions.py.
+OUT/<harness>-<n>.bin with its traceback beside it; add each as a test of its own beside its
+module's tests (e.g. test_pcapfile.py's times past 2038).
 
     python tests/fuzz/long_run.py scan --inputs 1000000 --out /tmp/fuzz
     python tests/fuzz/long_run.py all --inputs 1000000      # one harness after the other
+    python tests/fuzz/long_run.py pcapfile --inputs 100000  # mapped reader = libpcap, per file
 
 Prints one line per harness: inputs run, failures, seconds. docs/reliability.md ("Fuzzing") has the results.
 """
@@ -36,13 +38,14 @@ def run(name: str, inputs: int, seed: int, out: Path) -> tuple[int, int, float]:
     rnd = random.Random(seed)
     failures = 0
     t = time.perf_counter()
-    if name == "files":
+    if name in ("files", "pcapfile"):
         datas = [p.read_bytes() for p in FILES]
+        check = h.file_never_crashes if name == "files" else h.pcapfile_differential
         for n in range(inputs):
             data = rnd.choice(datas)
             x = mutate(data, rnd, [data])
             filtered = n % FILTERED_EVERY == 0
-            failures += _try(lambda: h.file_never_crashes(x, filtered), x, name, n, out)
+            failures += _try(lambda: check(x, filtered), x, name, n, out)
     else:
         kind, check = HARNESSES[name]
         pool = seeds()[kind]
@@ -65,12 +68,12 @@ def _try(fn, x: bytes, name: str, n: int, out: Path) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("harness", choices=[*HARNESSES, "files", "all"])
+    ap.add_argument("harness", choices=[*HARNESSES, "files", "pcapfile", "all"])
     ap.add_argument("--inputs", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--out", type=Path, default=Path("/tmp/sipprobe-fuzz"))
     a = ap.parse_args()
-    names = [*HARNESSES, "files"] if a.harness == "all" else [a.harness]
+    names = [*HARNESSES, "files", "pcapfile"] if a.harness == "all" else [a.harness]
     bad = 0
     for name in names:
         n, failures, secs = run(name, a.inputs, a.seed, a.out)

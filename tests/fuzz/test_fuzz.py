@@ -1,7 +1,7 @@
 """Property-based fuzzing with hypothesis, bounded for CI (a few seconds a harness): inputs are
 mutations of the seed corpus (corpus.py, cut from real captures) or raw bytes. The long run of
 the same properties is tests/fuzz/long_run.py (docs/reliability.md, "Fuzzing", has its
-results); every input that ever failed is a regression case in test_fuzz_regressions.py."""
+results); every input that ever failed is a test of its own beside its module's tests."""
 from __future__ import annotations
 
 import random
@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corpus import FILES, mutate, seeds
-from harnesses import (decode_differential, file_never_crashes, rtcp_never_raises,
-                       scan_differential, sdp_never_raises)
+from harnesses import (decode_differential, file_never_crashes, pcapfile_differential,
+                       rtcp_never_raises, scan_differential, sdp_never_raises)
 
 CI = settings(max_examples=400, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -65,3 +65,13 @@ def test_frame_decoder_c_equals_python(frames):
 def test_mutated_capture_files_never_raise(path, seed):
     data = path.read_bytes()
     file_never_crashes(mutate(data, random.Random(seed), [data]), filtered=seed % 2 == 0)
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if p.suffix == ".pcap"], ids=lambda p: p.name)
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32))
+def test_mutated_pcap_files_read_mapped_as_libpcap_reads_them(path, seed):
+    data = path.read_bytes()
+    pcapfile_differential(mutate(data, random.Random(seed), [data]), filtered=seed % 4 == 0)
