@@ -279,7 +279,7 @@ typedef struct {
     const uint8_t *base; /* the mapping (NULL: empty file) */
     size_t size, pos;    /* size: of the file now, at most `mapped` */
     size_t mapped;       /* bytes mapped: the file's size at open */
-    int fd;
+    int fd, open;        /* open: fd is this reader's */
     size_t released;     /* bytes from the start let go of (madvise) */
     int swapped, nano;
     uint32_t snaplen, linktype;
@@ -330,6 +330,11 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"path", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&", kwlist, PyUnicode_FSConverter, &path_obj))
         return -1;
+    if (self->base != NULL) {
+        Py_DECREF(path_obj);
+        PyErr_SetString(PyExc_RuntimeError, "a Reader opens one file");
+        return -1;
+    }
     int fd = open(PyBytes_AS_STRING(path_obj), O_RDONLY | O_CLOEXEC);
     Py_DECREF(path_obj);
     if (fd < 0) {
@@ -354,6 +359,7 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->fd = fd;  /* kept: the file's size is checked before each walk */
+    self->open = 1;
     madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
     self->base = map;
     self->size = self->mapped = (size_t)st.st_size;
@@ -399,7 +405,7 @@ static void Reader_dealloc(Reader *self)
 {
     if (self->base != NULL)
         munmap((void *)self->base, self->mapped);
-    if (self->fd > 0)
+    if (self->open)
         close(self->fd);
     PyMem_Free(self->prog);
     PyMem_RawFree(self->out);
@@ -577,7 +583,8 @@ static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
         return PyErr_NoMemory();
     }
     struct stat st;  /* a file shrunk since the last walk ends where it ends now */
-    if (!self->skip_size_check && self->fd > 0 && fstat(self->fd, &st) == 0 && (size_t)st.st_size < self->size)
+    if (!self->skip_size_check && self->open && fstat(self->fd, &st) == 0
+        && (size_t)st.st_size < self->size)
         self->size = (size_t)st.st_size;
     catch_bus();
     self->busy = 1;
