@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 
+import cython
+
 from probe.counters import Counters
 from probe.records import Datagram
 from sip_dissect.events import SdpSeen, Subscriber
@@ -25,7 +27,7 @@ from sip_dissect.sdp import Sdp, parse_sdp
 
 from .binding import MAX_QUEUED, Binder
 from .metrics import UNKNOWN_CODEC, PairState, block_metrics, rtt_seconds
-from .quality import CallQuality
+from .quality import CallQuality, SideQuality
 from .records import RtcpReportRecord
 from .rtpengine_mos import FORMULAS, G107
 from .rtcp import parse_compound
@@ -121,11 +123,13 @@ class CallMedia:
 class _Recent:
     """A bounded memory: two generations of a dict, the older dropped when the newer fills."""
 
+    new: dict
+    old: dict
     __slots__ = ("new", "old")
 
     def __init__(self):
-        self.new: dict = {}
-        self.old: dict = {}
+        self.new = {}
+        self.old = {}
 
     def get(self, key):
         found = self.new.get(key)
@@ -200,15 +204,17 @@ class MediaLayer(Subscriber):
             sink(rec)
 
     def _records(self, d: Datagram, compound) -> list:
-        ts = d.ts
+        dt: tuple = cython.cast(tuple, d)  # Datagram by index (probe/records.py's order)
+        ts: cython.double = dt[0]
         if ts >= self.next_sweep:
             self._sweep(ts)
         reports = compound.reports
+        srs: _Recent = self.srs
         for report in reports:
             if report.sender is not None:
-                self.srs.put((report.reporter_ssrc, report.sender.ntp_middle), ts)
-        binding = self.binder.bind(d.src, d.sport, d.dst, d.dport, reports[0].reporter_ssrc,
-                                   ts)
+                srs.put((report.reporter_ssrc, report.sender.ntp_middle), ts)
+        src, dst, sport, dport = dt[2], dt[3], dt[4], dt[5]
+        binding = self.binder.bind(src, sport, dst, dport, reports[0].reporter_ssrc, ts)
         if binding is None:
             callid = from_tag = side = how = ""
             codec, cq = UNKNOWN_CODEC, None
@@ -221,33 +227,40 @@ class MediaLayer(Subscriber):
                 cq = self.quality[id(call)] = CallQuality()
         xr = {(x.reporter_ssrc, vm.source_ssrc): vm for x in compound.xrs
               for vm in x.voip_metrics} if compound.xrs else None
-        head = (ts, callid, from_tag, side, how, d.src, d.sport, d.dst, d.dport, d.frame)
+        head = (dt[0], callid, from_tag, side, how, src, sport, dst, dport, dt[1])
         out = []
         for report in reports:
-            for block in report.blocks:
-                vm = xr.get((report.reporter_ssrc, block.source_ssrc)) if xr else None
+            rep: tuple = cython.cast(tuple, report)  # Report: packet_type, reporter_ssrc, ..
+            for block in rep[3]:
+                vm = xr.get((rep[1], cython.cast(tuple, block)[0])) if xr else None
                 out.append(self._block(head, report, block, codec, cq, side, vm))
         return out
 
     def _block(self, head: tuple, report, block, codec, cq: CallQuality | None, side: str,
                vm) -> RtcpReportRecord:
         c = self.c
-        ts = head[0]
+        ts: cython.double = head[0]
         if cq is None:
             c["media.unbound_report"] += 1
-        raw = (report.packet_type, report.reporter_ssrc, *block)
-        if not block.source_ssrc and not block.highest_seq:
+        rep: tuple = cython.cast(tuple, report)  # Report and ReportBlock by index (rtcp.py)
+        b: tuple = cython.cast(tuple, block)
+        reporter, source = rep[1], b[0]
+        raw = (rep[0], reporter, *b)
+        if not source and not b[3]:  # no SSRC, no highest sequence number
             c["media.empty_report_block"] += 1  # "nothing received yet" (first RRs)
             return RtcpReportRecord(*head, *raw, *(None,) * 4, None, 0, *(None,) * 7)
-        key = (report.reporter_ssrc, block.source_ssrc)
-        state = self.pairs.get(key)
+        key = (reporter, source)
+        pairs: _Recent = self.pairs
+        state: PairState = pairs.get(key)
         if state is None:
             state = PairState()
-            self.pairs.put(key, state)
+            pairs.put(key, state)
         loss, copy = state.loss(block, ts)
         rtt_s = None
-        if block.lsr:
-            rtt_s = rtt_seconds(ts, self.srs.get((block.source_ssrc, block.lsr)), block.dlsr)
+        lsr, dlsr = b[5], b[6]
+        if lsr:
+            srs: _Recent = self.srs
+            rtt_s = rtt_seconds(ts, srs.get((source, lsr)), dlsr)
             if rtt_s is None:
                 c["media.rtt_unmatched"] += 1
             else:
@@ -263,10 +276,11 @@ class MediaLayer(Subscriber):
         if cq is not None and not copy:
             if rtt_s is not None:
                 cq.last_rtt_us[side] = int(rtt_s * 1e6)
-            cq.sides[side].add(ts, block.source_ssrc, m, xr_cq, self.formula)
-        return _new(RtcpReportRecord, (*head, *raw, m.loss_pct, m.jitter_ms, m.rtt_ms,
-                                       m.delay_ms, m.codec, m.codec_fallback, m.burst_ratio,
-                                       m.r_factor, m.mos, m.mos_rtpengine, xr_r, xr_lq, xr_cq))
+            sq: SideQuality = cq.sides[side]
+            sq.add(ts, source, m, xr_cq, self.formula)
+        mt: tuple = cython.cast(tuple, m)  # BlockMetrics by index: its first ten are columns
+        return _new(RtcpReportRecord, (*head, *raw, mt[0], mt[1], mt[2], mt[3], mt[4], mt[5],
+                                       mt[6], mt[7], mt[8], mt[9], xr_r, xr_lq, xr_cq))
 
     def _sweep(self, now: float | None) -> None:
         """Write call_quality rows of the calls whose grace period has passed (all: None)."""

@@ -27,9 +27,10 @@ from typer.testing import CliRunner
 from cli import app
 from rtcp_mos.emodel import (CodecImpairment, EModel, codec_impairment, coding_delay_ms, g107,
                              r_to_mos, simplified)
-from rtcp_mos.rtpengine_mos import (G107, G107_2, LEGACY, RtpengineSsrcStats, kamailio_mos_pvs,
-                                    mos_from_rx, rtpengine_jitter_ms, rtpengine_mos,
-                                    rtpengine_mos_e1, rtpengine_packetloss)
+from rtcp_mos.rtpengine_mos import (FORMULAS, G107, G107_2, LEGACY, RtpengineSsrcStats,
+                                    block_figures, kamailio_mos_pvs, mos_from_rx,
+                                    rtpengine_jitter_ms, rtpengine_mos, rtpengine_mos_e1,
+                                    rtpengine_packetloss)
 
 # (Ta ms, Ppl %, BurstR, Ie, Bpl) -> R from manucorporat/e-model (see the module docstring)
 G107_ORACLE = [
@@ -253,6 +254,30 @@ def test_rtpengine_needs_an_rtt_in_cq_mode():
     assert rtpengine_mos(0, 0, 0, mode="LQ") == 4.3
     # legacy's LQ branch zeroes a variable it never reads: the RTT still counts
     assert rtpengine_mos_e1(600000, 0, 0, LEGACY, "LQ") < rtpengine_mos_e1(1000, 0, 0, LEGACY, "LQ")
+
+
+def test_rtpengine_inputs_beyond_64_bits_keep_the_formulas_meaning():
+    """The integer formulas run in C long longs on inputs clamped to 2^40: a round trip or
+    jitter that large is the lowest MOS either way, and a loss above 93 % is r = 0 in
+    mos_calc_nb, whatever its size."""
+    for huge in (1 << 40, 1 << 63, 10 ** 30):
+        assert rtpengine_mos_e1(huge, 0, 0) == 10 and rtpengine_mos_e1(1000, huge, 0) == 10
+        assert rtpengine_mos_e1(huge, 0, 0, LEGACY) == 10
+        assert rtpengine_mos_e1(100000, 0, huge, LEGACY) == 10
+        assert rtpengine_mos_e1(1000, 0, huge) == rtpengine_mos_e1(1000, 0, 94)
+    assert rtpengine_mos_e1(1000, 0, 94) > 10  # (not the lowest: the r = 0 branch itself)
+
+
+@settings(max_examples=400, deadline=None)
+@given(jitter=st.integers(0, 2 ** 32 - 1), clock=st.integers(0, 10 ** 9 - 1),
+       fraction=st.integers(0, 255), rtt_us=st.integers(0, 20_000_000),
+       formula=st.sampled_from(FORMULAS))
+def test_block_figures_are_the_three_public_functions(jitter, clock, fraction, rtt_us, formula):
+    """What a report block gets in one call (metrics.block_metrics) equals the jitter, loss and
+    MOS functions each applied as rtpengine does, over every input a block can carry."""
+    jitter_ms, loss = rtpengine_jitter_ms(jitter, clock), rtpengine_packetloss(fraction)
+    e1 = rtpengine_mos_e1(rtt_us, jitter_ms, loss, formula) if rtt_us > 0 else 0
+    assert block_figures(jitter, clock, fraction, rtt_us, formula) == (jitter_ms, loss, e1)
 
 
 def test_mos_from_rx_truncates_like_c():
