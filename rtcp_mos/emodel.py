@@ -145,6 +145,7 @@ def _idd(ta: cython.double) -> cython.double:
     return 25 * ((1 + x ** six) ** (1 / six) - 3 * (1 + (x / 3) ** six) ** (1 / six) + 2)
 
 
+@cython.ccall  # a C call from r_and_mos once compiled
 def ie_eff(ie: cython.double, ppl: cython.double, burst_r: cython.double,
            bpl: cython.double) -> cython.double:
     """Effective equipment impairment, G.107 clause 7.5 eq. 7-36:
@@ -154,6 +155,7 @@ def ie_eff(ie: cython.double, ppl: cython.double, burst_r: cython.double,
     return ie + (95 - ie) * ppl / (ppl / burst_r + bpl)
 
 
+@cython.ccall
 def r_to_mos(r: cython.double) -> cython.double:
     """G.107 Annex B (eq. B-4): MOS 1 for R < 0, 4.5 above 100, the cubic between; held at 1.0
     where the cubic dips below it (0 < R < 6.5, by up to 0.005), as rtpengine's mos_from_rx

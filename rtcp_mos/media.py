@@ -25,7 +25,7 @@ from probe.records import Datagram
 from sip_dissect.events import SdpSeen, Subscriber
 from sip_dissect.sdp import Sdp, parse_sdp
 
-from .binding import MAX_QUEUED, Binder
+from .binding import MAX_QUEUED, Binder, Binding
 from .metrics import UNKNOWN_CODEC, PairState, block_metrics, rtt_seconds
 from .quality import CallQuality, SideQuality
 from .records import RtcpReportRecord
@@ -141,6 +141,122 @@ class _Recent:
         self.new[key] = value
 
 
+class ReportBuilder:
+    """The per-datagram half of the media layer: binds each datagram with report blocks
+    (binding.py), keeps the per-pair and per-call state and makes the records. An extension
+    type once compiled (its state C fields, its calls C calls): MediaLayer, a Subscriber, is
+    a Python class."""
+
+    c: object  # the Counters
+    sink: object
+    formula: str  # rtpengine's MOS formula
+    binder: Binder
+    pairs: _Recent  # (reporter SSRC, source SSRC) -> metrics.PairState
+    srs: _Recent  # (SR sender SSRC, NTP middle 32 bits) -> capture time
+    quality: dict  # id(call) -> its CallQuality
+    next_sweep: cython.double
+    __slots__ = ("c", "sink", "formula", "binder", "pairs", "srs", "quality", "next_sweep")
+
+    def __init__(self, counters, sink, formula: str, binder: Binder):
+        self.c = counters
+        self.sink = sink
+        self.formula = formula
+        self.binder = binder
+        self.pairs = _Recent()
+        self.srs = _Recent()
+        self.quality = {}
+        self.next_sweep = 0.0
+
+    def records(self, d, compound) -> list:
+        """The records of a Datagram's report blocks (its compound parsed, with reports)."""
+        dt: tuple = cython.cast(tuple, d)  # Datagram by index (probe/records.py's order)
+        ts: cython.double = dt[0]
+        if ts >= self.next_sweep:
+            self.sweep(ts)
+        reports = compound.reports
+        for report in reports:
+            if report.sender is not None:
+                self.srs.put((report.reporter_ssrc, report.sender.ntp_middle), ts)
+        src, dst, sport, dport = dt[2], dt[3], dt[4], dt[5]
+        binding: Binding | None = self.binder.bind(src, sport, dst, dport,
+                                                   reports[0].reporter_ssrc, ts)
+        cq: CallQuality | None = None
+        if binding is None:
+            callid = from_tag = side = how = ""
+            codec = UNKNOWN_CODEC
+        else:
+            call = binding.call
+            callid, from_tag, side, how = call.callid, call.caller_tag, binding.side, binding.how
+            codec = binding.codec
+            cq = self.quality.get(id(call))
+            if cq is None and any([r.blocks for r in reports]):
+                cq = self.quality[id(call)] = CallQuality()
+        xr = {(x.reporter_ssrc, vm.source_ssrc): vm for x in compound.xrs
+              for vm in x.voip_metrics} if compound.xrs else None
+        head = (dt[0], callid, from_tag, side, how, src, sport, dst, dport, dt[1])
+        out = []
+        for report in reports:
+            rep: tuple = cython.cast(tuple, report)  # Report: packet_type, reporter_ssrc, ..
+            for block in rep[3]:
+                vm = xr.get((rep[1], cython.cast(tuple, block)[0])) if xr else None
+                out.append(self._block(head, report, block, codec, cq, side, vm))
+        return out
+
+    def _block(self, head: tuple, report, block, codec, cq: CallQuality | None, side: str,
+               vm):
+        c = self.c
+        ts: cython.double = head[0]
+        if cq is None:
+            c["media.unbound_report"] += 1
+        rep: tuple = cython.cast(tuple, report)  # Report and ReportBlock by index (rtcp.py)
+        b: tuple = cython.cast(tuple, block)
+        reporter, source = rep[1], b[0]
+        raw = (rep[0], reporter) + b
+        if not source and not b[3]:  # no SSRC, no highest sequence number
+            c["media.empty_report_block"] += 1  # "nothing received yet" (first RRs)
+            return RtcpReportRecord(*head, *raw, *(None,) * 4, None, 0, *(None,) * 7)
+        key = (reporter, source)
+        state: PairState = self.pairs.get(key)
+        if state is None:
+            state = PairState()
+            self.pairs.put(key, state)
+        loss, copy = state.loss(block, ts)
+        rtt_s = None
+        lsr = b[5]
+        if lsr:
+            rtt_s = rtt_seconds(ts, self.srs.get((source, lsr)), b[6])
+            if rtt_s is None:
+                c["media.rtt_unmatched"] += 1
+            else:
+                state.rtt_s = rtt_s
+        other = 0
+        if cq is not None:
+            other = cq.last_rtt_us["B" if side == "A" else "A"]
+        m = block_metrics(block, loss, rtt_s, state.rtt_s, other, codec, vm, self.formula)
+        xr_r = xr_lq = xr_cq = None
+        if vm is not None:
+            xr_r = None if vm.r_factor == XR_UNAVAILABLE else float(vm.r_factor)
+            xr_lq, xr_cq = vm.mos_lq_score, vm.mos_cq_score
+        if cq is not None and not copy:
+            if rtt_s is not None:
+                cq.last_rtt_us[side] = int(rtt_s * 1e6)
+            sq: SideQuality = cq.sides[side]
+            sq.add(ts, source, m, xr_cq, self.formula)
+        mt: tuple = cython.cast(tuple, m)  # BlockMetrics: its first ten are columns
+        return _new(RtcpReportRecord, head + raw + mt[:10] + (xr_r, xr_lq, xr_cq))
+
+    def sweep(self, now) -> None:
+        """Write call_quality rows of the calls whose grace period has passed at packet time
+        `now` (all: None)."""
+        if now is not None:
+            self.next_sweep = now + SWEEP_EVERY
+        for call in self.binder.expired(now):
+            cq = self.quality.pop(id(call), None)
+            if cq is not None:
+                for rec in cq.records(call.callid, call.caller_tag, call.created):
+                    self.sink(rec)
+
+
 class MediaLayer(Subscriber):
     """Keeps each call's media description; turns the RTCP datagrams into report and quality
     records for `sink` (none: counts only)."""
@@ -152,14 +268,12 @@ class MediaLayer(Subscriber):
         self.sink = sink
         self.formula = rtpengine_formula
         self.binder = Binder(counters) if sink is not None else None
+        self.reports = ReportBuilder(counters, sink, rtpengine_formula, self.binder) \
+            if sink is not None else None
         # calls whose first SDP came since the last RTCP datagram (the binder indexes them);
         # None until the first RTCP datagram, so that SIP without RTCP keeps no call alive
         self.queued: list | None = None
         self.live_calls: dict | None = None  # the dialog layer's calls (pipeline.account)
-        self.pairs = _Recent()  # (reporter SSRC, source SSRC) -> metrics.PairState
-        self.srs = _Recent()  # (SR sender SSRC, NTP middle 32 bits) -> capture time
-        self.quality: dict[int, CallQuality] = {}  # id(call) -> its aggregates
-        self.next_sweep = 0.0
 
     def sdp_seen(self, call, seen: SdpSeen) -> None:
         # on the SIP path: with RTCP seen, a list append per call; nothing more
@@ -173,6 +287,9 @@ class MediaLayer(Subscriber):
                 queued.append(call)
         else:
             media.seen.append(seen)
+            binder = self.binder
+            if binder is not None and id(call) in binder.indexed:
+                binder.changed[id(call)] = call  # indexed: its new SDP at the next check
 
     def rtcp(self, d: Datagram) -> None:
         """An RTCP datagram (RFC 3550 section 6): its compound parsed (rtcp.parse_compound),
@@ -193,7 +310,7 @@ class MediaLayer(Subscriber):
         if not compound.reports:
             return
         try:
-            records = self._records(d, compound)
+            records = self.reports.records(d, compound)
         except Exception:
             if STRICT:
                 raise
@@ -203,96 +320,7 @@ class MediaLayer(Subscriber):
         for rec in records:
             sink(rec)
 
-    def _records(self, d: Datagram, compound) -> list:
-        dt: tuple = cython.cast(tuple, d)  # Datagram by index (probe/records.py's order)
-        ts: cython.double = dt[0]
-        if ts >= self.next_sweep:
-            self._sweep(ts)
-        reports = compound.reports
-        srs: _Recent = self.srs
-        for report in reports:
-            if report.sender is not None:
-                srs.put((report.reporter_ssrc, report.sender.ntp_middle), ts)
-        src, dst, sport, dport = dt[2], dt[3], dt[4], dt[5]
-        binding = self.binder.bind(src, sport, dst, dport, reports[0].reporter_ssrc, ts)
-        if binding is None:
-            callid = from_tag = side = how = ""
-            codec, cq = UNKNOWN_CODEC, None
-        else:
-            call = binding.call
-            callid, from_tag, side, how = call.callid, call.caller_tag, binding.side, binding.how
-            codec = binding.codec
-            cq = self.quality.get(id(call))
-            if cq is None and any(r.blocks for r in reports):
-                cq = self.quality[id(call)] = CallQuality()
-        xr = {(x.reporter_ssrc, vm.source_ssrc): vm for x in compound.xrs
-              for vm in x.voip_metrics} if compound.xrs else None
-        head = (dt[0], callid, from_tag, side, how, src, sport, dst, dport, dt[1])
-        out = []
-        for report in reports:
-            rep: tuple = cython.cast(tuple, report)  # Report: packet_type, reporter_ssrc, ..
-            for block in rep[3]:
-                vm = xr.get((rep[1], cython.cast(tuple, block)[0])) if xr else None
-                out.append(self._block(head, report, block, codec, cq, side, vm))
-        return out
-
-    def _block(self, head: tuple, report, block, codec, cq: CallQuality | None, side: str,
-               vm) -> RtcpReportRecord:
-        c = self.c
-        ts: cython.double = head[0]
-        if cq is None:
-            c["media.unbound_report"] += 1
-        rep: tuple = cython.cast(tuple, report)  # Report and ReportBlock by index (rtcp.py)
-        b: tuple = cython.cast(tuple, block)
-        reporter, source = rep[1], b[0]
-        raw = (rep[0], reporter, *b)
-        if not source and not b[3]:  # no SSRC, no highest sequence number
-            c["media.empty_report_block"] += 1  # "nothing received yet" (first RRs)
-            return RtcpReportRecord(*head, *raw, *(None,) * 4, None, 0, *(None,) * 7)
-        key = (reporter, source)
-        pairs: _Recent = self.pairs
-        state: PairState = pairs.get(key)
-        if state is None:
-            state = PairState()
-            pairs.put(key, state)
-        loss, copy = state.loss(block, ts)
-        rtt_s = None
-        lsr, dlsr = b[5], b[6]
-        if lsr:
-            srs: _Recent = self.srs
-            rtt_s = rtt_seconds(ts, srs.get((source, lsr)), dlsr)
-            if rtt_s is None:
-                c["media.rtt_unmatched"] += 1
-            else:
-                state.rtt_s = rtt_s
-        other = 0
-        if cq is not None:
-            other = cq.last_rtt_us["B" if side == "A" else "A"]
-        m = block_metrics(block, loss, rtt_s, state.rtt_s, other, codec, vm, self.formula)
-        xr_r = xr_lq = xr_cq = None
-        if vm is not None:
-            xr_r = None if vm.r_factor == XR_UNAVAILABLE else float(vm.r_factor)
-            xr_lq, xr_cq = vm.mos_lq_score, vm.mos_cq_score
-        if cq is not None and not copy:
-            if rtt_s is not None:
-                cq.last_rtt_us[side] = int(rtt_s * 1e6)
-            sq: SideQuality = cq.sides[side]
-            sq.add(ts, source, m, xr_cq, self.formula)
-        mt: tuple = cython.cast(tuple, m)  # BlockMetrics by index: its first ten are columns
-        return _new(RtcpReportRecord, (*head, *raw, mt[0], mt[1], mt[2], mt[3], mt[4], mt[5],
-                                       mt[6], mt[7], mt[8], mt[9], xr_r, xr_lq, xr_cq))
-
-    def _sweep(self, now: float | None) -> None:
-        """Write call_quality rows of the calls whose grace period has passed (all: None)."""
-        if now is not None:
-            self.next_sweep = now + SWEEP_EVERY
-        for call in self.binder.expired(now):
-            cq = self.quality.pop(id(call), None)
-            if cq is not None:
-                for rec in cq.records(call.callid, call.caller_tag, call.created):
-                    self.sink(rec)
-
     def close(self) -> None:
         """End of input: every call's quality rows, whatever its grace period."""
-        if self.binder is not None:
-            self._sweep(None)
+        if self.reports is not None:
+            self.reports.sweep(None)
