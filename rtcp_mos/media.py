@@ -173,13 +173,17 @@ class ReportBuilder:
         ts: cython.double = dt[0]
         if ts >= self.next_sweep:
             self.sweep(ts)
-        reports = compound.reports
+        # RtcpCompound and Report by index too (rtcp.py's order): reports, ..., xrs;
+        # packet_type, reporter_ssrc, sender, blocks
+        cp: tuple = cython.cast(tuple, compound)
+        reports: tuple = cp[0]
         for report in reports:
-            if report.sender is not None:
-                self.srs.put((report.reporter_ssrc, report.sender.ntp_middle), ts)
+            sender = cython.cast(tuple, report)[2]
+            if sender is not None:
+                self.srs.put((cython.cast(tuple, report)[1], sender.ntp_middle), ts)
         src, dst, sport, dport = dt[2], dt[3], dt[4], dt[5]
         binding: Binding | None = self.binder.bind(src, sport, dst, dport,
-                                                   reports[0].reporter_ssrc, ts)
+                                                   cython.cast(tuple, reports[0])[1], ts)
         cq: CallQuality | None = None
         if binding is None:
             callid = from_tag = side = how = ""
@@ -189,10 +193,11 @@ class ReportBuilder:
             callid, from_tag, side, how = call.callid, call.caller_tag, binding.side, binding.how
             codec = binding.codec
             cq = self.quality.get(id(call))
-            if cq is None and any([r.blocks for r in reports]):
+            if cq is None and any([cython.cast(tuple, r)[3] for r in reports]):
                 cq = self.quality[id(call)] = CallQuality()
-        xr = {(x.reporter_ssrc, vm.source_ssrc): vm for x in compound.xrs
-              for vm in x.voip_metrics} if compound.xrs else None
+        xrs = cp[4]
+        xr = {(x.reporter_ssrc, vm.source_ssrc): vm for x in xrs
+              for vm in x.voip_metrics} if xrs else None
         head = (dt[0], callid, from_tag, side, how, src, sport, dst, dport, dt[1])
         out = []
         for report in reports:
@@ -297,8 +302,8 @@ class MediaLayer(Subscriber):
         sink its report blocks bound and measured."""
         c = self.c
         c["rtcp.datagrams"] += 1
-        compound = parse_compound(d.payload)
-        for name in compound.anomalies:
+        compound = parse_compound(cython.cast(tuple, d)[7])  # Datagram.payload
+        for name in cython.cast(tuple, compound)[5]:  # RtcpCompound.anomalies
             c[name] += 1
         if self.binder is None:
             return
