@@ -209,6 +209,7 @@ def _clamp(x: cython.double, default: cython.double, low: cython.double,
     return high if high < x else x
 
 
+@cython.ccall  # a C call from metrics.py once compiled (native/pxdgen.py)
 def r_and_mos(ta_ms: cython.double, ppl: cython.double, burst_r: cython.double,
               ie: cython.double, bpl: cython.double) -> tuple:
     """(R, MOS) of `g107` for float inputs, computed in the same order (the same bits), without

@@ -43,7 +43,7 @@ _new = tuple.__new__
 
 @cython.ccall
 def interval_loss(prev_seq: cython.longlong, prev_lost: cython.longlong, seq: cython.longlong,
-                  lost: cython.longlong) -> float | None:
+                  lost: cython.longlong):
     """Percent lost between two reports (RFC 3550 section 6.4.4, A.3), wrap-safe; None when
     nothing was expected (no new packets) or on a reset (the caller falls back to the
     fraction)."""
@@ -64,8 +64,8 @@ def fraction_pct(fraction_lost: cython.longlong) -> cython.double:
     return fraction_lost * 100.0 / 256.0
 
 
-def rtt_seconds(report_ts: cython.double, sr_ts: float | None,
-                dlsr: cython.longlong) -> float | None:
+@cython.ccall  # a C call from media.py once compiled (native/pxdgen.py)
+def rtt_seconds(report_ts: cython.double, sr_ts, dlsr: cython.longlong):
     """Round trip from the report's and the SR's capture times; None when the SR was not
     seen or the result is not a round trip (negative beyond RTT_SLACK_S, or above MAX_RTT_S)."""
     if sr_ts is None:
@@ -132,10 +132,10 @@ def _codec_figures(codec: Codec) -> tuple:
     return figures
 
 
-def block_metrics(block, loss_pct: float | None, rtt_s: float | None,
-                  last_rtt_s: cython.double, other_rtt_us: cython.longlong, codec: Codec, vm,
-                  formula: str = G107) -> BlockMetrics:
-    """The figures of one block. `loss_pct`: interval loss (None: none expected); `rtt_s`:
+@cython.ccall
+def block_metrics(block, loss_pct, rtt_s, last_rtt_s: cython.double,
+                  other_rtt_us: cython.longlong, codec, vm, formula: str = G107):
+    """The figures of one block (a BlockMetrics). `loss_pct`: interval loss (None: none expected); `rtt_s`:
     this block's round trip or None; `last_rtt_s`: the latest round trip known for the pair,
     used for the delay when the block has none; `other_rtt_us`: the other side's latest round
     trip, which rtpengine adds to this leg's; `codec`: a Codec; `vm`: the reporter's XR VoIP

@@ -141,6 +141,7 @@ def rtpengine_mos_e1(rtt_us: int, jitter_ms: int, packetloss_pct: int, formula: 
                             min(loss, INPUT_LIMIT))
 
 
+@cython.ccall  # a C call from metrics.py once compiled (native/pxdgen.py)
 def block_figures(jitter_ts: cython.longlong, clock_rate: cython.longlong,
                   fraction_lost: cython.longlong, rtt_us: cython.longlong,
                   formula: str = G107) -> tuple:
