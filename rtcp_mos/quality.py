@@ -95,11 +95,32 @@ class SideQuality:
                 self.rtt_sum / self.rtt_n if self.rtt_n else None,
                 self.delay_sum / self.delay_n if self.delay_n else None]
 
-    def rtpengine_mos(self) -> tuple[float | None, float | None, float | None]:
-        """(min, average, max) as Kamailio's mos_*_pv for this side; None where unset."""
-        pvs = kamailio_mos_pvs([s.ng_stats() for s in self.rtpengine.values()])
-        return tuple([float(pvs[k]) if k in pvs else None
-                      for k in ("mos_min_pv", "mos_average_pv", "mos_max_pv")])
+    def rtpengine_mos(self) -> tuple:
+        """(min, average, max) as Kamailio's mos_*_pv for this side (kamailio_mos_pvs over the
+        ng_stats of the side's SSRCs, the "4.3" texts as floats); None where unset. Worked out
+        from the per-SSRC figures directly: the same numbers without building the pv dicts and
+        texts (tests/test_quality.py compares the two)."""
+        low = high = None
+        total = n = 0
+        for value in self.rtpengine.values():
+            stats: RtpengineSsrcStats = value
+            if not stats.blocks or stats.lowest is None or stats.highest is None:
+                continue  # ng_stats() is None: rtpengine reports nothing for this SSRC
+            lowest = cython.cast(tuple, stats.lowest)[1]  # StatsBlock.mos
+            highest = cython.cast(tuple, stats.highest)[1]
+            if low is None or lowest < low:
+                low = lowest
+            if high is None or highest > high:
+                high = highest
+            total += stats._sums[0] // max(len(stats.blocks) - stats.no_mos_count, 1)
+            n += 1
+        if not n:
+            return None, None, None
+        return low / 10, total // n / 10, high / 10
+
+    def rtpengine_mos_pvs(self) -> dict:
+        """Kamailio's mos_*_pv values for this side (rtpengine_mos.kamailio_mos_pvs)."""
+        return kamailio_mos_pvs([s.ng_stats() for s in self.rtpengine.values()])
 
 
 class CallQuality:
