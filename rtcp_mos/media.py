@@ -216,10 +216,10 @@ class ReportBuilder:
         rep: tuple = cython.cast(tuple, report)  # Report and ReportBlock by index (rtcp.py)
         b: tuple = cython.cast(tuple, block)
         reporter, source = rep[1], b[0]
-        raw = (rep[0], reporter) + b
         if not source and not b[3]:  # no SSRC, no highest sequence number
             c["media.empty_report_block"] += 1  # "nothing received yet" (first RRs)
-            return RtcpReportRecord(*head, *raw, *(None,) * 4, None, 0, *(None,) * 7)
+            return RtcpReportRecord(*head, rep[0], reporter, *b, *(None,) * 4, None, 0,
+                                    *(None,) * 7)
         key = (reporter, source)
         state: PairState = self.pairs.get(key)
         if state is None:
@@ -247,8 +247,12 @@ class ReportBuilder:
                 cq.last_rtt_us[side] = int(rtt_s * 1e6)
             sq: SideQuality = cq.sides[side]
             sq.add(ts, source, m, xr_cq, self.formula)
-        mt: tuple = cython.cast(tuple, m)  # BlockMetrics: its first ten are columns
-        return _new(RtcpReportRecord, head + raw + mt[:10] + (xr_r, xr_lq, xr_cq))
+        mt: tuple = m  # BlockMetrics' order: its first ten are columns
+        # one tuple of the 32 fields (RtcpReportRecord's order), items read as C indexes
+        return _new(RtcpReportRecord, (
+            head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7], head[8],
+            head[9], rep[0], reporter, b[0], b[1], b[2], b[3], b[4], b[5], b[6], mt[0], mt[1],
+            mt[2], mt[3], mt[4], mt[5], mt[6], mt[7], mt[8], mt[9], xr_r, xr_lq, xr_cq))
 
     def sweep(self, now) -> None:
         """Write call_quality rows of the calls whose grace period has passed at packet time

@@ -135,7 +135,7 @@ def _codec_figures(codec: Codec) -> tuple:
 @cython.ccall
 def block_metrics(block, loss_pct, rtt_s, last_rtt_s: cython.double,
                   other_rtt_us: cython.longlong, codec, vm, formula: str = G107):
-    """The figures of one block (a BlockMetrics). `loss_pct`: interval loss (None: none expected); `rtt_s`:
+    """The figures of one block, a tuple in BlockMetrics' order. `loss_pct`: interval loss (None: none expected); `rtt_s`:
     this block's round trip or None; `last_rtt_s`: the latest round trip known for the pair,
     used for the delay when the block has none; `other_rtt_us`: the other side's latest round
     trip, which rtpengine adds to this leg's; `codec`: a Codec; `vm`: the reporter's XR VoIP
@@ -169,8 +169,9 @@ def block_metrics(block, loss_pct, rtt_s, last_rtt_s: cython.double,
         rtt_ms = rtt_d * 1000.0
         rtt_us = cython.cast(cython.longlong, rtt_d * 1e6) + other_rtt_us  # int(): truncates
     r_jitter, r_loss, e1 = block_figures(jitter_ts, clock, b[1], rtt_us, formula)
-    return _new(BlockMetrics, (loss_pct, jitter_ms, rtt_ms, delay, cd[0], fallback, burst, r,
-                               mos, e1 / 10 if e1 else None, rtt_us, r_jitter, r_loss, e1))
+    # a plain tuple in BlockMetrics' order: its two readers index it (media.py, quality.py)
+    return (loss_pct, jitter_ms, rtt_ms, delay, cd[0], fallback, burst, r, mos,
+            e1 / 10 if e1 else None, rtt_us, r_jitter, r_loss, e1)
 
 
 class PairState:
