@@ -89,7 +89,7 @@ class Binder:
     indexed: dict  # id(call) -> (call, its endpoint keys)
     changed: dict  # id(call) -> call: indexed calls with SDP since (the layer adds them)
     _checked_at: cython.double  # packet time indexed calls were last checked for new SDP
-    _ssrcs: dict  # reporter SSRC -> (call, side, codec)
+    _ssrcs: dict  # reporter SSRC -> the Binding it was last bound by (its call, side, codec)
     _older_ssrcs: dict
     __slots__ = ("c", "endpoints", "queued", "indexed", "changed", "_checked_at", "_ssrcs",
                  "_older_ssrcs")
@@ -183,17 +183,18 @@ class Binder:
                 found = Binding(stream.call, "B" if stream.side == "A" else "A",
                                 stream.codec, DESTINATION)
             elif reporter_ssrc is not None:
-                known = self._ssrcs.get(reporter_ssrc) or self._older_ssrcs.get(reporter_ssrc)
-                if known is None or id(known[0]) not in self.indexed:
+                known: Binding | None = self._ssrcs.get(reporter_ssrc) \
+                    or self._older_ssrcs.get(reporter_ssrc)
+                if known is None or id(known.call) not in self.indexed:
                     return None
-                return Binding(known[0], known[1], known[2], SSRC)
+                return Binding(known.call, known.side, known.codec, SSRC)
             else:
                 return None
         if reporter_ssrc is not None:
-            self._learn(reporter_ssrc, (found.call, found.side, found.codec))
+            self._learn(reporter_ssrc, found)
         return found
 
-    def _learn(self, ssrc, what: tuple) -> None:
+    def _learn(self, ssrc, what: Binding) -> None:
         ssrcs = self._ssrcs
         if len(ssrcs) >= MAX_SSRCS and ssrc not in ssrcs:
             self._older_ssrcs, self._ssrcs = ssrcs, {}  # the older generation is dropped
