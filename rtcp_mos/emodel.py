@@ -210,10 +210,10 @@ def _clamp(x: cython.double, default: cython.double, low: cython.double,
 
 
 @cython.ccall  # a C call from metrics.py once compiled (native/pxdgen.py)
-def r_and_mos(ta_ms: cython.double, ppl: cython.double, burst_r: cython.double,
-              ie: cython.double, bpl: cython.double) -> tuple:
-    """(R, MOS) of `g107` for float inputs, computed in the same order (the same bits), without
-    the terms: what each report block needs, in C doubles once compiled."""
+def r_factor(ta_ms: cython.double, ppl: cython.double, burst_r: cython.double,
+             ie: cython.double, bpl: cython.double) -> cython.double:
+    """R of `g107` for float inputs, computed in the same order (the same bits), without the
+    terms: what each report block needs, in C doubles once compiled."""
     ta: cython.double = _clamp(ta_ms, 0.0, 0.0, MAX_DELAY_MS)
     loss: cython.double = _clamp(ppl, 0.0, 0.0, 100.0)
     burst: cython.double = _clamp(burst_r, 1.0, 1.0, INF)
@@ -222,7 +222,14 @@ def r_and_mos(ta_ms: cython.double, ppl: cython.double, burst_r: cython.double,
     ist: cython.double = _ist_at(ta)
     is_: cython.double = _IOLR + ist + _IQ
     id_: cython.double = _idte(_NO, ta, ist) + _idle(_RO, 2 * ta) + _idd(ta)
-    r: cython.double = _RO - is_ - id_ - ie_eff(ie_, loss, burst, bpl_) + A
+    return _RO - is_ - id_ - ie_eff(ie_, loss, burst, bpl_) + A
+
+
+@cython.ccall
+def r_and_mos(ta_ms: cython.double, ppl: cython.double, burst_r: cython.double,
+              ie: cython.double, bpl: cython.double) -> tuple:
+    """(R, MOS) of `g107` for float inputs (r_factor and r_to_mos)."""
+    r: cython.double = r_factor(ta_ms, ppl, burst_r, ie, bpl)
     return r, r_to_mos(r)
 
 

@@ -33,7 +33,8 @@ from .rtpengine_mos import FORMULAS, G107
 from .rtcp import parse_compound
 
 SWEEP_EVERY = 5.0  # seconds of packet time between looks for calls past their grace period
-MAX_REMEMBERED = 200_000  # SRs and reporter/source pairs per generation (two kept)
+# SRs and reporter/source pairs per generation (two kept)
+MAX_REMEMBERED: cython.Py_ssize_t = 200_000
 XR_UNAVAILABLE = 127  # RFC 3611 section 4.7.5-6: the metric is not available
 STRICT = os.environ.get("SIPPROBE_STRICT") == "1"  # tests: a bug raises, not a counter
 # a NamedTuple built as tuple.__new__(Class, values): the same object, without the class's

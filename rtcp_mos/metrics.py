@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import cython
 
-from .emodel import codec_impairment, coding_delay_ms, r_and_mos
+from .emodel import codec_impairment, coding_delay_ms, r_factor, r_to_mos
 from .rtpengine_mos import G107, block_figures
 
 NTP_UNIT: cython.double = 65536.0  # LSR and DLSR count 1/65536 s
@@ -157,8 +157,10 @@ def block_metrics(block, loss_pct, rtt_s, last_rtt_s: cython.double,
     delay: cython.double = rtt * 500.0 + 2.0 * jitter_ms + coding_ms
     burst: cython.double = 1.0 if vm is None else burst_ratio(vm, cd[2])
     r = mos = None
+    r_d: cython.double
     if loss_pct is not None:
-        r, mos = r_and_mos(delay, loss_pct, burst, ie, bpl)
+        r_d = r_factor(delay, loss_pct, burst, ie, bpl)
+        r, mos = r_d, r_to_mos(r_d)
     # rtpengine (ssrc.c): this leg's RTT plus the other leg's last; whole ms of jitter; the
     # fraction as percent; CQ mode: no MOS without an RTT
     rtt_us: cython.longlong = 0
