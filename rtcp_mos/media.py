@@ -30,7 +30,7 @@ from .metrics import UNKNOWN_CODEC, PairState, block_metrics, rtt_seconds
 from .quality import CallQuality, SideQuality
 from .records import RtcpReportRecord
 from .rtpengine_mos import FORMULAS, G107
-from .rtcp import parse_compound
+from .rtcp import ntp_middle, parse_compound
 
 SWEEP_EVERY = 5.0  # seconds of packet time between looks for calls past their grace period
 # SRs and reporter/source pairs per generation (two kept)
@@ -179,9 +179,11 @@ class ReportBuilder:
         cp: tuple = cython.cast(tuple, compound)
         reports: tuple = cp[0]
         for report in reports:
-            sender = cython.cast(tuple, report)[2]
+            sender = cython.cast(tuple, report)[2]  # SenderInfo: ntp_msw, ntp_lsw, ...
             if sender is not None:
-                self.srs.put((cython.cast(tuple, report)[1], sender.ntp_middle), ts)
+                self.srs.put((cython.cast(tuple, report)[1],
+                              ntp_middle(cython.cast(tuple, sender)[0],
+                                         cython.cast(tuple, sender)[1])), ts)
         src, dst, sport, dport = dt[2], dt[3], dt[4], dt[5]
         binding: Binding | None = self.binder.bind(src, sport, dst, dport,
                                                    cython.cast(tuple, reports[0])[1], ts)
