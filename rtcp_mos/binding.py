@@ -29,7 +29,8 @@ from .metrics import DEFAULT_CLOCK_RATE, Codec
 
 MEDIA_GRACE = 10.0  # seconds after a call's end during which its reports still bind
 MAX_QUEUED = 100_000  # calls waiting for indexing; only grows without RTCP (then harmless)
-CHECK_EVERY: cython.double = 1.0  # seconds of packet time between looks for new SDP of indexed calls
+# seconds of packet time between looks for new SDP of indexed calls
+CHECK_EVERY: cython.double = 1.0
 MAX_SSRCS = 100_000  # learned SSRCs per generation (two generations kept)
 NOT_AUDIO_CODECS = frozenset(("TELEPHONE-EVENT", "CN", "RED", "COMFORT-NOISE"))
 SOURCE, DESTINATION, SSRC = "source", "destination", "ssrc"

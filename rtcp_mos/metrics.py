@@ -29,7 +29,8 @@ from .rtpengine_mos import G107, block_figures
 NTP_UNIT: cython.double = 65536.0  # LSR and DLSR count 1/65536 s
 MAX_RTT_S: cython.double = 10.0  # a longer "round trip" is a mismatched SR, not a network
 RTT_SLACK_S: cython.double = 0.005  # capture timing: a round trip down to -5 ms counts as 0
-MAX_INTERVAL_PACKETS: cython.longlong = 1 << 20  # more expected in one interval is a restart, not traffic
+# more expected in one interval is a restart, not traffic
+MAX_INTERVAL_PACKETS: cython.longlong = 1 << 20
 DEFAULT_CLOCK_RATE = 8000  # G.711's, with the G.711 fallback codec, for unbound reports
 DEFAULT_PTIME_MS = 20.0
 # a block equal to the last one of its pair within this time is the same report relayed on
@@ -135,13 +136,13 @@ def _codec_figures(codec: Codec) -> tuple:
 @cython.ccall
 def block_metrics(block, loss_pct, rtt_s, last_rtt_s: cython.double,
                   other_rtt_us: cython.longlong, codec, vm, formula: str = G107):
-    """The figures of one block, a tuple in BlockMetrics' order. `loss_pct`: interval loss (None: none expected); `rtt_s`:
-    this block's round trip or None; `last_rtt_s`: the latest round trip known for the pair,
-    used for the delay when the block has none; `other_rtt_us`: the other side's latest round
-    trip, which rtpengine adds to this leg's; `codec`: a Codec; `vm`: the reporter's XR VoIP
-    Metrics about the same source, or None; `formula`: rtpengine's MOS formula
-    (rtpengine_mos.FORMULAS: g107 since rtpengine 2024-10, legacy before, as in Debian 12's
-    rtpengine 10.5)."""
+    """The figures of one block, a tuple in BlockMetrics' order. `loss_pct`: interval loss
+    (None: none expected); `rtt_s`: this block's round trip or None; `last_rtt_s`: the latest
+    round trip known for the pair, used for the delay when the block has none;
+    `other_rtt_us`: the other side's latest round trip, which rtpengine adds to this leg's;
+    `codec`: a Codec; `vm`: the reporter's XR VoIP Metrics about the same source, or None;
+    `formula`: rtpengine's MOS formula (rtpengine_mos.FORMULAS: g107 since rtpengine 2024-10,
+    legacy before, as in Debian 12's rtpengine 10.5)."""
     # ReportBlock and Codec read by index: a C tuple item once compiled, where each
     # block.name is a call of the NamedTuple's descriptor
     b: tuple = cython.cast(tuple, block)

@@ -55,7 +55,8 @@ class SideQuality:
         # the fields by index (BlockMetrics' order): C tuple items once compiled, where each
         # m.name is a call of the NamedTuple's descriptor
         mt: tuple = cython.cast(tuple, m)
-        loss_pct, jitter_ms, rtt_ms, delay_ms, codec, mos = mt[0], mt[1], mt[2], mt[3], mt[4], mt[8]
+        loss_pct, jitter_ms, rtt_ms, delay_ms, codec = mt[0], mt[1], mt[2], mt[3], mt[4]
+        mos = mt[8]
         self.reports += 1
         if codec is not None:
             self.codec = codec
