@@ -22,6 +22,10 @@ here it is derived:
 - a top-level `NAME: cython.Py_ssize_t = value` (any C type of TYPES) -> `cdef Py_ssize_t NAME`,
   a C global: a tuple index read from it is a C index, not a module-dict lookup and a Python
   int converted at each use.
+- a top-level function decorated `@cython.ccall` -> `cpdef RTYPE name(ARGS)` (argument types as
+  for methods; the return type a cython.* C type or a builtin of OBJECT_TYPES, else object),
+  and `from .x import f` of such a function of a sibling compiled module -> `from pkg.x cimport
+  f`: a C call across modules instead of a Python call with its arguments boxed.
 
 Generated files are build products (.gitignore), never edited.
 
@@ -76,6 +80,8 @@ class Generator:
         self.trees = {m: ast.parse(self.path(m).read_text(), str(self.path(m))) for m in modules}
         # first pass: which classes become extension types, module by module
         self.cclasses = {m: {c.name for c in self._classes(t)} for m, t in self.trees.items()}
+        # and which top-level functions are cpdef (@cython.ccall)
+        self.cfunctions = {m: {f.name for f in self._ccalls(t)} for m, t in self.trees.items()}
 
     def path(self, module: str) -> Path:
         return self.root.joinpath(*module.split(".")).with_suffix(".py")
@@ -88,6 +94,24 @@ class Generator:
                 and any(isinstance(s, ast.AnnAssign) for s in n.body)
                 and any(isinstance(s, ast.Assign) and any(getattr(t, "id", "") == "__slots__"
                                                           for t in s.targets) for s in n.body)]
+
+    @staticmethod
+    def _ccalls(tree: ast.Module) -> list[ast.FunctionDef]:
+        """Top-level functions decorated @cython.ccall (cpdef)."""
+        return [n for n in tree.body if isinstance(n, ast.FunctionDef)
+                and "cython.ccall" in {ast.unparse(d) for d in n.decorator_list}]
+
+    def _imported_functions(self, module: str) -> dict[str, list[str]]:
+        """cpdef functions of sibling compiled modules that `module` imports, by module."""
+        out: dict[str, list[str]] = {}
+        package = module.rpartition(".")[0]
+        for node in self.trees[module].body:
+            if isinstance(node, ast.ImportFrom):
+                source = self._resolve(package, node)
+                for alias in node.names:
+                    if alias.asname is None and alias.name in self.cfunctions.get(source, ()):
+                        out.setdefault(source, []).append(alias.name)
+        return out
 
     def fail(self, module: str, node: ast.AST, why: str) -> PxdError:
         return PxdError(f"{self.path(module)}:{node.lineno}: {why}")
@@ -165,6 +189,26 @@ class Generator:
         kind = "cdef" if fn.name.startswith("_") else "cpdef"
         return f"    {kind} {rtype}{fn.name}({', '.join(out)})"
 
+    def _function(self, module: str, fn: ast.FunctionDef, known: dict[str, str]) -> str:
+        """The cpdef declaration of a top-level @cython.ccall function."""
+        a = fn.args
+        if a.vararg or a.kwarg or a.posonlyargs or a.kwonlyargs:
+            raise self.fail(module, fn, f"{fn.name}: *args, **kwargs, / and * have no cpdef "
+                            "form here")
+        defaults = [None] * (len(a.args) - len(a.defaults)) + list(a.defaults)
+        out = []
+        for arg, default in zip(a.args, defaults):
+            t = self._type(module, arg.annotation, known, attribute=False)
+            out.append((f"{t} " if t else "") + arg.arg + ("=*" if default is not None else ""))
+        ret = _annotation(fn.returns)
+        rtype = ""
+        if isinstance(ret, ast.Attribute) and isinstance(ret.value, ast.Name) \
+                and ret.value.id == "cython":
+            rtype = self._type(module, ret, known, attribute=False) + " "
+        elif isinstance(ret, ast.Name) and ret.id in OBJECT_TYPES:
+            rtype = OBJECT_TYPES[ret.id] + " "
+        return f"cpdef {rtype}{fn.name}({', '.join(out)})"
+
     def pxd(self, module: str) -> str:
         known = self._known(module)
         lines = [f"# generated from {self.path(module).relative_to(self.root)} by "
@@ -173,6 +217,8 @@ class Generator:
         for name, source in known.items():
             if source != module:
                 cimports.setdefault(source, []).append(name)
+        for source, names in self._imported_functions(module).items():
+            cimports.setdefault(source, []).extend(names)
         for source, names in cimports.items():
             lines.append(f"from {source} cimport {', '.join(names)}")
         for stmt in self.trees[module].body:
@@ -183,6 +229,8 @@ class Generator:
                 if isinstance(ann, ast.Attribute) and getattr(ann.value, "id", "") == "cython":
                     t = self._type(module, ann, known, attribute=True)
                     lines.append(f"cdef {t} {stmt.target.id}")
+        for fn in self._ccalls(self.trees[module]):
+            lines.append(self._function(module, fn, known))
         for cls in self._classes(self.trees[module]):
             lines += ["", f"cdef class {cls.name}:"]
             fields, slots = [], None

@@ -23,11 +23,14 @@ MEDIA_GRACE seconds after its end (late RRs and the RTCP BYE follow the SIP BYE)
 """
 from __future__ import annotations
 
+import cython
+
 from .metrics import DEFAULT_CLOCK_RATE, Codec
 
 MEDIA_GRACE = 10.0  # seconds after a call's end during which its reports still bind
 MAX_QUEUED = 100_000  # calls waiting for indexing; only grows without RTCP (then harmless)
-CHECK_EVERY = 1.0  # seconds of packet time between looks for new SDP of indexed calls
+# seconds of packet time between looks for new SDP of indexed calls
+CHECK_EVERY: cython.double = 1.0
 MAX_SSRCS = 100_000  # learned SSRCs per generation (two generations kept)
 NOT_AUDIO_CODECS = frozenset(("TELEPHONE-EVENT", "CN", "RED", "COMFORT-NOISE"))
 SOURCE, DESTINATION, SSRC = "source", "destination", "ssrc"
@@ -36,9 +39,14 @@ SOURCE, DESTINATION, SSRC = "source", "destination", "ssrc"
 class Stream:
     """A call's RTCP endpoint: the call, the side whose SDP named it, what it carries."""
 
+    call: object
+    side: str
+    leg: str
+    index: cython.Py_ssize_t  # of the m= line in its SDP
+    codec: object  # Codec
     __slots__ = ("call", "side", "leg", "index", "codec")
 
-    def __init__(self, call, side: str, leg: str, index: int):
+    def __init__(self, call, side: str, leg: str, index: cython.Py_ssize_t):
         self.call, self.side, self.leg, self.index = call, side, leg, index
         self.codec = Codec(None, DEFAULT_CLOCK_RATE, None)
 
@@ -46,9 +54,13 @@ class Stream:
 class Binding:
     """Where a datagram belongs: a call, the side that sent it, how it was found."""
 
+    call: object
+    side: str
+    codec: object  # Codec
+    how: str
     __slots__ = ("call", "side", "codec", "how")
 
-    def __init__(self, call, side: str, codec: Codec, how: str):
+    def __init__(self, call, side: str, codec, how: str):
         self.call, self.side, self.codec, self.how = call, side, codec, how
 
 
@@ -72,14 +84,26 @@ def codec_in_force(media) -> dict[tuple[str, int], Codec]:
 class Binder:
     """The endpoint index of the calls with media, and the SSRCs learned."""
 
+    c: object  # the Counters
+    endpoints: dict  # (address, port) -> Stream
+    queued: list  # calls with a first SDP not indexed yet (the layer appends)
+    indexed: dict  # id(call) -> (call, its endpoint keys)
+    changed: dict  # id(call) -> call: indexed calls with SDP since (the layer adds them)
+    _checked_at: cython.double  # packet time indexed calls were last checked for new SDP
+    _ssrcs: dict  # reporter SSRC -> the Binding it was last bound by (its call, side, codec)
+    _older_ssrcs: dict
+    __slots__ = ("c", "endpoints", "queued", "indexed", "changed", "_checked_at", "_ssrcs",
+                 "_older_ssrcs")
+
     def __init__(self, counters):
         self.c = counters
-        self.endpoints: dict[tuple[str, int], Stream] = {}
-        self.queued: list = []  # calls with a first SDP not indexed yet (the layer appends)
-        self.indexed: dict[int, tuple] = {}  # id(call) -> (call, its endpoint keys)
-        self._checked_at = -1.0  # packet time indexed calls were last checked for new SDP
-        self._ssrcs: dict[int, tuple] = {}  # reporter SSRC -> (call, side)
-        self._older_ssrcs: dict[int, tuple] = {}
+        self.endpoints = {}
+        self.queued = []
+        self.indexed = {}
+        self.changed = {}
+        self._checked_at = -1.0
+        self._ssrcs = {}
+        self._older_ssrcs = {}
 
     def trim_queue(self) -> None:
         """The queue is full (SIP without any RTCP): forget its older half."""
@@ -95,17 +119,22 @@ class Binder:
             if media is not None and id(call) not in self.indexed:
                 self._index(call, media)
 
-    def _index_changed(self, now: float) -> None:
+    def _index_changed(self, now: cython.double) -> None:
         """Calls indexed before that got SDP since (an answer, a re-INVITE to hold and back):
-        index their new bodies. Run on a miss, at most once per CHECK_EVERY of packet time
+        index their new bodies, in the order the calls were first indexed (a later SDP naming
+        the same endpoint wins). Run on a miss, at most once per CHECK_EVERY of packet time
         (unbound traffic misses on every datagram)."""
         if 0.0 <= now - self._checked_at < CHECK_EVERY:
             return
         self._checked_at = now
-        for call, _ in list(self.indexed.values()):
-            media = call.media
-            if media.indexed < len(media.seen):
-                self._index(call, media)
+        changed = self.changed
+        if not changed:
+            return
+        for key, (call, _) in list(self.indexed.items()):
+            if key in changed:
+                media = call.media
+                if media.indexed < len(media.seen):
+                    self._index(call, media)
 
     def _index(self, call, media) -> None:
         endpoints = self.endpoints
@@ -122,6 +151,7 @@ class Binder:
                     endpoints[key] = Stream(call, side, seen.leg, i)
                     keys.append(key)
         media.indexed = len(media.seen)  # CallMedia's slot, unset until now
+        self.changed.pop(id(call), None)
         codecs = codec_in_force(media)
         for key in keys:
             stream = endpoints.get(key)
@@ -129,13 +159,14 @@ class Binder:
                 stream.codec = codecs.get((stream.leg, stream.index), stream.codec)
         self.indexed[id(call)] = (call, keys)
 
-    def bind(self, src: str, sport: int, dst: str, dport: int, reporter_ssrc: int | None,
-             now: float = 0.0) -> Binding | None:
-        """The call and side of a datagram from (src, sport) to (dst, dport) at `now`."""
+    def bind(self, src: str, sport, dst: str, dport, reporter_ssrc,
+             now: cython.double = 0.0):
+        """The call and side of a datagram from (src, sport) to (dst, dport) at `now`, sent
+        by `reporter_ssrc` (None: unknown): a Binding, or None."""
         if self.queued:
             self._index_queued()
         endpoints = self.endpoints
-        stream = endpoints.get((src, sport))
+        stream: Stream | None = endpoints.get((src, sport))
         if stream is not None and stream.call.media.indexed < len(stream.call.media.seen):
             self._checked_at = -1.0  # this call has SDP not indexed: check now
         if stream is None or self._checked_at < 0:
@@ -153,25 +184,25 @@ class Binder:
                 found = Binding(stream.call, "B" if stream.side == "A" else "A",
                                 stream.codec, DESTINATION)
             elif reporter_ssrc is not None:
-                known = self._ssrcs.get(reporter_ssrc) or self._older_ssrcs.get(reporter_ssrc)
-                if known is None or id(known[0]) not in self.indexed:
+                known: Binding | None = self._ssrcs.get(reporter_ssrc) \
+                    or self._older_ssrcs.get(reporter_ssrc)
+                if known is None or id(known.call) not in self.indexed:
                     return None
-                call, side, codec = known
-                return Binding(call, side, codec, SSRC)
+                return Binding(known.call, known.side, known.codec, SSRC)
             else:
                 return None
         if reporter_ssrc is not None:
-            self._learn(reporter_ssrc, (found.call, found.side, found.codec))
+            self._learn(reporter_ssrc, found)
         return found
 
-    def _learn(self, ssrc: int, what: tuple) -> None:
+    def _learn(self, ssrc, what: Binding) -> None:
         ssrcs = self._ssrcs
         if len(ssrcs) >= MAX_SSRCS and ssrc not in ssrcs:
             self._older_ssrcs, self._ssrcs = ssrcs, {}  # the older generation is dropped
             ssrcs = self._ssrcs
         ssrcs[ssrc] = what
 
-    def expired(self, now: float | None) -> list:
+    def expired(self, now) -> list:
         """Calls ended more than MEDIA_GRACE before `now` (every indexed call when None: end
         of input), forgotten here."""
         gone = []
@@ -180,6 +211,7 @@ class Binder:
             if now is not None and (end is None or now - end <= MEDIA_GRACE):
                 continue
             del self.indexed[key]
+            self.changed.pop(key, None)
             for ep in keys:
                 stream = self.endpoints.get(ep)
                 if stream is not None and stream.call is call:

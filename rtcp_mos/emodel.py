@@ -14,6 +14,9 @@ import math
 from typing import NamedTuple, Optional
 
 import cython
+# libm's exp, sqrt and log10, which Python's math calls too (the same bits): C calls once
+# compiled, where math.exp would be a Python call per use; Python's math when interpreted
+from cython.cimports.libc.math import exp, log10, sqrt
 
 # G.107 Table 3 default values (the "default connection"); T (mean one-way delay of the echo
 # path) is Ta and Tr (round trip of the listener-echo loop) is 2 Ta, as for a four-wire path
@@ -28,6 +31,7 @@ A: cython.double = 0.0
 ST: cython.double = 1.0
 MT: cython.double = 100.0
 OLR = SLR + RLR
+INF: cython.double = math.inf
 MAX_DELAY_MS: cython.double = 1e6   # a clamp, not G.107's: beyond any call, and keeps infinity out
 
 
@@ -64,7 +68,7 @@ def _number(value, default: float, low: float, high: float = math.inf) -> float:
 @cython.cfunc
 @cython.inline
 def _lg(x: cython.double) -> cython.double:
-    return math.log10(x)
+    return log10(x)
 
 
 def _ro() -> tuple[float, float]:
@@ -101,7 +105,7 @@ def _iolr_iq(ro: float, no: float) -> tuple[float, float]:
 def _ist_at(t: cython.double) -> cython.double:
     """Ist at the delay T (eq. 7-9, 7-13): of Is = Iolr + Ist + Iq (clause 7.3), the only
     term that depends on the delay."""
-    stmro: cython.double = -10 * _lg(10 ** (-STMR / 10) + math.exp(-t / 4) * 10 ** (-TELR / 10))
+    stmro: cython.double = -10 * _lg(10 ** (-STMR / 10) + exp(-t / 4) * 10 ** (-TELR / 10))
     return _ist(stmro)
 
 
@@ -117,14 +121,14 @@ _IQ: cython.double = _IOLR_IQ[1]
 @cython.cfunc
 def _idte(no: cython.double, t: cython.double, ist: cython.double) -> cython.double:
     """Talker echo, eq. 7-21 to 7-27 (with the STMR < 9 and STMR > 20 variants)."""
-    terv: cython.double = TELR - 40 * _lg((1 + t / 10) / (1 + t / 150)) + 6 * math.exp(-0.3 * t * t)
+    terv: cython.double = TELR - 40 * _lg((1 + t / 10) / (1 + t / 150)) + 6 * exp(-0.3 * t * t)
     if STMR < 9:
         terv += ist / 2
     roe: cython.double = -1.5 * (no - RLR)
     re: cython.double = 80 + 2.5 * (terv - 14)
-    idte: cython.double = ((roe - re) / 2 + math.sqrt((roe - re) ** 2 / 4 + 100) - 1) * (1 - math.exp(-t)) + 0.0
+    idte: cython.double = ((roe - re) / 2 + sqrt((roe - re) ** 2 / 4 + 100) - 1) * (1 - exp(-t)) + 0.0
     if STMR > 20:
-        idte = math.sqrt(idte * idte + ist * ist)
+        idte = sqrt(idte * idte + ist * ist)
     return idte
 
 
@@ -132,7 +136,7 @@ def _idte(no: cython.double, t: cython.double, ist: cython.double) -> cython.dou
 def _idle(ro: cython.double, tr: cython.double) -> cython.double:
     """Listener echo, eq. 7-30 and 7-31."""
     rle: cython.double = 10.5 * (WEPL + 7) * (tr + 1) ** -0.25
-    return (ro - rle) / 2 + math.sqrt((ro - rle) ** 2 / 4 + 169)
+    return (ro - rle) / 2 + sqrt((ro - rle) ** 2 / 4 + 169)
 
 
 @cython.cfunc
@@ -145,6 +149,7 @@ def _idd(ta: cython.double) -> cython.double:
     return 25 * ((1 + x ** six) ** (1 / six) - 3 * (1 + (x / 3) ** six) ** (1 / six) + 2)
 
 
+@cython.ccall  # a C call from r_and_mos once compiled
 def ie_eff(ie: cython.double, ppl: cython.double, burst_r: cython.double,
            bpl: cython.double) -> cython.double:
     """Effective equipment impairment, G.107 clause 7.5 eq. 7-36:
@@ -154,6 +159,7 @@ def ie_eff(ie: cython.double, ppl: cython.double, burst_r: cython.double,
     return ie + (95 - ie) * ppl / (ppl / burst_r + bpl)
 
 
+@cython.ccall
 def r_to_mos(r: cython.double) -> cython.double:
     """G.107 Annex B (eq. B-4): MOS 1 for R < 0, 4.5 above 100, the cubic between; held at 1.0
     where the cubic dips below it (0 < R < 6.5, by up to 0.005), as rtpengine's mos_from_rx
@@ -203,19 +209,27 @@ def _clamp(x: cython.double, default: cython.double, low: cython.double,
     return high if high < x else x
 
 
-def r_and_mos(ta_ms: cython.double, ppl: cython.double, burst_r: cython.double,
-              ie: cython.double, bpl: cython.double) -> tuple:
-    """(R, MOS) of `g107` for float inputs, computed in the same order (the same bits), without
-    the terms: what each report block needs, in C doubles once compiled."""
+@cython.ccall  # a C call from metrics.py once compiled (native/pxdgen.py)
+def r_factor(ta_ms: cython.double, ppl: cython.double, burst_r: cython.double,
+             ie: cython.double, bpl: cython.double) -> cython.double:
+    """R of `g107` for float inputs, computed in the same order (the same bits), without the
+    terms: what each report block needs, in C doubles once compiled."""
     ta: cython.double = _clamp(ta_ms, 0.0, 0.0, MAX_DELAY_MS)
     loss: cython.double = _clamp(ppl, 0.0, 0.0, 100.0)
-    burst: cython.double = _clamp(burst_r, 1.0, 1.0, math.inf)
+    burst: cython.double = _clamp(burst_r, 1.0, 1.0, INF)
     ie_: cython.double = _clamp(ie, 0.0, 0.0, 95.0)
-    bpl_: cython.double = _clamp(bpl, 25.1, 1.0, math.inf)
+    bpl_: cython.double = _clamp(bpl, 25.1, 1.0, INF)
     ist: cython.double = _ist_at(ta)
     is_: cython.double = _IOLR + ist + _IQ
     id_: cython.double = _idte(_NO, ta, ist) + _idle(_RO, 2 * ta) + _idd(ta)
-    r: cython.double = _RO - is_ - id_ - ie_eff(ie_, loss, burst, bpl_) + A
+    return _RO - is_ - id_ - ie_eff(ie_, loss, burst, bpl_) + A
+
+
+@cython.ccall
+def r_and_mos(ta_ms: cython.double, ppl: cython.double, burst_r: cython.double,
+              ie: cython.double, bpl: cython.double) -> tuple:
+    """(R, MOS) of `g107` for float inputs (r_factor and r_to_mos)."""
+    r: cython.double = r_factor(ta_ms, ppl, burst_r, ie, bpl)
     return r, r_to_mos(r)
 
 

@@ -18,20 +18,23 @@ from __future__ import annotations
 
 import os
 
+import cython
+
 from probe.counters import Counters
 from probe.records import Datagram
 from sip_dissect.events import SdpSeen, Subscriber
 from sip_dissect.sdp import Sdp, parse_sdp
 
-from .binding import MAX_QUEUED, Binder
+from .binding import MAX_QUEUED, Binder, Binding
 from .metrics import UNKNOWN_CODEC, PairState, block_metrics, rtt_seconds
-from .quality import CallQuality
+from .quality import CallQuality, SideQuality
 from .records import RtcpReportRecord
 from .rtpengine_mos import FORMULAS, G107
-from .rtcp import parse_compound
+from .rtcp import ntp_middle, parse_compound
 
 SWEEP_EVERY = 5.0  # seconds of packet time between looks for calls past their grace period
-MAX_REMEMBERED = 200_000  # SRs and reporter/source pairs per generation (two kept)
+# SRs and reporter/source pairs per generation (two kept)
+MAX_REMEMBERED: cython.Py_ssize_t = 200_000
 XR_UNAVAILABLE = 127  # RFC 3611 section 4.7.5-6: the metric is not available
 STRICT = os.environ.get("SIPPROBE_STRICT") == "1"  # tests: a bug raises, not a counter
 # a NamedTuple built as tuple.__new__(Class, values): the same object, without the class's
@@ -121,11 +124,13 @@ class CallMedia:
 class _Recent:
     """A bounded memory: two generations of a dict, the older dropped when the newer fills."""
 
+    new: dict
+    old: dict
     __slots__ = ("new", "old")
 
     def __init__(self):
-        self.new: dict = {}
-        self.old: dict = {}
+        self.new = {}
+        self.old = {}
 
     def get(self, key):
         found = self.new.get(key)
@@ -137,117 +142,97 @@ class _Recent:
         self.new[key] = value
 
 
-class MediaLayer(Subscriber):
-    """Keeps each call's media description; turns the RTCP datagrams into report and quality
-    records for `sink` (none: counts only)."""
+class ReportBuilder:
+    """The per-datagram half of the media layer: binds each datagram with report blocks
+    (binding.py), keeps the per-pair and per-call state and makes the records. An extension
+    type once compiled (its state C fields, its calls C calls): MediaLayer, a Subscriber, is
+    a Python class."""
 
-    def __init__(self, counters: Counters, sink=None, rtpengine_formula: str = G107):
-        if rtpengine_formula not in FORMULAS:
-            raise ValueError(f"rtpengine formula must be one of {', '.join(FORMULAS)}")
+    c: object  # the Counters
+    sink: object
+    formula: str  # rtpengine's MOS formula
+    binder: Binder
+    pairs: _Recent  # (reporter SSRC, source SSRC) -> metrics.PairState
+    srs: _Recent  # (SR sender SSRC, NTP middle 32 bits) -> capture time
+    quality: dict  # id(call) -> its CallQuality
+    next_sweep: cython.double
+    __slots__ = ("c", "sink", "formula", "binder", "pairs", "srs", "quality", "next_sweep")
+
+    def __init__(self, counters, sink, formula: str, binder: Binder):
         self.c = counters
         self.sink = sink
-        self.formula = rtpengine_formula
-        self.binder = Binder(counters) if sink is not None else None
-        # calls whose first SDP came since the last RTCP datagram (the binder indexes them);
-        # None until the first RTCP datagram, so that SIP without RTCP keeps no call alive
-        self.queued: list | None = None
-        self.live_calls: dict | None = None  # the dialog layer's calls (pipeline.account)
-        self.pairs = _Recent()  # (reporter SSRC, source SSRC) -> metrics.PairState
-        self.srs = _Recent()  # (SR sender SSRC, NTP middle 32 bits) -> capture time
-        self.quality: dict[int, CallQuality] = {}  # id(call) -> its aggregates
+        self.formula = formula
+        self.binder = binder
+        self.pairs = _Recent()
+        self.srs = _Recent()
+        self.quality = {}
         self.next_sweep = 0.0
 
-    def sdp_seen(self, call, seen: SdpSeen) -> None:
-        # on the SIP path: with RTCP seen, a list append per call; nothing more
-        media = call.media
-        if media is None:
-            call.media = CallMedia(seen)
-            queued = self.queued
-            if queued is not None:
-                if len(queued) >= MAX_QUEUED:
-                    self.binder.trim_queue()
-                queued.append(call)
-        else:
-            media.seen.append(seen)
-
-    def rtcp(self, d: Datagram) -> None:
-        """An RTCP datagram (RFC 3550 section 6): its compound parsed (rtcp.parse_compound),
-        what it noted counted (rtcp.srtcp, rtcp.reduced_size and the anomalies), and with a
-        sink its report blocks bound and measured."""
-        c = self.c
-        c["rtcp.datagrams"] += 1
-        compound = parse_compound(d.payload)
-        for name in compound.anomalies:
-            c[name] += 1
-        if self.binder is None:
-            return
-        if self.queued is None:  # the first RTCP datagram: the calls going on get indexed
-            self.queued = self.binder.queued
-            if self.live_calls is not None:
-                self.queued += [call for call in self.live_calls.values()
-                                if call.media is not None]
-        if not compound.reports:
-            return
-        try:
-            records = self._records(d, compound)
-        except Exception:
-            if STRICT:
-                raise
-            c["internal.media_error"] += 1
-            return
-        sink = self.sink  # outside the guard: the store's errors are the caller's
-        for rec in records:
-            sink(rec)
-
-    def _records(self, d: Datagram, compound) -> list:
-        ts = d.ts
+    def records(self, d, compound) -> list:
+        """The records of a Datagram's report blocks (its compound parsed, with reports)."""
+        dt: tuple = cython.cast(tuple, d)  # Datagram by index (probe/records.py's order)
+        ts: cython.double = dt[0]
         if ts >= self.next_sweep:
-            self._sweep(ts)
-        reports = compound.reports
+            self.sweep(ts)
+        # RtcpCompound and Report by index too (rtcp.py's order): reports, ..., xrs;
+        # packet_type, reporter_ssrc, sender, blocks
+        cp: tuple = cython.cast(tuple, compound)
+        reports: tuple = cp[0]
         for report in reports:
-            if report.sender is not None:
-                self.srs.put((report.reporter_ssrc, report.sender.ntp_middle), ts)
-        binding = self.binder.bind(d.src, d.sport, d.dst, d.dport, reports[0].reporter_ssrc,
-                                   ts)
+            sender = cython.cast(tuple, report)[2]  # SenderInfo: ntp_msw, ntp_lsw, ...
+            if sender is not None:
+                self.srs.put((cython.cast(tuple, report)[1],
+                              ntp_middle(cython.cast(tuple, sender)[0],
+                                         cython.cast(tuple, sender)[1])), ts)
+        src, dst, sport, dport = dt[2], dt[3], dt[4], dt[5]
+        binding: Binding | None = self.binder.bind(src, sport, dst, dport,
+                                                   cython.cast(tuple, reports[0])[1], ts)
+        cq: CallQuality | None = None
         if binding is None:
             callid = from_tag = side = how = ""
-            codec, cq = UNKNOWN_CODEC, None
+            codec = UNKNOWN_CODEC
         else:
             call = binding.call
             callid, from_tag, side, how = call.callid, call.caller_tag, binding.side, binding.how
             codec = binding.codec
             cq = self.quality.get(id(call))
-            if cq is None and any(r.blocks for r in reports):
+            if cq is None and any([cython.cast(tuple, r)[3] for r in reports]):
                 cq = self.quality[id(call)] = CallQuality()
-        xr = {(x.reporter_ssrc, vm.source_ssrc): vm for x in compound.xrs
-              for vm in x.voip_metrics} if compound.xrs else None
-        head = (ts, callid, from_tag, side, how, d.src, d.sport, d.dst, d.dport, d.frame)
+        xrs = cp[4]
+        xr = {(x.reporter_ssrc, vm.source_ssrc): vm for x in xrs
+              for vm in x.voip_metrics} if xrs else None
+        head = (dt[0], callid, from_tag, side, how, src, sport, dst, dport, dt[1])
         out = []
         for report in reports:
-            for block in report.blocks:
-                vm = xr.get((report.reporter_ssrc, block.source_ssrc)) if xr else None
+            rep: tuple = cython.cast(tuple, report)  # Report: packet_type, reporter_ssrc, ..
+            for block in rep[3]:
+                vm = xr.get((rep[1], cython.cast(tuple, block)[0])) if xr else None
                 out.append(self._block(head, report, block, codec, cq, side, vm))
         return out
 
     def _block(self, head: tuple, report, block, codec, cq: CallQuality | None, side: str,
-               vm) -> RtcpReportRecord:
+               vm):
         c = self.c
-        ts = head[0]
+        ts: cython.double = head[0]
         if cq is None:
             c["media.unbound_report"] += 1
-        raw = (report.packet_type, report.reporter_ssrc, *block)
-        if not block.source_ssrc and not block.highest_seq:
+        rep: tuple = cython.cast(tuple, report)  # Report and ReportBlock by index (rtcp.py)
+        b: tuple = cython.cast(tuple, block)
+        reporter, source = rep[1], b[0]
+        if not source and not b[3]:  # no SSRC, no highest sequence number
             c["media.empty_report_block"] += 1  # "nothing received yet" (first RRs)
-            return RtcpReportRecord(*head, *raw, *(None,) * 4, None, 0, *(None,) * 7)
-        key = (report.reporter_ssrc, block.source_ssrc)
-        state = self.pairs.get(key)
+            return RtcpReportRecord(*head, rep[0], reporter, *b, *(None,) * 4, None, 0,
+                                    *(None,) * 7)
+        key = (reporter, source)
+        state: PairState = self.pairs.get(key)
         if state is None:
             state = PairState()
             self.pairs.put(key, state)
         loss, copy = state.loss(block, ts)
         rtt_s = None
-        if block.lsr:
-            rtt_s = rtt_seconds(ts, self.srs.get((block.source_ssrc, block.lsr)), block.dlsr)
+        lsr = b[5]
+        if lsr:
+            rtt_s = rtt_seconds(ts, self.srs.get((source, lsr)), b[6])
             if rtt_s is None:
                 c["media.rtt_unmatched"] += 1
             else:
@@ -263,13 +248,18 @@ class MediaLayer(Subscriber):
         if cq is not None and not copy:
             if rtt_s is not None:
                 cq.last_rtt_us[side] = int(rtt_s * 1e6)
-            cq.sides[side].add(ts, block.source_ssrc, m, xr_cq, self.formula)
-        return _new(RtcpReportRecord, (*head, *raw, m.loss_pct, m.jitter_ms, m.rtt_ms,
-                                       m.delay_ms, m.codec, m.codec_fallback, m.burst_ratio,
-                                       m.r_factor, m.mos, m.mos_rtpengine, xr_r, xr_lq, xr_cq))
+            sq: SideQuality = cq.sides[side]
+            sq.add(ts, source, m, xr_cq, self.formula)
+        mt: tuple = m  # BlockMetrics' order: its first ten are columns
+        # one tuple of the 32 fields (RtcpReportRecord's order), items read as C indexes
+        return _new(RtcpReportRecord, (
+            head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7], head[8],
+            head[9], rep[0], reporter, b[0], b[1], b[2], b[3], b[4], b[5], b[6], mt[0], mt[1],
+            mt[2], mt[3], mt[4], mt[5], mt[6], mt[7], mt[8], mt[9], xr_r, xr_lq, xr_cq))
 
-    def _sweep(self, now: float | None) -> None:
-        """Write call_quality rows of the calls whose grace period has passed (all: None)."""
+    def sweep(self, now) -> None:
+        """Write call_quality rows of the calls whose grace period has passed at packet time
+        `now` (all: None)."""
         if now is not None:
             self.next_sweep = now + SWEEP_EVERY
         for call in self.binder.expired(now):
@@ -278,7 +268,71 @@ class MediaLayer(Subscriber):
                 for rec in cq.records(call.callid, call.caller_tag, call.created):
                     self.sink(rec)
 
+
+class MediaLayer(Subscriber):
+    """Keeps each call's media description; turns the RTCP datagrams into report and quality
+    records for `sink` (none: counts only)."""
+
+    def __init__(self, counters: Counters, sink=None, rtpengine_formula: str = G107):
+        if rtpengine_formula not in FORMULAS:
+            raise ValueError(f"rtpengine formula must be one of {', '.join(FORMULAS)}")
+        self.c = counters
+        self.sink = sink
+        self.formula = rtpengine_formula
+        self.binder = Binder(counters) if sink is not None else None
+        self.reports = ReportBuilder(counters, sink, rtpengine_formula, self.binder) \
+            if sink is not None else None
+        # calls whose first SDP came since the last RTCP datagram (the binder indexes them);
+        # None until the first RTCP datagram, so that SIP without RTCP keeps no call alive
+        self.queued: list | None = None
+        self.live_calls: dict | None = None  # the dialog layer's calls (pipeline.account)
+
+    def sdp_seen(self, call, seen: SdpSeen) -> None:
+        # on the SIP path: with RTCP seen, a list append per call; nothing more
+        media = call.media
+        if media is None:
+            call.media = CallMedia(seen)
+            queued = self.queued
+            if queued is not None:
+                if len(queued) >= MAX_QUEUED:
+                    self.binder.trim_queue()
+                queued.append(call)
+        else:
+            media.seen.append(seen)
+            binder = self.binder
+            if binder is not None and id(call) in binder.indexed:
+                binder.changed[id(call)] = call  # indexed: its new SDP at the next check
+
+    def rtcp(self, d: Datagram) -> None:
+        """An RTCP datagram (RFC 3550 section 6): its compound parsed (rtcp.parse_compound),
+        what it noted counted (rtcp.srtcp, rtcp.reduced_size and the anomalies), and with a
+        sink its report blocks bound and measured."""
+        c = self.c
+        c["rtcp.datagrams"] += 1
+        compound = parse_compound(cython.cast(tuple, d)[7])  # Datagram.payload
+        for name in cython.cast(tuple, compound)[5]:  # RtcpCompound.anomalies
+            c[name] += 1
+        if self.binder is None:
+            return
+        if self.queued is None:  # the first RTCP datagram: the calls going on get indexed
+            self.queued = self.binder.queued
+            if self.live_calls is not None:
+                self.queued += [call for call in self.live_calls.values()
+                                if call.media is not None]
+        if not compound.reports:
+            return
+        try:
+            records = self.reports.records(d, compound)
+        except Exception:
+            if STRICT:
+                raise
+            c["internal.media_error"] += 1
+            return
+        sink = self.sink  # outside the guard: the store's errors are the caller's
+        for rec in records:
+            sink(rec)
+
     def close(self) -> None:
         """End of input: every call's quality rows, whatever its grace period."""
-        if self.binder is not None:
-            self._sweep(None)
+        if self.reports is not None:
+            self.reports.sweep(None)

@@ -15,43 +15,65 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Optional
 
+import cython
+
 G107 = "g107"        # mos_calc_nb: rtpengine's default ("G.107 simplified")
 G107_2 = "g107.2"    # mos_calc_fb: --mos=G.107.2, 48 kHz codecs only
 LEGACY = "legacy"    # mos_calc_legacy: before 2024-10, and builds without transcoding
 FORMULAS = (G107, G107_2, LEGACY)
 
 
-def _cdiv(a: int, b: int) -> int:
+# The integer formulas' inputs are clamped to this (2^40): every product then fits the 64 bits
+# of rtpengine's int64_t (and of the C long long they run in once compiled). Nothing changes:
+# a round trip, jitter or loss that large gives the lowest MOS (10) in mos_calc_nb and
+# mos_calc_legacy either way. mos_calc_fb (doubles, whose delay term levels off) is not clamped.
+INPUT_LIMIT: cython.longlong = 1 << 40
+
+
+@cython.cfunc
+@cython.inline
+def _cdiv(a: cython.longlong, b: cython.longlong) -> cython.longlong:
     """C99 integer division by a positive `b`: truncates toward zero."""
     return a // b if a >= 0 else -(-a // b)
 
 
-def mos_from_rx(rx_e5: int) -> int:
+def mos_from_rx(rx_e5) -> int:
     """ssrc.c mos_from_rx: G.107 Annex B on R in units of 1e-5, returned as MOS x 10 (10-45)."""
     if rx_e5 < 0:
         return 10
     if rx_e5 > 10000000:
         return 45
-    rx = _cdiv(rx_e5, 100)                                # e3
-    mos = 100 + _cdiv(35 * rx, 10000)                     # e2
-    cubic = _cdiv((rx - 60000) * (100000 - rx), 1000)     # e3
+    return _mos_from_rx(rx_e5)
+
+
+@cython.cfunc
+def _mos_from_rx(rx_e5: cython.longlong) -> cython.longlong:
+    if rx_e5 < 0:
+        return 10
+    if rx_e5 > 10000000:
+        return 45
+    rx: cython.longlong = _cdiv(rx_e5, 100)               # e3
+    mos: cython.longlong = 100 + _cdiv(35 * rx, 10000)    # e2
+    cubic: cython.longlong = _cdiv((rx - 60000) * (100000 - rx), 1000)  # e3
     cubic = _cdiv(rx * cubic, 1000)                       # e3
     mos += _cdiv(cubic * 7, 10000000)                     # e2
     return max(_cdiv(mos, 10), 10)
 
 
-def _nb(rtt_us: int, jitter_ms: int, packetloss: int) -> int:
+@cython.cfunc
+def _nb(rtt_us: cython.longlong, jitter_ms: cython.longlong,
+        packetloss: cython.longlong) -> cython.longlong:
     """mos_calc_nb. Delay d = RTT/2 + jitter enters as Cole-Rosenbluth's 0.024 d + 0.11 (d -
     177.3); loss enters through a quadratic in r = 93.2 - loss:
     Rx = 0.18 r^2 - 27.9 r + 1126.62 - Id, whose minimum is at r = 77.5 (loss 15.7 %), so MOS
     rises again with more loss and reaches 4.5 from 34 % on (and r = 0 above 93 %)."""
-    d = rtt_us // 2 + jitter_ms * 1000                    # microseconds = ms e3
-    id_ = (24 * d) // 1000
+    d: cython.longlong = rtt_us // 2 + jitter_ms * 1000   # microseconds = ms e3
+    id_: cython.longlong = (24 * d) // 1000
     if d > 177300:
         id_ += ((d - 177300) * 11) // 100
-    r = 9320 - packetloss * 100 if packetloss <= 93 else 0    # e2
-    rx = (18 * r * r) // 10 - 279 * r * 100 + 112662000 - id_ * 100
-    return mos_from_rx(rx)
+    r: cython.longlong = 9320 - packetloss * 100 if packetloss <= 93 else 0    # e2
+    rx: cython.longlong = (18 * r * r) // 10 - 279 * r * 100 + 112662000 - id_ * 100
+    return _mos_from_rx(rx)
 
 
 def _fb(rtt_us: int, jitter_ms: int, packetloss: int) -> int:
@@ -68,19 +90,31 @@ def _fb(rtt_us: int, jitter_ms: int, packetloss: int) -> int:
     return mos_from_rx(int(rx / 1.48 * 100000))           # C's double -> int64 truncates
 
 
-def _legacy(rtt_us: int, jitter_ms: int, packetloss: int) -> int:
+@cython.cfunc
+def _legacy(rtt_us: cython.longlong, jitter_ms: cython.longlong,
+            packetloss: cython.longlong) -> cython.longlong:
     """mos_calc_legacy (PingPlotter's formula): eff = RTT/1000 + 2 jitter + 10 ms,
     R = 93.2 - eff/40 (eff < 160) or 93.2 - (eff - 120)/10, minus 2.5 per percent of loss."""
-    eff = rtt_us // 1000 + jitter_ms * 2 + 10
+    eff: cython.longlong = rtt_us // 1000 + jitter_ms * 2 + 10
+    r: cython.longlong
     if eff < 160:
         r = 93200000 - (eff * 100000) // 4                  # e6
     else:
         r = 93200000 - (eff * 100000 - 12000000)
     r -= packetloss * 2500000
-    return mos_from_rx(_cdiv(r, 10))
+    return _mos_from_rx(_cdiv(r, 10))
 
 
-_CALC = {G107: _nb, G107_2: _fb, LEGACY: _legacy}
+@cython.cfunc
+def _integer_formula(formula: str, rtt_us: cython.longlong, jitter_ms: cython.longlong,
+                     packetloss: cython.longlong) -> cython.longlong:
+    """mos_calc_nb or mos_calc_legacy on whole, non-negative inputs, clamped to INPUT_LIMIT."""
+    rtt_us = min(rtt_us, INPUT_LIMIT)
+    jitter_ms = min(jitter_ms, INPUT_LIMIT)
+    packetloss = min(packetloss, INPUT_LIMIT)
+    if formula == LEGACY:
+        return _legacy(rtt_us, jitter_ms, packetloss)
+    return _nb(rtt_us, jitter_ms, packetloss)
 
 
 def rtpengine_mos_e1(rtt_us: int, jitter_ms: int, packetloss_pct: int, formula: str = G107,
@@ -93,8 +127,7 @@ def rtpengine_mos_e1(rtt_us: int, jitter_ms: int, packetloss_pct: int, formula: 
     (default) gives no MOS without an RTT; LQ ignores the RTT, except in the legacy formula, whose
     LQ branch zeroes a variable it then does not use (ssrc.c).
     """
-    calc = _CALC.get(formula)
-    if calc is None:
+    if formula not in FORMULAS:
         raise ValueError(f"formula must be one of {', '.join(FORMULAS)}")
     rtt, jitter, loss = max(int(rtt_us), 0), max(int(jitter_ms), 0), max(int(packetloss_pct), 0)
     mode = mode.upper()
@@ -102,7 +135,31 @@ def rtpengine_mos_e1(rtt_us: int, jitter_ms: int, packetloss_pct: int, formula: 
         return 0
     if mode == "LQ" and formula != LEGACY:
         rtt = 0
-    return calc(rtt, jitter, loss)
+    if formula == G107_2:
+        return _fb(rtt, jitter, loss)
+    return _integer_formula(formula, min(rtt, INPUT_LIMIT), min(jitter, INPUT_LIMIT),
+                            min(loss, INPUT_LIMIT))
+
+
+@cython.ccall  # a C call from metrics.py once compiled (native/pxdgen.py)
+def block_figures(jitter_ts: cython.longlong, clock_rate: cython.longlong,
+                  fraction_lost: cython.longlong, rtt_us: cython.longlong,
+                  formula: str = G107) -> tuple:
+    """(jitter ms, packet loss %, MOS x 10) of one report block as rtpengine derives them
+    (rtpengine_jitter_ms, rtpengine_packetloss, rtpengine_mos_e1 in CQ mode) from its raw
+    jitter and 8-bit fraction lost, the stream's clock rate and the end-to-end round trip in
+    microseconds (0: none, then no MOS): one call per block, in C integers once compiled."""
+    jitter = jitter_ts & 0xFFFFFFFF
+    jitter_ms: cython.longlong = ((jitter * 1000) & 0xFFFFFFFF) // clock_rate \
+        if clock_rate else jitter
+    loss: cython.longlong = (fraction_lost & 0xFF) * 100 // 256
+    e1: cython.longlong = 0
+    if rtt_us > 0:
+        if formula == G107 or formula == LEGACY:
+            e1 = _integer_formula(formula, rtt_us, jitter_ms, loss)
+        else:
+            e1 = rtpengine_mos_e1(rtt_us, jitter_ms, loss, formula)
+    return jitter_ms, loss, e1
 
 
 def rtpengine_mos(rtt_us: int, jitter_ms: int, packetloss_pct: int, formula: str = G107,
@@ -144,36 +201,49 @@ class RtpengineSsrcStats:
     sums the blocks that have one and divides each sum by their number (at least 1), in
     integers."""
 
-    def __init__(self) -> None:
-        self.blocks: list[StatsBlock] = []
-        self.lowest: Optional[StatsBlock] = None
-        self.highest: Optional[StatsBlock] = None
-        self.no_mos_count = 0
-        self._sums = [0, 0, 0, 0, 0]   # mos, rtt, rtt_leg, jitter, packetloss
+    blocks: list  # of StatsBlock
+    lowest: object  # StatsBlock | None
+    highest: object
+    no_mos_count: cython.Py_ssize_t
+    _sums: list  # mos, rtt, rtt_leg, jitter, packetloss
+    __slots__ = ("blocks", "lowest", "highest", "no_mos_count", "_sums")
 
-    def add(self, reported_us: int, rtt_us: int, rtt_leg_us: int, jitter_ms: int,
-            packetloss: int, formula: str = G107, mode: str = "CQ",
-            mos: Optional[int] = None) -> Optional[StatsBlock]:
+    def __init__(self) -> None:
+        self.blocks = []
+        self.lowest = None
+        self.highest = None
+        self.no_mos_count = 0
+        self._sums = [0, 0, 0, 0, 0]
+
+    def add(self, reported_us, rtt_us, rtt_leg_us, jitter_ms, packetloss, formula: str = G107,
+            mode: str = "CQ", mos=None) -> Optional[StatsBlock]:
         """Compute a block's MOS and keep it as rtpengine does; returns it, None if dropped.
         `mos`: the block's MOS x 10 when the caller has it already (rtpengine_mos_e1 of the
         same inputs)."""
         if mos is None:
             mos = rtpengine_mos_e1(rtt_us, jitter_ms, packetloss, formula, mode)
         # tuple.__new__: the same NamedTuple without its Python-level __new__
-        block = tuple.__new__(StatsBlock, (int(reported_us), mos, int(rtt_us), int(rtt_leg_us),
-                                           int(jitter_ms), int(packetloss)))
-        if self.blocks and block.reported_us - self.blocks[-1].reported_us < 1000000:
+        values: tuple = (int(reported_us), mos, int(rtt_us), int(rtt_leg_us), int(jitter_ms),
+                         int(packetloss))
+        blocks = self.blocks
+        # the kept blocks read by index (a C tuple item once compiled): reported_us, mos
+        if blocks and values[0] - cython.cast(tuple, blocks[-1])[0] < 1000000:
             return None
-        self.blocks.append(block)
-        if mos and (self.lowest is None or mos < self.lowest.mos):
+        block = tuple.__new__(StatsBlock, values)
+        blocks.append(block)
+        if mos and (self.lowest is None or mos < cython.cast(tuple, self.lowest)[1]):
             self.lowest = block
-        if self.highest is None or mos > self.highest.mos:
+        if self.highest is None or mos > cython.cast(tuple, self.highest)[1]:
             self.highest = block
         if not mos:
             self.no_mos_count += 1
         else:
-            for i, v in enumerate((mos, block.rtt_us, block.rtt_leg_us, jitter_ms, packetloss)):
-                self._sums[i] += v
+            sums = self._sums
+            sums[0] += mos
+            sums[1] += values[2]
+            sums[2] += values[3]
+            sums[3] += jitter_ms
+            sums[4] += packetloss
         return block
 
     def ng_stats(self) -> Optional[dict]:
@@ -182,7 +252,7 @@ class RtpengineSsrcStats:
         if not self.blocks or self.lowest is None or self.highest is None:
             return None
         samples = max(len(self.blocks) - self.no_mos_count, 1)
-        mos, rtt, rtt_leg, jitter, loss = (s // samples for s in self._sums)
+        mos, rtt, rtt_leg, jitter, loss = [s // samples for s in self._sums]
         return {"average MOS": {"MOS": mos, "round-trip time": rtt, "round-trip time leg": rtt_leg,
                                 "jitter": jitter, "packet loss": loss, "samples": samples},
                 "lowest MOS": _entry(self.lowest), "highest MOS": _entry(self.highest)}

@@ -154,6 +154,7 @@ class AccStore:
         self._acc: list[tuple] = []  # the chunk being filled
         self._cdrs: list[tuple] = []
         self._media: list[tuple] = []  # (table, record tuple) of rtcp_reports, call_quality
+        self._media_keys: dict[type, str] = {}  # record class -> its GENERIC key (add_media)
         self._carry: tuple | None = None  # keep_carried()'s (taken, groups), for the next chunk
         # chunks sent and not known committed yet: (seq, rows, message), in seq order
         self._unacked: list[tuple[int, int, bytes]] = []
@@ -209,17 +210,29 @@ class AccStore:
         CallQualityRecord), committed with the rows of its batch; a row already stored (the
         same identity) is left as it is. A call_quality row also fills its call's acc_cdrs
         quality summary. OpenSIPS' acc and missed_calls records (add_row) take this path too."""
-        if self._closed:
-            raise ValueError(f"store {self.path} is closed")
-        table = GENERIC_RECORDS.get(rec.__class__.__name__)
-        if table is None or len(rec) != len(table[1]):
-            raise ValueError(f"not a record of {', '.join(GENERIC)}: {rec!r:.200}")
-        self._media.append((table[0], tuple(rec)))
+        # the per-row path of a replay (one per RTCP report block): the key of a record class
+        # already checked; anything else, or a closed store, goes through _media_key
+        key = self._media_keys.get(rec.__class__)
+        if key is None:
+            key = self._media_key(rec)
+        self._media.append((key, tuple(rec)))
         n = self._batch = self._batch + 1
         if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
             self._added(n)
 
     add_row = add_media  # an OpenSIPS-flavour acc or missed_calls record (tables.GENERIC)
+
+    def _media_key(self, rec) -> str:
+        """The GENERIC key of a record's table, checked; its class remembered (not closed)."""
+        if self._closed:
+            raise ValueError(f"store {self.path} is closed")
+        table = GENERIC_RECORDS.get(rec.__class__.__name__)
+        fields = getattr(rec.__class__, "_fields", None)
+        if table is None or len(rec) != len(table[1]):
+            raise ValueError(f"not a record of {', '.join(GENERIC)}: {rec!r:.200}")
+        if fields == table[1]:  # a NamedTuple of exactly the layout's fields
+            self._media_keys[rec.__class__] = table[0]
+        return table[0]
 
     # --- the state carried to the next run (sip_dissect/carry.py describes the interface) ---
 
@@ -347,6 +360,7 @@ class AccStore:
     def _set_closed(self) -> None:
         self._closed = True
         self._acc_class = self._cdr_class = None  # add() and add_cdr() take the checking path
+        self._media_keys = {}  # and add_media()
 
     def __enter__(self) -> AccStore:
         return self

@@ -141,3 +141,32 @@ def test_build_products_of_compiled_modules_are_ignored_by_git():
                           "rtcp_mos/_rtcpscan.c"],
                          cwd=root, capture_output=True, text=True)
     assert sorted(res.stdout.split()) == sorted(products)
+
+
+def test_pxdgen_declares_ccall_functions_and_cimports_them_across_modules(tmp_path):
+    """A top-level @cython.ccall function gets its cpdef declaration in its module's .pxd,
+    and a sibling compiled module importing it cimports it (a C call, not a Python one);
+    plain functions and names imported under another name are left alone."""
+    spec = importlib.util.spec_from_file_location("_pxdgen_under_test",
+                                                  ROOT / "native" / "pxdgen.py")
+    pxdgen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pxdgen)
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text(
+        "import cython\n\n\n"
+        "@cython.ccall\n"
+        "def f(x: cython.double, n: cython.longlong, name: str = 'g107') -> tuple:\n"
+        "    return x, n, name\n\n\n"
+        "@cython.ccall\n"
+        "def g(value):\n"
+        "    return value\n\n\n"
+        "def plain(x):\n"
+        "    return x\n")
+    (pkg / "b.py").write_text("from .a import f, plain\nfrom .a import g as h\n")
+    pxdgen.generate(tmp_path, ["pkg.a", "pkg.b"])
+    a = (pkg / "a.pxd").read_text().splitlines()[1:]
+    assert a == ["cpdef tuple f(double x, long long n, str name=*)", "cpdef g(value)"]
+    b = (pkg / "b.pxd").read_text().splitlines()[1:]
+    assert b == ["from pkg.a cimport f"]

@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -27,9 +31,10 @@ from typer.testing import CliRunner
 from cli import app
 from rtcp_mos.emodel import (CodecImpairment, EModel, codec_impairment, coding_delay_ms, g107,
                              r_to_mos, simplified)
-from rtcp_mos.rtpengine_mos import (G107, G107_2, LEGACY, RtpengineSsrcStats, kamailio_mos_pvs,
-                                    mos_from_rx, rtpengine_jitter_ms, rtpengine_mos,
-                                    rtpengine_mos_e1, rtpengine_packetloss)
+from rtcp_mos.rtpengine_mos import (FORMULAS, G107, G107_2, LEGACY, RtpengineSsrcStats,
+                                    block_figures, kamailio_mos_pvs, mos_from_rx,
+                                    rtpengine_jitter_ms, rtpengine_mos, rtpengine_mos_e1,
+                                    rtpengine_packetloss)
 
 # (Ta ms, Ppl %, BurstR, Ie, Bpl) -> R from manucorporat/e-model (see the module docstring)
 G107_ORACLE = [
@@ -164,6 +169,43 @@ def test_r_and_mos_stay_within_bounds(ta, ppl, burst, ie, bpl):
         assert e.Ie_eff <= 95               # only bursty loss takes Ie_eff above 95
 
 
+_ENGINE_SAMPLE = r"""
+import json, random, sys
+sys.path.insert(0, sys.argv[1])
+from probe.native import is_compiled
+from rtcp_mos import emodel, rtpengine_mos
+rng = random.Random(20261206)
+inputs = [(rng.uniform(0, 2000), rng.choice((0.0, rng.uniform(0, 30))), rng.uniform(1, 4),
+           rng.choice((0.0, 10.0, 11.0, 15.0)), rng.choice((25.1, 19.0, 4.3)))
+          for _ in range(20000)]
+blocks = [(rng.getrandbits(32), rng.choice((8000, 16000, 48000)), rng.getrandbits(8),
+           rng.randrange(0, 3_000_000), f) for f in rtpengine_mos.FORMULAS for _ in range(3000)]
+print(json.dumps({"compiled": is_compiled(emodel) and is_compiled(rtpengine_mos),
+                  "r_and_mos": [[x.hex() for x in emodel.r_and_mos(*i)] for i in inputs],
+                  "block_figures": [rtpengine_mos.block_figures(*b) for b in blocks]}))
+"""
+
+
+def test_compiled_figures_have_the_interpreted_bits():
+    """R and MOS of 20,000 random reports, and rtpengine's figures of 9,000 blocks, from the
+    compiled modules (C doubles, libm called directly, C integers) equal the interpreted run's
+    bit for bit: the E-model's cancellations make a last-bit difference in a power, exponential
+    or logarithm visible in R, and rows must not depend on which engine ran."""
+    root = str(Path(__file__).resolve().parents[1])
+
+    def run(pure: str) -> dict:
+        env = {**os.environ, "SIPPROBE_PURE": pure}
+        out = subprocess.run([sys.executable, "-c", _ENGINE_SAMPLE, root], env=env,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    compiled, interpreted = run("0"), run("1")
+    if not compiled.pop("compiled"):
+        pytest.skip("rtcp_mos is not compiled here")
+    assert not interpreted.pop("compiled")
+    assert compiled == interpreted
+
+
 def test_codec_lookup_by_sdp_name():
     assert codec_impairment("pcmu") == codec_impairment("PCMA") == CodecImpairment(
         0.0, 25.1, "G.711 with PLC (G.711 Appendix I)", codec_impairment("PCMU").source)
@@ -253,6 +295,30 @@ def test_rtpengine_needs_an_rtt_in_cq_mode():
     assert rtpengine_mos(0, 0, 0, mode="LQ") == 4.3
     # legacy's LQ branch zeroes a variable it never reads: the RTT still counts
     assert rtpengine_mos_e1(600000, 0, 0, LEGACY, "LQ") < rtpengine_mos_e1(1000, 0, 0, LEGACY, "LQ")
+
+
+def test_rtpengine_inputs_beyond_64_bits_keep_the_formulas_meaning():
+    """The integer formulas run in C long longs on inputs clamped to 2^40: a round trip or
+    jitter that large is the lowest MOS either way, and a loss above 93 % is r = 0 in
+    mos_calc_nb, whatever its size."""
+    for huge in (1 << 40, 1 << 63, 10 ** 30):
+        assert rtpengine_mos_e1(huge, 0, 0) == 10 and rtpengine_mos_e1(1000, huge, 0) == 10
+        assert rtpengine_mos_e1(huge, 0, 0, LEGACY) == 10
+        assert rtpengine_mos_e1(100000, 0, huge, LEGACY) == 10
+        assert rtpengine_mos_e1(1000, 0, huge) == rtpengine_mos_e1(1000, 0, 94)
+    assert rtpengine_mos_e1(1000, 0, 94) > 10  # (not the lowest: the r = 0 branch itself)
+
+
+@settings(max_examples=400, deadline=None)
+@given(jitter=st.integers(0, 2 ** 32 - 1), clock=st.integers(0, 10 ** 9 - 1),
+       fraction=st.integers(0, 255), rtt_us=st.integers(0, 20_000_000),
+       formula=st.sampled_from(FORMULAS))
+def test_block_figures_are_the_three_public_functions(jitter, clock, fraction, rtt_us, formula):
+    """What a report block gets in one call (metrics.block_metrics) equals the jitter, loss and
+    MOS functions each applied as rtpengine does, over every input a block can carry."""
+    jitter_ms, loss = rtpengine_jitter_ms(jitter, clock), rtpengine_packetloss(fraction)
+    e1 = rtpengine_mos_e1(rtt_us, jitter_ms, loss, formula) if rtt_us > 0 else 0
+    assert block_figures(jitter, clock, fraction, rtt_us, formula) == (jitter_ms, loss, e1)
 
 
 def test_mos_from_rx_truncates_like_c():

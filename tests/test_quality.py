@@ -371,3 +371,28 @@ def test_xr_voip_metrics_give_the_burst_ratio_and_the_endpoints_own_scores(tmp_p
     assert codec == "PCMU" and loss == pytest.approx(26 * 100 / 256)
     random_loss = g107(delay, loss, 1.0, 0.0, 25.1).R
     assert r == pytest.approx(g107(delay, loss, burst, 0.0, 25.1).R) and r < random_loss
+
+
+def test_side_rtpengine_mos_is_what_kamailio_writes_into_its_pvs():
+    """SideQuality.rtpengine_mos works min / average / max out of the per-SSRC stats directly;
+    it must give what Kamailio's pvs say (rtpengine_mos.kamailio_mos_pvs over ng_stats, the
+    texts read as numbers) for any mix of SSRCs, with and without a MOS, kept and dropped."""
+    import random
+
+    from rtcp_mos.quality import SideQuality
+    from rtcp_mos.rtpengine_mos import RtpengineSsrcStats
+
+    rng = random.Random(20261206)
+    for _ in range(500):
+        side = SideQuality()
+        for ssrc in range(rng.randint(0, 4)):
+            stats = side.rtpengine[ssrc] = RtpengineSsrcStats()
+            t = 0
+            for _ in range(rng.randint(0, 6)):
+                t += rng.choice((500_000, 1_000_000, 5_000_000))  # some under 1 s: dropped
+                stats.add(t, rng.choice((0, rng.randint(1000, 900_000))), 0,
+                          rng.randint(0, 80), rng.randint(0, 40))
+        pvs = side.rtpengine_mos_pvs()
+        assert side.rtpengine_mos() == tuple(
+            float(pvs[k]) if k in pvs else None
+            for k in ("mos_min_pv", "mos_average_pv", "mos_max_pv"))

@@ -317,3 +317,30 @@ def test_the_writer_process_turns_sqlite_s_mutexes_off():
                           capture_output=True, text=True)
     shared, configured, total = done.stdout.split()
     assert (configured, total) == (shared, "499500"), done.stderr
+
+
+def test_add_media_checks_each_record_class_once_and_refuses_after_close(db):
+    """add_media remembers the table of a record class it checked (the per-row path of an RTCP
+    replay), still refuses what is not a voice quality record, and refuses every record once
+    the store is closed."""
+    from collections import namedtuple
+
+    from rtcp_mos.records import CallQualityRecord
+    from store.tables import CALL_QUALITY
+
+    rec = CallQualityRecord(*[None] * len(CALL_QUALITY.field_names))._replace(
+        callid="q@127.0.0.1", from_tag="t", side="A", start_epoch=INVITE.time, reports=1)
+    lookalike = namedtuple("CallQualityRecord", CALL_QUALITY.field_names[:-1])(
+        *rec[:-1])  # the class name of a record, one field short
+    store = open_store(db)
+    store.add_media(rec)
+    store.add_media(rec._replace(side="B"))
+    with pytest.raises(ValueError, match="not a record of"):
+        store.add_media(lookalike)
+    with pytest.raises(ValueError, match="not a record of"):
+        store.add_media(("call_quality", *rec))
+    store.close()
+    assert store.media_counts()["call_quality"] == 2
+    assert [r["side"] for r in select(db, "call_quality")] == ["A", "B"]
+    with pytest.raises(ValueError, match="is closed"):
+        store.add_media(rec)
