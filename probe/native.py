@@ -22,7 +22,7 @@ import sys
 PURE = os.environ.get("SIPPROBE_PURE") == "1"  # read once, at import, as the modules choose
 
 # Compiled by Cython at install (setup.py reads this list); dependencies first
-COMPILED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
+COMPILED = ("sip_dissect.sdp", "sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
             "sip_dissect.cdr", "sip_dissect.signalling",
             "rtcp_mos.emodel", "rtcp_mos.rtpengine_mos", "rtcp_mos.metrics", "rtcp_mos.rtcp",
             "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media", "pipeline")
