@@ -34,7 +34,6 @@ from typing import Collection
 import cython
 
 from .dialog import CHALLENGES
-from .events import Subscriber
 from .records import CODE_TEXT, AccRecord, new_record
 from .transaction import Transaction
 from .uri import request_uris, uri_parts
@@ -214,9 +213,15 @@ class Accountant:
             src_user, src_domain, txn.src[0], dst_ouser, dst_user, dst_domain, txn.cseq))
 
 
-class AccWriter(Subscriber):
+class AccWriter:
     """The acc and missed_calls rows of the transactions the signalling layer finishes, into
-    `sink` (the store, or a list)."""
+    `sink` (the store, or a list). A subscriber of sip_dissect.events (Publisher takes the
+    events a class defines) without Subscriber as its base: an extension type once compiled,
+    whose fields are C struct members."""
+
+    accountant: Accountant
+    sink: object
+    __slots__ = ("accountant", "sink")
 
     def __init__(self, accountant: Accountant, sink):
         self.accountant = accountant

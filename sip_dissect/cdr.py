@@ -32,7 +32,6 @@ from store.tables import CANCELLED, UNANSWERED, UNENDED
 
 from .accounting import STATELESS_TAG
 from .dialog import CHALLENGES, Call
-from .events import Subscriber
 # CdrRecord is declared with the acc_cdrs table (store/tables.py) and built in records.py;
 # imported here, it is still sip_dissect.cdr.CdrRecord
 from .records import CODE_TEXT, CdrRecord, new_record
@@ -126,8 +125,14 @@ def _failure_ended_by(call: Call, invite, proxies) -> str:
     return "callee"
 
 
-class CdrWriter(Subscriber):
-    """Each ended call's CDR into `sink`; `options` as cdr_from_call's."""
+class CdrWriter:
+    """Each ended call's CDR into `sink`; `options` as cdr_from_call's. A subscriber of
+    sip_dissect.events without Subscriber as its base (as accounting.AccWriter)."""
+
+    sink: object
+    proxies: object  # a ProxySet, a set of (ip, port), or None
+    options: dict
+    __slots__ = ("sink", "proxies", "options")
 
     def __init__(self, sink, proxies=None, **options):
         self.sink = sink
