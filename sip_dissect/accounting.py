@@ -58,12 +58,18 @@ STATELESS_TAG = re.compile(r"[0-9a-f]{32}\.[0-9a-f]{8}")
 
 
 class ProxySet:
-    """The proxy addresses: given (`--proxy IP[:PORT]`) and learned from relayed requests."""
+    """The proxy addresses: given (`--proxy IP[:PORT]`) and learned from relayed requests.
+    An extension type once compiled: holds() is then a C call on its sets."""
+
+    given_ips: set
+    given: set
+    _learned: set
+    __slots__ = ("given_ips", "given", "_learned")
 
     def __init__(self, given: Collection[tuple[str, int | None]] = ()):
         self.given_ips = {ip for ip, port in given if port is None}
         self.given = {(ip, port) for ip, port in given if port is not None}
-        self.learned = set()
+        self._learned = set()
 
     @property
     def learned(self) -> set[tuple[str, int]]:
@@ -73,15 +79,18 @@ class ProxySet:
     def learned(self, endpoints: set[tuple[str, int]]) -> None:
         """The set the transaction layer adds the proxies it learns to (it shares its own)."""
         self._learned = endpoints
-        # holds() runs a few times per call: with nothing given (the usual case) it is the
-        # learned set's own membership test, in C
-        self.holds = self._holds if self.given or self.given_ips else endpoints.__contains__
 
-    def _holds(self, endpoint: tuple[str, int]) -> bool:
-        return endpoint in self._learned or endpoint in self.given or endpoint[0] in self.given_ips
+    def holds(self, endpoint: tuple) -> bool:
+        """Whether `endpoint` (ip, port) is a proxy's; runs a few times per call. With nothing
+        given (the usual case) one membership test of the learned set."""
+        if endpoint in self._learned:
+            return True
+        if not self.given and not self.given_ips:
+            return False
+        return endpoint in self.given or endpoint[0] in self.given_ips
 
     def __contains__(self, endpoint: tuple[str, int]) -> bool:
-        """Whether `endpoint` is a proxy's (the hot paths call holds(), cheaper than `in`)."""
+        """Whether `endpoint` is a proxy's (as holds())."""
         return self.holds(endpoint)
 
     def describe(self) -> list[str]:
@@ -120,7 +129,7 @@ class Accountant:
     unannotated: None-free C types would change what a None does."""
 
     options: object  # AccOptions
-    proxies: object  # ProxySet
+    proxies: ProxySet
     __slots__ = ("options", "proxies")
 
     def __init__(self, options: AccOptions, proxies: ProxySet):

@@ -50,7 +50,7 @@ class Signalling:
     `events` once, here: subscribe before building it."""
 
     c: object  # the Counters
-    proxies: object  # the ProxySet
+    proxies: ProxySet
     transactions: TransactionLayer
     dialogs: DialogLayer
     messages: cython.Py_ssize_t  # SIP messages added (malformed ones are counted apart)
