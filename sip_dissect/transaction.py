@@ -353,12 +353,15 @@ class TransactionLayer:
         self.next_sweep = now + SWEEP_EVERY
         by_key = self.by_key
         finished = self._finished
+        final_ts: cython.double  # C doubles: no float boxed per comparison
+        deadline: cython.double
         while finished:
             txn = finished[0]
-            if not txn.final_ts + LINGER < now:
+            final_ts = txn.final_ts  # set: only finished transactions are queued here
+            if not final_ts + LINGER < now:
                 break
             finished.popleft()
-            if by_key.get(txn.key) is txn and now - txn.final_ts > LINGER:
+            if by_key.get(txn.key) is txn and now - final_ts > LINGER:
                 del by_key[txn.key]
                 _unlink(txn)
         queue_index: cython.int
@@ -381,7 +384,7 @@ class TransactionLayer:
                     self.c["state.transaction_timeout"] += 1
                     self._forget_open(txn, deadline - TIMER_SLACK, False)
 
-    def _deadline(self, queue_index: cython.int, txn: Transaction):
+    def _deadline(self, queue_index: cython.int, txn: Transaction) -> cython.double:
         """When the transaction at the head of a queue times out: Timer B (no reply), then
         fr_inv_timer (a 1xx came), for INVITEs, each TIMER_SLACK after the proxy's; Timer F
         for the others."""
