@@ -215,7 +215,8 @@ class Accountant:
         to_tag = to_tag if to_tag is not None else (txn.final_to_tag or txn.to_tag)
         if swap:  # detect_direction: tags as the caller's side would write them
             from_tag, to_tag = to_tag, from_tag
-        code = CODE_TEXT.get(status) or f"{status:03d}"
+        codes: dict = CODE_TEXT  # typed: dict.get in C, not a method looked up by name
+        code = codes.get(status) or f"{status:03d}"
         # in AccRecord's field order (see records.new_record)
         return new_record(AccRecord, (
             table, txn.method, from_tag, to_tag, txn.callid, code, reason, ts,

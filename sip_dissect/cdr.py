@@ -80,7 +80,8 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
     if code is None:
         sip_code = sip_reason = None
     else:
-        sip_code, sip_reason = CODE_TEXT.get(code) or f"{code:03d}", call.final_reason
+        codes: dict = CODE_TEXT  # typed: dict.get in C
+        sip_code, sip_reason = codes.get(code) or f"{code:03d}", call.final_reason
     if failed and _proxy_generated(invite, code, proxies):
         sip_code = sip_reason = None
         to_tag = call.callee_tags[-1] if call.callee_tags else None

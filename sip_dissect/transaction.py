@@ -355,12 +355,13 @@ class TransactionLayer:
         finished = self._finished
         final_ts: cython.double  # C doubles: no float boxed per comparison
         deadline: cython.double
+        drop = finished.popleft  # bound once: a deque's methods are looked up by name
         while finished:
             txn = finished[0]
             final_ts = txn.final_ts  # set: only finished transactions are queued here
             if not final_ts + LINGER < now:
                 break
-            finished.popleft()
+            drop()
             if by_key.get(txn.key) is txn and now - final_ts > LINGER:
                 del by_key[txn.key]
                 _unlink(txn)
