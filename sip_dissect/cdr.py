@@ -32,7 +32,6 @@ from store.tables import CANCELLED, UNANSWERED, UNENDED
 
 from .accounting import STATELESS_TAG
 from .dialog import CHALLENGES, Call
-from .events import Subscriber
 # CdrRecord is declared with the acc_cdrs table (store/tables.py) and built in records.py;
 # imported here, it is still sip_dissect.cdr.CdrRecord
 from .records import CODE_TEXT, CdrRecord, new_record
@@ -81,7 +80,8 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
     if code is None:
         sip_code = sip_reason = None
     else:
-        sip_code, sip_reason = CODE_TEXT.get(code) or f"{code:03d}", call.final_reason
+        codes: dict = CODE_TEXT  # typed: dict.get in C
+        sip_code, sip_reason = codes.get(code) or f"{code:03d}", call.final_reason
     if failed and _proxy_generated(invite, code, proxies):
         sip_code = sip_reason = None
         to_tag = call.callee_tags[-1] if call.callee_tags else None
@@ -126,8 +126,14 @@ def _failure_ended_by(call: Call, invite, proxies) -> str:
     return "callee"
 
 
-class CdrWriter(Subscriber):
-    """Each ended call's CDR into `sink`; `options` as cdr_from_call's."""
+class CdrWriter:
+    """Each ended call's CDR into `sink`; `options` as cdr_from_call's. A subscriber of
+    sip_dissect.events without Subscriber as its base (as accounting.AccWriter)."""
+
+    sink: object
+    proxies: object  # a ProxySet, a set of (ip, port), or None
+    options: dict
+    __slots__ = ("sink", "proxies", "options")
 
     def __init__(self, sink, proxies=None, **options):
         self.sink = sink

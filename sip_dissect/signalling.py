@@ -50,7 +50,7 @@ class Signalling:
     `events` once, here: subscribe before building it."""
 
     c: object  # the Counters
-    proxies: object  # the ProxySet
+    proxies: ProxySet
     transactions: TransactionLayer
     dialogs: DialogLayer
     messages: cython.Py_ssize_t  # SIP messages added (malformed ones are counted apart)
@@ -88,7 +88,7 @@ class Signalling:
         dt: tuple = cython.cast(tuple, d)  # indexed as a tuple: see transaction.py
         payload: bytes = dt[_PAYLOAD]
         msg = scan_native(payload) or scan_py(payload)  # None: the C scanner handed over
-        if msg.__class__ is str:  # malformed: the reason is a counter name
+        if type(msg) is str:  # malformed: the reason is a counter name (type(): a C pointer test)
             if payload.strip(b" \t\r\n\x00"):
                 self.c[msg] += 1
             else:

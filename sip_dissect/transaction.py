@@ -33,7 +33,9 @@ FR_INV_TIMER = 120.0  # Kamailio tm's fr_inv_timer: no final reply this long aft
 # fires (Kamailio: fr_timer 30 s, fr_inv_timer 120 s) is in the capture and must win the race.
 # fr_inv_timer is counted here from the INVITE, not from its first 1xx: the slack covers that.
 TIMER_SLACK: cython.double = 2.0
-LINGER = 64 * T1  # keep a completed transaction this long to recognise retransmissions
+# keep a completed transaction this long to recognise retransmissions (a C double once
+# compiled: sweep() compares against it for every finished transaction)
+LINGER: cython.double = 64 * T1
 SWEEP_EVERY = 0.25
 
 # SipHead (scan.py's positions) and Datagram fields by position, as C constants once compiled:
@@ -192,12 +194,13 @@ MAX_ENDPOINTS = 8192
 
 @cython.cfunc
 def _endpoint(ip, port) -> tuple:
+    endpoints: dict = _ENDPOINTS  # typed: dict calls in C, not a method looked up by name
     pair = (ip, port)
-    known = _ENDPOINTS.get(pair)
+    known = endpoints.get(pair)
     if known is None:
-        if len(_ENDPOINTS) >= MAX_ENDPOINTS:
-            _ENDPOINTS.clear()
-        _ENDPOINTS[pair] = known = pair
+        if len(endpoints) >= MAX_ENDPOINTS:
+            endpoints.clear()
+        endpoints[pair] = known = pair
     return known
 
 
@@ -350,12 +353,16 @@ class TransactionLayer:
         self.next_sweep = now + SWEEP_EVERY
         by_key = self.by_key
         finished = self._finished
+        final_ts: cython.double  # C doubles: no float boxed per comparison
+        deadline: cython.double
+        drop = finished.popleft  # bound once: a deque's methods are looked up by name
         while finished:
             txn = finished[0]
-            if not txn.final_ts + LINGER < now:
+            final_ts = txn.final_ts  # set: only finished transactions are queued here
+            if not final_ts + LINGER < now:
                 break
-            finished.popleft()
-            if by_key.get(txn.key) is txn and now - txn.final_ts > LINGER:
+            drop()
+            if by_key.get(txn.key) is txn and now - final_ts > LINGER:
                 del by_key[txn.key]
                 _unlink(txn)
         queue_index: cython.int
@@ -378,7 +385,7 @@ class TransactionLayer:
                     self.c["state.transaction_timeout"] += 1
                     self._forget_open(txn, deadline - TIMER_SLACK, False)
 
-    def _deadline(self, queue_index: cython.int, txn: Transaction):
+    def _deadline(self, queue_index: cython.int, txn: Transaction) -> cython.double:
         """When the transaction at the head of a queue times out: Timer B (no reply), then
         fr_inv_timer (a 1xx came), for INVITEs, each TIMER_SLACK after the proxy's; Timer F
         for the others."""

@@ -49,6 +49,9 @@ _now = time.monotonic  # batch age is wall time: a replay runs far faster than p
 CHUNK_ROWS = 1000  # rows per message to the writer process
 _ACC = operator.attrgetter(*ACC_FIELDS)
 _CDR = operator.attrgetter(*CDR_FIELDS)
+# a NamedTuple's fields as a plain tuple: a slice copies them at once, where tuple() walks a
+# tuple subclass item by item through its iterator (2.5x the instructions)
+_PLAIN = operator.itemgetter(slice(None))
 _AS_TUPLE: dict[type, object] = {}  # record class -> what makes its fields a plain tuple
 # the records of the generic path by class name: their layout's key, their fields (the voice
 # quality records of rtcp_mos/records.py; OpenSIPS' acc and missed_calls records)
@@ -391,8 +394,8 @@ class AccStore:
         if not (self._acc or self._cdrs or self._media or self._carry):
             return
         # NamedTuples as plain tuples: the writer need not import their classes
-        message = _pickle(("rows", self._seq + 1, list(map(tuple, self._acc)),
-                           list(map(tuple, self._cdrs)), self._media, self._carry))
+        message = _pickle(("rows", self._seq + 1, list(map(_PLAIN, self._acc)),
+                           list(map(_PLAIN, self._cdrs)), self._media, self._carry))
         self._seq += 1
         self._unacked.append((self._seq, len(self._acc) + len(self._cdrs) + len(self._media)
                               + (self._carry is not None), message))
