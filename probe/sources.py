@@ -18,6 +18,7 @@ from .records import Frame, RawBatch, batch_frames
 
 BATCH = 1024
 READ_AHEAD = 4  # batches a file's reader thread walks ahead of the layers
+WALK_AHEAD = 32  # records walked per frame kept from which a file gets a reader thread
 POLL = 0.1  # seconds between checks of the stop condition on an idle live interface
 SNAPLEN = 262144
 DLT_EN10MB = 1
@@ -178,7 +179,7 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
     mapped = _mapped_reader(path, filters)
     if mapped is not None:
         n = stats.frames
-        for data, meta in _read_ahead(mapped):
+        for data, meta in _mapped_batches(mapped):
             yield RawBatch(mapped.linktype, data, meta, n + 1)
             n += len(meta) // 16
             stats.frames = n
@@ -204,6 +205,21 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
         reader.next()
     yield from _drain_batches(reader, linktype, stats, live=False, path=path, done=done,
                               reread=lambda skip: _reread_tail(path, text, linktype, skip))
+
+
+def _mapped_batches(mapped) -> Iterator[tuple[bytes, bytes]]:
+    """The mapped reader's batches: walked in this thread while the filter keeps most records
+    (a thread of its own would cost more in GIL hand-overs than it saves: 6 % on a capture of
+    SIP alone), then, once it passes over WALK_AHEAD records or more for each one it keeps (a
+    media-heavy mirror: 99.6 % RTP), by a thread of its own (_read_ahead)."""
+    while True:
+        batch = mapped.next_batch(BATCH)
+        if not batch[1]:
+            return
+        yield batch
+        if mapped.records >= WALK_AHEAD * mapped.frames:
+            break
+    yield from _read_ahead(mapped)
 
 
 def _read_ahead(mapped, depth: int = READ_AHEAD) -> Iterator[tuple[bytes, bytes]]:

@@ -238,7 +238,7 @@ def test_the_reader_thread_ends_with_its_consumer():
     import threading
 
     path = REPO / "pcaps" / "lab-media-loss-5" / "capture.pcap"
-    batches = sources._read_ahead(native.Reader(str(path)), depth=1)
+    batches = sources._read_ahead(native.Reader(str(path)), depth=1)  # as media-heavy files
     data, meta = next(batches)
     assert meta and any(t.name == "sipprobe-read" for t in threading.enumerate())
     batches.close()
@@ -260,3 +260,26 @@ def test_times_past_2038_in_a_damaged_files_last_batch_as_in_the_others(tmp_path
     got = _replayed(path, True, monkeypatch)
     assert got == _replayed(path, False, monkeypatch)
     assert got[0][3][0] == 0x90000000 + 0xFFFFFFF0 * 1e-6 and got[1]
+
+
+@pytest.mark.parametrize("capture,threaded", [
+    (SHARED_PCAPS / "voipshark_sip-rtp-b2bua-call-rtcp.pcap", True),  # 61 records a frame kept
+    (REPO / "pcaps" / "lab-basic-call" / "capture.pcap", False)])  # 12
+def test_a_reader_thread_only_where_the_filter_drops_most_records(capture, threaded,
+                                                                   monkeypatch):
+    """A media-heavy file (RTP dropped by the filter: many records walked per frame kept) gets
+    a thread that walks ahead; a file of SIP alone is walked between batches, in this thread."""
+    import threading
+
+    monkeypatch.setattr(sources, "BATCH", 4)  # short captures: many batches
+    path = capture
+    reader = native.Reader(str(path))
+    reader.set_program(pcapy.compile(reader.linktype, SNAPLEN, default_filter(), 1,
+                                     0xFFFFFFFF).get_bpf())
+    names = set()
+    frames = 0
+    for data, meta in sources._mapped_batches(reader):
+        names |= {t.name for t in threading.enumerate()}
+        frames += len(meta) // 16
+    assert ("sipprobe-read" in names) is threaded
+    assert frames == len(_libpcap(path, default_filter()))
