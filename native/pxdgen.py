@@ -181,13 +181,21 @@ class Generator:
                 out.append("*")
             t = self._type(module, arg.annotation, known, attribute=False)
             out.append((f"{t} " if t else "") + arg.arg + ("=*" if default is not None else ""))
+        kind = "cdef" if fn.name.startswith("_") else "cpdef"
+        rtype = self._return_type(module, fn, known)
+        return f"    {kind} {rtype}{fn.name}({', '.join(out)})"
+
+    def _return_type(self, module: str, fn: ast.FunctionDef, known: dict[str, str],
+                     objects: bool = False) -> str:
+        """`fn`'s C return type and a space, from a `cython.*` annotation (and, with
+        `objects`, a builtin type's name); '' for an object."""
         ret = _annotation(fn.returns)
-        rtype = ""
         if isinstance(ret, ast.Attribute) and isinstance(ret.value, ast.Name) \
                 and ret.value.id == "cython":
-            rtype = self._type(module, ret, known, attribute=False) + " "
-        kind = "cdef" if fn.name.startswith("_") else "cpdef"
-        return f"    {kind} {rtype}{fn.name}({', '.join(out)})"
+            return self._type(module, ret, known, attribute=False) + " "
+        if objects and isinstance(ret, ast.Name) and ret.id in OBJECT_TYPES:
+            return OBJECT_TYPES[ret.id] + " "
+        return ""
 
     def _function(self, module: str, fn: ast.FunctionDef, known: dict[str, str]) -> str:
         """The cpdef declaration of a top-level @cython.ccall function."""
@@ -200,13 +208,7 @@ class Generator:
         for arg, default in zip(a.args, defaults):
             t = self._type(module, arg.annotation, known, attribute=False)
             out.append((f"{t} " if t else "") + arg.arg + ("=*" if default is not None else ""))
-        ret = _annotation(fn.returns)
-        rtype = ""
-        if isinstance(ret, ast.Attribute) and isinstance(ret.value, ast.Name) \
-                and ret.value.id == "cython":
-            rtype = self._type(module, ret, known, attribute=False) + " "
-        elif isinstance(ret, ast.Name) and ret.id in OBJECT_TYPES:
-            rtype = OBJECT_TYPES[ret.id] + " "
+        rtype = self._return_type(module, fn, known, objects=True)
         return f"cpdef {rtype}{fn.name}({', '.join(out)})"
 
     def pxd(self, module: str) -> str:

@@ -57,10 +57,14 @@ def test_frame_decoder_c_equals_python(frames):
     decode_differential(frames)
 
 
+# whole files: few examples, each a file in memory read by both readers or replayed
+FILES_CI = {"deadline": None, "derandomize": True,
+            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large,
+                                      HealthCheck.function_scoped_fixture]}
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, **FILES_CI)
 @given(seed=st.integers(0, 2**32))
 def test_mutated_capture_files_never_raise(path, seed):
     data = path.read_bytes()
@@ -68,9 +72,7 @@ def test_mutated_capture_files_never_raise(path, seed):
 
 
 @pytest.mark.parametrize("path", [p for p in FILES if p.suffix == ".pcap"], ids=lambda p: p.name)
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, **FILES_CI)
 @given(seed=st.integers(0, 2**32))
 def test_mutated_pcap_files_read_mapped_as_libpcap_reads_them(path, seed):
     data = path.read_bytes()
