@@ -55,6 +55,17 @@ fail:
 #define DECLINE 1
 #define ERROR (-1)
 
+/* record(tp, n, items) appended to `out`: OK, or ERROR with an exception set */
+static int append_record(PyObject *out, PyTypeObject *tp, Py_ssize_t n, PyObject **items)
+{
+    PyObject *rec = record(tp, n, items);
+    if (rec == NULL)
+        return ERROR;
+    int rc = PyList_Append(out, rec);
+    Py_DECREF(rec);
+    return rc ? ERROR : OK;
+}
+
 /* SR or RR (RFC 3550 sections 6.4.1, 6.4.2), as rtcp.py's _report; bytes after the blocks
  * are a profile-specific extension, ignored there too. */
 static int report(const unsigned char *buf, int pt, Py_ssize_t p, Py_ssize_t end, int count,
@@ -113,13 +124,7 @@ static int report(const unsigned char *buf, int pt, Py_ssize_t p, Py_ssize_t end
     }
     PyObject *str = pt == PT_SR ? str_sr : str_rr;
     Py_INCREF(str);
-    PyObject *f[4] = {str, ssrc, sender, blocks};
-    PyObject *rep = record(report_type, 4, f);
-    if (rep == NULL)
-        return ERROR;
-    int rc = PyList_Append(out, rep);
-    Py_DECREF(rep);
-    return rc ? ERROR : OK;
+    return append_record(out, report_type, 4, (PyObject *[]){str, ssrc, sender, blocks});
 }
 
 /* One SDES chunk's items up to the null item, as rtcp.py's _sdes; *pp moves past the chunk
@@ -172,13 +177,8 @@ static int sdes_chunk(const unsigned char *buf, Py_ssize_t *pp, Py_ssize_t end, 
     }
     PyObject *f[3] = {PyLong_FromUnsignedLong(ssrc), cname, PyList_AsTuple(items)};
     Py_DECREF(items);
-    PyObject *chunk = record(sdes_chunk_type, 3, f);
-    if (chunk == NULL)
-        return ERROR;
-    int rc = PyList_Append(out, chunk);
-    Py_DECREF(chunk);
     *pp = p;
-    return rc ? ERROR : OK;
+    return append_record(out, sdes_chunk_type, 3, f);
 decline:
     Py_DECREF(items);
     Py_DECREF(cname);
@@ -217,13 +217,7 @@ static int bye(const unsigned char *buf, Py_ssize_t p, Py_ssize_t end, int count
     } else {
         Py_INCREF(Py_None);
     }
-    PyObject *f[2] = {ssrcs, reason};
-    PyObject *rec = record(bye_type, 2, f);
-    if (rec == NULL)
-        return ERROR;
-    int rc = PyList_Append(out, rec);
-    Py_DECREF(rec);
-    return rc ? ERROR : OK;
+    return append_record(out, bye_type, 2, (PyObject *[]){ssrcs, reason});
 }
 
 static PyObject *parse(PyObject *self, PyObject *payload)
