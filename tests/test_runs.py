@@ -17,6 +17,7 @@ import pytest
 import pipeline
 from store import runs
 from store.writer import open_store
+from test_store import select
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURE = ROOT / "pcaps" / "lab-basic-call" / "capture.pcap"
@@ -26,6 +27,7 @@ import os, signal, sys
 sys.path.insert(0, {str(ROOT)!r})
 import pipeline
 from store.writer import open_store
+from test_store import select
 store = open_store(sys.argv[1], kind="sniff")
 pipeline.account_files([{str(CAPTURE)!r}], store.add)
 store.flush()
@@ -35,12 +37,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_rows(db: Path) -> list[dict]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(f"SELECT * FROM {runs.RUNS_TABLE} ORDER BY id")]
-    finally:
-        con.close()
+    return select(db, runs.RUNS_TABLE)
 
 
 def newest_acc_time(db: Path) -> float:
