@@ -27,7 +27,6 @@ import os, signal, sys
 sys.path.insert(0, {str(ROOT)!r})
 import pipeline
 from store.writer import open_store
-from test_store import select
 store = open_store(sys.argv[1], kind="sniff")
 pipeline.account_files([{str(CAPTURE)!r}], store.add)
 store.flush()
