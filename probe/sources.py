@@ -1,7 +1,9 @@
 """Packet sources: capture files (pcap, pcapng, gzip) and live interfaces, through libpcap.
 
-libpcap reads files and applies the BPF filter in C; only matching frames cross into Python,
-a batch at a time. Files libpcap cannot read (gzip, pcapng with interfaces of different link
+The BPF filter runs in C and only matching frames cross into Python, a batch at a time:
+classic pcap files are mapped and filtered in place by probe._pcapfile with the program
+libpcap compiled (libpcap reads on where it is unsure); interfaces and pcapng are read by
+libpcap itself. Files libpcap cannot read (gzip, pcapng with interfaces of different link
 types) go through scapy's raw readers with the same filter run by libpcap's BPF interpreter.
 """
 from __future__ import annotations
