@@ -43,7 +43,7 @@ _new = tuple.__new__
 
 
 class LegMedia:
-    """One leg's offer and answer in force, as seen (SdpSeen: time, direction, message)."""
+    """One leg's offer and answer in force, as seen (SdpSeen: time, direction, body)."""
 
     __slots__ = ("offer", "answer", "pending", "exchanges", "_answered", "_latest")
 
@@ -57,7 +57,7 @@ class LegMedia:
 
     def seen(self, sdp: SdpSeen) -> str:
         """Record one SDP; "offer" or "answer", as RFC 3264 section 4 orders them."""
-        key = (sdp.message.cseq, "INVITE" if sdp.method == "ACK" else sdp.method)
+        key = (sdp.cseq, "INVITE" if sdp.method == "ACK" else sdp.method)
         pending = self.pending
         if pending is not None and pending.from_caller != sdp.from_caller:
             self.offer, self.answer, self.pending = pending, sdp, None
@@ -83,7 +83,7 @@ class LegMedia:
 
 
 def _parsed(seen: SdpSeen | None) -> Sdp | None:
-    return None if seen is None else parse_sdp(seen.message.body)
+    return None if seen is None else parse_sdp(seen.body)
 
 
 class CallMedia:

@@ -29,7 +29,10 @@ class SdpSeen(NamedTuple):
     status: int | None  # the response code; None for a request
     src: tuple  # (ip, port) it was sent from
     dst: tuple  # (ip, port) it was sent to
-    message: object  # the SipHead (sip_dissect.scan), its body the SDP
+    # of the message, what a session description is read with: not the SipHead itself, which
+    # the media layer would keep alive as long as the call (its ~20 strings, freed cold)
+    cseq: int  # its CSeq number (the media layer pairs a 200's answer with its INVITE)
+    body: bytes  # the SDP
 
 
 class Subscriber:

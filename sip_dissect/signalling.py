@@ -22,6 +22,7 @@ from .transaction import FR_INV_TIMER, TIMER_B, Transaction, TransactionLayer
 # positions in a SipHead and a Datagram: C indexes once compiled (native/pxdgen.py)
 _ANOMALIES: cython.Py_ssize_t = scan.ANOMALIES
 _BODY: cython.Py_ssize_t = scan.BODY
+_CSEQ: cython.Py_ssize_t = scan.CSEQ
 _CONTENT_LENGTH: cython.Py_ssize_t = scan.CONTENT_LENGTH
 _METHOD: cython.Py_ssize_t = scan.METHOD
 _REASON: cython.Py_ssize_t = scan.REASON
@@ -173,10 +174,11 @@ class Signalling:
                 return
         by_requester = txn.from_tag == call.caller_tag
         dt: tuple = cython.cast(tuple, d)
+        m: tuple = cython.cast(tuple, msg)
         seen = new_record(SdpSeen, (dt[_TS], dt[_FRAME], "A" if root is txn else "B",
                                     by_requester if status is None else not by_requester,
                                     txn.method, status, (dt[_SRC], dt[_SPORT]),
-                                    (dt[_DST], dt[_DPORT]), msg))
+                                    (dt[_DST], dt[_DPORT]), m[_CSEQ], m[_BODY]))
         for handler in self.on_sdp:
             handler(call, seen)
 
@@ -186,7 +188,8 @@ class Signalling:
             seen = new_record(SdpSeen, (d.ts, d.frame,
                                         "B" if msg.via2_branch is not None else "A",
                                         msg.from_tag == call.caller_tag, "ACK", None,
-                                        (d.src, d.sport), (d.dst, d.dport), msg))
+                                        (d.src, d.sport), (d.dst, d.dport), msg.cseq,
+                                        msg.body))
             for handler in self.on_sdp:
                 handler(call, seen)
 

@@ -93,7 +93,7 @@ def test_sdp_events_are_the_messages_tshark_decodes_sdp_in(scenario):
         for leg in (call.media.legs.values() if call.media else ()):
             for seen in (leg.offer, leg.answer, leg.pending):
                 if seen is not None:
-                    ports[seen.frame] = seen.message.body
+                    ports[seen.frame] = seen.body
     tshark_ports = {int(f[0]): f[1] for f in
                     tshark_fields(path, "sdp", "frame.number", "sdp.media.port")}
     for frame, body in ports.items():
