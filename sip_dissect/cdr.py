@@ -28,6 +28,8 @@ duration = ring_duration + talk_time (to the millisecond).
 """
 from __future__ import annotations
 
+import cython
+
 from store.tables import CANCELLED, UNANSWERED, UNENDED
 
 from .accounting import STATELESS_TAG
@@ -36,6 +38,24 @@ from .dialog import CHALLENGES, Call
 # imported here, it is still sip_dissect.cdr.CdrRecord
 from .records import CODE_TEXT, CdrRecord, new_record
 from .uri import request_uris
+
+
+@cython.ccall
+def round_ms(x: cython.double) -> object:
+    """round(x, 3) for x >= 0, the same float, without the decimal conversion round() makes
+    (1.7 % of a replay). x*1000 is within half an ulp of the exact product, so away from a
+    half its nearest integer is the exact product's, and dividing that by 1000 rounds as
+    parsing the decimal digits would; near a half (or out of range), round() decides."""
+    y: cython.double = x * 1000.0
+    if not 0.0 <= y < 1e12:
+        return round(x, 3)
+    whole: cython.double = cython.cast(cython.longlong, y)  # floor: y >= 0
+    frac: cython.double = y - whole
+    if -1e-6 < frac - 0.5 < 1e-6:
+        return round(x, 3)
+    if frac > 0.5:
+        whole += 1.0
+    return whole / 1000.0
 
 
 def _proxy_generated(invite, code, proxies) -> bool:
@@ -104,7 +124,7 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
     span = end - start
     # in CdrRecord's field order (see new_record)
     return new_record(CdrRecord, (
-        start, end, round(0.0 if 0.0 > span else span, 3),  # max(span, 0.0), cheaper
+        start, end, round_ms(0.0 if 0.0 > span else span),  # max(span, 0.0), cheaper
         call.callid, call.caller_tag, to_tag,
         src_user, src_domain, invite.src[0], dst_ouser, dst_user, dst_domain,
         sip_code, sip_reason,

@@ -1,13 +1,16 @@
 """The shortcuts that build acc rows and CDRs (positional records, the sip_code table, the
-request's URI parts in one call) give what the plain way gives."""
+request's URI parts in one call, the duration's rounding) give what the plain way gives."""
 from __future__ import annotations
+
+import math
+import random
 
 import pytest
 from lab_oracle import LAB_PCAPS, PROXY
 
 from pipeline import ProbeOptions, account_files
 from sip_dissect.accounting import ProxySet
-from sip_dissect.cdr import CdrRecord, cdr_from_call
+from sip_dissect.cdr import CdrRecord, cdr_from_call, round_ms
 from sip_dissect.records import CODE_TEXT, AccRecord
 from sip_dissect.uri import name_addr_uri, uri_parts
 
@@ -17,6 +20,19 @@ SCENARIOS = sorted(p.parent for p in LAB_PCAPS.glob("lab-*/capture.pcap"))
 def test_code_text_is_the_formatted_status():
     for code in [*range(-5, 1100), 10**6]:
         assert (CODE_TEXT.get(code) or f"{code:03d}") == f"{code:03d}"
+
+
+def test_round_ms_is_round_to_three_digits():
+    """Random durations, every exact half-millisecond below 100 s and the floats either side
+    of each (where x * 1000 lands within an ulp of a half), and the range ends."""
+    rng = random.Random(11)
+    values = [rng.uniform(0, 10.0 ** rng.randint(0, 7)) for _ in range(50_000)]
+    halves = [k / 1000 + 0.0005 for k in range(100_000)]
+    values += halves + [math.nextafter(v, 0.0) for v in halves] \
+        + [math.nextafter(v, math.inf) for v in halves]
+    values += [0.0, 5e-324, 0.0005, 2.675, 1e9 - 0.0005, 1e12, 1e15 + 0.5, math.inf]
+    wrong = [v for v in values if round_ms(v) != round(v, 3) or type(round_ms(v)) is not float]
+    assert wrong == []
 
 
 def plain_uri_parts(req) -> tuple:
