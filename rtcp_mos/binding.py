@@ -139,7 +139,7 @@ class Binder:
     def _index(self, call, media) -> None:
         endpoints = self.endpoints
         keys = list(self.indexed[id(call)][1]) if id(call) in self.indexed else []
-        for seen in media.seen[getattr(media, "indexed", 0):]:
+        for seen in media.seen[media.indexed:]:
             sdp = media.sdp(seen)
             if sdp is None:
                 continue
@@ -150,7 +150,7 @@ class Binder:
                     key = (ep.address, ep.port)
                     endpoints[key] = Stream(call, side, seen.leg, i)
                     keys.append(key)
-        media.indexed = len(media.seen)  # CallMedia's slot, unset until now
+        media.indexed = len(media.seen)
         self.changed.pop(id(call), None)
         codecs = codec_in_force(media)
         for key in keys:

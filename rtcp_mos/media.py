@@ -22,6 +22,7 @@ import cython
 
 from probe.counters import Counters
 from probe.records import Datagram
+from sip_dissect.dialog import Call
 from sip_dissect.events import SdpSeen, Subscriber
 from sip_dissect.sdp import Sdp, parse_sdp
 
@@ -87,24 +88,33 @@ def _parsed(seen: SdpSeen | None) -> Sdp | None:
 
 
 class CallMedia:
-    """A call's SDP messages in the order seen; legs worked out on demand."""
+    """A call's SDP messages in the order seen; legs worked out on demand. An extension type
+    once compiled: one is made per call with SDP, on the SIP path."""
 
+    seen: list
+    indexed: cython.Py_ssize_t  # SDPs of `seen` the binder has indexed
+    # id() of an SdpSeen of `seen` -> its body parsed; None until the first is (most calls
+    # of a capture without RTCP never are: no dict made and freed per call)
+    _sdps: object
     __slots__ = ("seen", "indexed", "_sdps")
 
     def __init__(self, first: SdpSeen):
         self.seen = [first]
-        # `indexed`: SDPs of `seen` the binder has indexed; set by the binder (unset: none)
-        self._sdps: dict = {}  # id() of an SdpSeen of `seen` -> its body parsed
+        self.indexed = 0
+        self._sdps = None
 
     def sdp(self, seen: SdpSeen | None) -> Sdp | None:
         """The body of `seen` (one of `seen`, or None) parsed, once: the binder reads each
         message's endpoints and then the codec of the offer and answer in force."""
         if seen is None:
             return None
+        if self._sdps is None:
+            self._sdps = {}
+        parsed: dict = self._sdps
         key = id(seen)
-        found = self._sdps.get(key, self)
+        found = parsed.get(key, self)
         if found is self:
-            found = self._sdps[key] = _parsed(seen)
+            found = parsed[key] = _parsed(seen)
         return found
 
     @property
@@ -287,9 +297,9 @@ class MediaLayer(Subscriber):
         self.queued: list | None = None
         self.live_calls: dict | None = None  # the dialog layer's calls (pipeline.account)
 
-    def sdp_seen(self, call, seen: SdpSeen) -> None:
+    def sdp_seen(self, call: Call, seen: SdpSeen) -> None:
         # on the SIP path: with RTCP seen, a list append per call; nothing more
-        media = call.media
+        media: CallMedia = call.media
         if media is None:
             call.media = CallMedia(seen)
             queued = self.queued

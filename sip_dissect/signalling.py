@@ -165,6 +165,7 @@ class Signalling:
         """Publish a session description of a call: on the initial INVITE's transaction, its
         relayed copies (leg B) or an in-dialog request (re-INVITE, UPDATE, PRACK)."""
         root: Transaction = txn
+        call: Call
         while root.upstream is not None:
             root = root.upstream
         call = root.call
