@@ -36,7 +36,7 @@ import cython
 from .dialog import CHALLENGES
 from .records import CODE_TEXT, AccRecord, new_record
 from .transaction import Transaction
-from .uri import request_uris, uri_parts
+from .uri import uri_parts
 
 
 @dataclass(frozen=True)
@@ -204,8 +204,7 @@ class Accountant:
     def _row(self, table: str, txn: Transaction, status, reason: str, ts,
              swap: cython.bint = False, to_tag: object = None,  # str | None
              branch: Transaction | None = None) -> AccRecord:
-        src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(
-            txn.from_value, txn.to_value, txn.uri)
+        src_user, src_domain, dst_ouser, dst_user, dst_domain = txn.request_uris()
         if txn.downstream:  # relayed: $rU/$rd as the proxy forwarded the request
             if branch is None:
                 branch = txn.winning_branch()

@@ -43,8 +43,8 @@ _PLAIN = (tuple, list, str, bytes, int, float, bool, type(None))
 PROXIES = ""  # the group of the learned proxies: no Call-ID is empty (transaction.py)
 # the fields that name other objects of the group: kept as indexes into its lists
 _TXN_REFS = ("upstream", "cancel", "invite")
-_TXN_PLAIN = tuple(s for s in Transaction.__slots__
-                   if s not in _TXN_REFS + ("downstream", "call"))
+_TXN_PLAIN = tuple(s for s in Transaction.__slots__  # uris: derived, asked again if need be
+                   if s not in _TXN_REFS + ("downstream", "call", "uris"))
 _ADDRESSES = ("uri", "from_value", "to_value")  # format 2 kept them in the SipHead
 _TXN_PLAIN_2 = tuple(s for s in _TXN_PLAIN if s not in _ADDRESSES)
 _NO_HEAD = SipHead._make((None,) * len(SipHead._fields))  # every field is set after

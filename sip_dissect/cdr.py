@@ -37,7 +37,6 @@ from .dialog import CHALLENGES, Call
 # CdrRecord is declared with the acc_cdrs table (store/tables.py) and built in records.py;
 # imported here, it is still sip_dissect.cdr.CdrRecord
 from .records import CODE_TEXT, CdrRecord, new_record
-from .uri import request_uris
 
 
 @cython.ccall
@@ -88,8 +87,7 @@ def cdr_from_call(call: Call, proxies=None, *, kamailio_exact: bool = False,
         return None  # rejected statelessly: no transaction, so the dialog was never created
     start = invite.created
     # the request-URI as dialled (before the proxy rewrote it)
-    src_user, src_domain, dst_ouser, dst_user, dst_domain = request_uris(
-        invite.from_value, invite.to_value, invite.uri)
+    src_user, src_domain, dst_ouser, dst_user, dst_domain = invite.request_uris()
     failed = code is not None and code >= 300
     if failed:
         end = start
