@@ -378,9 +378,13 @@ class TransactionLayer:
             if not final_ts + LINGER < now:
                 break
             drop()
-            if by_key.get(txn.key) is txn and now - final_ts > LINGER:
-                del by_key[txn.key]
-                _unlink(txn)
+            if now - final_ts > LINGER:
+                # one hash of the key, not two (get, then del): the key is cold by now
+                known = by_key.pop(txn.key, None)
+                if known is txn:
+                    _unlink(txn)
+                elif known is not None:
+                    by_key[txn.key] = known  # a later transaction under the same key stays
         queue_index: cython.int
         for queue_index in range(3):
             queue = (self._open_invites, self._proceeding, self._open_others)[queue_index]
