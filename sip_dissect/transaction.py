@@ -200,23 +200,24 @@ def _sent_by_port(msg: SipHead) -> int:
     return 5061 if msg.via_transport in ("TLS", "WSS") else 5060
 
 
-# (ip, port) -> the one tuple of it that transactions share: most requests come from and go
-# to a few addresses (the proxy's, a trunk's), and a tuple each is 56 bytes an open
-# transaction twice over. Emptied when full: a flood of spoofed sources costs no more than
-# before
-_ENDPOINTS = {}
-MAX_ENDPOINTS = 8192
+# The (ip, port) tuples transactions share: most requests come from and go to a few addresses
+# (the proxy's, a trunk's), and a tuple each is 56 bytes an open transaction twice over. A
+# direct-mapped cache, one slot per hash: a hit is a list item and a comparison; a miss (every
+# transaction of a flood from spoofed sources, or UAs each on its own address) costs a tuple
+# and a slot overwritten, where a dict paid an insert and a clear when full.
+ENDPOINT_SLOTS: cython.Py_ssize_t = 4096  # a power of two
+_ENDPOINTS = [None] * ENDPOINT_SLOTS
 
 
 @cython.cfunc
 def _endpoint(ip, port) -> tuple:
-    endpoints: dict = _ENDPOINTS  # typed: dict calls in C, not a method looked up by name
-    pair = (ip, port)
-    known = endpoints.get(pair)
-    if known is None:
-        if len(endpoints) >= MAX_ENDPOINTS:
-            endpoints.clear()
-        endpoints[pair] = known = pair
+    slots: list = _ENDPOINTS  # typed: items read in C
+    i: cython.Py_ssize_t = (hash(ip) ^ hash(port)) & (ENDPOINT_SLOTS - 1)
+    known = slots[i]
+    if known is not None and cython.cast(tuple, known)[1] == port \
+            and cython.cast(tuple, known)[0] == ip:
+        return known
+    known = slots[i] = (ip, port)
     return known
 
 
