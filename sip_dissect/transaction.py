@@ -144,8 +144,8 @@ class Transaction:
     def request_uris(self) -> tuple:
         """($fU, $fd, $tU, $rU, $rd): the users and hosts of the request's From, To and
         request URI (uri.request_uris), as acc rows and CDRs write them. An INVITE's are kept:
-        its call's CDR reads them again, a call's length after its acc row (a third of the
-        C parse's cost, and the three values' memory read again cold)."""
+        its acc row asks first, its call's CDR again a call's length later (parsing them twice
+        cost 0.46 k instructions per SIP message of sig-only.pcap)."""
         uris = self.uris
         if uris is None:
             uris = _request_uris(self.from_value, self.to_value, self.uri)
