@@ -215,11 +215,13 @@ class AccStore:
         same identity) is left as it is. A call_quality row also fills its call's acc_cdrs
         quality summary. OpenSIPS' acc and missed_calls records (add_row) take this path too."""
         # the per-row path of a replay (one per RTCP report block): the key of a record class
-        # already checked; anything else, or a closed store, goes through _media_key
+        # already checked, the record a plain tuple by a slice as in add(); anything else, or a
+        # closed store, goes through _media_key
         key = self._media_keys.get(rec.__class__)
         if key is None:
-            key = self._media_key(rec)
-        self._media.append((key, tuple(rec)))
+            self._media.append((self._media_key(rec), tuple(rec)))
+        else:
+            self._media.append((key, rec[:]))
         n = self._batch = self._batch + 1
         if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
             self._added(n)
