@@ -25,13 +25,13 @@ PURE = os.environ.get("SIPPROBE_PURE") == "1"  # read once, at import, as the mo
 COMPILED = ("sip_dissect.sdp", "sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
             "sip_dissect.cdr", "sip_dissect.signalling",
             "rtcp_mos.emodel", "rtcp_mos.rtpengine_mos", "rtcp_mos.metrics", "rtcp_mos.rtcp",
-            "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media", "pipeline")
+            "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media", "store.buffer", "pipeline")
 # those whose annotations Cython reads as types (their classes are extension types); in the
 # others annotations are documentation only, as when interpreted (`proxies: list = ()`)
 TYPED = ("sip_dissect.transaction", "sip_dissect.dialog", "sip_dissect.accounting",
          "sip_dissect.cdr", "sip_dissect.signalling",
          "rtcp_mos.emodel", "rtcp_mos.rtpengine_mos", "rtcp_mos.metrics", "rtcp_mos.rtcp",
-         "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media")
+         "rtcp_mos.quality", "rtcp_mos.binding", "rtcp_mos.media", "store.buffer")
 C_EXTENSIONS = ("probe._fastdecode", "sip_dissect._sipscan", "probe._pcapfile",
                 "rtcp_mos._rtcpscan")
 

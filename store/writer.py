@@ -31,10 +31,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from typing import TYPE_CHECKING
 
 from store import StoreError, is_url, runs
+from store import buffer
+from store.buffer import RowBuffer
 from store.rows import ACC_FIELDS, CDR_FIELDS
 from store.tables import GENERIC
 from store.rows import time_text as time_text  # noqa: PLC0414  (public here)
@@ -45,7 +46,6 @@ from store.worker import IGNORED_SIGNALS, readable, recv, send, send_bytes
 if TYPE_CHECKING:
     from sip_dissect.records import AccRecord, CdrRecord
 
-_now = time.monotonic  # batch age is wall time: a replay runs far faster than packet time
 CHUNK_ROWS = 1000  # rows per message to the writer process
 _ACC = operator.attrgetter(*ACC_FIELDS)
 _CDR = operator.attrgetter(*CDR_FIELDS)
@@ -142,8 +142,9 @@ def _pickle(message) -> bytes:
     return out.getvalue()
 
 
-class AccStore:
-    """Buffered writer of AccRecords and CdrRecords; use open_store() to get one."""
+class AccStore(RowBuffer):
+    """Buffered writer of AccRecords and CdrRecords; use open_store() to get one. add(),
+    add_cdr() and add_media() are RowBuffer's (store/buffer.py, compiled)."""
 
     def __init__(self, path: str, *, local_time: bool, batch_rows: int, batch_seconds: float):
         self.path = path
@@ -151,23 +152,16 @@ class AccStore:
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
         self._chunk_rows = min(CHUNK_ROWS, batch_rows)
-        self._acc: list[tuple] = []  # the chunk being filled
-        self._cdrs: list[tuple] = []
-        self._media: list[tuple] = []  # (table, record tuple) of rtcp_reports, call_quality
-        self._media_keys: dict[type, str] = {}  # record class -> its GENERIC key (add_media)
+        self._acc, self._cdrs, self._media = [], [], []  # RowBuffer's fields
+        self._media_keys = {}
         self._carry: tuple | None = None  # keep_carried()'s (taken, groups), for the next chunk
         # chunks sent and not known committed yet: (seq, rows, message), in seq order
         self._unacked: list[tuple[int, int, bytes]] = []
         self._seq = 0  # of the last chunk
         self._commit_id = 0  # of the last commit request
         self._resend_from = 1  # failures of commit requests before this one are known
-        self._batch = 0  # rows added since the last commit request
-        self._batch_started = 0.0
-        self._check_at = 1  # add() calls _added() at this batch size (1: to start the clock)
-        # a NamedTuple class of exactly ACC_FIELDS / CDR_FIELDS (the record fields of
-        # store/tables.py) once one was added; None: closed
-        self._acc_class: type | None = None
-        self._cdr_class: type | None = None
+        self._batch, self._batch_started, self._check_at = 0, 0.0, 1
+        self._acc_class = self._cdr_class = None
         self._broken: str | None = None  # why _unacked must be sent again before going on
         self._rejected: list[str] = []  # records the writer could not turn into rows
         self._counts = {"acc": 0, "missed_calls": 0, "duplicates": 0, "acc_cdrs": 0,
@@ -183,50 +177,7 @@ class AccStore:
 
     # --- the caller's side -----------------------------------------------------------------
 
-    def add(self, rec: AccRecord) -> None:
-        """Buffer one row; commits the batch when it is full or old enough."""
-        # the per-row path of a replay: a record of the class already seen is kept as a plain
-        # tuple, by a slice (tuple() walks a tuple subclass through its iterator: 2.5x the
-        # instructions), while its fields are still in the cache; anything else, or a closed
-        # store, goes through _acc_row
-        if rec.__class__ is not self._acc_class or rec[0] not in TABLES:
-            self._acc.append(self._acc_row(rec))
-        else:
-            self._acc.append(rec[:])
-        n = self._batch = self._batch + 1
-        if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
-            self._added(n)
-
-    def add_cdr(self, rec: CdrRecord) -> None:
-        """Buffer one CDR, committed with the acc rows of its batch. A new call is inserted; a
-        call stored as "open" is completed in place when `rec` is not open; anything else (a
-        rerun, or an open record of a call already finished) changes nothing."""
-        if rec.__class__ is not self._cdr_class:
-            self._cdrs.append(self._cdr_row(rec))
-        else:
-            self._cdrs.append(rec[:])  # a plain tuple, as add()'s
-        n = self._batch = self._batch + 1
-        if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
-            self._added(n)
-
-    def add_media(self, rec) -> None:
-        """Buffer one voice quality record (rtcp_mos.records: RtcpReportRecord or
-        CallQualityRecord), committed with the rows of its batch; a row already stored (the
-        same identity) is left as it is. A call_quality row also fills its call's acc_cdrs
-        quality summary. OpenSIPS' acc and missed_calls records (add_row) take this path too."""
-        # the per-row path of a replay (one per RTCP report block): the key of a record class
-        # already checked, the record a plain tuple by a slice as in add(); anything else, or a
-        # closed store, goes through _media_key
-        key = self._media_keys.get(rec.__class__)
-        if key is None:
-            self._media.append((self._media_key(rec), tuple(rec)))
-        else:
-            self._media.append((key, rec[:]))
-        n = self._batch = self._batch + 1
-        if n >= self._check_at or _now() - self._batch_started >= self.batch_seconds:
-            self._added(n)
-
-    add_row = add_media  # an OpenSIPS-flavour acc or missed_calls record (tables.GENERIC)
+    add_row = RowBuffer.add_media  # an OpenSIPS-flavour acc or missed_calls record (GENERIC)
 
     def _media_key(self, rec) -> str:
         """The GENERIC key of a record's table, checked; its class remembered (not closed)."""
@@ -289,8 +240,8 @@ class AccStore:
         """add()'s rarer work: the batch's start time, a commit, a full chunk; and the row
         count at which add() has to call here next (1 when the batch is empty)."""
         if n == 1:
-            self._batch_started = _now()
-        if n >= self.batch_rows or _now() - self._batch_started >= self.batch_seconds:
+            self._batch_started = buffer.now()
+        if n >= self.batch_rows or buffer.now() - self._batch_started >= self.batch_seconds:
             self._commit()
             return
         buffered = len(self._acc) + len(self._cdrs) + len(self._media)
@@ -303,7 +254,7 @@ class AccStore:
     def flush_if_due(self) -> None:
         """Commit the batch if it is batch_seconds old. add() calls it; a live capture loop
         calls it when idle, so that rows do not wait for the next call to be committed."""
-        if self._batch and _now() - self._batch_started >= self.batch_seconds:
+        if self._batch and buffer.now() - self._batch_started >= self.batch_seconds:
             self._commit()
 
     def flush(self) -> None:

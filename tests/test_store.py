@@ -16,7 +16,7 @@ import pytest
 
 from sip_dissect.cdr import CdrRecord
 from sip_dissect.records import AccRecord
-from store import FilterError, StoreError, schema, worker, writer
+from store import FilterError, StoreError, buffer, schema, worker, writer
 from store.schema import SCHEMA_VERSION
 from store.reports import acc_rows, cdr_rows, missed_rows, parse_time
 from store.writer import open_store, time_text
@@ -574,7 +574,7 @@ def test_a_full_batch_is_committed_without_close(db):
 
 def test_an_old_batch_is_committed_by_the_next_add_or_flush_if_due(db, monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(writer, "_now", lambda: clock[0])
+    monkeypatch.setattr(buffer, "now", lambda: clock[0])
     store = open_store(db, batch_rows=500, batch_seconds=1.0)
     store.add(numbered(0))
     clock[0] = 100.9
