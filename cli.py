@@ -133,6 +133,15 @@ def _emit(result: dict, fmt: "Format", printer: str) -> None:
             getattr(report_format, printer)(result)
 
 
+def _printer_preload(fmt: "Format"):
+    """What a run can import while its store closes, for the summary in `fmt`."""
+    if fmt is Format.json:
+        return None
+    import report_format
+
+    return report_format.preload
+
+
 def _options(sip_port, bpf, no_bpf, dedup_window_ms):
     from pipeline import ProbeOptions
 
@@ -346,7 +355,7 @@ def replay(
     with _errors_taught(), _progress() as progress:
         summary = replay_files(captures, db, opts, progress=progress,
                                store_options=_store_options(db, probe_name), notice=_notice,
-                               **accounting)
+                               while_closing=_printer_preload(fmt), **accounting)
     _emit(summary, fmt, "print_replay")
     _exit_if_damaged(summary)
 
@@ -404,7 +413,7 @@ def sniff(
                                       promisc=promisc, buffer_mb=buffer_mb, monitor=status,
                                       store_options=_store_options(db, probe_name),
                                       on_call_end=status.call_ended, notice=_notice,
-                                      **accounting)
+                                      while_closing=_printer_preload(fmt), **accounting)
     finally:
         status.finish()
         if metrics is not None:

@@ -546,13 +546,16 @@ class StoreRun:
     `syslog` (store.acc_log.SyslogOptions: each acc and missed_calls row the store gets is
     also logged as Kamailio's acc module logs it), the calls carried between runs
     (`carry_calls`: sip_dissect/carry.py), and the store's counts in the summary.
-    `arguments`: account's keyword arguments of all that, with the rest of `accounting`."""
+    `arguments`: account's keyword arguments of all that, with the rest of `accounting`.
+    `while_closing()` runs in a thread while the store waits for its writer process's last
+    commit and close (the CLI imports its summary printer there, 40 ms of a replay's end)."""
 
     def __init__(self, db_path: str, kind: str, *, local_time: bool = False, proxies=(),
                  cdr_options: dict | None = None, store_options: dict | None = None,
                  carry_calls: bool = True, syslog=None, flavour=None, notice=None,
-                 **accounting):
+                 while_closing=None, **accounting):
         self.db_path, self.kind, self.local_time = db_path, kind, local_time
+        self.while_closing = while_closing
         self.cdr_options, self.store_options = cdr_options, store_options or {}
         self.carry_calls, self.syslog, self.notice = carry_calls, syslog, notice
         self.flavour = _flavour(flavour)
@@ -590,6 +593,9 @@ class StoreRun:
         return self
 
     def __exit__(self, *exc):
+        if self.while_closing is not None:
+            import threading
+            threading.Thread(target=self.while_closing, daemon=True).start()
         return self._stack.__exit__(*exc)
 
     def summary(self, summary: dict) -> dict:

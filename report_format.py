@@ -2,6 +2,17 @@
 from __future__ import annotations
 
 
+def preload() -> None:
+    """Import what the tables need ahead of time, in a thread while the caller waits (replay's
+    store closing): the same imports in the main thread then find them done. A failure here is
+    left for the main thread's import to raise."""
+    try:
+        import rich.console  # noqa: F401
+        import rich.table  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def console(**options):
     """A rich Console whose broken pipe (`sipprobe ... | head`) raises BrokenPipeError for
     cli.quiet_pipe to end quietly with exit 0; rich's own handler exits 1."""

@@ -163,3 +163,21 @@ def test_report_runs_lists_each_run_and_how_it_ended(tmp_path):
     table = subprocess.run([str(sipprobe), "report", "runs", "--db", str(db)],
                            capture_output=True, text=True).stdout
     assert f"unclean (reported by run {replay['id']})" in table and str(pid) in table
+
+
+def test_while_closing_runs_once_in_a_thread_of_its_own(tmp_path):
+    """replay_files' while_closing (the CLI imports its summary printer there) runs in a
+    thread of its own while the store closes, once."""
+    import threading
+
+    calls, done = [], threading.Event()
+
+    def record():
+        calls.append(threading.current_thread())
+        done.set()
+
+    summary = pipeline.replay_files([str(CAPTURE)], str(tmp_path / "s.db"),
+                                    while_closing=record)
+    assert done.wait(10)
+    assert summary["acc_rows"] == 2 and len(calls) == 1
+    assert calls[0] is not threading.main_thread()
