@@ -18,7 +18,7 @@ from probe.bpf import SIP_PREFIXES
 from probe.counters import Counters
 from probe.decode import DecodeBug, Decoder
 from probe.records import Datagram, Frame
-from probe.sources import CaptureStats, FilterSet, read_batches, read_live
+from probe.sources import CaptureStats, FilterSet, compile_ahead, read_batches, read_live
 from rtcp_mos.rtcp import PACKET_TYPES, looks_like_rtcp, packet_spans
 from sip_dissect.framing import frame_sip_stream
 from sip_dissect.message import match_start_line, parse_start_line
@@ -229,6 +229,8 @@ class StatsCollector:
 
 def stats_files(paths: list[str], opts: ProbeOptions | None = None) -> dict:
     """`sipprobe stats` on capture files, as a plain dict."""
+    opts = opts or ProbeOptions()
+    compile_ahead(opts.filters())
     return _stats(lambda filters, capture: read_batches(paths, filters, capture), opts)
 
 
@@ -532,6 +534,8 @@ def replay_files(paths: list[str], db_path: str, opts: ProbeOptions | None = Non
     Rows are committed in batches keyed by content, so a rerun adds nothing and a killed run
     keeps every batch it committed. Returns the summary of account_files plus what the store
     inserted and ignored as already present. `run`: as sniff_interface's."""
+    opts = opts or ProbeOptions()
+    compile_ahead(opts.filters())  # beside the store's opening
     with StoreRun(db_path, "replay", **run) as r:
         summary = account_files(paths, r.sink, opts, media_sink=r.store.add_media,
                                 **r.arguments)

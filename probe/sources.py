@@ -8,11 +8,11 @@ types) go through scapy's raw readers with the same filter run by libpcap's BPF 
 """
 from __future__ import annotations
 
-import functools
 import gzip
 import heapq
 import os
 import struct
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -229,7 +229,6 @@ def _read_ahead(mapped, depth: int = READ_AHEAD) -> Iterator[tuple[bytes, bytes]
     on a media-heavy file, where it passes over millions of records for each batch, it runs
     on the other core while this thread's layers work on the batch before."""
     import queue
-    import threading
 
     batches: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
@@ -291,13 +290,52 @@ def _mapped_reader(path: str, filters: FilterSet):
     return reader
 
 
-@functools.lru_cache(maxsize=16)
-def _bpf_program(dlt: int, text: str) -> tuple:
-    """libpcap's optimised program for `text`, compiled once per process: the built-in filter
-    takes libpcap 30 ms, which a directory of rotated files would pay per file."""
-    import pcapy
+class _Program:
+    """libpcap's optimised program for a filter and link type, or its error, once compiled."""
 
-    return tuple(pcapy.compile(dlt, SNAPLEN, text, 1, 0xFFFFFFFF).get_bpf())
+    def __init__(self):
+        self.done = threading.Event()
+        self.program: tuple = ()
+        self.error: BaseException | None = None
+
+    def compile(self, dlt: int, text: str) -> None:
+        import pcapy
+
+        try:
+            self.program = tuple(pcapy.compile(dlt, SNAPLEN, text, 1, 0xFFFFFFFF).get_bpf())
+        except BaseException as exc:  # noqa: BLE001  (raised again by the reader that asks)
+            self.error = exc
+        self.done.set()
+
+
+# (link type, filter text) -> its _Program: compiled once per process, as the built-in filter
+# takes libpcap 20-30 ms, which a directory of rotated files would pay per file
+_PROGRAMS: dict[tuple[int, str], _Program] = {}
+
+
+def compile_ahead(filters: FilterSet, linktype: int = 1) -> None:
+    """Start compiling the filter for `linktype` (Ethernet, a mirror port's) in a thread:
+    pcap_compile releases the GIL, so its 20-30 ms run beside the start-up's imports and the
+    store's opening; the mapped reader of a file of that link type takes the program from it."""
+    text = filters.text_for(linktype)
+    if text is None or (linktype, text) in _PROGRAMS:
+        return
+    program = _PROGRAMS[(linktype, text)] = _Program()
+    threading.Thread(target=program.compile, args=(linktype, text), name="sipprobe-bpf",
+                     daemon=True).start()
+
+
+def _bpf_program(dlt: int, text: str) -> tuple:
+    """The program for `text` on link type `dlt`: compiled here, or as compile_ahead left it
+    (waited for). Raises pcapy.PcapError for a filter libpcap does not compile."""
+    program = _PROGRAMS.get((dlt, text))
+    if program is None:
+        program = _PROGRAMS[(dlt, text)] = _Program()
+        program.compile(dlt, text)
+    program.done.wait()
+    if program.error is not None:
+        raise program.error
+    return program.program
 
 
 def _reread_tail(path: str, text: str | None, linktype: int, skip: int) -> Iterator[Frame]:

@@ -5,6 +5,7 @@ the same outcome as libpcap alone (what libpcap reads, and the same damage repor
 from __future__ import annotations
 
 import struct
+import threading
 from pathlib import Path
 
 import pcapy
@@ -285,13 +286,35 @@ def test_a_reader_thread_only_where_the_filter_drops_most_records(capture, threa
     assert frames == len(_libpcap(path, default_filter()))
 
 
+def test_a_filter_compiled_ahead_is_the_one_the_reader_takes(monkeypatch):
+    """compile_ahead compiles the Ethernet program in a thread of its own (beside the store's
+    opening); the mapped reader then waits for it rather than compile it again, and a filter
+    libpcap rejects is rejected to the reader as if compiled there."""
+    calls = []
+    compile_ = pcapy.compile
+    monkeypatch.setattr(pcapy, "compile", lambda *a: calls.append(
+        threading.current_thread().name) or compile_(*a))
+    sources._PROGRAMS.clear()
+    filters = FilterSet(lambda lt: default_filter())
+    sources.compile_ahead(filters)
+    path = str(REPO / "pcaps" / "lab-basic-call" / "capture.pcap")
+    reader = sources._mapped_reader(path, filters)
+    frames = _frames(reader)
+    assert len(frames) == 14 and frames == _libpcap(path, default_filter())
+    assert calls == ["sipprobe-bpf"]
+    sources.compile_ahead(FilterSet(lambda lt: "udp port"))
+    with pytest.raises(pcapy.PcapError):
+        sources._bpf_program(1, "udp port")
+    assert calls == ["sipprobe-bpf", "sipprobe-bpf"]
+
+
 def test_the_filter_is_compiled_once_for_a_directory_of_files(monkeypatch):
     """libpcap takes about 30 ms to compile the built-in filter: the mapped reader of each file
     of a directory takes the program compiled for the first."""
     calls = []
     compile_ = pcapy.compile
     monkeypatch.setattr(pcapy, "compile", lambda *a: calls.append(a) or compile_(*a))
-    sources._bpf_program.cache_clear()
+    sources._PROGRAMS.clear()
     filters = FilterSet(lambda lt: default_filter())
     for name in ("lab-basic-call", "lab-busy-486", "lab-cancel-487"):
         reader = sources._mapped_reader(str(REPO / "pcaps" / name / "capture.pcap"), filters)
