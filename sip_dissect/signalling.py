@@ -17,7 +17,7 @@ from .events import Publisher, SdpSeen
 from .records import new_record
 from . import scan
 from .scan import scan_native, scan_py
-from .transaction import FR_INV_TIMER, TIMER_B, Transaction, TransactionLayer
+from .transaction import FR_INV_TIMER, TIMER_B, Transaction, TransactionLayer, endpoint
 
 # positions in a SipHead and a Datagram: C indexes once compiled (native/pxdgen.py)
 _ANOMALIES: cython.Py_ssize_t = scan.ANOMALIES
@@ -178,8 +178,8 @@ class Signalling:
         m: tuple = cython.cast(tuple, msg)
         seen = new_record(SdpSeen, (dt[_TS], dt[_FRAME], "A" if root is txn else "B",
                                     by_requester if status is None else not by_requester,
-                                    txn.method, status, (dt[_SRC], dt[_SPORT]),
-                                    (dt[_DST], dt[_DPORT]), m[_CSEQ], m[_BODY]))
+                                    txn.method, status, endpoint(dt[_SRC], dt[_SPORT]),
+                                    endpoint(dt[_DST], dt[_DPORT]), m[_CSEQ], m[_BODY]))
         for handler in self.on_sdp:
             handler(call, seen)
 
@@ -189,8 +189,8 @@ class Signalling:
             seen = new_record(SdpSeen, (d.ts, d.frame,
                                         "B" if msg.via2_branch is not None else "A",
                                         msg.from_tag == call.caller_tag, "ACK", None,
-                                        (d.src, d.sport), (d.dst, d.dport), msg.cseq,
-                                        msg.body))
+                                        endpoint(d.src, d.sport), endpoint(d.dst, d.dport),
+                                        msg.cseq, msg.body))
             for handler in self.on_sdp:
                 handler(call, seen)
 

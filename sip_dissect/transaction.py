@@ -117,8 +117,8 @@ class Transaction:
         self.from_value = m[_FROM_VALUE]
         self.to_value = m[_TO_VALUE]
         dt: tuple = cython.cast(tuple, d)
-        self.src = _endpoint(dt[_SRC], dt[_SPORT])
-        self.dst = _endpoint(dt[_DST], dt[_DPORT])
+        self.src = endpoint(dt[_SRC], dt[_SPORT])
+        self.dst = endpoint(dt[_DST], dt[_DPORT])
         self.transport = dt[_TRANSPORT]
         self.created = dt[_TS]
         self.frame = dt[_FRAME]
@@ -200,17 +200,19 @@ def _sent_by_port(msg: SipHead) -> int:
     return 5061 if msg.via_transport in ("TLS", "WSS") else 5060
 
 
-# The (ip, port) tuples transactions share: most requests come from and go to a few addresses
-# (the proxy's, a trunk's), and a tuple each is 56 bytes an open transaction twice over. A
-# direct-mapped cache, one slot per hash: a hit is a list item and a comparison; a miss (every
-# transaction of a flood from spoofed sources, or UAs each on its own address) costs a tuple
-# and a slot overwritten, where a dict paid an insert and a clear when full.
+# The (ip, port) tuples transactions and SDP events share: most requests come from and go to
+# a few addresses (the proxy's, a trunk's), and a tuple each is 56 bytes an open transaction
+# twice over, and a call's SDP messages twice each (the call's transactions hold the same
+# ones). A direct-mapped cache, one slot per hash: a hit is a list item and a comparison; a
+# miss (every transaction of a flood from spoofed sources, or UAs each on its own address)
+# costs a tuple and a slot overwritten, where a dict paid an insert and a clear when full.
 ENDPOINT_SLOTS: cython.Py_ssize_t = 4096  # a power of two
 _ENDPOINTS = [None] * ENDPOINT_SLOTS
 
 
-@cython.cfunc
-def _endpoint(ip, port) -> tuple:
+@cython.ccall  # a C call from signalling.py too once compiled
+def endpoint(ip, port) -> tuple:
+    """(ip, port), shared with the other holders of the same address while it stays cached."""
     slots: list = _ENDPOINTS  # typed: items read in C
     i: cython.Py_ssize_t = (hash(ip) ^ hash(port)) & (ENDPOINT_SLOTS - 1)
     known = slots[i]

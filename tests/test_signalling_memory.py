@@ -67,3 +67,22 @@ def test_a_calls_sdp_messages_are_kept_without_their_sip_heads():
     assert not [o for o in held if isinstance(o, SipHead)]
     assert {type(seen.body) for seen in kept} == {bytes}
     assert all(seen.body.startswith(b"v=0") for seen in kept)
+
+
+def test_a_calls_sdp_messages_share_its_transactions_address_tuples():
+    """An SDP message's (ip, port) pairs are the ones its transaction holds (the cache of
+    transaction.endpoint), not two more tuples per message kept as long as the call."""
+    from sip_dissect.events import Subscriber
+
+    pairs = []
+
+    class Look(Subscriber):
+        def call_ended(self, call):
+            if call.media is not None and call.invite is not None:
+                offer = call.media.seen[0]
+                if offer.method == "INVITE" and offer.status is None and offer.leg == "A":
+                    pairs.append((offer, call.invite))
+
+    account_files([str(p) for p in LAB], lambda rec: None, subscribers=[Look()])
+    assert len(pairs) > 10
+    assert all(seen.src is txn.src and seen.dst is txn.dst for seen, txn in pairs)
