@@ -552,7 +552,7 @@ class StoreRun:
     (`carry_calls`: sip_dissect/carry.py), and the store's counts in the summary.
     `arguments`: account's keyword arguments of all that, with the rest of `accounting`.
     `while_closing()` runs in a thread while the store waits for its writer process's last
-    commit and close (the CLI imports its summary printer there, 40 ms of a replay's end)."""
+    commit and close (the CLI imports its summary printer there, 36 ms of a replay's end)."""
 
     def __init__(self, db_path: str, kind: str, *, local_time: bool = False, proxies=(),
                  cdr_options: dict | None = None, store_options: dict | None = None,

@@ -12,10 +12,9 @@ import time
 
 import cython
 
-from store.tables import ACC
+from store.schema import TABLES  # of AccRecords: acc, missed_calls
 
 now = time.monotonic  # the batch clock, wall time: a replay runs far faster than packet time
-ACC_TABLES: tuple = ACC.names  # the tables of AccRecords: acc, missed_calls
 
 
 class RowBuffer:
@@ -41,7 +40,7 @@ class RowBuffer:
         # a record of the class already seen is kept as a plain tuple by a slice (tuple() walks
         # a tuple subclass through its iterator: 2.5x the instructions), while its fields are
         # still in the cache; anything else, or a closed store, goes through _acc_row
-        if type(rec) is not self._acc_class or rec[0] not in ACC_TABLES:
+        if type(rec) is not self._acc_class or rec[0] not in TABLES:
             self._acc.append(self._acc_row(rec))
         else:
             self._acc.append(rec[:])
