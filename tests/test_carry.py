@@ -134,3 +134,29 @@ def test_a_state_written_before_format_3_is_taken_up(tmp_path):
     after = conn.execute("SELECT end_reason, duration, ended_by, talk_time FROM acc_cdrs "
                          "WHERE callid = ?", ["3cfe1c77155241bb89eb003ab8e2f87b"]).fetchone()
     assert after == ("completed", 34.087, "callee", 26.921)
+
+
+def test_the_sweep_keeps_a_later_transaction_under_a_swept_ones_key():
+    """Two carried groups can restore two finished transactions under one key (a UA reusing a
+    branch across calls); the later holds the key. When the sweep forgets the earlier, the
+    later stays, for the retransmissions it still absorbs, until its own linger ends."""
+    from probe.counters import Counters
+    from probe.records import Datagram
+    from sip_dissect.scan import SipHead
+    from sip_dissect.transaction import Transaction, TransactionLayer
+
+    key = ("z9hG4bKreused", "192.0.2.10:5060", "OPTIONS")
+    msg = SipHead(**{**dict.fromkeys(SipHead._fields), "method": "OPTIONS", "call_id": "c",
+                     "from_tag": "t", "to_tag": "", "cseq": 1})
+    layer = TransactionLayer(Counters())
+    earlier, later = (Transaction(key, msg, Datagram(ts, 1, "192.0.2.10", "192.0.2.1", 5060,
+                                                     5060, "udp", b""), "OPTIONS")
+                      for ts in (0.0, 1000.0))
+    for txn in (earlier, later):
+        txn.final_status, txn.final_ts = 200, txn.created
+        layer._finished.append(txn)
+    layer.by_key[key] = later
+    layer.sweep(500.0)  # past the earlier's linger (32 s), before the later's end
+    assert layer.by_key[key] is later and list(layer._finished) == [later]
+    layer.sweep(2000.0)
+    assert key not in layer.by_key
