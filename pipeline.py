@@ -229,8 +229,6 @@ class StatsCollector:
 
 def stats_files(paths: list[str], opts: ProbeOptions | None = None) -> dict:
     """`sipprobe stats` on capture files, as a plain dict."""
-    opts = opts or ProbeOptions()
-    compile_ahead(opts.filters())
     return _stats(lambda filters, capture: read_batches(paths, filters, capture), opts)
 
 
