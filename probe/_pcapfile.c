@@ -14,6 +14,12 @@
  * goes on with libpcap from that frame, which says what it makes of it.
  * tests/test_pcapfile.py compares the frames of both readers on every capture.
  *
+ * Walked ahead (read_ahead): a thread of the reader's own, which never takes the GIL, walks
+ * the next batches into buffers of its own while the layers work on the one before; each
+ * batch is handed out as a Batch, a read-only buffer that gives its memory back to the reader
+ * when freed. The walk and its copies then run on the other core, and the bytes a batch
+ * holds are never copied again (measured 2026-12-07: see bench/README.md).
+ *
  * BPF semantics: the classic BPF machine (McCanne and Jacobson, 1993) as libpcap 1.9-1.10 runs
  * it on files: a load outside the captured bytes rejects the frame, a division by X = 0
  * rejects it, a shift by X >= 32 gives 0.
@@ -23,6 +29,7 @@
 #include <structmember.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -281,6 +288,26 @@ static void catch_bus(void)
     sigaction(SIGBUS, &ours, &prev_bus);
 }
 
+/* One batch's walk: its output, filled without the GIL */
+typedef struct Walk {
+    uint8_t *out;           /* the frames' bytes */
+    size_t cap;
+    uint32_t *meta;
+    size_t *ends;           /* each frame's record's end in the file */
+    Py_ssize_t want;
+    volatile size_t used;   /* volatile: read after a jump back from SIGBUS */
+    volatile Py_ssize_t got;
+    volatile int nomem;
+    /* ahead: the walk's state once this batch was walked, and the queue's link */
+    unsigned long long records;
+    const char *unsure;
+    int last;               /* the walk ended with this batch */
+    struct Walk *next;
+} Walk;
+
+#define AHEAD_DEPTH 4   /* batches walked ahead of the consumer */
+#define AHEAD_SPARE 4   /* freed batches' buffers kept for the next walks */
+
 typedef struct {
     PyObject_HEAD
     const uint8_t *base; /* the mapping (NULL: empty file) */
@@ -294,21 +321,26 @@ typedef struct {
     Py_ssize_t nprog;
     unsigned long long records, frames;
     const char *unsure;  /* why the walk stopped before the end; NULL at the end */
-    uint8_t *out;        /* the batch being built */
-    size_t out_cap;
+    Walk sync;           /* next_batch's buffers when not walking ahead */
     int busy;            /* a walk is under way (without the GIL) */
+    /* read_ahead: the thread, the walked batches not yet handed out (a queue), the buffers of
+     * freed batches (spare); all under `lock` */
+    int ahead;           /* 1: read_ahead started the thread (joined in stop or dealloc) */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    Walk *queued, *queued_tail, *spare;
+    int nqueued, nspare, stop, thread_done, finished, joined, locks;
+    volatile int ahead_nomem;
+    Py_ssize_t ahead_want;
+    unsigned long long seen_records;  /* as of the last batch handed out */
+    const char *seen_unsure;
     int skip_size_check; /* tests: walk into a shrunk file's lost pages (the SIGBUS path) */
 } Reader;
 
-/* One call's walk: its output, filled without the GIL */
-typedef struct {
-    uint32_t *meta;
-    size_t *ends;           /* each frame's record's end in the file */
-    Py_ssize_t want;
-    volatile size_t used;   /* volatile: read after a jump back from SIGBUS */
-    volatile Py_ssize_t got;
-    volatile int nomem;
-} Walk;
+
+static void walk_free(Walk *w);
+static void stop_ahead(Reader *self, int release);
 
 static inline uint32_t field(const Reader *r, const uint8_t *p)
 {
@@ -414,14 +446,25 @@ static void Reader_dealloc(Reader *self)
         munmap((void *)self->base, self->mapped);
     if (self->open)
         close(self->fd);
+    stop_ahead(self, 0);  /* no batch of it is alive: each holds the reader */
+    while (self->spare != NULL) {
+        Walk *next = self->spare->next;
+        walk_free(self->spare);
+        PyMem_RawFree(self->spare);
+        self->spare = next;
+    }
+    if (self->locks) {
+        pthread_mutex_destroy(&self->lock);
+        pthread_cond_destroy(&self->changed);
+    }
     PyMem_Free(self->prog);
-    PyMem_RawFree(self->out);
+    walk_free(&self->sync);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *Reader_set_program(Reader *self, PyObject *arg)
 {
-    if (self->busy) {
+    if (self->busy || self->ahead) {
         PyErr_SetString(PyExc_RuntimeError, "set_program: the reader is in use by another thread");
         return NULL;
     }
@@ -482,22 +525,22 @@ static PyObject *Reader_set_program(Reader *self, PyObject *arg)
 }
 
 /* Room for `more` bytes at `used` in the batch buffer; 0 on failure (no memory). */
-static int reserve(Reader *self, size_t used, size_t more)
+static int reserve(Walk *w, size_t used, size_t more)
 {
-    if (used + more <= self->out_cap)
+    if (used + more <= w->cap)
         return 1;
-    size_t cap = self->out_cap ? self->out_cap : 65536;
+    size_t cap = w->cap ? w->cap : 65536;
     while (cap < used + more)
         cap *= 2;
-    uint8_t *out = PyMem_RawRealloc(self->out, cap);
+    uint8_t *out = PyMem_RawRealloc(w->out, cap);
     if (out == NULL)
         return 0;
-    self->out = out;
-    self->out_cap = cap;
+    w->out = out;
+    w->cap = cap;
     return 1;
 }
 
-/* Up to w->want matching frames into self->out and w->meta; no Python API (no GIL held). */
+/* Up to w->want matching frames into w->out and w->meta; no Python API (no GIL held). */
 static void walk(Reader *self, Walk *w)
 {
     size_t pos = self->pos;
@@ -551,11 +594,11 @@ static void walk(Reader *self, Walk *w)
         if (self->prog != NULL && !run(self->prog, h + 16, len, caplen))
             continue;
         size_t used = w->used;
-        if (!reserve(self, used, caplen)) {
+        if (!reserve(w, used, caplen)) {
             w->nomem = 1;
             break;
         }
-        memcpy(self->out + used, h + 16, caplen);
+        memcpy(w->out + used, h + 16, caplen);
         uint32_t *m = w->meta + 4 * w->got;
         m[0] = sec;
         m[1] = self->nano ? usec / 1000 : usec;  /* libpcap scales nanoseconds down so */
@@ -568,9 +611,278 @@ static void walk(Reader *self, Walk *w)
     walking = 0;
 }
 
+/* w's arrays for `want` frames (kept while `want` stays); 0: no memory. No GIL needed. */
+static int walk_arrays(Walk *w, Py_ssize_t want)
+{
+    if (w->want == want && w->meta != NULL && w->ends != NULL)
+        return 1;
+    PyMem_RawFree(w->meta);
+    PyMem_RawFree(w->ends);
+    w->meta = PyMem_RawMalloc((size_t)want * 16);
+    w->ends = PyMem_RawMalloc((size_t)want * sizeof(size_t));
+    w->want = want;
+    return w->meta != NULL && w->ends != NULL;
+}
+
+static void walk_free(Walk *w)
+{
+    PyMem_RawFree(w->out);
+    PyMem_RawFree(w->meta);
+    PyMem_RawFree(w->ends);
+}
+
+/* a file shrunk since the last walk ends where it ends now */
+static void check_size(Reader *self)
+{
+    struct stat st;
+    if (!self->skip_size_check && self->open && fstat(self->fd, &st) == 0
+        && (size_t)st.st_size < self->size)
+        self->size = (size_t)st.st_size;
+}
+
+static PyObject *empty_batch(void)
+{
+    return Py_BuildValue("(y#y#)", "", (Py_ssize_t)0, "", (Py_ssize_t)0);
+}
+
+/* A walked batch back to the reader: kept for the next walk, or freed. GIL held or not. */
+static void give_back(Reader *self, Walk *w)
+{
+    pthread_mutex_lock(&self->lock);
+    int keep = self->nspare < AHEAD_SPARE && !self->stop;
+    if (keep) {
+        w->next = self->spare;
+        self->spare = w;
+        self->nspare++;
+    }
+    pthread_mutex_unlock(&self->lock);
+    if (!keep) {
+        walk_free(w);
+        PyMem_RawFree(w);
+    }
+}
+
+/* The read_ahead thread: batches walked into the queue, at most AHEAD_DEPTH ahead of the
+ * consumer, until the walk ends or the reader stops it. No Python API (no GIL). */
+static void *walk_ahead(void *arg)
+{
+    Reader *self = arg;
+    sigset_t others;  /* the process's signals are the interpreter's; SIGBUS is the walk's */
+    sigfillset(&others);
+    sigdelset(&others, SIGBUS);
+    pthread_sigmask(SIG_BLOCK, &others, NULL);
+    for (;;) {
+        pthread_mutex_lock(&self->lock);
+        while (!self->stop && self->nqueued >= AHEAD_DEPTH)
+            pthread_cond_wait(&self->changed, &self->lock);
+        Walk *w = NULL;
+        if (!self->stop && self->spare != NULL) {
+            w = self->spare;
+            self->spare = w->next;
+            self->nspare--;
+        }
+        int stop = self->stop;
+        pthread_mutex_unlock(&self->lock);
+        if (stop)
+            break;
+        if (w == NULL)
+            w = PyMem_RawCalloc(1, sizeof(Walk));
+        if (w == NULL || !walk_arrays(w, self->ahead_want)) {
+            if (w != NULL) {
+                walk_free(w);
+                PyMem_RawFree(w);
+            }
+            self->ahead_nomem = 1;  /* read by the consumer once thread_done is set */
+            break;
+        }
+        w->got = 0;
+        w->used = 0;
+        w->nomem = 0;
+        w->next = NULL;
+        check_size(self);
+        walk(self, w);
+        w->records = self->records;
+        w->unsure = self->unsure;
+        w->last = w->got < w->want || w->nomem;
+        int last = w->last;
+        pthread_mutex_lock(&self->lock);
+        if (self->queued_tail != NULL)
+            self->queued_tail->next = w;
+        else
+            self->queued = w;
+        self->queued_tail = w;
+        self->nqueued++;
+        pthread_cond_broadcast(&self->changed);
+        pthread_mutex_unlock(&self->lock);
+        if (last)
+            break;
+    }
+    pthread_mutex_lock(&self->lock);
+    self->thread_done = 1;
+    pthread_cond_broadcast(&self->changed);
+    pthread_mutex_unlock(&self->lock);
+    return NULL;
+}
+
+/* The thread stopped and joined, the batches it walked and nobody took freed. `release`:
+ * the GIL let go while joining (not in dealloc). */
+static void stop_ahead(Reader *self, int release)
+{
+    if (!self->ahead || self->joined)
+        return;
+    pthread_mutex_lock(&self->lock);
+    self->stop = 1;
+    pthread_cond_broadcast(&self->changed);
+    pthread_mutex_unlock(&self->lock);
+    if (release) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(self->thread, NULL);
+        Py_END_ALLOW_THREADS
+    } else {
+        pthread_join(self->thread, NULL);
+    }
+    self->joined = 1;
+    self->finished = 1;
+    Walk *q = self->queued;
+    self->queued = self->queued_tail = NULL;
+    self->nqueued = 0;
+    while (q != NULL) {
+        Walk *next = q->next;
+        walk_free(q);
+        PyMem_RawFree(q);
+        q = next;
+    }
+}
+
+/* A batch walked ahead: its frames' bytes, a read-only buffer, given back when freed */
+typedef struct {
+    PyObject_HEAD
+    Reader *reader;
+    Walk *walk;
+} Batch;
+
+static int Batch_getbuffer(Batch *self, Py_buffer *view, int flags)
+{
+    return PyBuffer_FillInfo(view, (PyObject *)self, self->walk->out,
+                             (Py_ssize_t)self->walk->used, 1, flags);
+}
+
+static Py_ssize_t Batch_length(Batch *self)
+{
+    return (Py_ssize_t)self->walk->used;
+}
+
+/* b[i] and b[i:j] as bytes gives them (slices copied), for the frame-by-frame readers */
+static PyObject *Batch_subscript(Batch *self, PyObject *item)
+{
+    const uint8_t *buf = self->walk->out;
+    Py_ssize_t len = (Py_ssize_t)self->walk->used;
+    if (PySlice_Check(item)) {
+        Py_ssize_t start, stop, step;
+        if (PySlice_Unpack(item, &start, &stop, &step) < 0)
+            return NULL;
+        Py_ssize_t n = PySlice_AdjustIndices(len, &start, &stop, step);
+        if (step == 1)
+            return PyBytes_FromStringAndSize((const char *)buf + start, n);
+        PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+        if (out == NULL)
+            return NULL;
+        char *o = PyBytes_AS_STRING(out);
+        for (Py_ssize_t i = 0; i < n; i++, start += step)
+            o[i] = (char)buf[start];
+        return out;
+    }
+    Py_ssize_t i = PyNumber_AsSsize_t(item, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    if (i < 0)
+        i += len;
+    if (i < 0 || i >= len) {
+        PyErr_SetString(PyExc_IndexError, "index out of range");
+        return NULL;
+    }
+    return PyLong_FromLong(buf[i]);
+}
+
+static void Batch_dealloc(Batch *self)
+{
+    give_back(self->reader, self->walk);
+    Py_DECREF(self->reader);
+    PyObject_Free(self);
+}
+
+static PyBufferProcs Batch_as_buffer = {(getbufferproc)Batch_getbuffer, NULL};
+static PySequenceMethods Batch_as_sequence = {.sq_length = (lenfunc)Batch_length};
+static PyMappingMethods Batch_as_mapping = {.mp_length = (lenfunc)Batch_length,
+                                            .mp_subscript = (binaryfunc)Batch_subscript};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "probe._pcapfile.Batch",
+    .tp_basicsize = sizeof(Batch),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "the frames' bytes of a batch walked ahead: a read-only buffer, indexed and sliced as "
+               "bytes",
+    .tp_dealloc = (destructor)Batch_dealloc,
+    .tp_as_buffer = &Batch_as_buffer,
+    .tp_as_sequence = &Batch_as_sequence,
+    .tp_as_mapping = &Batch_as_mapping,
+};
+
+/* next_batch when walking ahead: the oldest batch the thread walked, waited for if need be */
+static PyObject *next_ahead(Reader *self)
+{
+    if (self->finished)
+        return empty_batch();
+    Walk *w;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->lock);
+    while (self->queued == NULL && !self->thread_done)
+        pthread_cond_wait(&self->changed, &self->lock);
+    w = self->queued;
+    if (w != NULL) {
+        self->queued = w->next;
+        if (self->queued == NULL)
+            self->queued_tail = NULL;
+        self->nqueued--;
+        pthread_cond_broadcast(&self->changed);
+    }
+    pthread_mutex_unlock(&self->lock);
+    Py_END_ALLOW_THREADS
+    if (w == NULL) {
+        self->finished = 1;
+        if (self->ahead_nomem)
+            return PyErr_NoMemory();
+        return empty_batch();
+    }
+    self->seen_records = w->records;
+    self->seen_unsure = w->unsure;
+    if (w->last)
+        self->finished = 1;
+    Py_ssize_t got = w->got;
+    if (w->nomem || got == 0) {
+        int nomem = w->nomem;
+        give_back(self, w);
+        return nomem ? PyErr_NoMemory() : empty_batch();
+    }
+    PyObject *m = PyBytes_FromStringAndSize((const char *)w->meta, got * 16);
+    Batch *b = m != NULL ? PyObject_New(Batch, &BatchType) : NULL;
+    if (b == NULL) {
+        Py_XDECREF(m);
+        give_back(self, w);
+        return NULL;
+    }
+    Py_INCREF(self);
+    b->reader = self;
+    b->walk = w;
+    self->frames += (unsigned long long)got;
+    return Py_BuildValue("(NN)", (PyObject *)b, m);
+}
+
 /* next_batch(n) -> (data, meta): up to n matching frames; meta holds per frame four native
  * uint32 (seconds, microseconds, offset in data, captured length), as pcapy-ng's. An empty
- * meta: the walk has ended (`unsure` says whether at the end of the file). */
+ * meta: the walk has ended (`unsure` says whether at the end of the file). Walking ahead, the
+ * batches are those of read_ahead's n, and data is a Batch. */
 static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
 {
     Py_ssize_t want = PyLong_AsSsize_t(arg);
@@ -580,39 +892,31 @@ static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "n must be at least 1");
         return NULL;
     }
+    if (self->ahead)
+        return next_ahead(self);
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "next_batch: the reader is in use by another thread");
         return NULL;
     }
-    Walk w = {.meta = PyMem_RawMalloc((size_t)want * 16),
-              .ends = PyMem_RawMalloc((size_t)want * sizeof(size_t)), .want = want};
-    if (w.meta == NULL || w.ends == NULL) {
-        PyMem_RawFree(w.meta);
-        PyMem_RawFree(w.ends);
+    Walk *w = &self->sync;
+    if (!walk_arrays(w, want))
         return PyErr_NoMemory();
-    }
-    struct stat st;  /* a file shrunk since the last walk ends where it ends now */
-    if (!self->skip_size_check && self->open && fstat(self->fd, &st) == 0
-        && (size_t)st.st_size < self->size)
-        self->size = (size_t)st.st_size;
+    w->got = 0;
+    w->used = 0;
+    w->nomem = 0;
+    check_size(self);
     catch_bus();
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    walk(self, &w);
+    walk(self, w);
     Py_END_ALLOW_THREADS
     self->busy = 0;
-    PyMem_RawFree(w.ends);
-    uint32_t *meta = w.meta;
-    Py_ssize_t got = w.got;
-    size_t used = w.used;
-    if (w.nomem) {
-        PyMem_RawFree(meta);
+    if (w->nomem)
         return PyErr_NoMemory();
-    }
+    Py_ssize_t got = w->got;
     self->frames += (unsigned long long)got;
-    PyObject *data = PyBytes_FromStringAndSize((const char *)self->out, (Py_ssize_t)used);
-    PyObject *m = PyBytes_FromStringAndSize((const char *)meta, got * 16);
-    PyMem_RawFree(meta);
+    PyObject *data = PyBytes_FromStringAndSize((const char *)w->out, (Py_ssize_t)w->used);
+    PyObject *m = PyBytes_FromStringAndSize((const char *)w->meta, got * 16);
     if (data == NULL || m == NULL) {
         Py_XDECREF(data);
         Py_XDECREF(m);
@@ -621,11 +925,60 @@ static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
     return Py_BuildValue("(NN)", data, m);
 }
 
+/* read_ahead(n): from now on a thread of the reader's own walks batches of n frames ahead */
+static PyObject *Reader_read_ahead(Reader *self, PyObject *arg)
+{
+    Py_ssize_t want = PyLong_AsSsize_t(arg);
+    if (want == -1 && PyErr_Occurred())
+        return NULL;
+    if (want < 1) {
+        PyErr_SetString(PyExc_ValueError, "n must be at least 1");
+        return NULL;
+    }
+    if (self->ahead || self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "read_ahead: the reader already walks ahead or is busy");
+        return NULL;
+    }
+    catch_bus();
+    if (!self->locks) {
+        pthread_mutex_init(&self->lock, NULL);
+        pthread_cond_init(&self->changed, NULL);
+        self->locks = 1;
+    }
+    self->ahead_want = want;
+    self->ahead = 1;
+    int rc = pthread_create(&self->thread, NULL, walk_ahead, self);
+    if (rc != 0) {
+        self->ahead = 0;
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+/* stop(): the thread of read_ahead ended (a consumer that stops early); no more batches */
+static PyObject *Reader_stop(Reader *self, PyObject *unused)
+{
+    stop_ahead(self, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Reader_get_walking_ahead(Reader *self, void *closure)
+{
+    if (!self->ahead || self->joined)
+        Py_RETURN_FALSE;
+    pthread_mutex_lock(&self->lock);
+    int running = !self->thread_done;
+    pthread_mutex_unlock(&self->lock);
+    return PyBool_FromLong(running);
+}
+
 static PyObject *Reader_get_unsure(Reader *self, void *closure)
 {
-    if (self->unsure == NULL)
+    const char *unsure = self->ahead ? self->seen_unsure : self->unsure;
+    if (unsure == NULL)
         Py_RETURN_NONE;
-    return PyUnicode_FromString(self->unsure);
+    return PyUnicode_FromString(unsure);
 }
 
 static PyObject *Reader_get_linktype(Reader *self, void *closure)
@@ -635,7 +988,7 @@ static PyObject *Reader_get_linktype(Reader *self, void *closure)
 
 static PyObject *Reader_get_records(Reader *self, void *closure)
 {
-    return PyLong_FromUnsignedLongLong(self->records);
+    return PyLong_FromUnsignedLongLong(self->ahead ? self->seen_records : self->records);
 }
 
 static PyObject *Reader_get_frames(Reader *self, void *closure)
@@ -654,7 +1007,10 @@ static PyGetSetDef Reader_getset[] = {
      "why the walk stopped before the end of the file (None: it did not)", NULL},
     {"linktype", (getter)Reader_get_linktype, NULL, "the DLT libpcap reports for the file",
      NULL},
-    {"records", (getter)Reader_get_records, NULL, "records walked", NULL},
+    {"records", (getter)Reader_get_records, NULL,
+     "records walked (walking ahead: up to the last batch handed out)", NULL},
+    {"walking_ahead", (getter)Reader_get_walking_ahead, NULL,
+     "whether the thread of read_ahead is running", NULL},
     {"frames", (getter)Reader_get_frames, NULL, "frames handed out (the filter's matches)",
      NULL},
     {NULL},
@@ -665,6 +1021,11 @@ static PyMethodDef Reader_methods[] = {
      "set_program(insns): the BPF program (pcapy BPFProgram.get_bpf()) every frame must pass"},
     {"next_batch", (PyCFunction)Reader_next_batch, METH_O,
      "next_batch(n) -> (data, meta): up to n matching frames, as pcapy-ng's next_batch"},
+    {"read_ahead", (PyCFunction)Reader_read_ahead, METH_O,
+     "read_ahead(n): a thread of the reader's own walks the next batches of n frames ahead; "
+     "next_batch then hands them out, their data as Batch buffers"},
+    {"stop", (PyCFunction)Reader_stop, METH_NOARGS,
+     "stop(): the thread of read_ahead ended; next_batch gives no more batches"},
     {NULL},
 };
 
@@ -709,7 +1070,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__pcapfile(void)
 {
-    if (PyType_Ready(&ReaderType) < 0)
+    if (PyType_Ready(&ReaderType) < 0 || PyType_Ready(&BatchType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

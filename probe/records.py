@@ -41,7 +41,7 @@ class RawBatch(NamedTuple):
     records in native byte order. Kept raw so the decoder's hot loop builds no Frame objects."""
 
     linktype: int
-    data: bytes
+    data: bytes  # or a buffer of the same bytes (probe/_pcapfile.c's Batch)
     meta: bytes
     first: int  # frame number of the first record
 

@@ -19,8 +19,6 @@ from typing import Iterable, Iterator
 from .records import Frame, RawBatch, batch_frames
 
 BATCH = 1024
-READ_AHEAD = 4  # batches a file's reader thread walks ahead of the layers
-WALK_AHEAD = 32  # records walked per frame kept from which a file gets a reader thread
 POLL = 0.1  # seconds between checks of the stop condition on an idle live interface
 SNAPLEN = 262144
 DLT_EN10MB = 1
@@ -209,61 +207,20 @@ def _libpcap_frames(path: str, filters: FilterSet, stats: CaptureStats) -> Itera
                               reread=lambda skip: _reread_tail(path, text, linktype, skip))
 
 
-def _mapped_batches(mapped) -> Iterator[tuple[bytes, bytes]]:
-    """The mapped reader's batches: walked in this thread while the filter keeps most records
-    (a thread of its own would cost more in GIL hand-overs than it saves: 6 % on a capture of
-    SIP alone), then, once it passes over WALK_AHEAD records or more for each one it keeps (a
-    media-heavy mirror: 99.6 % RTP), by a thread of its own (_read_ahead)."""
-    while True:
-        batch = mapped.next_batch(BATCH)
-        if not batch[1]:
-            return
-        yield batch
-        if mapped.records >= WALK_AHEAD * mapped.frames:
-            break
-    yield from _read_ahead(mapped)
-
-
-def _read_ahead(mapped, depth: int = READ_AHEAD) -> Iterator[tuple[bytes, bytes]]:
-    """The mapped reader's batches, walked by a thread of their own: the walk holds no GIL, so
-    on a media-heavy file, where it passes over millions of records for each batch, it runs
-    on the other core while this thread's layers work on the batch before."""
-    import queue
-
-    batches: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-
-    def offer(item) -> None:
-        while not stop.is_set():
-            try:
-                batches.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def walk() -> None:
-        try:
-            while not stop.is_set():
-                batch = mapped.next_batch(BATCH)
-                offer(batch)
-                if not batch[1]:
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            offer(exc)
-
-    reader = threading.Thread(target=walk, name="sipprobe-read", daemon=True)
-    reader.start()
+def _mapped_batches(mapped) -> Iterator[tuple]:
+    """The mapped reader's batches (data a buffer, meta bytes), walked ahead by a thread of the
+    reader's own that holds no GIL (probe/_pcapfile.c read_ahead): the walk over the file and
+    the copy of the frames run on the other core while the layers work on the batch before,
+    and the bytes of a batch are not copied again. The thread ends with the consumer."""
+    mapped.read_ahead(BATCH)
     try:
         while True:
-            batch = batches.get()
-            if isinstance(batch, BaseException):
-                raise batch
+            batch = mapped.next_batch(BATCH)
             if not batch[1]:
                 return
             yield batch
     finally:
-        stop.set()  # the consumer stopped early (an error, a limit): the thread ends too
-        reader.join()
+        mapped.stop()
 
 
 def _mapped_reader(path: str, filters: FilterSet):

@@ -67,7 +67,11 @@ def _mapped(path, text) -> tuple[list[tuple], object]:
     return _frames(reader), reader
 
 
-def _frames(reader) -> list[tuple]:
+def _frames(reader, ahead: bool = False) -> list[tuple]:
+    """Every frame the reader hands out, in batches of 7 walked here or, `ahead`, by the
+    reader's own thread (read_ahead)."""
+    if ahead:
+        reader.read_ahead(7)
     out = []
     while True:
         try:
@@ -99,6 +103,14 @@ def test_every_capture_gives_libpcaps_frames(path):
         got, reader = _mapped(path, text)
         assert got == want, (text, len(got), len(want))
         assert reader.unsure is None
+        if text in (None, default_filter()):  # walked ahead by the reader's thread: the same
+            ahead = native.Reader(str(path))
+            if text is not None:
+                ahead.set_program(pcapy.compile(ahead.linktype, SNAPLEN, text, 1, 0xFFFFFFFF)
+                                  .get_bpf())
+            assert _frames(ahead, ahead=True) == want, text
+            assert (ahead.unsure, ahead.records, ahead.frames) == (None, reader.records,
+                                                                   len(want))
 
 
 def _rewritten(src: Path, dst: Path, *, big: bool = False, nano: bool = False) -> Path:
@@ -208,7 +220,8 @@ def test_shifts_by_32_or_more_give_zero_as_in_libpcap_1_10():
     assert native.run(reader, b"", 0) == 0  # the load past the captured bytes rejects
 
 
-def test_a_file_shrunk_while_mapped_ends_like_a_cut_one(tmp_path):
+@pytest.mark.parametrize("ahead", [False, True], ids=["walked here", "walked ahead"])
+def test_a_file_shrunk_while_mapped_ends_like_a_cut_one(tmp_path, ahead):
     """Checked before each walk, a shrunk file ends where it ends now. Shrunk during a walk:
     the pages past the new end raise SIGBUS, caught inside the walk, and the rest of the last
     page reads as zeros, which is no record (the frame cut by the new end is handed out with
@@ -227,23 +240,53 @@ def test_a_file_shrunk_while_mapped_ends_like_a_cut_one(tmp_path):
         reader.skip_size_check = skip_check  # 1: as if the file shrank in the middle of a walk
         with open(path, "r+b") as f:
             f.truncate(cut)
-        got = _frames(reader)
+        got = _frames(reader, ahead)  # ahead: SIGBUS in the reader's own thread
         assert reader.unsure == why
         whole = got[:-1] if why == "a record of zeros" else got
         assert 0 < len(got) < len(everything) and whole == everything[:len(whole)], why
 
 
-def test_the_reader_thread_ends_with_its_consumer():
-    """A replay that stops early (an error, a limit) closes the batches' generator: the thread
-    that walks ahead stops too, and nothing is left running."""
-    import threading
+def _threads() -> int:
+    return len(list(Path("/proc/self/task").iterdir()))
 
+
+def test_the_reader_thread_ends_with_its_consumer(monkeypatch):
+    """A replay that stops early (an error, a limit) closes the batches' generator: the thread
+    that walks ahead (blocked here: its queue is full) stops too, and nothing is left running."""
+    monkeypatch.setattr(sources, "BATCH", 4)  # many batches: the thread is still walking
     path = REPO / "pcaps" / "lab-media-loss-5" / "capture.pcap"
-    batches = sources._read_ahead(native.Reader(str(path)), depth=1)  # as media-heavy files
+    before = _threads()
+    reader = native.Reader(str(path))
+    batches = sources._mapped_batches(reader)
     data, meta = next(batches)
-    assert meta and any(t.name == "sipprobe-read" for t in threading.enumerate())
+    assert meta and reader.walking_ahead and _threads() == before + 1
     batches.close()
-    assert not any(t.name == "sipprobe-read" for t in threading.enumerate())
+    assert not reader.walking_ahead and _threads() == before
+    assert reader.next_batch(4) == (b"", b"")  # stopped: no more batches
+
+
+def test_batches_walked_ahead_live_as_long_as_they_are_held(monkeypatch):
+    """A Batch is a buffer over memory the reader's thread walked into: it stays as it was
+    while held, after the reader's end too, and a consumer holding every batch (more than the
+    thread walks ahead) does not stop the walk."""
+    monkeypatch.setattr(sources, "BATCH", 4)
+    path = REPO / "pcaps" / "lab-media-loss-5" / "capture.pcap"
+    reader = native.Reader(str(path))
+    want = _frames(native.Reader(str(path)))
+    held = list(sources._mapped_batches(reader))
+    del reader
+    assert len(held) > 8 and not any(isinstance(data, bytes) for data, _ in held)
+    got = []
+    for data, meta in held:
+        for sec, usec, off, caplen in struct.iter_unpack("4I", meta):
+            frame = data[off:off + caplen]  # sliced as bytes are: a copy
+            assert frame == bytes(memoryview(data)[off:off + caplen]) and type(frame) is bytes
+            got.append((sec, usec, frame))
+    assert got == want
+    data = held[0][0]
+    assert len(data) == len(bytes(data)) and data[0] == bytes(data)[0] and data[-1:] == bytes(data)[-1:]
+    with pytest.raises(TypeError):
+        memoryview(data)[0] = 0  # read-only
 
 
 def test_times_past_2038_in_a_damaged_files_last_batch_as_in_the_others(tmp_path, monkeypatch):
@@ -261,29 +304,6 @@ def test_times_past_2038_in_a_damaged_files_last_batch_as_in_the_others(tmp_path
     got = _replayed(path, True, monkeypatch)
     assert got == _replayed(path, False, monkeypatch)
     assert got[0][3][0] == 0x90000000 + 0xFFFFFFF0 * 1e-6 and got[1]
-
-
-@pytest.mark.parametrize("capture,threaded", [
-    (SHARED_PCAPS / "voipshark_sip-rtp-b2bua-call-rtcp.pcap", True),  # 61 records a frame kept
-    (REPO / "pcaps" / "lab-basic-call" / "capture.pcap", False)])  # 12
-def test_a_reader_thread_only_where_the_filter_drops_most_records(capture, threaded,
-                                                                   monkeypatch):
-    """A media-heavy file (RTP dropped by the filter: many records walked per frame kept) gets
-    a thread that walks ahead; a file of SIP alone is walked between batches, in this thread."""
-    import threading
-
-    monkeypatch.setattr(sources, "BATCH", 4)  # short captures: many batches
-    path = capture
-    reader = native.Reader(str(path))
-    reader.set_program(pcapy.compile(reader.linktype, SNAPLEN, default_filter(), 1,
-                                     0xFFFFFFFF).get_bpf())
-    names = set()
-    frames = 0
-    for data, meta in sources._mapped_batches(reader):
-        names |= {t.name for t in threading.enumerate()}
-        frames += len(meta) // 16
-    assert ("sipprobe-read" in names) is threaded
-    assert frames == len(_libpcap(path, default_filter()))
 
 
 def test_a_filter_compiled_ahead_is_the_one_the_reader_takes(monkeypatch):
