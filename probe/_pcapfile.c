@@ -882,19 +882,28 @@ static PyObject *next_ahead(Reader *self)
     return Py_BuildValue("(NN)", (PyObject *)b, m);
 }
 
+/* n of next_batch(n) and read_ahead(n), at least 1; -1 with an exception set */
+static Py_ssize_t batch_size(PyObject *arg)
+{
+    Py_ssize_t want = PyLong_AsSsize_t(arg);
+    if (want == -1 && PyErr_Occurred())
+        return -1;
+    if (want < 1) {
+        PyErr_SetString(PyExc_ValueError, "n must be at least 1");
+        return -1;
+    }
+    return want;
+}
+
 /* next_batch(n) -> (data, meta): up to n matching frames; meta holds per frame four native
  * uint32 (seconds, microseconds, offset in data, captured length), as pcapy-ng's. An empty
  * meta: the walk has ended (`unsure` says whether at the end of the file). Walking ahead, the
  * batches are those of read_ahead's n, and data is a Batch. */
 static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
 {
-    Py_ssize_t want = PyLong_AsSsize_t(arg);
-    if (want == -1 && PyErr_Occurred())
+    Py_ssize_t want = batch_size(arg);
+    if (want < 0)
         return NULL;
-    if (want < 1) {
-        PyErr_SetString(PyExc_ValueError, "n must be at least 1");
-        return NULL;
-    }
     if (self->ahead)
         return next_ahead(self);
     if (self->busy) {
@@ -931,13 +940,9 @@ static PyObject *Reader_next_batch(Reader *self, PyObject *arg)
 /* read_ahead(n): from now on a thread of the reader's own walks batches of n frames ahead */
 static PyObject *Reader_read_ahead(Reader *self, PyObject *arg)
 {
-    Py_ssize_t want = PyLong_AsSsize_t(arg);
-    if (want == -1 && PyErr_Occurred())
+    Py_ssize_t want = batch_size(arg);
+    if (want < 0)
         return NULL;
-    if (want < 1) {
-        PyErr_SetString(PyExc_ValueError, "n must be at least 1");
-        return NULL;
-    }
     if (self->ahead || self->busy) {
         PyErr_SetString(PyExc_RuntimeError,
                         "read_ahead: the reader already walks ahead or is busy");
