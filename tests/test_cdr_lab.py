@@ -33,12 +33,23 @@ def assert_same_cdrs(scenario, got):
     assert [tuple(r[c] for c in TEXT_COLUMNS) for r in want] == \
         [tuple(getattr(g, c) for c in TEXT_COLUMNS) for g in got], scenario.name
     for r, g in zip(want, got):
-        # Kamailio stores start/end as whole seconds (floor of the event, lab fact 3)
-        assert abs(g.start_time - r["start_time_epoch"]) <= 1.0, (scenario.name, g.callid)
-        assert abs(g.end_time - r["end_time_epoch"]) <= 1.0, (scenario.name, g.callid)
-        assert math.floor(g.start_time) == r["start_time_epoch"], (scenario.name, g.callid)
-        assert math.floor(g.end_time) == r["end_time_epoch"], (scenario.name, g.callid)
+        assert same_second(g.start_time, r["start_time_epoch"]), (scenario.name, g.callid)
+        assert same_second(g.end_time, r["end_time_epoch"]), (scenario.name, g.callid)
         assert abs(g.duration - r["duration"]) <= 0.050, (scenario.name, g.callid)
+
+
+# Kamailio handles a message a little after the mirror saw it (tens of microseconds on the lab's
+# loopback; this much at most is taken)
+PROXY_LATENCY = 0.010
+
+
+def same_second(seen: float, stored: int) -> bool:
+    """Kamailio stores start and end as whole seconds, the floor of the time it handled the
+    event (lab fact 3): the floor of the capture's time, or the next second when the capture
+    saw the message less than PROXY_LATENCY before a second's end (found in a fresh lab run:
+    a BYE seen at .999969 s, stored as the next second)."""
+    whole = math.floor(seen)
+    return stored == whole or (stored == whole + 1 and whole + 1 - seen < PROXY_LATENCY)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.name)
