@@ -211,8 +211,12 @@ def _mapped_batches(mapped) -> Iterator[tuple]:
     """The mapped reader's batches (data a buffer, meta bytes), walked ahead by a thread of the
     reader's own that holds no GIL (probe/_pcapfile.c read_ahead): the walk over the file and
     the copy of the frames run on the other core while the layers work on the batch before,
-    and the bytes of a batch are not copied again. The thread ends with the consumer."""
-    mapped.read_ahead(BATCH)
+    and the bytes of a batch are not copied again. The thread ends with the consumer. A process
+    that cannot start one more thread (a limit) walks the file here, between batches."""
+    try:
+        mapped.read_ahead(BATCH)
+    except OSError:
+        pass
     try:
         while True:
             batch = mapped.next_batch(BATCH)

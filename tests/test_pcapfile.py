@@ -266,6 +266,30 @@ def test_the_reader_thread_ends_with_its_consumer(monkeypatch):
     assert reader.next_batch(4) == (b"", b"")  # stopped: no more batches
 
 
+def test_without_a_thread_the_file_is_walked_here(monkeypatch):
+    """pthread_create can fail (a process or cgroup limit on threads): read_ahead raises
+    OSError, and the same batches are walked in this thread instead."""
+    class NoThread:
+        def __init__(self, reader):
+            self.reader = reader
+
+        def read_ahead(self, n):
+            raise OSError(11, "Resource temporarily unavailable")
+
+        def __getattr__(self, name):
+            return getattr(self.reader, name)
+
+    monkeypatch.setattr(sources, "BATCH", 7)
+    path = REPO / "pcaps" / "lab-media-loss-5" / "capture.pcap"
+    got = [(bytes(data), meta) for data, meta in
+           sources._mapped_batches(NoThread(native.Reader(str(path))))]
+    assert all(type(data) is bytes for data, _ in
+               sources._mapped_batches(NoThread(native.Reader(str(path)))))
+    assert got == [(bytes(data), meta) for data, meta in
+                   sources._mapped_batches(native.Reader(str(path)))]
+    assert len(got) > 1
+
+
 def test_batches_walked_ahead_live_as_long_as_they_are_held(monkeypatch):
     """A Batch is a buffer over memory the reader's thread walked into: it stays as it was
     while held, after the reader's end too, and a consumer holding every batch (more than the
