@@ -442,11 +442,13 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 
 static void Reader_dealloc(Reader *self)
 {
+    /* first: the thread may be walking the mapping (no batch of it is alive: each holds the
+     * reader) */
+    stop_ahead(self, 0);
     if (self->base != NULL)
         munmap((void *)self->base, self->mapped);
     if (self->open)
         close(self->fd);
-    stop_ahead(self, 0);  /* no batch of it is alive: each holds the reader */
     while (self->spare != NULL) {
         Walk *next = self->spare->next;
         walk_free(self->spare);

@@ -5,6 +5,8 @@ the same outcome as libpcap alone (what libpcap reads, and the same damage repor
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -264,6 +266,24 @@ def test_the_reader_thread_ends_with_its_consumer(monkeypatch):
     batches.close()
     assert not reader.walking_ahead and sorted(_threads()) == sorted(before)
     assert reader.next_batch(4) == (b"", b"")  # stopped: no more batches
+
+
+def test_a_reader_dropped_while_its_thread_walks_unmaps_after_the_thread_ends(tmp_path):
+    """A reader freed with its thread in the middle of a walk (nobody took a batch: no batch
+    holds it) stops and joins that thread before it lets go of the mapping and the file: the
+    walk never reads an unmapped page (a crash: SIGSEGV is not the walk's to catch)."""
+    one = (REPO / "pcaps" / "lab-media-loss-5" / "capture.pcap").read_bytes()
+    path = tmp_path / "long.pcap"
+    path.write_bytes(one + one[24:] * 2000)  # 24 MB: each walk of 100 k frames takes a while
+    code = (f"from probe.native import load\n"
+            f"native = load('probe._pcapfile')\n"
+            f"for _ in range(200):\n"
+            f"    reader = native.Reader({str(path)!r})\n"
+            f"    reader.read_ahead(100_000)\n"
+            f"    del reader\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
 
 
 def test_without_a_thread_the_file_is_walked_here(monkeypatch):
