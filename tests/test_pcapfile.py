@@ -331,6 +331,7 @@ def test_batches_walked_ahead_live_as_long_as_they_are_held(monkeypatch):
     data = held[0][0]
     whole = bytes(data)
     assert len(data) == len(whole) and data[0] == whole[0] and data[-1:] == whole[-1:]
+    assert data[::7] == whole[::7] and data[-1::-3] == whole[-1::-3]
     with pytest.raises(TypeError):
         memoryview(data)[0] = 0  # read-only
 
