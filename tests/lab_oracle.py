@@ -63,11 +63,18 @@ def replay(scenario_dir: Path, proxies=(PROXY,), **kw):
     return records, summary
 
 
+# Kamailio writes an acc row before it relays the final reply the probe takes the row's time
+# from: 11 ms later in a fresh lab run (a 486 received at .9895 s, relayed at 1.0009 s)
+RELAY_LATENCY = 0.050
+
+
 def assert_same_rows(scenario_dir: Path, records) -> None:
-    """Every Kamailio column but id equal; times within one second of the proxy's (Kamailio
-    writes its clock truncated to the second when it relayed the final reply)."""
+    """Every Kamailio column but id equal; times in the second Kamailio stored (its clock
+    truncated to the second when it handled the final reply), or up to RELAY_LATENCY past it:
+    the probe's is the relayed reply's, which leaves the proxy after the row is written."""
     for table in ("acc", "missed_calls"):
         want, got = kamailio_rows(scenario_dir, table), probe_rows(records, table)
         assert [w for w, _ in want] == [g for g, _ in got], f"{scenario_dir.name} {table}"
         for (_, t_kam), (_, t_probe) in zip(want, got):
-            assert abs(t_probe - t_kam) <= 1.0, f"{scenario_dir.name} {table} time"
+            assert 0 <= t_probe - t_kam < 1 + RELAY_LATENCY, \
+                (f"{scenario_dir.name} {table} time", t_kam, t_probe)
